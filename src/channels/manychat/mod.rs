@@ -1,0 +1,1 @@
+//! ManyChat Dynamic Block endpoints answering in the v2 response format.

@@ -1,0 +1,1 @@
+//! Messenger Platform: webhook intake, durable per-customer processing, Send API delivery.

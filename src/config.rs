@@ -1,0 +1,373 @@
+//! Settings: the committed `config.toml`, then `LOYALTY__<SECTION>__<KEY>` environment
+//! overrides, checked once at start-up with errors that name the key. Nothing reads the
+//! environment after that.
+
+use crate::domain::{Catalogue, Points, Reward};
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A secret string: never printed by `Debug` or `Display`.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_set(&self) -> bool {
+        !self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "[empty]" } else { "[redacted]" })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub store: StoreSettings,
+    pub program: ProgramSettings,
+    #[serde(default)]
+    pub rewards: Vec<RewardSettings>,
+    pub messenger: MessengerSettings,
+    pub manychat: ManychatSettings,
+    pub shop: ShopSettings,
+    pub admin: AdminSettings,
+    #[serde(default = "default_flows_dir")]
+    pub flows_dir: PathBuf,
+}
+
+fn default_flows_dir() -> PathBuf {
+    PathBuf::from("flows")
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub bind: String,
+    pub public_url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    pub path: PathBuf,
+    /// sled page-cache size; RSS follows it.
+    #[serde(default = "default_cache")]
+    pub cache_capacity_mb: u64,
+}
+
+fn default_cache() -> u64 {
+    64
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProgramSettings {
+    pub signup_bonus: u64,
+    pub points_per_currency_unit: u32,
+    pub coupon_valid_days: u32,
+    pub currency: String,
+    pub locale: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RewardSettings {
+    pub id: String,
+    pub title: String,
+    pub points: u64,
+    pub product_ids: Vec<String>,
+    pub checkout_url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessengerSettings {
+    pub app_secret: Secret,
+    pub verify_token: Secret,
+    pub page_access_token: Secret,
+    pub graph_api_url: String,
+}
+
+impl MessengerSettings {
+    pub fn enabled(&self) -> bool {
+        self.app_secret.is_set() && self.verify_token.is_set() && self.page_access_token.is_set()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManychatSettings {
+    pub token: Secret,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShopKind {
+    Fixture,
+    Generic,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShopSettings {
+    pub kind: ShopKind,
+    pub orders_file: PathBuf,
+    pub verify_url: String,
+    pub coupon_url: String,
+    pub secret: Secret,
+    pub timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSettings {
+    pub token: Secret,
+}
+
+/// A configuration mistake, naming the key (or file) and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("config: {message}")]
+    Shape { message: String },
+    #[error("config key `{key}`: {problem}")]
+    Invalid { key: String, problem: String },
+    #[error("environment variable {var}: {problem}")]
+    Env { var: String, problem: String },
+}
+
+const ENV_PREFIX: &str = "LOYALTY__";
+
+impl Settings {
+    /// Reads `path`, applies environment overrides from `env`, and validates.
+    pub fn load(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text, path, env)
+    }
+
+    pub fn from_toml(
+        text: &str,
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, ConfigError> {
+        let mut value: toml::Value = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
+            path: path.to_owned(),
+            message: e.message().to_owned(),
+        })?;
+        for (var, raw) in env {
+            if let Some(rest) = var.strip_prefix(ENV_PREFIX) {
+                apply_override(&mut value, &var, rest, &raw)?;
+            }
+        }
+        let settings: Settings = value.try_into().map_err(|e: toml::de::Error| ConfigError::Shape {
+            message: e.message().to_owned(),
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, problem: &str| ConfigError::Invalid {
+            key: key.into(),
+            problem: problem.into(),
+        };
+        if self.server.bind.parse::<std::net::SocketAddr>().is_err() {
+            return Err(bad("server.bind", "must be an address like 127.0.0.1:8080"));
+        }
+        let public = url::Url::parse(&self.server.public_url)
+            .map_err(|e| bad("server.public_url", &format!("not a URL: {e}")))?;
+        if !matches!(public.scheme(), "http" | "https") {
+            return Err(bad("server.public_url", "must be http or https"));
+        }
+        if self.program.points_per_currency_unit == 0 {
+            return Err(bad("program.points_per_currency_unit", "must be at least 1"));
+        }
+        if self.program.coupon_valid_days == 0 || self.program.coupon_valid_days > 3650 {
+            return Err(bad("program.coupon_valid_days", "must be between 1 and 3650"));
+        }
+        let cur = &self.program.currency;
+        if cur.len() != 3 || !cur.chars().all(|c| c.is_ascii_uppercase()) {
+            return Err(bad("program.currency", "must be a 3-letter ISO code such as EUR"));
+        }
+        if !matches!(self.program.locale.as_str(), "en" | "de") {
+            return Err(bad("program.locale", "must be \"en\" or \"de\""));
+        }
+        if self.rewards.is_empty() {
+            return Err(bad("rewards", "define at least one [[rewards]] entry"));
+        }
+        let mut ids = std::collections::HashSet::new();
+        for (i, r) in self.rewards.iter().enumerate() {
+            let key = |k: &str| format!("rewards[{i}].{k}");
+            if r.id.is_empty() || !r.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') || r.id.len() > 40 {
+                return Err(bad(&key("id"), "1-40 characters of letters, digits, - and _"));
+            }
+            if !ids.insert(r.id.to_ascii_lowercase()) {
+                return Err(bad(&key("id"), "duplicate reward id"));
+            }
+            if r.title.trim().is_empty() {
+                return Err(bad(&key("title"), "must not be empty"));
+            }
+            if r.points == 0 {
+                return Err(bad(&key("points"), "must be at least 1"));
+            }
+            if r.product_ids.is_empty() {
+                return Err(bad(&key("product_ids"), "a reward coupon must be limited to at least one product"));
+            }
+            url::Url::parse(&r.checkout_url).map_err(|e| bad(&key("checkout_url"), &format!("not a URL: {e}")))?;
+        }
+        if self.messenger.enabled() {
+            url::Url::parse(&self.messenger.graph_api_url)
+                .map_err(|e| bad("messenger.graph_api_url", &format!("not a URL: {e}")))?;
+        }
+        if self.shop.timeout_secs == 0 || self.shop.timeout_secs > 60 {
+            return Err(bad("shop.timeout_secs", "must be between 1 and 60"));
+        }
+        if self.shop.kind == ShopKind::Generic {
+            for (k, v) in [("shop.verify_url", &self.shop.verify_url), ("shop.coupon_url", &self.shop.coupon_url)] {
+                url::Url::parse(v).map_err(|e| bad(k, &format!("required for kind = \"generic\"; not a URL: {e}")))?;
+            }
+            if !self.shop.secret.is_set() {
+                return Err(bad("shop.secret", "required for kind = \"generic\" (set LOYALTY__SHOP__SECRET)"));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn catalogue(&self) -> Catalogue {
+        Catalogue::new(
+            self.rewards
+                .iter()
+                .map(|r| Reward {
+                    id: r.id.clone(),
+                    title: r.title.clone(),
+                    points: Points(r.points),
+                    product_ids: r.product_ids.clone(),
+                    checkout_url: r.checkout_url.clone(),
+                })
+                .collect(),
+        )
+    }
+
+    /// `public_url` joined with a path, for callback URLs handed to ManyChat.
+    pub fn public_url(&self, path: &str) -> String {
+        format!("{}{}", self.server.public_url.trim_end_matches('/'), path)
+    }
+}
+
+/// `LOYALTY__MESSENGER__APP_SECRET=x` sets `messenger.app_secret = "x"`. The value keeps the
+/// type of the key it replaces: strings stay strings, numbers and booleans are parsed.
+fn apply_override(root: &mut toml::Value, var: &str, path: &str, raw: &str) -> Result<(), ConfigError> {
+    let err = |problem: &str| ConfigError::Env {
+        var: var.into(),
+        problem: problem.into(),
+    };
+    let parts: Vec<String> = path.split("__").map(|p| p.to_ascii_lowercase()).collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(err("expected LOYALTY__<SECTION>__<KEY>"));
+    }
+    let (last, sections) = parts.split_last().ok_or_else(|| err("no key"))?;
+    let mut table = root.as_table_mut().ok_or_else(|| err("config root is not a table"))?;
+    for s in sections {
+        table = table
+            .entry(s.clone())
+            .or_insert_with(|| toml::Value::Table(Default::default()))
+            .as_table_mut()
+            .ok_or_else(|| err(&format!("`{s}` is not a section")))?;
+    }
+    let new = match table.get(last) {
+        None | Some(toml::Value::String(_)) => toml::Value::String(raw.to_owned()),
+        Some(toml::Value::Integer(_)) => toml::Value::Integer(raw.trim().parse().map_err(|_| err("expected a whole number"))?),
+        Some(toml::Value::Boolean(_)) => toml::Value::Boolean(raw.trim().parse().map_err(|_| err("expected true or false"))?),
+        Some(toml::Value::Float(_)) => toml::Value::Float(raw.trim().parse().map_err(|_| err("expected a number"))?),
+        Some(_) => return Err(err("this key cannot be set from the environment")),
+    };
+    table.insert(last.clone(), new);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = include_str!("../config.toml");
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        Settings::from_toml(
+            text,
+            Path::new("config.toml"),
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn committed_config_is_valid_and_has_channels_disabled() {
+        let s = load(BASE, &[]).unwrap();
+        assert_eq!(s.program.signup_bonus, 50);
+        assert!(!s.messenger.enabled());
+        assert!(!s.manychat.token.is_set());
+        assert_eq!(s.catalogue().cheapest().unwrap().points, Points(200));
+    }
+
+    #[test]
+    fn environment_overrides_any_key_with_its_type() {
+        let s = load(
+            BASE,
+            &[
+                ("LOYALTY__MESSENGER__APP_SECRET", "s3cret"),
+                ("LOYALTY__PROGRAM__SIGNUP_BONUS", "75"),
+                ("LOYALTY__SERVER__BIND", "127.0.0.1:9999"),
+                ("UNRELATED", "x"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.messenger.app_secret.expose(), "s3cret");
+        assert_eq!(s.program.signup_bonus, 75);
+        assert_eq!(s.server.bind, "127.0.0.1:9999");
+    }
+
+    #[test]
+    fn mistakes_name_the_key() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("LOYALTY__PROGRAM__SIGNUP_BONUS", "lots")], "LOYALTY__PROGRAM__SIGNUP_BONUS"),
+            (&[("LOYALTY__PROGRAM__CURRENCY", "euro")], "program.currency"),
+            (&[("LOYALTY__SERVER__BIND", "nowhere")], "server.bind"),
+            (&[("LOYALTY__SHOP__KIND", "generic")], "shop.verify_url"),
+            (&[("LOYALTY__SHOP__TIMEOUT_SECS", "0")], "shop.timeout_secs"),
+            (&[("LOYALTY__PROGRAM__LOCALE", "fr")], "program.locale"),
+            (&[("LOYALTY__PROGRAM__COLOUR", "red")], "colour"),
+        ];
+        for (env, key) in cases {
+            let e = load(BASE, env).unwrap_err().to_string();
+            assert!(e.contains(key), "{env:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug_output() {
+        let s = load(BASE, &[("LOYALTY__MANYCHAT__TOKEN", "tok-123"), ("LOYALTY__ADMIN__TOKEN", "adm-456")]).unwrap();
+        let dbg = format!("{s:?}");
+        assert!(!dbg.contains("tok-123") && !dbg.contains("adm-456"), "{dbg}");
+        assert!(dbg.contains("[redacted]"));
+    }
+}

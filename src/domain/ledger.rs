@@ -1,0 +1,80 @@
+//! The append-only ledger: every change of a balance is one entry, and a balance is their sum.
+
+use super::{OrderNumber, Points};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    SignupBonus,
+    OrderCredit,
+    Redemption,
+    /// Gives back the points of a redemption whose coupon the shop did not create.
+    RedemptionReversal,
+}
+
+/// One ledger line. `points` is signed: credits are positive, redemptions negative.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    pub kind: EntryKind,
+    pub points: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_number: Option<OrderNumber>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reward_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coupon_code: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+impl LedgerEntry {
+    pub fn signup_bonus(points: Points, at: DateTime<Utc>) -> Self {
+        Self::new(EntryKind::SignupBonus, signed(points), at)
+    }
+
+    pub fn order_credit(order: OrderNumber, points: Points, at: DateTime<Utc>) -> Self {
+        LedgerEntry {
+            order_number: Some(order),
+            ..Self::new(EntryKind::OrderCredit, signed(points), at)
+        }
+    }
+
+    pub fn redemption(reward_id: &str, code: &str, points: Points, at: DateTime<Utc>) -> Self {
+        LedgerEntry {
+            reward_id: Some(reward_id.to_owned()),
+            coupon_code: Some(code.to_owned()),
+            ..Self::new(EntryKind::Redemption, -signed(points), at)
+        }
+    }
+
+    pub fn reversal(reward_id: &str, code: &str, points: Points, at: DateTime<Utc>) -> Self {
+        LedgerEntry {
+            reward_id: Some(reward_id.to_owned()),
+            coupon_code: Some(code.to_owned()),
+            ..Self::new(EntryKind::RedemptionReversal, signed(points), at)
+        }
+    }
+
+    fn new(kind: EntryKind, points: i64, at: DateTime<Utc>) -> Self {
+        LedgerEntry {
+            kind,
+            points,
+            order_number: None,
+            reward_id: None,
+            coupon_code: None,
+            at,
+        }
+    }
+}
+
+fn signed(points: Points) -> i64 {
+    // Balances are bounded far below i64::MAX by the order totals that create them.
+    i64::try_from(points.0).unwrap_or(i64::MAX)
+}
+
+/// The balance a ledger adds up to; `None` if it would be negative (a broken invariant).
+pub fn balance_of(entries: &[LedgerEntry]) -> Option<Points> {
+    let sum: i128 = entries.iter().map(|e| i128::from(e.points)).sum();
+    u64::try_from(sum).ok().map(Points)
+}

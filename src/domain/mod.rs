@@ -1,0 +1,29 @@
+//! Pure domain types and rules: members, points, the ledger, orders, rewards and coupons.
+//! Nothing here knows about HTTP, sled, reqwest or the chat channels.
+
+pub mod coupons;
+pub mod ledger;
+pub mod members;
+pub mod orders;
+pub mod points;
+pub mod rewards;
+
+pub use coupons::{Coupon, CouponCode, CouponStatus};
+pub use ledger::{EntryKind, LedgerEntry};
+pub use members::{Channel, ChatIdentity, Email, Member, MemberId, Profile};
+pub use orders::{points_for, OrderNumber, OrderStatus, VerifiedOrder};
+pub use points::Points;
+pub use rewards::{Catalogue, Reward};
+
+/// A value from outside failed the domain's rules.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    #[error("not a valid email address: {0}")]
+    InvalidEmail(&'static str),
+    #[error("not a valid order number: {0}")]
+    InvalidOrderNumber(&'static str),
+    #[error("not a valid amount: {0}")]
+    InvalidAmount(String),
+    #[error("not a valid chat identity: {0}")]
+    InvalidIdentity(&'static str),
+}

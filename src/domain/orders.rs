@@ -1,0 +1,218 @@
+//! Orders as the shop reports them, and the one rule that turns an order total into points.
+
+use super::{DomainError, Email, Points};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// An order number as the shop prints it, without a leading `#`: `1001`, `A-2031`.
+/// Case is kept (shops differ), but surrounding space and `#` are not.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct OrderNumber(String);
+
+impl OrderNumber {
+    /// Parses what a customer might type or a link might carry: `1001`, `#1001`,
+    /// `order 1001`, `Order #1001`, `Bestellung 1001`, `order-1001`.
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        let mut s = raw.trim();
+        for prefix in ["order", "bestellung", "bestell-nr", "nr", "no"] {
+            if s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix) {
+                let rest = &s[prefix.len()..];
+                let trimmed = rest.trim_start_matches(|c: char| c.is_whitespace() || c == '-' || c == ':' || c == '.');
+                if trimmed.len() < rest.len() || rest.starts_with('#') {
+                    s = trimmed;
+                    break;
+                }
+            }
+        }
+        let s = s.trim().trim_start_matches('#').trim();
+        if s.is_empty() {
+            return Err(DomainError::InvalidOrderNumber("empty"));
+        }
+        if s.len() > 64 {
+            return Err(DomainError::InvalidOrderNumber("longer than 64 characters"));
+        }
+        if !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(DomainError::InvalidOrderNumber("only letters, digits, - and _ are allowed"));
+        }
+        if !s.chars().any(|c| c.is_ascii_digit()) {
+            return Err(DomainError::InvalidOrderNumber("has no digit"));
+        }
+        Ok(OrderNumber(s.to_owned()))
+    }
+
+    /// True when free text (not an answer to a question) looks like an order number on its own,
+    /// so typing `1001` or `#1001` in chat starts a claim.
+    pub fn looks_like_claim(text: &str) -> bool {
+        let t = text.trim();
+        let lower = t.to_lowercase();
+        let explicit = lower.starts_with("order") || lower.starts_with("bestellung") || t.starts_with('#');
+        let bare = t.len() >= 3 && t.chars().all(|c| c.is_ascii_digit());
+        (explicit || bare) && Self::parse(t).is_ok()
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for OrderNumber {
+    type Error = DomainError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        OrderNumber::parse(&s)
+    }
+}
+
+impl From<OrderNumber> for String {
+    fn from(o: OrderNumber) -> String {
+        o.0
+    }
+}
+
+impl fmt::Display for OrderNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where the shop says an order stands. Only paid or completed orders earn points.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    Paid,
+    Completed,
+    Pending,
+    Cancelled,
+    Refunded,
+    Other(String),
+}
+
+impl OrderStatus {
+    /// Maps the words shops use (generic contract, WooCommerce, Shopify financial status).
+    pub fn parse(raw: &str) -> OrderStatus {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "paid" | "processing" => OrderStatus::Paid,
+            "completed" | "complete" | "fulfilled" => OrderStatus::Completed,
+            "pending" | "on-hold" | "on_hold" | "authorized" | "partially_paid" | "unpaid" => {
+                OrderStatus::Pending
+            }
+            "cancelled" | "canceled" | "voided" | "failed" | "trash" => OrderStatus::Cancelled,
+            "refunded" | "partially_refunded" => OrderStatus::Refunded,
+            other => OrderStatus::Other(other.to_owned()),
+        }
+    }
+
+    pub fn earns(&self) -> bool {
+        matches!(self, OrderStatus::Paid | OrderStatus::Completed)
+    }
+
+    /// Short word for messages and logs.
+    pub fn as_str(&self) -> &str {
+        match self {
+            OrderStatus::Paid => "paid",
+            OrderStatus::Completed => "completed",
+            OrderStatus::Pending => "pending",
+            OrderStatus::Cancelled => "cancelled",
+            OrderStatus::Refunded => "refunded",
+            OrderStatus::Other(s) => s,
+        }
+    }
+}
+
+/// An order the shop confirmed exists and belongs to `email`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifiedOrder {
+    pub number: OrderNumber,
+    pub email: Email,
+    /// Exact decimal total in the order's currency (never a float).
+    pub total: Decimal,
+    pub currency: String,
+    pub status: OrderStatus,
+}
+
+/// Parses a shop's decimal amount (`"59.90"`, `59.9`, `"1,234.50"` is refused) without floats.
+pub fn parse_amount(raw: &str) -> Result<Decimal, DomainError> {
+    let s = raw.trim();
+    let ok_chars = !s.is_empty()
+        && s.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && s.chars().filter(|&c| c == '.').count() <= 1
+        && !s.starts_with('.')
+        && !s.ends_with('.');
+    if !ok_chars || s.len() > 24 {
+        return Err(DomainError::InvalidAmount(raw.chars().take(32).collect()));
+    }
+    s.parse::<Decimal>()
+        .map_err(|_| DomainError::InvalidAmount(raw.chars().take(32).collect()))
+}
+
+/// Points an order earns: floor(total × rate), computed in decimal. Negative totals earn 0.
+pub fn points_for(total: Decimal, points_per_unit: u32) -> Points {
+    if total.is_sign_negative() {
+        return Points::ZERO;
+    }
+    let product = total.checked_mul(Decimal::from(points_per_unit)).unwrap_or(Decimal::MAX);
+    let floored = product.floor();
+    Points(u64::try_from(floored.mantissa() / 10i128.pow(floored.scale())).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_numbers_are_read_the_way_customers_type_them() {
+        for (raw, want) in [
+            ("1001", "1001"),
+            ("#1001", "1001"),
+            ("order 1001", "1001"),
+            ("Order #1001", "1001"),
+            ("ORDER: 1001", "1001"),
+            ("Bestellung 1001", "1001"),
+            ("order-1001", "1001"),
+            (" A-2031 ", "A-2031"),
+        ] {
+            assert_eq!(OrderNumber::parse(raw).unwrap().as_str(), want, "input {raw:?}");
+        }
+        for bad in ["", "#", "order", "10 01", "1001;DROP", "abc", &"9".repeat(65)] {
+            assert!(OrderNumber::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn only_order_like_text_starts_a_claim() {
+        assert!(OrderNumber::looks_like_claim("1001"));
+        assert!(OrderNumber::looks_like_claim("#1001"));
+        assert!(OrderNumber::looks_like_claim("order 1001"));
+        assert!(!OrderNumber::looks_like_claim("hi"));
+        assert!(!OrderNumber::looks_like_claim("42"));
+        assert!(!OrderNumber::looks_like_claim("points"));
+    }
+
+    #[test]
+    fn points_are_the_floor_of_the_decimal_total() {
+        let cases = [("59.90", 1, 59), ("42.50", 1, 42), ("0.99", 1, 0), ("100", 1, 100), ("19.99", 3, 59), ("0.1", 10, 1)];
+        for (total, rate, want) in cases {
+            let t = parse_amount(total).unwrap();
+            assert_eq!(points_for(t, rate), Points(want), "{total} x {rate}");
+        }
+    }
+
+    #[test]
+    fn amounts_must_be_plain_decimals() {
+        for bad in ["", "-1", "1,50", "1.2.3", "abc", ".5", "5.", "1e3", "NaN"] {
+            assert!(parse_amount(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_amount("59.90").unwrap().to_string(), "59.90");
+    }
+
+    #[test]
+    fn order_status_words_map_to_earning_or_not() {
+        assert!(OrderStatus::parse("paid").earns());
+        assert!(OrderStatus::parse("Completed").earns());
+        assert!(OrderStatus::parse("processing").earns());
+        for s in ["pending", "on-hold", "cancelled", "refunded", "failed", "weird"] {
+            assert!(!OrderStatus::parse(s).earns(), "{s}");
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! The reward catalogue: what points buy, what a balance affords now, and what comes next.
+
+use super::Points;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reward {
+    pub id: String,
+    pub title: String,
+    pub points: Points,
+    pub product_ids: Vec<String>,
+    pub checkout_url: String,
+}
+
+/// Rewards ordered by cost, cheapest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Catalogue {
+    rewards: Vec<Reward>,
+}
+
+impl Catalogue {
+    pub fn new(mut rewards: Vec<Reward>) -> Self {
+        rewards.sort_by(|a, b| a.points.cmp(&b.points).then_with(|| a.id.cmp(&b.id)));
+        Catalogue { rewards }
+    }
+
+    pub fn all(&self) -> &[Reward] {
+        &self.rewards
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Reward> {
+        self.rewards.iter().find(|r| r.id.eq_ignore_ascii_case(id.trim()))
+    }
+
+    pub fn cheapest(&self) -> Option<&Reward> {
+        self.rewards.first()
+    }
+
+    pub fn affordable(&self, balance: Points) -> impl Iterator<Item = &Reward> {
+        self.rewards.iter().filter(move |r| r.points <= balance)
+    }
+
+    /// The cheapest reward the balance does not reach yet, with the points still missing.
+    pub fn next_goal(&self, balance: Points) -> Option<(&Reward, Points)> {
+        self.rewards
+            .iter()
+            .find(|r| r.points > balance)
+            .map(|r| (r, balance.gap_to(r.points)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reward(id: &str, points: u64) -> Reward {
+        Reward {
+            id: id.into(),
+            title: id.into(),
+            points: Points(points),
+            product_ids: vec![],
+            checkout_url: String::new(),
+        }
+    }
+
+    #[test]
+    fn affordable_and_next_goal_follow_the_balance() {
+        let c = Catalogue::new(vec![reward("bag", 500), reward("mug", 200)]);
+        assert_eq!(c.cheapest().unwrap().id, "mug");
+        assert_eq!(c.affordable(Points(199)).count(), 0);
+        assert_eq!(c.next_goal(Points(150)).map(|(r, g)| (r.id.as_str(), g)), Some(("mug", Points(50))));
+        let now: Vec<_> = c.affordable(Points(200)).map(|r| r.id.as_str()).collect();
+        assert_eq!(now, ["mug"]);
+        assert_eq!(c.next_goal(Points(200)).map(|(r, g)| (r.id.as_str(), g)), Some(("bag", Points(300))));
+        assert!(c.next_goal(Points(900)).is_none());
+    }
+}

@@ -1,0 +1,9 @@
+//! The flow engine: conversations as data. Flow files in `flows/` (one per flow) hold the steps,
+//! prompts, quick replies and message templates per locale; the engine runs them against the
+//! [`crate::program::Program`] use cases, with no knowledge of Messenger or ManyChat.
+
+mod engine;
+pub mod turn;
+
+pub use engine::Engine;
+pub use turn::{payloads, Awaiting, Button, Choice, Expect, Input, InputEvent, Reply, Turn};

@@ -1,0 +1,96 @@
+//! What goes into the engine (who said what) and what comes out (replies), independent of any
+//! chat platform. Channels translate their wire formats to and from these types.
+
+use crate::domain::{ChatIdentity, MemberId, Points, Profile};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One thing the customer did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputEvent {
+    /// Typed text (also a quick-reply tap without a payload we know).
+    Text(String),
+    /// A quick-reply or button payload, e.g. `LOYALTY_BALANCE`, `REDEEM:free-mug`.
+    Payload(String),
+    /// An m.me link `ref` (`join`, `order-1001`) from a referral event.
+    Referral(String),
+    /// The Get Started button, possibly with the `ref` of the m.me link that opened the thread.
+    GetStarted { referral: Option<String> },
+}
+
+#[derive(Debug, Clone)]
+pub struct Input {
+    pub who: ChatIdentity,
+    pub profile: Profile,
+    pub event: InputEvent,
+}
+
+/// A tappable choice shown under a message (Messenger quick reply / ManyChat quick reply).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Choice {
+    pub title: String,
+    pub payload: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Button {
+    Url { title: String, url: String },
+    Postback { title: String, payload: String },
+}
+
+/// One message to the customer. Channels enforce their platform's limits when rendering.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reply {
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub choices: Vec<Choice>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub buttons: Vec<Button>,
+}
+
+/// What kind of answer a paused flow waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Expect {
+    Email,
+    OrderNumber,
+    /// One of the choices offered (a payload); typed text is matched against titles.
+    Choice,
+}
+
+/// A flow paused on a question. Stateless channels (ManyChat) carry `vars` in their callback
+/// and call [`crate::flows::Engine::run`] again with the answer added under `var`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Awaiting {
+    pub flow: String,
+    pub var: String,
+    pub expect: Expect,
+    pub vars: BTreeMap<String, String>,
+}
+
+/// The engine's answer to one input.
+#[derive(Debug, Clone, Default)]
+pub struct Turn {
+    pub replies: Vec<Reply>,
+    /// The member behind the chat identity after this turn, if any.
+    pub member: Option<MemberId>,
+    /// The member's balance after this turn (set whenever the member is known).
+    pub balance: Option<Points>,
+    /// True when this turn changed the balance (join, claim, redeem).
+    pub points_changed: bool,
+    pub awaiting: Option<Awaiting>,
+}
+
+/// Payloads the engine understands. Channels use them as quick-reply and button payloads.
+pub mod payloads {
+    pub const JOIN: &str = "LOYALTY_JOIN";
+    pub const JOIN_YES: &str = "LOYALTY_JOIN_YES";
+    pub const JOIN_NO: &str = "LOYALTY_JOIN_NO";
+    pub const CLAIM: &str = "LOYALTY_CLAIM_ORDER";
+    pub const BALANCE: &str = "LOYALTY_BALANCE";
+    pub const REDEEM: &str = "LOYALTY_REDEEM";
+    pub const HELP: &str = "LOYALTY_HELP";
+    /// `REDEEM:<reward id>` picks a reward.
+    pub const REDEEM_PREFIX: &str = "REDEEM:";
+}

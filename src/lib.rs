@@ -1,0 +1,23 @@
+//! loyalty-bot: a self-hosted customer-loyalty engine for Facebook Messenger and ManyChat.
+//!
+//! # Layout
+//! - [`domain`]: members, points, ledger, orders, rewards, coupons. Pure rules, no I/O.
+//! - [`store`]: the storage seam ([`store::LoyaltyStore`], [`store::EventQueue`]) and its sled backend.
+//! - [`shop`]: the shop seam ([`shop::Shop`]): order look-ups and coupon creation.
+//! - [`program`]: the use cases (join, claim, balance, redeem); orders side effects.
+//! - [`flows`]: the flow engine; conversations as data from `flows/`.
+//! - [`channels`]: Messenger and ManyChat wire formats to and from the engine.
+//! - [`http`]: the HTTP surface (health, admin, error mapping) and [`startup`] wiring.
+//!
+//! Dependencies point inwards: `http`/`channels` → `flows` → `program` → `{store, shop}` → `domain`.
+
+pub mod channels;
+pub mod config;
+pub mod domain;
+pub mod flows;
+pub mod http;
+pub mod program;
+pub mod shop;
+pub mod signature;
+pub mod startup;
+pub mod store;

@@ -1,0 +1,238 @@
+//! The use cases every channel shares: join, claim an order, show a balance, redeem a reward.
+//! This is the only code that orders side effects: ask the shop, then commit atomically (and
+//! durably) in the store, and only then report success to the caller.
+
+use crate::domain::{
+    points_for, Catalogue, ChatIdentity, Coupon, CouponCode, Email, Member, MemberId, OrderNumber,
+    OrderStatus, Points, Profile, Reward,
+};
+use crate::shop::{CouponRequest, Shop, ShopError};
+use crate::store::{ClaimOutcome, JoinOutcome, LoyaltyStore, MemberAccount, NewMember, RedeemOutcome, StoreError};
+use chrono::{DateTime, Duration, Utc};
+use std::sync::Arc;
+
+/// The program's rules, from `[program]`.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub signup_bonus: Points,
+    pub points_per_currency_unit: u32,
+    pub coupon_valid_days: u32,
+    pub currency: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProgramError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("a storage task failed to complete")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JoinResult {
+    Joined(MemberAccount),
+    AlreadyMember(MemberAccount),
+    EmailTaken,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimResult {
+    Credited { order: OrderNumber, points: Points, balance: Points },
+    AlreadyClaimedByYou { at: DateTime<Utc>, balance: Points },
+    AlreadyClaimedByOther,
+    /// No such order, or it belongs to another email (the two are not told apart on purpose).
+    NotFound,
+    NotPaid(OrderStatus),
+    OtherCurrency(String),
+    ShopUnavailable,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedeemResult {
+    Redeemed { coupon: Coupon, reward: Reward, balance: Points },
+    Insufficient { reward: Reward, balance: Points, gap: Points },
+    UnknownReward,
+    /// The shop did not create the coupon; the points were not spent.
+    ShopUnavailable { balance: Points },
+}
+
+pub struct Program {
+    store: Arc<dyn LoyaltyStore>,
+    shop: Arc<dyn Shop>,
+    catalogue: Catalogue,
+    rules: Rules,
+}
+
+impl Program {
+    pub fn new(store: Arc<dyn LoyaltyStore>, shop: Arc<dyn Shop>, catalogue: Catalogue, rules: Rules) -> Self {
+        Program {
+            store,
+            shop,
+            catalogue,
+            rules,
+        }
+    }
+
+    pub fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
+    }
+
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    pub fn store(&self) -> &Arc<dyn LoyaltyStore> {
+        &self.store
+    }
+
+    /// Runs a store operation on the blocking pool (sled and the group-commit wait block),
+    /// inside the caller's tracing span.
+    pub async fn blocking<T, F>(&self, f: F) -> Result<T, ProgramError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn LoyaltyStore) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = Arc::clone(&self.store);
+        let span = tracing::Span::current();
+        let out = tokio::task::spawn_blocking(move || span.in_scope(|| f(store.as_ref()))).await??;
+        Ok(out)
+    }
+
+    pub async fn account(&self, who: &ChatIdentity) -> Result<Option<MemberAccount>, ProgramError> {
+        let who = who.clone();
+        self.blocking(move |s| s.member_by_identity(&who)).await
+    }
+
+    pub async fn join(&self, who: &ChatIdentity, email: Email, profile: Profile) -> Result<JoinResult, ProgramError> {
+        let new = NewMember {
+            identity: who.clone(),
+            email,
+            profile,
+            bonus: self.rules.signup_bonus,
+        };
+        let out = self.blocking(move |s| s.join(new, Utc::now())).await?;
+        Ok(match out {
+            JoinOutcome::Joined(a) => {
+                tracing::info!(member.id = %a.member.id, "member joined");
+                JoinResult::Joined(a)
+            }
+            JoinOutcome::AlreadyMember(a) => JoinResult::AlreadyMember(a),
+            JoinOutcome::EmailTaken => JoinResult::EmailTaken,
+        })
+    }
+
+    pub async fn claim(&self, member: &Member, order: OrderNumber) -> Result<ClaimResult, ProgramError> {
+        let id = member.id;
+        // Cheap early answer for repeat claims; the store's index is the real guard.
+        let o = order.clone();
+        if let Some((by, at)) = self.blocking(move |s| s.order_claim(&o)).await? {
+            return self.already_claimed(id, by, at).await;
+        }
+        let found = match self.shop.find_order(&order, &member.email).await {
+            Ok(found) => found,
+            Err(e) => {
+                log_shop_error(&e, "order look-up");
+                return Ok(ClaimResult::ShopUnavailable);
+            }
+        };
+        let Some(shop_order) = found.filter(|o| o.email == member.email && o.number == order) else {
+            return Ok(ClaimResult::NotFound);
+        };
+        if !shop_order.status.earns() {
+            return Ok(ClaimResult::NotPaid(shop_order.status));
+        }
+        if !shop_order.currency.eq_ignore_ascii_case(&self.rules.currency) {
+            return Ok(ClaimResult::OtherCurrency(shop_order.currency));
+        }
+        let points = points_for(shop_order.total, self.rules.points_per_currency_unit);
+        let verified = crate::domain::VerifiedOrder {
+            number: shop_order.number,
+            email: shop_order.email,
+            total: shop_order.total,
+            currency: shop_order.currency,
+            status: shop_order.status,
+        };
+        let out = self
+            .blocking(move |s| s.claim_order(id, &verified, points, Utc::now()))
+            .await?;
+        match out {
+            ClaimOutcome::Credited { points, balance } => {
+                tracing::info!(member.id = %id, order = %order, points = points.0, "order credited");
+                Ok(ClaimResult::Credited { order, points, balance })
+            }
+            ClaimOutcome::AlreadyClaimed { by, at } => self.already_claimed(id, by, at).await,
+        }
+    }
+
+    async fn already_claimed(&self, me: MemberId, by: MemberId, at: DateTime<Utc>) -> Result<ClaimResult, ProgramError> {
+        if by != me {
+            return Ok(ClaimResult::AlreadyClaimedByOther);
+        }
+        let balance = self.balance(me).await?;
+        Ok(ClaimResult::AlreadyClaimedByYou { at, balance })
+    }
+
+    pub async fn balance(&self, member: MemberId) -> Result<Points, ProgramError> {
+        let acc = self.blocking(move |s| s.member(member)).await?;
+        Ok(acc.map(|a| a.balance).unwrap_or_default())
+    }
+
+    pub async fn redeem(&self, member: &Member, reward_id: &str) -> Result<RedeemResult, ProgramError> {
+        let Some(reward) = self.catalogue.get(reward_id).cloned() else {
+            return Ok(RedeemResult::UnknownReward);
+        };
+        let id = member.id;
+        let now = Utc::now();
+        let expires_at = now + Duration::days(i64::from(self.rules.coupon_valid_days));
+        let code = CouponCode::generate(&reward.id);
+        let r = reward.clone();
+        let out = self
+            .blocking(move |s| s.redeem_reward(id, &r, code, expires_at, now))
+            .await?;
+        let coupon = match out {
+            RedeemOutcome::InsufficientPoints { balance, needed } => {
+                return Ok(RedeemResult::Insufficient {
+                    gap: balance.gap_to(needed),
+                    reward,
+                    balance,
+                })
+            }
+            RedeemOutcome::Reserved { coupon, .. } => coupon,
+        };
+        let request = CouponRequest {
+            code: coupon.code.to_string(),
+            reward_id: reward.id.clone(),
+            product_ids: reward.product_ids.clone(),
+            expires_at: coupon.expires_at,
+            email: member.email.clone(),
+        };
+        let code = coupon.code.clone();
+        if let Err(e) = self.shop.create_coupon(&request).await {
+            log_shop_error(&e, "coupon creation");
+            let balance = self.blocking(move |s| s.cancel_coupon(&code, Utc::now())).await?;
+            return Ok(RedeemResult::ShopUnavailable { balance });
+        }
+        let coupon = self.blocking(move |s| s.confirm_coupon(&code)).await?;
+        let balance = self.balance(id).await?;
+        tracing::info!(member.id = %id, reward = %reward.id, "reward redeemed");
+        Ok(RedeemResult::Redeemed { coupon, reward, balance })
+    }
+
+    /// Coupons left pending by a crash between reserving points and the shop's answer: the
+    /// customer never saw their code, so the points go back (the code, if the shop made it,
+    /// is unguessable and unknown to anyone).
+    pub async fn recover_pending_coupons(&self) -> Result<usize, ProgramError> {
+        let pending = self.blocking(|s| s.pending_coupons()).await?;
+        let n = pending.len();
+        for c in pending {
+            let code = c.code.clone();
+            self.blocking(move |s| s.cancel_coupon(&code, Utc::now())).await?;
+            tracing::warn!(member.id = %c.member, "pending coupon from an interrupted redemption cancelled; points restored");
+        }
+        Ok(n)
+    }
+}
+
+fn log_shop_error(e: &ShopError, what: &str) {
+    tracing::warn!(error = %e, "shop {what} failed");
+}

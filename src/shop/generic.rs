@@ -1,0 +1,188 @@
+//! The generic shop contract: two signed JSON endpoints a shop developer implements
+//! (`verify_url`, `coupon_url`). See the README, "Connecting a custom shop".
+
+use super::{CouponRequest, Shop, ShopError, ShopOrder};
+use crate::config::Secret;
+use crate::domain::{orders::parse_amount, Email, OrderNumber, OrderStatus};
+use crate::signature;
+use futures_util::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+pub const SIGNATURE_HEADER: &str = "X-Loyalty-Signature";
+
+#[derive(Debug, Clone)]
+pub struct GenericShop {
+    client: reqwest::Client,
+    verify_url: String,
+    coupon_url: String,
+    secret: Secret,
+    timeout_secs: u64,
+}
+
+#[derive(Serialize)]
+struct VerifyRequest<'a> {
+    order_number: &'a str,
+    email: &'a str,
+}
+
+#[derive(Deserialize)]
+struct VerifyAnswer {
+    order_number: serde_json::Value,
+    email: String,
+    total: serde_json::Value,
+    currency: String,
+    status: String,
+}
+
+#[derive(Serialize)]
+struct CouponBody<'a> {
+    code: &'a str,
+    reward_id: &'a str,
+    product_ids: &'a [String],
+    expires_at: String,
+    email: &'a str,
+}
+
+impl GenericShop {
+    pub fn new(verify_url: String, coupon_url: String, secret: Secret, timeout_secs: u64) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(timeout_secs))
+            .connect_timeout(Duration::from_secs(timeout_secs))
+            .build()
+            .unwrap_or_default();
+        GenericShop {
+            client,
+            verify_url,
+            coupon_url,
+            secret,
+            timeout_secs,
+        }
+    }
+
+    async fn post_signed(&self, url: &str, body: Vec<u8>) -> Result<reqwest::Response, ShopError> {
+        let sig = signature::hmac_sha256_hex(self.secret.expose().as_bytes(), &body);
+        self.client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(SIGNATURE_HEADER, format!("sha256={sig}"))
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e))
+    }
+
+    fn transport_error(&self, e: reqwest::Error) -> ShopError {
+        if e.is_timeout() {
+            ShopError::Timeout(self.timeout_secs)
+        } else {
+            ShopError::Unreachable(e)
+        }
+    }
+}
+
+fn parse_answer(bytes: &[u8]) -> Result<ShopOrder, ShopError> {
+    let a: VerifyAnswer = serde_json::from_slice(bytes).map_err(|e| ShopError::BadAnswer(e.to_string()))?;
+    let number = match &a.order_number {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) => n.to_string(),
+        _ => return Err(ShopError::BadAnswer("order_number is not a string or number".into())),
+    };
+    let total = match &a.total {
+        serde_json::Value::String(s) => parse_amount(s),
+        // serde_json keeps the literal digits of a number, so no float rounding happens here.
+        serde_json::Value::Number(n) => parse_amount(&n.to_string()),
+        _ => return Err(ShopError::BadAnswer("total is not a decimal".into())),
+    }
+    .map_err(|e| ShopError::BadAnswer(e.to_string()))?;
+    let currency = a.currency.trim().to_ascii_uppercase();
+    if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_alphabetic()) {
+        return Err(ShopError::BadAnswer("currency is not a 3-letter code".into()));
+    }
+    Ok(ShopOrder {
+        number: OrderNumber::parse(&number).map_err(|e| ShopError::BadAnswer(e.to_string()))?,
+        email: Email::parse(&a.email).map_err(|e| ShopError::BadAnswer(e.to_string()))?,
+        total,
+        currency,
+        status: OrderStatus::parse(&a.status),
+    })
+}
+
+impl Shop for GenericShop {
+    fn find_order<'a>(
+        &'a self,
+        number: &'a OrderNumber,
+        email: &'a Email,
+    ) -> BoxFuture<'a, Result<Option<ShopOrder>, ShopError>> {
+        Box::pin(async move {
+            let body = serde_json::to_vec(&VerifyRequest {
+                order_number: number.as_str(),
+                email: email.as_str(),
+            })
+            .map_err(|e| ShopError::BadAnswer(e.to_string()))?;
+            let res = self.post_signed(&self.verify_url, body).await?;
+            let status = res.status().as_u16();
+            if status == 404 {
+                return Ok(None);
+            }
+            if status != 200 {
+                return Err(ShopError::Status(status));
+            }
+            let bytes = res.bytes().await.map_err(|e| self.transport_error(e))?;
+            parse_answer(&bytes).map(Some)
+        })
+    }
+
+    fn create_coupon<'a>(&'a self, coupon: &'a CouponRequest) -> BoxFuture<'a, Result<(), ShopError>> {
+        Box::pin(async move {
+            let body = serde_json::to_vec(&CouponBody {
+                code: &coupon.code,
+                reward_id: &coupon.reward_id,
+                product_ids: &coupon.product_ids,
+                expires_at: coupon.expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                email: coupon.email.as_str(),
+            })
+            .map_err(|e| ShopError::BadAnswer(e.to_string()))?;
+            let res = self.post_signed(&self.coupon_url, body).await?;
+            let status = res.status();
+            if status.is_success() {
+                Ok(())
+            } else if status.is_client_error() {
+                Err(ShopError::CouponRefused(status.as_u16()))
+            } else {
+                Err(ShopError::Status(status.as_u16()))
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_accept_string_or_number_totals_and_ids() {
+        let o = parse_answer(br#"{"order_number":1001,"email":" Jane@Example.com","total":59.90,"currency":"eur","status":"paid"}"#).unwrap();
+        assert_eq!(o.number.as_str(), "1001");
+        // A JSON number arrives as its shortest decimal text: 59.90 == 59.9, no float maths.
+        assert_eq!(o.total, "59.9".parse::<rust_decimal::Decimal>().unwrap());
+        assert_eq!(o.currency, "EUR");
+        assert_eq!(o.email.as_str(), "jane@example.com");
+        let o = parse_answer(br#"{"order_number":"A-7","email":"a@b.co","total":"42.50","currency":"USD","status":"completed"}"#).unwrap();
+        assert_eq!(o.total.to_string(), "42.50");
+    }
+
+    #[test]
+    fn garbage_answers_are_errors_not_orders() {
+        for bad in [
+            &b"not json"[..],
+            br#"{"order_number":"1","email":"a@b.co","total":"-3","currency":"EUR","status":"paid"}"#,
+            br#"{"order_number":"1","email":"nope","total":"3","currency":"EUR","status":"paid"}"#,
+            br#"{"order_number":"1","email":"a@b.co","total":[1],"currency":"EUR","status":"paid"}"#,
+            br#"{"order_number":"1","email":"a@b.co","total":"1","currency":"EURO","status":"paid"}"#,
+            br#"{"email":"a@b.co","total":"1","currency":"EUR","status":"paid"}"#,
+        ] {
+            assert!(parse_answer(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+}

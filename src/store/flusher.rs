@@ -1,0 +1,1 @@
+//! Group commit for sled: one flusher thread serves every writer waiting for durability.

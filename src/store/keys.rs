@@ -1,0 +1,1 @@
+//! Big-endian key encoding for the sled trees.

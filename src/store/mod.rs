@@ -1,0 +1,180 @@
+//! The store seam: every method is one atomic, durable domain operation. When a method returns
+//! `Ok`, its effect is on disk (group-committed flush), so a reply that announces it survives
+//! `kill -9`. Backends (sled today) implement [`LoyaltyStore`] and [`EventQueue`]; flows and
+//! handlers only ever see these traits.
+
+mod flusher;
+mod keys;
+mod sled_store;
+
+// pub use flusher::GroupCommit;
+pub use sled_store::SledStore;
+
+use crate::domain::{
+    ChatIdentity, Coupon, CouponCode, Email, LedgerEntry, Member, MemberId, OrderNumber, Points,
+    Profile, Reward, VerifiedOrder,
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage backend failed")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("stored record is unreadable: {what}")]
+    Corrupt {
+        what: String,
+        #[source]
+        source: Option<serde_json::Error>,
+    },
+    #[error("unknown member {0}")]
+    UnknownMember(MemberId),
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Backend(Box::new(e))
+    }
+}
+
+/// A member plus their current balance (which always equals the ledger sum).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberAccount {
+    pub member: Member,
+    pub balance: Points,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JoinOutcome {
+    /// New member; the signup bonus is in their ledger.
+    Joined(MemberAccount),
+    /// This chat identity is already a member (no second bonus).
+    AlreadyMember(MemberAccount),
+    /// The email belongs to a member reached through another chat identity; nothing changed.
+    EmailTaken,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    Credited { points: Points, balance: Points },
+    /// The order was credited before (to `by`, at `at`); nothing changed.
+    AlreadyClaimed { by: MemberId, at: DateTime<Utc> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedeemOutcome {
+    /// Points deducted and the coupon recorded as pending until the shop confirms it.
+    Reserved { coupon: Coupon, balance: Points },
+    InsufficientPoints { balance: Points, needed: Points },
+}
+
+/// Everything needed to enrol someone.
+#[derive(Debug, Clone)]
+pub struct NewMember {
+    pub identity: ChatIdentity,
+    pub email: Email,
+    pub profile: Profile,
+    pub bonus: Points,
+}
+
+/// A paused conversation: which flow and step waits for the customer, with collected values.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationState {
+    pub data: serde_json::Value,
+}
+
+pub trait LoyaltyStore: Send + Sync + 'static {
+    fn member(&self, id: MemberId) -> Result<Option<MemberAccount>, StoreError>;
+    fn member_by_identity(&self, who: &ChatIdentity) -> Result<Option<MemberAccount>, StoreError>;
+    fn member_by_email(&self, email: &Email) -> Result<Option<MemberAccount>, StoreError>;
+    /// The member's ledger, oldest first.
+    fn ledger(&self, id: MemberId) -> Result<Vec<LedgerEntry>, StoreError>;
+    /// All members, for operator tools (segments, exports); ordered by id.
+    fn members(&self) -> Result<Vec<MemberAccount>, StoreError>;
+
+    /// Enrols a member and credits the signup bonus, exactly once per identity and per email.
+    fn join(&self, new: NewMember, now: DateTime<Utc>) -> Result<JoinOutcome, StoreError>;
+
+    /// Credits a verified order once, ever: the claimed-orders index is global across members
+    /// and channels, and concurrent calls for one order credit it exactly once.
+    fn claim_order(
+        &self,
+        member: MemberId,
+        order: &VerifiedOrder,
+        points: Points,
+        now: DateTime<Utc>,
+    ) -> Result<ClaimOutcome, StoreError>;
+
+    /// Who claimed an order, if anyone.
+    fn order_claim(&self, order: &OrderNumber) -> Result<Option<(MemberId, DateTime<Utc>)>, StoreError>;
+
+    /// Deducts the reward's points and records a pending coupon in one atomic step; never takes
+    /// a balance below zero, even under concurrent calls.
+    fn redeem_reward(
+        &self,
+        member: MemberId,
+        reward: &Reward,
+        code: CouponCode,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<RedeemOutcome, StoreError>;
+
+    /// The shop created the coupon: mark it issued.
+    fn confirm_coupon(&self, code: &CouponCode) -> Result<Coupon, StoreError>;
+
+    /// The shop did not create the coupon: cancel it and give the points back (a reversal entry),
+    /// once; a second call changes nothing. Returns the balance afterwards.
+    fn cancel_coupon(&self, code: &CouponCode, now: DateTime<Utc>) -> Result<Points, StoreError>;
+
+    fn coupon(&self, code: &CouponCode) -> Result<Option<Coupon>, StoreError>;
+    /// Coupons of a member, oldest first.
+    fn coupons_of(&self, member: MemberId) -> Result<Vec<Coupon>, StoreError>;
+    /// Coupons still pending (e.g. after a crash between reserving and the shop's answer).
+    fn pending_coupons(&self) -> Result<Vec<Coupon>, StoreError>;
+
+    fn conversation(&self, who: &ChatIdentity) -> Result<Option<ConversationState>, StoreError>;
+    fn save_conversation(&self, who: &ChatIdentity, state: &ConversationState) -> Result<(), StoreError>;
+    fn clear_conversation(&self, who: &ChatIdentity) -> Result<(), StoreError>;
+}
+
+/// An inbound chat event, recorded before the webhook is acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboundEvent {
+    /// De-duplication key (`mid`, or a key derived from sender, kind, timestamp, ref).
+    pub key: String,
+    /// Who it is from (the channel's id for the person).
+    pub sender: String,
+    /// Event time in milliseconds, for ordering per sender.
+    pub timestamp_ms: i64,
+    /// The channel's event, as JSON, to be parsed again by the channel when processed.
+    pub payload: serde_json::Value,
+}
+
+/// A reply waiting to be delivered, in order, to one recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboundMessage {
+    pub recipient: String,
+    /// The request body for the platform (e.g. a Send API body).
+    pub body: serde_json::Value,
+    /// The inbound event this answers, for tracing and crash tests.
+    pub in_reply_to: String,
+    /// Delivery attempts so far.
+    #[serde(default)]
+    pub attempts: u32,
+}
+
+/// A durable queue for one chat channel: inbound events (de-duplicated) and outbound replies.
+pub trait EventQueue: Send + Sync + 'static {
+    /// Records events durably, skipping keys seen before. Returns the ones that were new.
+    fn record_inbound(&self, events: Vec<InboundEvent>) -> Result<Vec<InboundEvent>, StoreError>;
+    /// Events recorded but not processed yet, ordered by sender then timestamp.
+    fn pending_inbound(&self) -> Result<Vec<InboundEvent>, StoreError>;
+    /// Atomically marks an event processed and queues its replies; returns the outbox ids.
+    fn finish_inbound(&self, key: &str, replies: Vec<OutboundMessage>) -> Result<Vec<u64>, StoreError>;
+    /// Replies not delivered yet, in the order they were queued.
+    fn pending_outbound(&self) -> Result<Vec<(u64, OutboundMessage)>, StoreError>;
+    /// The reply was delivered, or failed for good: forget it.
+    fn finish_outbound(&self, id: u64) -> Result<(), StoreError>;
+    /// Forgets processed event keys older than `before` (Meta stops redelivering after hours).
+    fn prune_inbound(&self, before: DateTime<Utc>) -> Result<usize, StoreError>;
+}
