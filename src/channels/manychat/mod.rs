@@ -1,1 +1,60 @@
 //! ManyChat Dynamic Block endpoints answering in the v2 response format.
+//!
+//! ManyChat signs nothing, so every request must carry `Authorization: Bearer <manychat.token>`
+//! (the flow author sets the header in the Dynamic Block). The body is ManyChat's
+//! `Full Contact Data` or the flat payload of one of our own callbacks; see [`request`].
+//! Each endpoint runs one engine flow statelessly: whatever a flow collected so far travels in
+//! the callbacks we hand back to ManyChat, not in our store. See [`response`] for rendering.
+
+mod endpoint;
+mod error;
+mod handlers;
+pub mod request;
+pub mod response;
+
+pub use endpoint::Endpoint;
+pub use error::ManychatError;
+
+use crate::config::Secret;
+use crate::flows::Engine;
+use actix_web::{web, HttpRequest};
+use std::sync::Arc;
+
+pub struct Manychat {
+    token: Secret,
+    /// `server.public_url` without a trailing slash; callbacks point here.
+    public_url: String,
+    engine: Arc<Engine>,
+}
+
+impl Manychat {
+    pub fn new(token: Secret, public_url: String, engine: Arc<Engine>) -> Arc<Self> {
+        let public_url = public_url.trim_end_matches('/').to_owned();
+        if !public_url.starts_with("https://") {
+            // ManyChat only calls HTTPS URLs back, so quick replies and typed answers would fail.
+            tracing::warn!(
+                public_url,
+                "server.public_url is not https; ManyChat callbacks will not work"
+            );
+        }
+        Arc::new(Manychat {
+            token,
+            public_url,
+            engine,
+        })
+    }
+
+    /// Registers `POST /manychat/{join,claim,balance,rewards,redeem,help}`.
+    pub fn configure(self: &Arc<Self>, cfg: &mut web::ServiceConfig) {
+        for endpoint in Endpoint::ALL {
+            let this = Arc::clone(self);
+            cfg.route(
+                endpoint.path(),
+                web::post().to(move |req: HttpRequest, body: web::Bytes| {
+                    let this = Arc::clone(&this);
+                    async move { handlers::handle(&this, endpoint, &req, &body).await }
+                }),
+            );
+        }
+    }
+}
