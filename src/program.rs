@@ -169,8 +169,10 @@ impl Program {
                 return Ok(ClaimResult::ShopUnavailable);
             }
         };
-        let Some(shop_order) = found.filter(|o| o.email == member.email && o.number == order)
-        else {
+        let belongs = |o: &crate::shop::ShopOrder| {
+            o.email == member.email && o.number.as_str().eq_ignore_ascii_case(order.as_str())
+        };
+        let Some(shop_order) = found.filter(belongs) else {
             return Ok(ClaimResult::NotFound);
         };
         if !shop_order.status.earns() {
