@@ -200,14 +200,14 @@ fn messages(replies: &[Reply], cb: &Callbacks<'_>) -> Vec<Message> {
     if replies.len() <= MAX_MESSAGES {
         return replies
             .iter()
-            .map(|r| message(&r.text, &r.buttons, cb))
+            .filter_map(|r| message(&r.text, &r.buttons, cb))
             .collect();
     }
     // Past the limit, the overflow is folded into the last message rather than lost.
     let (head, tail) = replies.split_at(MAX_MESSAGES - 1);
     let mut out: Vec<Message> = head
         .iter()
-        .map(|r| message(&r.text, &r.buttons, cb))
+        .filter_map(|r| message(&r.text, &r.buttons, cb))
         .collect();
     let text: Vec<&str> = tail
         .iter()
@@ -218,11 +218,12 @@ fn messages(replies: &[Reply], cb: &Callbacks<'_>) -> Vec<Message> {
         .iter()
         .flat_map(|r| r.buttons.iter().cloned())
         .collect();
-    out.push(message(&text.join("\n\n"), &buttons, cb));
+    out.extend(message(&text.join("\n\n"), &buttons, cb));
     out
 }
 
-fn message(text: &str, buttons: &[Button], cb: &Callbacks<'_>) -> Message {
+/// `None` when nothing is left to show (empty text, no button we can render).
+fn message(text: &str, buttons: &[Button], cb: &Callbacks<'_>) -> Option<Message> {
     let buttons: Vec<Tappable> = buttons
         .iter()
         .filter_map(|b| match b {
@@ -240,9 +241,10 @@ fn message(text: &str, buttons: &[Button], cb: &Callbacks<'_>) -> Message {
             "",
             Some(Tappable::Url { caption, .. } | Tappable::DynamicBlockCallback { caption, .. }),
         ) => caption.clone(),
+        ("", None) => return None,
         _ => clip(text, MAX_TEXT_CHARS),
     };
-    Message::Text { text, buttons }
+    Some(Message::Text { text, buttons })
 }
 
 /// The balance goes out on every turn that knows it, not only on changes: it is harmless and

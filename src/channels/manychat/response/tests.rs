@@ -293,3 +293,39 @@ fn rendered_shapes_match_the_reference_fixture() {
     assert_eq!(keys(&ours["actions"][0]), keys(&fx["actions"][0]));
     assert_eq!(keys(&ours["actions"][1]), keys(&fx["actions"][2]));
 }
+
+#[test]
+fn replies_with_nothing_renderable_are_left_out() {
+    let replies = vec![
+        text("  "),
+        Reply {
+            text: String::new(),
+            choices: vec![],
+            buttons: vec![Button::Postback {
+                title: "?".into(),
+                payload: "UNKNOWN".into(),
+            }],
+        },
+        Reply {
+            text: String::new(),
+            choices: vec![],
+            buttons: vec![Button::Url {
+                title: "Open shop".into(),
+                url: "https://shop.example".into(),
+            }],
+        },
+    ];
+    let v = to_json(
+        &Turn {
+            replies,
+            ..Turn::default()
+        },
+        &Profile::default(),
+    );
+    let messages = v["content"]["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(
+        messages[0]["text"], "Open shop",
+        "a button-only reply borrows its caption"
+    );
+}
