@@ -43,6 +43,8 @@ struct Epochs {
     /// Epoch of the last flush that succeeded: a write is durable once any flush that started
     /// after it succeeded, so a failed flush followed by a good one still serves its waiters.
     succeeded: u64,
+    /// Why the last failed flush failed, handed to the writers it leaves undurable.
+    failure: Option<sled::Error>,
     /// How many flushes ran, for tests and diagnostics.
     flushes: u64,
     shutdown: bool,
@@ -87,12 +89,12 @@ impl GroupCommit {
                 .unwrap_or_else(PoisonError::into_inner);
         }
         if st.succeeded >= target {
-            Ok(())
-        } else {
-            Err(StoreError::Backend(
-                "flush to disk failed; see the log".into(),
-            ))
+            return Ok(());
         }
+        Err(match &st.failure {
+            Some(e) => e.clone().into(),
+            None => StoreError::Backend("flush to disk failed".into()),
+        })
     }
 
     /// How many flushes have run so far.
@@ -143,7 +145,10 @@ impl Shared {
             st.flushes += 1;
             match result {
                 Ok(_) => st.succeeded = epoch,
-                Err(e) => tracing::error!(error = %e, epoch, "sled flush failed"),
+                Err(e) => {
+                    tracing::error!(error = %e, epoch, "sled flush failed");
+                    st.failure = Some(e);
+                }
             }
             self.done.notify_all();
         }
