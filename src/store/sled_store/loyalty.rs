@@ -47,6 +47,7 @@ impl LoyaltyStore for SledStore {
     fn join(&self, new: NewMember, now: DateTime<Utc>) -> Result<JoinOutcome, StoreError> {
         // Ids come from sled's persistent counter, outside the closure so a rerun cannot burn
         // more than one; an unused id (the identity was a member already) is simply skipped.
+        // The counter starts at 0; +1 keeps 0 free so it never looks like a real member.
         let id = MemberId(self.db.generate_id()? + 1);
         let (ikey, ekey) = (keys::identity(&new.identity), keys::email(&new.email));
         let trees = (&self.members, &self.identities, &self.emails, &self.ledger);

@@ -58,6 +58,8 @@ impl EventQueue for SledStore {
     ) -> Result<Vec<u64>, StoreError> {
         // Ids and time are taken outside the closure, which must stay pure. Ids from sled's
         // persistent counter only grow, also across restarts, so outbox order is queue order.
+        // (Two finishes racing for one recipient could commit out of id order; the processor
+        // handles one sender's events one at a time, which rules that out.)
         let ids = replies
             .iter()
             .map(|_| self.db.generate_id())
@@ -123,7 +125,6 @@ impl EventQueue for SledStore {
     }
 }
 
-#[cfg(test)]
 #[cfg(test)]
 mod tests {
     use super::*;
