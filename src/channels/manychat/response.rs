@@ -140,7 +140,7 @@ impl Callbacks<'_> {
             return None;
         };
         Some(Tappable::DynamicBlockCallback {
-            caption: clip(title, MAX_CAPTION_CHARS),
+            caption: caption(title),
             call: self.call(endpoint, vars),
         })
     }
@@ -228,7 +228,7 @@ fn message(text: &str, buttons: &[Button], cb: &Callbacks<'_>) -> Option<Message
         .iter()
         .filter_map(|b| match b {
             Button::Url { title, url } => Some(Tappable::Url {
-                caption: clip(title, MAX_CAPTION_CHARS),
+                caption: caption(title),
                 url: url.clone(),
             }),
             Button::Postback { title, payload } => cb.tappable(title, payload),
@@ -284,6 +284,20 @@ fn external_callback(turn: &Turn, cb: &Callbacks<'_>) -> Option<ExternalCallback
         call: cb.call(endpoint, vars),
         timeout: CALLBACK_TIMEOUT_SECS,
     })
+}
+
+/// A caption within [`MAX_CAPTION_CHARS`]. A trailing `(…)` such as a reward's price is kept
+/// whole and the name is shortened instead: "Canvas tote… (500)" beats "Canvas tote bag (50…".
+fn caption(title: &str) -> String {
+    let title = title.trim();
+    if let Some(open) = title.rfind(" (").filter(|_| title.ends_with(')')) {
+        let (name, suffix) = title.split_at(open);
+        let room = MAX_CAPTION_CHARS.saturating_sub(suffix.chars().count());
+        if title.chars().count() > MAX_CAPTION_CHARS && room >= 6 {
+            return format!("{}{suffix}", clip(name, room));
+        }
+    }
+    clip(title, MAX_CAPTION_CHARS)
 }
 
 /// At most `max` characters, cut on a character boundary with an ellipsis.

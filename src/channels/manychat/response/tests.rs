@@ -98,7 +98,7 @@ fn choices_become_authenticated_callbacks_to_the_right_endpoint() {
         qr[0],
         json!({
             "type": "dynamic_block_callback",
-            "caption": "Free mug (200 point…",
+            "caption": "Free m… (200 points)",
             "url": "https://loyalty.example/manychat/redeem",
             "method": "post",
             "headers": {"Authorization": "Bearer tok-123"},
@@ -328,4 +328,21 @@ fn replies_with_nothing_renderable_are_left_out() {
         messages[0]["text"], "Open shop",
         "a button-only reply borrows its caption"
     );
+}
+
+#[test]
+fn long_captions_keep_a_trailing_price_whole() {
+    let cases = [
+        ("Canvas tote bag (500)", "Canvas tote b… (500)"),
+        ("Free mug (200)", "Free mug (200)"),
+        ("A much too long caption here", "A much too long cap…"),
+        (
+            "Name (an extremely long parenthetical)",
+            "Name (an extremely …",
+        ),
+    ];
+    for (title, want) in cases {
+        assert_eq!(caption(title), want, "{title}");
+        assert!(caption(title).chars().count() <= MAX_CAPTION_CHARS);
+    }
 }
