@@ -11,6 +11,7 @@ mod error;
 mod handlers;
 pub mod request;
 pub mod response;
+pub mod v2;
 
 pub use endpoint::Endpoint;
 pub use error::ManychatError;

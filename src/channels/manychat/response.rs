@@ -4,9 +4,9 @@
 //! becomes an `external_message_callback` so the next typed message reaches us.
 
 use super::endpoint::Endpoint;
+use super::v2::{Action, Call, Content, ExternalCallback, Message, Tappable, V2};
 use crate::domain::Profile;
 use crate::flows::{Button, Expect, Reply, Turn};
-use serde::Serialize;
 use std::collections::BTreeMap;
 
 pub const MAX_MESSAGES: usize = 10;
@@ -23,74 +23,6 @@ pub const CALLBACK_TIMEOUT_SECS: u32 = 3600;
 /// The custom field (type Number) that mirrors the balance in ManyChat.
 pub const POINTS_FIELD: &str = "loyalty_points";
 pub const MEMBER_TAG: &str = "loyalty_member";
-
-#[derive(Debug, Serialize)]
-pub struct V2 {
-    version: &'static str,
-    pub content: Content,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Content {
-    pub messages: Vec<Message>,
-    pub actions: Vec<Action>,
-    pub quick_replies: Vec<Tappable>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub external_message_callback: Option<ExternalCallback>,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Message {
-    Text {
-        text: String,
-        #[serde(skip_serializing_if = "Vec::is_empty")]
-        buttons: Vec<Tappable>,
-    },
-}
-
-/// A button or quick reply.
-#[derive(Debug, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Tappable {
-    Url {
-        caption: String,
-        url: String,
-    },
-    DynamicBlockCallback {
-        caption: String,
-        #[serde(flatten)]
-        call: Call,
-    },
-}
-
-/// A request ManyChat makes to us on the customer's behalf.
-#[derive(Debug, Serialize)]
-pub struct Call {
-    pub url: String,
-    pub method: &'static str,
-    pub headers: BTreeMap<&'static str, String>,
-    pub payload: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct ExternalCallback {
-    #[serde(flatten)]
-    pub call: Call,
-    pub timeout: u32,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(tag = "action", rename_all = "snake_case")]
-pub enum Action {
-    SetFieldValue {
-        field_name: &'static str,
-        value: u64,
-    },
-    AddTag {
-        tag_name: &'static str,
-    },
-}
 
 /// Maps an engine payload to the flow and vars it starts (the engine's `route_payload`).
 pub type Router<'a> = &'a dyn Fn(&str) -> Option<(String, BTreeMap<String, String>)>;
