@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::fmt;
 
 #[derive(Debug, Serialize)]
 pub struct V2 {
@@ -46,12 +47,24 @@ pub enum Tappable {
 }
 
 /// A request ManyChat makes to us on the customer's behalf.
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 pub struct Call {
     pub url: String,
     pub method: &'static str,
+    /// Holds our bearer token, hence the hand-written `Debug`.
     pub headers: BTreeMap<&'static str, String>,
     pub payload: BTreeMap<String, String>,
+}
+
+impl fmt::Debug for Call {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Call")
+            .field("url", &self.url)
+            .field("method", &self.method)
+            .field("headers", &"[redacted]")
+            .field("payload", &self.payload)
+            .finish()
+    }
 }
 
 #[derive(Debug, Serialize)]

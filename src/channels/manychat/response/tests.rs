@@ -346,3 +346,30 @@ fn long_captions_keep_a_trailing_price_whole() {
         assert!(caption(title).chars().count() <= MAX_CAPTION_CHARS);
     }
 }
+
+#[test]
+fn debug_output_never_shows_the_bearer_token() {
+    let turn = Turn {
+        replies: vec![Reply {
+            text: "t".into(),
+            choices: vec![Choice {
+                title: "Balance".into(),
+                payload: "LOYALTY_BALANCE".into(),
+            }],
+            buttons: vec![],
+        }],
+        ..Turn::default()
+    };
+    let cb = Callbacks {
+        public_url: PUBLIC,
+        bearer: "tok-123",
+        subscriber_id: "1",
+        profile: &Profile::default(),
+        route: &route,
+    };
+    let dbg = format!("{:?}", render(&turn, &cb));
+    assert!(
+        !dbg.contains("tok-123") && dbg.contains("[redacted]"),
+        "{dbg}"
+    );
+}
