@@ -4,17 +4,15 @@
 pub mod admin;
 pub mod error;
 pub mod health;
+mod server;
 
 pub use error::ApiError;
+pub use server::{server, Routes};
 
 use crate::config::Secret;
 use crate::program::Program;
-use actix_web::body::BoxBody;
-use actix_web::dev::ServiceResponse;
 use actix_web::error::JsonPayloadError;
-use actix_web::http::header::CONTENT_TYPE;
-use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
-use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use actix_web::web;
 use std::sync::Arc;
 
 /// Largest request body we read. Chat payloads are a few KiB; this stops abuse early.
@@ -48,33 +46,4 @@ fn json_config() -> web::JsonConfig {
 
 fn bad_request(e: &dyn std::fmt::Display) -> ApiError {
     ApiError::BadRequest(e.to_string())
-}
-
-/// The answer for any route nobody registered, including a disabled channel's.
-pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    tracing::debug!(path = req.path(), "no such route");
-    Err(ApiError::NotFound("no such route".into()))
-}
-
-/// `web::Bytes` bodies (signed webhooks) have no error handler of their own in actix; this
-/// rewrites their plain-text 413 into the [`ApiError`] shape. JSON answers pass untouched.
-pub fn oversized_bodies_as_api_errors() -> ErrorHandlers<BoxBody> {
-    ErrorHandlers::new().handler(
-        actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
-        |res: ServiceResponse| {
-            let is_json = res
-                .headers()
-                .get(CONTENT_TYPE)
-                .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-            if is_json {
-                return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
-            }
-            let (req, _) = res.into_parts();
-            let body: HttpResponse =
-                ApiError::PayloadTooLarge { limit: BODY_LIMIT }.error_response();
-            Ok(ErrorHandlerResponse::Response(
-                ServiceResponse::new(req, body).map_into_right_body(),
-            ))
-        },
-    )
 }
