@@ -34,7 +34,7 @@ pub async fn run(settings: Settings, id: &str) -> Result<(), ChatError> {
     let stdin = BufReader::new(tokio::io::stdin());
     let result = converse(&engine, who, stdin, tokio::io::stdout()).await;
     drop(engine);
-    if let Err(e) = store.flush() {
+    if let Err(e) = store.flush_now() {
         tracing::error!(error = %e, "final store flush failed");
     }
     result

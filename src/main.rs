@@ -5,6 +5,7 @@ use anyhow::Context;
 use loyalty_bot::cli::{Command, USAGE};
 use loyalty_bot::config::Settings;
 use loyalty_bot::startup::Application;
+use std::io::Write;
 use std::process::ExitCode;
 
 #[tokio::main]
@@ -21,8 +22,7 @@ async fn main() -> ExitCode {
     match run(command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // `{:#}` prints the whole cause chain on one line: "cannot open ...: lock held".
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
@@ -31,7 +31,8 @@ async fn main() -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Help => {
-            println!("{USAGE}");
+            // `loyalty-bot --help | head` closes the pipe early; that is not an error.
+            let _ = writeln!(std::io::stdout(), "{USAGE}");
             Ok(())
         }
         Command::Serve { config } => {
@@ -48,4 +49,20 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The cause chain on one line ("start-up failed: cannot open the store: lock held"), leaving
+/// out causes whose text the message before already includes.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
 }

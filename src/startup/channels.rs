@@ -29,7 +29,7 @@ impl Channels {
             let m = Messenger::new(settings.messenger.clone(), Arc::clone(engine), queue);
             background.push(m.spawn(workers.clone()));
             tracing::info!("messenger channel enabled");
-            Some(Arc::new(m))
+            Some(m)
         } else {
             let m = &settings.messenger;
             let empty: Vec<&str> = [
@@ -47,11 +47,11 @@ impl Channels {
         let manychat = if settings.manychat.token.is_set() {
             tracing::info!("manychat channel enabled");
             let public_url = settings.server.public_url.clone();
-            Some(Arc::new(Manychat::new(
+            Some(Manychat::new(
                 settings.manychat.token.clone(),
                 public_url,
                 Arc::clone(engine),
-            )))
+            ))
         } else {
             tracing::info!(
                 empty = "manychat.token",

@@ -61,7 +61,7 @@ pub(super) async fn close_store(store: Arc<SledStore>) {
             "the store is still in use at shutdown; it closes when the last user drops it"
         );
     }
-    if let Err(e) = store.flush() {
+    if let Err(e) = store.flush_now() {
         tracing::error!(error = %e, "final store flush failed");
     }
 }

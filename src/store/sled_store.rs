@@ -25,7 +25,7 @@ impl SledStore {
         Ok(SledStore)
     }
 
-    pub fn flush(&self) -> Result<(), StoreError> {
+    pub fn flush_now(&self) -> Result<(), StoreError> {
         Ok(())
     }
 }

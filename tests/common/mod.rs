@@ -9,10 +9,12 @@
 )]
 
 mod binary;
+mod chat_process;
 mod graph_api;
 mod shop;
 
 pub use binary::BinaryApp;
+pub use chat_process::ChatProcess;
 pub use graph_api::FakeGraphApi;
 pub use shop::{FakeShop, ShopRequest, SHOP_SECRET};
 

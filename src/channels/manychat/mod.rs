@@ -15,14 +15,14 @@ pub struct Manychat {
 }
 
 impl Manychat {
-    pub fn new(token: Secret, public_url: String, engine: Arc<Engine>) -> Self {
-        Manychat {
+    pub fn new(token: Secret, public_url: String, engine: Arc<Engine>) -> Arc<Self> {
+        Arc::new(Manychat {
             _token: token,
             _public_url: public_url,
             _engine: engine,
-        }
+        })
     }
 
     /// Registers the Dynamic Block routes.
-    pub fn configure(&self, _cfg: &mut web::ServiceConfig) {}
+    pub fn configure(self: &Arc<Self>, _cfg: &mut web::ServiceConfig) {}
 }

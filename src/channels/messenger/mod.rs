@@ -21,19 +21,19 @@ impl Messenger {
         settings: MessengerSettings,
         engine: Arc<Engine>,
         queue: Arc<dyn EventQueue>,
-    ) -> Self {
-        Messenger {
+    ) -> Arc<Self> {
+        Arc::new(Messenger {
             _settings: settings,
             _engine: engine,
             _queue: queue,
-        }
+        })
     }
 
     /// Registers the webhook routes.
-    pub fn configure(&self, _cfg: &mut web::ServiceConfig) {}
+    pub fn configure(self: &Arc<Self>, _cfg: &mut web::ServiceConfig) {}
 
     /// Starts the background workers; they stop when `shutdown` is cancelled.
-    pub fn spawn(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+    pub fn spawn(self: &Arc<Self>, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move { shutdown.cancelled().await })
     }
 }
