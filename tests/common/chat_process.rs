@@ -57,7 +57,7 @@ impl ChatProcess {
 
     /// Waits (at most 10 s) until the output after the last match contains `text`, and
     /// returns that output.
-    pub fn expect(&mut self, text: &str) -> String {
+    pub async fn expect(&mut self, text: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             {
@@ -79,7 +79,8 @@ impl ChatProcess {
                 "chat never said {text:?}; it said:\n{}",
                 self.output()
             );
-            std::thread::sleep(Duration::from_millis(20));
+            // Async: the fakes this chat talks to may run on the test's own runtime.
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
