@@ -20,13 +20,18 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 
 /// Registers health and (when its token is set) admin, plus the extractor configs.
 pub fn configure(cfg: &mut web::ServiceConfig, program: Arc<Program>, admin_token: &Secret) {
-    cfg.app_data(json_config())
-        .app_data(web::QueryConfig::default().error_handler(|e, _| bad_request(&e).into()))
-        .app_data(web::PayloadConfig::new(BODY_LIMIT));
+    limits(cfg);
     health::configure(cfg);
     if admin_token.is_set() {
         admin::configure(cfg, program, admin_token.clone());
     }
+}
+
+/// Body limits and extractor error handlers, for every route of the app.
+fn limits(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(json_config())
+        .app_data(web::QueryConfig::default().error_handler(|e, _| bad_request(&e).into()))
+        .app_data(web::PayloadConfig::new(BODY_LIMIT));
 }
 
 fn json_config() -> web::JsonConfig {

@@ -49,6 +49,8 @@ pub fn test_overrides(
     let path = |p: PathBuf| p.to_string_lossy().into_owned();
     [
         ("SERVER__BIND", "127.0.0.1:0".to_owned()),
+        // Never reached in tests (callbacks are posted by the tests); https as ManyChat requires.
+        ("SERVER__PUBLIC_URL", "https://loyalty-bot.test".to_owned()),
         ("STORE__PATH", path(data_dir.join("db"))),
         ("STORE__CACHE_CAPACITY_MB", "8".to_owned()),
         ("FLOWS_DIR", path(repo_path("flows"))),
