@@ -74,7 +74,6 @@ async fn unknown_routes_are_404_in_the_error_shape() {
 }
 
 #[tokio::test]
-#[ignore = "pending: SledStore (store branch)"]
 async fn member_lookup_shows_balance_and_ledger_after_join_and_claim() {
     let app = spawn_app().await;
     app.shop

@@ -53,7 +53,6 @@ async fn the_binary_serves_and_stops_gracefully_on_sigterm() {
 }
 
 #[tokio::test]
-#[ignore = "pending: SledStore (store branch)"]
 async fn a_claim_the_terminal_chat_confirmed_survives_kill_9() {
     let up = upstreams().await;
     up.shop
@@ -73,7 +72,7 @@ async fn a_claim_the_terminal_chat_confirmed_survives_kill_9() {
 }
 
 #[tokio::test]
-#[ignore = "pending: ManyChat endpoints (manychat branch) and SledStore"]
+#[ignore = "pending: ManyChat endpoints (manychat branch)"]
 async fn a_claim_acknowledged_over_manychat_survives_kill_9() {
     let up = upstreams().await;
     up.shop
@@ -104,7 +103,6 @@ async fn a_claim_acknowledged_over_manychat_survives_kill_9() {
 }
 
 #[tokio::test]
-#[ignore = "pending: SledStore (store branch)"]
 async fn members_survive_a_graceful_restart() {
     let mut app = spawn_app().await;
     let who = ChatIdentity::new(Channel::Manychat, "77").unwrap();

@@ -173,7 +173,6 @@ async fn joined(app: &common::TestApp, who: &str, mail: &str) -> loyalty_bot::do
 }
 
 #[tokio::test]
-#[ignore = "pending: SledStore (store branch)"]
 async fn a_claim_credits_nothing_when_the_shop_is_slow_or_broken() {
     let app = spawn_app().await;
     app.shop
@@ -213,7 +212,6 @@ async fn a_claim_credits_nothing_when_the_shop_is_slow_or_broken() {
 }
 
 #[tokio::test]
-#[ignore = "pending: SledStore (store branch)"]
 async fn a_coupon_the_shop_does_not_create_spends_no_points() {
     let app = spawn_app().await;
     app.shop
