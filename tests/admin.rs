@@ -1,11 +1,15 @@
-//! The operator API: member look-up by email, behind the admin bearer token.
+//! The operator HTTP surface: health, the admin API (member look-up behind the admin bearer
+//! token), disabled channels, and start-up checks that stop a misconfigured service.
 
 mod common;
 
-use common::{get_admin_member, spawn_app, spawn_app_with, ADMIN_TOKEN};
-use loyalty_bot::config::Secret;
+use common::{
+    get_admin_member, spawn_app, spawn_app_with, try_spawn_app_with, ADMIN_TOKEN, MANYCHAT_TOKEN,
+};
+use loyalty_bot::config::{Secret, ShopKind};
 use loyalty_bot::domain::{Channel, ChatIdentity, Email, OrderNumber, Profile};
 use loyalty_bot::program::JoinResult;
+use loyalty_bot::startup::StartupError;
 
 #[tokio::test]
 async fn health_check_answers_200() {
@@ -104,4 +108,42 @@ async fn member_lookup_shows_balance_and_ledger_after_join_and_claim() {
     assert_eq!(ledger[1]["order_number"], "1001");
     let at = ledger[1]["at"].as_str().unwrap();
     assert!(chrono::DateTime::parse_from_rfc3339(at).is_ok(), "{at}");
+}
+
+#[tokio::test]
+async fn a_disabled_channel_answers_404() {
+    let app = spawn_app_with(|s| {
+        s.manychat.token = Secret::new("");
+        s.messenger.app_secret = Secret::new("");
+    })
+    .await;
+    let auth = format!("Bearer {MANYCHAT_TOKEN}");
+    let body = serde_json::json!({"subscriber_id": "1", "email": "jane@example.com"});
+    let res = app
+        .post_json("/manychat/join", &body, &[("Authorization", &auth)])
+        .await;
+    assert_eq!(res.status(), 404, "manychat");
+    let res = app
+        .post_messenger_webhook("/webhooks/messenger", b"{}")
+        .await;
+    assert_eq!(res.status(), 404, "messenger");
+}
+
+#[tokio::test]
+async fn a_broken_fixture_orders_file_stops_the_start() {
+    let res = try_spawn_app_with(|s| {
+        s.shop.kind = ShopKind::Fixture;
+        s.shop.orders_file = "does/not/exist.json".into();
+    })
+    .await;
+    let Err(e @ StartupError::Shop(_)) = res else {
+        panic!("expected a shop error");
+    };
+    assert!(format!("{e:?}").contains("exist.json"), "{e:?}");
+}
+
+#[tokio::test]
+async fn a_missing_flows_dir_stops_the_start() {
+    let res = try_spawn_app_with(|s| s.flows_dir = "no-such-flows".into()).await;
+    assert!(matches!(res, Err(StartupError::Flows { .. })));
 }
