@@ -11,7 +11,7 @@
 mod app;
 mod binary;
 mod chat_process;
-mod graph_api;
+pub mod graph_api;
 mod shop;
 
 pub use app::{spawn_app, spawn_app_with, try_spawn_app_with, TestApp};
