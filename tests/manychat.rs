@@ -106,7 +106,7 @@ fn quick_reply<'a>(
 ) -> Option<&'a Value> {
     content["quick_replies"].as_array()?.iter().find(|q| {
         q["url"].as_str().is_some_and(|u| u.ends_with(path))
-            && key_value.map_or(true, |(k, v)| q["payload"][k] == v)
+            && key_value.into_iter().all(|(k, v)| q["payload"][k] == v)
     })
 }
 
