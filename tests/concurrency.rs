@@ -28,16 +28,17 @@ async fn ledger_sum(app: &common::TestApp, email: &str) -> (u64, i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_concurrent_claims_of_one_order_credit_it_once() {
     let app = spawn_app().await;
-    app.shop.add_order("5001", "jane@example.com", "120.00", "paid");
+    app.shop
+        .add_order("5001", "jane@example.com", "120.00", "paid");
     join(&app, "1515862162", "jane@example.com").await;
 
-    let claims = (0..50).map(|_| {
-        app.post_manychat(
-            "/manychat/claim",
-            &json!({"id": "1515862162", "order_number": "5001"}),
-        )
-    });
-    let statuses: Vec<u16> = join_all(claims).await.iter().map(|r| r.status().as_u16()).collect();
+    let body = json!({"id": "1515862162", "order_number": "5001"});
+    let claims = (0..50).map(|_| app.post_manychat("/manychat/claim", &body));
+    let statuses: Vec<u16> = join_all(claims)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
 
     assert_eq!(app.balance_of("jane@example.com").await, 50 + 120);
@@ -48,24 +49,31 @@ async fn fifty_concurrent_claims_of_one_order_credit_it_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_redemptions_never_take_a_balance_below_zero() {
     let app = spawn_app().await;
-    app.shop.add_order("5002", "ana@example.com", "400.00", "paid");
+    app.shop
+        .add_order("5002", "ana@example.com", "400.00", "paid");
     join(&app, "2001", "ana@example.com").await;
     let res = app
-        .post_manychat("/manychat/claim", &json!({"id": "2001", "order_number": "5002"}))
+        .post_manychat(
+            "/manychat/claim",
+            &json!({"id": "2001", "order_number": "5002"}),
+        )
         .await;
     assert_eq!(res.status(), 200);
     assert_eq!(app.balance_of("ana@example.com").await, 450);
 
-    let redemptions = (0..10).map(|_| {
-        app.post_manychat("/manychat/redeem", &json!({"id": "2001", "reward_id": "free-mug"}))
-    });
+    let body = json!({"id": "2001", "reward_id": "free-mug"});
+    let redemptions = (0..10).map(|_| app.post_manychat("/manychat/redeem", &body));
     for r in join_all(redemptions).await {
         assert_eq!(r.status(), 200);
     }
 
     // 450 buys exactly two 200-point mugs.
     assert_eq!(app.balance_of("ana@example.com").await, 50);
-    assert_eq!(app.shop.coupons().len(), 2, "one shop coupon per successful redemption");
+    assert_eq!(
+        app.shop.coupons().len(),
+        2,
+        "one shop coupon per successful redemption"
+    );
     let (points, sum) = ledger_sum(&app, "ana@example.com").await;
     assert_eq!(points as i64, sum);
 }

@@ -72,7 +72,6 @@ async fn a_claim_the_terminal_chat_confirmed_survives_kill_9() {
 }
 
 #[tokio::test]
-#[ignore = "pending: ManyChat endpoints (manychat branch)"]
 async fn a_claim_acknowledged_over_manychat_survives_kill_9() {
     let up = upstreams().await;
     up.shop
