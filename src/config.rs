@@ -26,7 +26,11 @@ impl Secret {
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() { "[empty]" } else { "[redacted]" })
+        f.write_str(if self.0.is_empty() {
+            "[empty]"
+        } else {
+            "[redacted]"
+        })
     }
 }
 
@@ -158,7 +162,10 @@ const ENV_PREFIX: &str = "LOYALTY__";
 
 impl Settings {
     /// Reads `path`, applies environment overrides from `env`, and validates.
-    pub fn load(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> Result<Settings, ConfigError> {
+    pub fn load(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
@@ -171,18 +178,23 @@ impl Settings {
         path: &Path,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Settings, ConfigError> {
-        let mut value: toml::Value = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
-            path: path.to_owned(),
-            message: e.message().to_owned(),
-        })?;
+        let mut value: toml::Value =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    path: path.to_owned(),
+                    message: e.message().to_owned(),
+                })?;
         for (var, raw) in env {
             if let Some(rest) = var.strip_prefix(ENV_PREFIX) {
                 apply_override(&mut value, &var, rest, &raw)?;
             }
         }
-        let settings: Settings = value.try_into().map_err(|e: toml::de::Error| ConfigError::Shape {
-            message: e.message().to_owned(),
-        })?;
+        let settings: Settings =
+            value
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Shape {
+                    message: e.message().to_owned(),
+                })?;
         settings.validate()?;
         Ok(settings)
     }
@@ -201,14 +213,23 @@ impl Settings {
             return Err(bad("server.public_url", "must be http or https"));
         }
         if self.program.points_per_currency_unit == 0 {
-            return Err(bad("program.points_per_currency_unit", "must be at least 1"));
+            return Err(bad(
+                "program.points_per_currency_unit",
+                "must be at least 1",
+            ));
         }
         if self.program.coupon_valid_days == 0 || self.program.coupon_valid_days > 3650 {
-            return Err(bad("program.coupon_valid_days", "must be between 1 and 3650"));
+            return Err(bad(
+                "program.coupon_valid_days",
+                "must be between 1 and 3650",
+            ));
         }
         let cur = &self.program.currency;
         if cur.len() != 3 || !cur.chars().all(|c| c.is_ascii_uppercase()) {
-            return Err(bad("program.currency", "must be a 3-letter ISO code such as EUR"));
+            return Err(bad(
+                "program.currency",
+                "must be a 3-letter ISO code such as EUR",
+            ));
         }
         if !matches!(self.program.locale.as_str(), "en" | "de") {
             return Err(bad("program.locale", "must be \"en\" or \"de\""));
@@ -219,8 +240,17 @@ impl Settings {
         let mut ids = std::collections::HashSet::new();
         for (i, r) in self.rewards.iter().enumerate() {
             let key = |k: &str| format!("rewards[{i}].{k}");
-            if r.id.is_empty() || !r.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') || r.id.len() > 40 {
-                return Err(bad(&key("id"), "1-40 characters of letters, digits, - and _"));
+            if r.id.is_empty()
+                || !r
+                    .id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                || r.id.len() > 40
+            {
+                return Err(bad(
+                    &key("id"),
+                    "1-40 characters of letters, digits, - and _",
+                ));
             }
             if !ids.insert(r.id.to_ascii_lowercase()) {
                 return Err(bad(&key("id"), "duplicate reward id"));
@@ -232,9 +262,13 @@ impl Settings {
                 return Err(bad(&key("points"), "must be at least 1"));
             }
             if r.product_ids.is_empty() {
-                return Err(bad(&key("product_ids"), "a reward coupon must be limited to at least one product"));
+                return Err(bad(
+                    &key("product_ids"),
+                    "a reward coupon must be limited to at least one product",
+                ));
             }
-            url::Url::parse(&r.checkout_url).map_err(|e| bad(&key("checkout_url"), &format!("not a URL: {e}")))?;
+            url::Url::parse(&r.checkout_url)
+                .map_err(|e| bad(&key("checkout_url"), &format!("not a URL: {e}")))?;
         }
         if self.messenger.enabled() {
             url::Url::parse(&self.messenger.graph_api_url)
@@ -244,11 +278,22 @@ impl Settings {
             return Err(bad("shop.timeout_secs", "must be between 1 and 60"));
         }
         if self.shop.kind == ShopKind::Generic {
-            for (k, v) in [("shop.verify_url", &self.shop.verify_url), ("shop.coupon_url", &self.shop.coupon_url)] {
-                url::Url::parse(v).map_err(|e| bad(k, &format!("required for kind = \"generic\"; not a URL: {e}")))?;
+            for (k, v) in [
+                ("shop.verify_url", &self.shop.verify_url),
+                ("shop.coupon_url", &self.shop.coupon_url),
+            ] {
+                url::Url::parse(v).map_err(|e| {
+                    bad(
+                        k,
+                        &format!("required for kind = \"generic\"; not a URL: {e}"),
+                    )
+                })?;
             }
             if !self.shop.secret.is_set() {
-                return Err(bad("shop.secret", "required for kind = \"generic\" (set LOYALTY__SHOP__SECRET)"));
+                return Err(bad(
+                    "shop.secret",
+                    "required for kind = \"generic\" (set LOYALTY__SHOP__SECRET)",
+                ));
             }
         }
         Ok(())
@@ -277,7 +322,12 @@ impl Settings {
 
 /// `LOYALTY__MESSENGER__APP_SECRET=x` sets `messenger.app_secret = "x"`. The value keeps the
 /// type of the key it replaces: strings stay strings, numbers and booleans are parsed.
-fn apply_override(root: &mut toml::Value, var: &str, path: &str, raw: &str) -> Result<(), ConfigError> {
+fn apply_override(
+    root: &mut toml::Value,
+    var: &str,
+    path: &str,
+    raw: &str,
+) -> Result<(), ConfigError> {
     let err = |problem: &str| ConfigError::Env {
         var: var.into(),
         problem: problem.into(),
@@ -287,7 +337,9 @@ fn apply_override(root: &mut toml::Value, var: &str, path: &str, raw: &str) -> R
         return Err(err("expected LOYALTY__<SECTION>__<KEY>"));
     }
     let (last, sections) = parts.split_last().ok_or_else(|| err("no key"))?;
-    let mut table = root.as_table_mut().ok_or_else(|| err("config root is not a table"))?;
+    let mut table = root
+        .as_table_mut()
+        .ok_or_else(|| err("config root is not a table"))?;
     for s in sections {
         table = table
             .entry(s.clone())
@@ -297,9 +349,19 @@ fn apply_override(root: &mut toml::Value, var: &str, path: &str, raw: &str) -> R
     }
     let new = match table.get(last) {
         None | Some(toml::Value::String(_)) => toml::Value::String(raw.to_owned()),
-        Some(toml::Value::Integer(_)) => toml::Value::Integer(raw.trim().parse().map_err(|_| err("expected a whole number"))?),
-        Some(toml::Value::Boolean(_)) => toml::Value::Boolean(raw.trim().parse().map_err(|_| err("expected true or false"))?),
-        Some(toml::Value::Float(_)) => toml::Value::Float(raw.trim().parse().map_err(|_| err("expected a number"))?),
+        Some(toml::Value::Integer(_)) => toml::Value::Integer(
+            raw.trim()
+                .parse()
+                .map_err(|_| err("expected a whole number"))?,
+        ),
+        Some(toml::Value::Boolean(_)) => toml::Value::Boolean(
+            raw.trim()
+                .parse()
+                .map_err(|_| err("expected true or false"))?,
+        ),
+        Some(toml::Value::Float(_)) => {
+            toml::Value::Float(raw.trim().parse().map_err(|_| err("expected a number"))?)
+        }
         Some(_) => return Err(err("this key cannot be set from the environment")),
     };
     table.insert(last.clone(), new);
@@ -349,8 +411,14 @@ mod tests {
     #[test]
     fn mistakes_name_the_key() {
         let cases: &[(&[(&str, &str)], &str)] = &[
-            (&[("LOYALTY__PROGRAM__SIGNUP_BONUS", "lots")], "LOYALTY__PROGRAM__SIGNUP_BONUS"),
-            (&[("LOYALTY__PROGRAM__CURRENCY", "euro")], "program.currency"),
+            (
+                &[("LOYALTY__PROGRAM__SIGNUP_BONUS", "lots")],
+                "LOYALTY__PROGRAM__SIGNUP_BONUS",
+            ),
+            (
+                &[("LOYALTY__PROGRAM__CURRENCY", "euro")],
+                "program.currency",
+            ),
             (&[("LOYALTY__SERVER__BIND", "nowhere")], "server.bind"),
             (&[("LOYALTY__SHOP__KIND", "generic")], "shop.verify_url"),
             (&[("LOYALTY__SHOP__TIMEOUT_SECS", "0")], "shop.timeout_secs"),
@@ -365,9 +433,19 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted_in_debug_output() {
-        let s = load(BASE, &[("LOYALTY__MANYCHAT__TOKEN", "tok-123"), ("LOYALTY__ADMIN__TOKEN", "adm-456")]).unwrap();
+        let s = load(
+            BASE,
+            &[
+                ("LOYALTY__MANYCHAT__TOKEN", "tok-123"),
+                ("LOYALTY__ADMIN__TOKEN", "adm-456"),
+            ],
+        )
+        .unwrap();
         let dbg = format!("{s:?}");
-        assert!(!dbg.contains("tok-123") && !dbg.contains("adm-456"), "{dbg}");
+        assert!(
+            !dbg.contains("tok-123") && !dbg.contains("adm-456"),
+            "{dbg}"
+        );
         assert!(dbg.contains("[redacted]"));
     }
 }

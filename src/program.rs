@@ -7,7 +7,9 @@ use crate::domain::{
     OrderStatus, Points, Profile, Reward,
 };
 use crate::shop::{CouponRequest, Shop, ShopError};
-use crate::store::{ClaimOutcome, JoinOutcome, LoyaltyStore, MemberAccount, NewMember, RedeemOutcome, StoreError};
+use crate::store::{
+    ClaimOutcome, JoinOutcome, LoyaltyStore, MemberAccount, NewMember, RedeemOutcome, StoreError,
+};
 use chrono::{DateTime, Duration, Utc};
 use std::sync::Arc;
 
@@ -37,8 +39,15 @@ pub enum JoinResult {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClaimResult {
-    Credited { order: OrderNumber, points: Points, balance: Points },
-    AlreadyClaimedByYou { at: DateTime<Utc>, balance: Points },
+    Credited {
+        order: OrderNumber,
+        points: Points,
+        balance: Points,
+    },
+    AlreadyClaimedByYou {
+        at: DateTime<Utc>,
+        balance: Points,
+    },
     AlreadyClaimedByOther,
     /// No such order, or it belongs to another email (the two are not told apart on purpose).
     NotFound,
@@ -49,11 +58,21 @@ pub enum ClaimResult {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RedeemResult {
-    Redeemed { coupon: Coupon, reward: Reward, balance: Points },
-    Insufficient { reward: Reward, balance: Points, gap: Points },
+    Redeemed {
+        coupon: Coupon,
+        reward: Reward,
+        balance: Points,
+    },
+    Insufficient {
+        reward: Reward,
+        balance: Points,
+        gap: Points,
+    },
     UnknownReward,
     /// The shop did not create the coupon; the points were not spent.
-    ShopUnavailable { balance: Points },
+    ShopUnavailable {
+        balance: Points,
+    },
 }
 
 pub struct Program {
@@ -64,7 +83,12 @@ pub struct Program {
 }
 
 impl Program {
-    pub fn new(store: Arc<dyn LoyaltyStore>, shop: Arc<dyn Shop>, catalogue: Catalogue, rules: Rules) -> Self {
+    pub fn new(
+        store: Arc<dyn LoyaltyStore>,
+        shop: Arc<dyn Shop>,
+        catalogue: Catalogue,
+        rules: Rules,
+    ) -> Self {
         Program {
             store,
             shop,
@@ -94,7 +118,8 @@ impl Program {
     {
         let store = Arc::clone(&self.store);
         let span = tracing::Span::current();
-        let out = tokio::task::spawn_blocking(move || span.in_scope(|| f(store.as_ref()))).await??;
+        let out =
+            tokio::task::spawn_blocking(move || span.in_scope(|| f(store.as_ref()))).await??;
         Ok(out)
     }
 
@@ -103,7 +128,12 @@ impl Program {
         self.blocking(move |s| s.member_by_identity(&who)).await
     }
 
-    pub async fn join(&self, who: &ChatIdentity, email: Email, profile: Profile) -> Result<JoinResult, ProgramError> {
+    pub async fn join(
+        &self,
+        who: &ChatIdentity,
+        email: Email,
+        profile: Profile,
+    ) -> Result<JoinResult, ProgramError> {
         let new = NewMember {
             identity: who.clone(),
             email,
@@ -121,7 +151,11 @@ impl Program {
         })
     }
 
-    pub async fn claim(&self, member: &Member, order: OrderNumber) -> Result<ClaimResult, ProgramError> {
+    pub async fn claim(
+        &self,
+        member: &Member,
+        order: OrderNumber,
+    ) -> Result<ClaimResult, ProgramError> {
         let id = member.id;
         // Cheap early answer for repeat claims; the store's index is the real guard.
         let o = order.clone();
@@ -135,13 +169,19 @@ impl Program {
                 return Ok(ClaimResult::ShopUnavailable);
             }
         };
-        let Some(shop_order) = found.filter(|o| o.email == member.email && o.number == order) else {
+        let belongs = |o: &crate::shop::ShopOrder| {
+            o.email == member.email && o.number.as_str().eq_ignore_ascii_case(order.as_str())
+        };
+        let Some(shop_order) = found.filter(belongs) else {
             return Ok(ClaimResult::NotFound);
         };
         if !shop_order.status.earns() {
             return Ok(ClaimResult::NotPaid(shop_order.status));
         }
-        if !shop_order.currency.eq_ignore_ascii_case(&self.rules.currency) {
+        if !shop_order
+            .currency
+            .eq_ignore_ascii_case(&self.rules.currency)
+        {
             return Ok(ClaimResult::OtherCurrency(shop_order.currency));
         }
         let points = points_for(shop_order.total, self.rules.points_per_currency_unit);
@@ -158,13 +198,22 @@ impl Program {
         match out {
             ClaimOutcome::Credited { points, balance } => {
                 tracing::info!(member.id = %id, order = %order, points = points.0, "order credited");
-                Ok(ClaimResult::Credited { order, points, balance })
+                Ok(ClaimResult::Credited {
+                    order,
+                    points,
+                    balance,
+                })
             }
             ClaimOutcome::AlreadyClaimed { by, at } => self.already_claimed(id, by, at).await,
         }
     }
 
-    async fn already_claimed(&self, me: MemberId, by: MemberId, at: DateTime<Utc>) -> Result<ClaimResult, ProgramError> {
+    async fn already_claimed(
+        &self,
+        me: MemberId,
+        by: MemberId,
+        at: DateTime<Utc>,
+    ) -> Result<ClaimResult, ProgramError> {
         if by != me {
             return Ok(ClaimResult::AlreadyClaimedByOther);
         }
@@ -177,7 +226,11 @@ impl Program {
         Ok(acc.map(|a| a.balance).unwrap_or_default())
     }
 
-    pub async fn redeem(&self, member: &Member, reward_id: &str) -> Result<RedeemResult, ProgramError> {
+    pub async fn redeem(
+        &self,
+        member: &Member,
+        reward_id: &str,
+    ) -> Result<RedeemResult, ProgramError> {
         let Some(reward) = self.catalogue.get(reward_id).cloned() else {
             return Ok(RedeemResult::UnknownReward);
         };
@@ -209,13 +262,19 @@ impl Program {
         let code = coupon.code.clone();
         if let Err(e) = self.shop.create_coupon(&request).await {
             log_shop_error(&e, "coupon creation");
-            let balance = self.blocking(move |s| s.cancel_coupon(&code, Utc::now())).await?;
+            let balance = self
+                .blocking(move |s| s.cancel_coupon(&code, Utc::now()))
+                .await?;
             return Ok(RedeemResult::ShopUnavailable { balance });
         }
         let coupon = self.blocking(move |s| s.confirm_coupon(&code)).await?;
         let balance = self.balance(id).await?;
         tracing::info!(member.id = %id, reward = %reward.id, "reward redeemed");
-        Ok(RedeemResult::Redeemed { coupon, reward, balance })
+        Ok(RedeemResult::Redeemed {
+            coupon,
+            reward,
+            balance,
+        })
     }
 
     /// Coupons left pending by a crash between reserving points and the shop's answer: the
@@ -226,7 +285,8 @@ impl Program {
         let n = pending.len();
         for c in pending {
             let code = c.code.clone();
-            self.blocking(move |s| s.cancel_coupon(&code, Utc::now())).await?;
+            self.blocking(move |s| s.cancel_coupon(&code, Utc::now()))
+                .await?;
             tracing::warn!(member.id = %c.member, "pending coupon from an interrupted redemption cancelled; points restored");
         }
         Ok(n)

@@ -53,9 +53,17 @@ mod tests {
         let body = br#"{"object":"page"}"#;
         let sig = format!("sha256={}", hmac_sha256_hex(b"k", body));
         assert!(verify_sha256_header(b"k", body, Some(&sig)));
-        assert!(!verify_sha256_header(b"k", b"{\"object\":\"Page\"}", Some(&sig)));
+        assert!(!verify_sha256_header(
+            b"k",
+            b"{\"object\":\"Page\"}",
+            Some(&sig)
+        ));
         assert!(!verify_sha256_header(b"other", body, Some(&sig)));
-        assert!(!verify_sha256_header(b"k", body, Some(sig.trim_start_matches("sha256="))));
+        assert!(!verify_sha256_header(
+            b"k",
+            body,
+            Some(sig.trim_start_matches("sha256="))
+        ));
         assert!(!verify_sha256_header(b"k", body, None));
         assert!(!verify_sha256_header(b"k", body, Some("sha256=zz")));
     }

@@ -23,8 +23,7 @@ impl CouponCode {
     pub fn generate(reward_id: &str) -> Self {
         let prefix: String = reward_id
             .split(|c: char| !c.is_ascii_alphanumeric())
-            .filter(|w| !w.is_empty() && !w.eq_ignore_ascii_case("free"))
-            .next()
+            .find(|w| !w.is_empty() && !w.eq_ignore_ascii_case("free"))
             .unwrap_or("RWD")
             .chars()
             .take(6)

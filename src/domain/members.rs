@@ -46,7 +46,9 @@ impl ChatIdentity {
     pub fn new(channel: Channel, id: &str) -> Result<Self, DomainError> {
         let id = id.trim();
         if id.is_empty() || id.len() > 128 || !id.chars().all(|c| c.is_ascii_graphic()) {
-            return Err(DomainError::InvalidIdentity("must be 1-128 visible ASCII characters"));
+            return Err(DomainError::InvalidIdentity(
+                "must be 1-128 visible ASCII characters",
+            ));
         }
         Ok(ChatIdentity {
             channel,
@@ -84,9 +86,7 @@ impl Email {
         if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(DomainError::InvalidEmail("contains spaces"));
         }
-        let (local, domain) = s
-            .split_once('@')
-            .ok_or(DomainError::InvalidEmail("no @"))?;
+        let (local, domain) = s.split_once('@').ok_or(DomainError::InvalidEmail("no @"))?;
         if local.is_empty() || local.len() > 64 {
             return Err(DomainError::InvalidEmail("nothing before the @"));
         }
@@ -102,16 +102,22 @@ impl Email {
                     || !l.chars().all(|c| c.is_alphanumeric() || c == '-')
             })
         {
-            return Err(DomainError::InvalidEmail("the part after the @ is not a domain"));
+            return Err(DomainError::InvalidEmail(
+                "the part after the @ is not a domain",
+            ));
         }
         if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
             return Err(DomainError::InvalidEmail("misplaced dot before the @"));
         }
-        if local
-            .chars()
-            .any(|c| matches!(c, '<' | '>' | '(' | ')' | '[' | ']' | ',' | ';' | ':' | '\\' | '"'))
-        {
-            return Err(DomainError::InvalidEmail("character not allowed before the @"));
+        if local.chars().any(|c| {
+            matches!(
+                c,
+                '<' | '>' | '(' | ')' | '[' | ']' | ',' | ';' | ':' | '\\' | '"'
+            )
+        }) {
+            return Err(DomainError::InvalidEmail(
+                "character not allowed before the @",
+            ));
         }
         Ok(Email(s))
     }
@@ -176,21 +182,44 @@ mod tests {
 
     #[test]
     fn emails_are_normalised_and_checked() {
-        assert_eq!(Email::parse("  Ana@Example.COM ").unwrap().as_str(), "ana@example.com");
+        assert_eq!(
+            Email::parse("  Ana@Example.COM ").unwrap().as_str(),
+            "ana@example.com"
+        );
         for bad in [
-            "", "ana", "ana@", "@example.com", "ana@example", "ana@@example.com", "ana @example.com",
-            "ana@exa mple.com", "ana@.example.com", "ana@example..com", ".ana@example.com",
-            "ana..b@example.com", "ana@-example.com", "a<b>@example.com", "ana@example.com\n1",
+            "",
+            "ana",
+            "ana@",
+            "@example.com",
+            "ana@example",
+            "ana@@example.com",
+            "ana @example.com",
+            "ana@exa mple.com",
+            "ana@.example.com",
+            "ana@example..com",
+            ".ana@example.com",
+            "ana..b@example.com",
+            "ana@-example.com",
+            "a<b>@example.com",
+            "ana@example.com\n1",
         ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be rejected");
         }
-        for good in ["a@b.co", "jane.doe+shop@example.com", "jürgen@bücher.de", "x_y@sub.example.org"] {
+        for good in [
+            "a@b.co",
+            "jane.doe+shop@example.com",
+            "jürgen@bücher.de",
+            "x_y@sub.example.org",
+        ] {
             assert!(Email::parse(good).is_ok(), "{good:?} should be accepted");
         }
     }
 
     #[test]
     fn masked_email_hides_the_local_part() {
-        assert_eq!(Email::parse("jane@example.com").unwrap().masked(), "j***@example.com");
+        assert_eq!(
+            Email::parse("jane@example.com").unwrap().masked(),
+            "j***@example.com"
+        );
     }
 }

@@ -19,7 +19,9 @@ impl OrderNumber {
         for prefix in ["order", "bestellung", "bestell-nr", "nr", "no"] {
             if s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix) {
                 let rest = &s[prefix.len()..];
-                let trimmed = rest.trim_start_matches(|c: char| c.is_whitespace() || c == '-' || c == ':' || c == '.');
+                let trimmed = rest.trim_start_matches(|c: char| {
+                    c.is_whitespace() || c == '-' || c == ':' || c == '.'
+                });
                 if trimmed.len() < rest.len() || rest.starts_with('#') {
                     s = trimmed;
                     break;
@@ -33,8 +35,13 @@ impl OrderNumber {
         if s.len() > 64 {
             return Err(DomainError::InvalidOrderNumber("longer than 64 characters"));
         }
-        if !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(DomainError::InvalidOrderNumber("only letters, digits, - and _ are allowed"));
+        if !s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(DomainError::InvalidOrderNumber(
+                "only letters, digits, - and _ are allowed",
+            ));
         }
         if !s.chars().any(|c| c.is_ascii_digit()) {
             return Err(DomainError::InvalidOrderNumber("has no digit"));
@@ -47,7 +54,8 @@ impl OrderNumber {
     pub fn looks_like_claim(text: &str) -> bool {
         let t = text.trim();
         let lower = t.to_lowercase();
-        let explicit = lower.starts_with("order") || lower.starts_with("bestellung") || t.starts_with('#');
+        let explicit =
+            lower.starts_with("order") || lower.starts_with("bestellung") || t.starts_with('#');
         let bare = t.len() >= 3 && t.chars().all(|c| c.is_ascii_digit());
         (explicit || bare) && Self::parse(t).is_ok()
     }
@@ -151,7 +159,9 @@ pub fn points_for(total: Decimal, points_per_unit: u32) -> Points {
     if total.is_sign_negative() {
         return Points::ZERO;
     }
-    let product = total.checked_mul(Decimal::from(points_per_unit)).unwrap_or(Decimal::MAX);
+    let product = total
+        .checked_mul(Decimal::from(points_per_unit))
+        .unwrap_or(Decimal::MAX);
     let floored = product.floor();
     Points(u64::try_from(floored.mantissa() / 10i128.pow(floored.scale())).unwrap_or(u64::MAX))
 }
@@ -172,10 +182,25 @@ mod tests {
             ("order-1001", "1001"),
             (" A-2031 ", "A-2031"),
         ] {
-            assert_eq!(OrderNumber::parse(raw).unwrap().as_str(), want, "input {raw:?}");
+            assert_eq!(
+                OrderNumber::parse(raw).unwrap().as_str(),
+                want,
+                "input {raw:?}"
+            );
         }
-        for bad in ["", "#", "order", "10 01", "1001;DROP", "abc", &"9".repeat(65)] {
-            assert!(OrderNumber::parse(bad).is_err(), "{bad:?} should be rejected");
+        for bad in [
+            "",
+            "#",
+            "order",
+            "10 01",
+            "1001;DROP",
+            "abc",
+            &"9".repeat(65),
+        ] {
+            assert!(
+                OrderNumber::parse(bad).is_err(),
+                "{bad:?} should be rejected"
+            );
         }
     }
 
@@ -191,7 +216,14 @@ mod tests {
 
     #[test]
     fn points_are_the_floor_of_the_decimal_total() {
-        let cases = [("59.90", 1, 59), ("42.50", 1, 42), ("0.99", 1, 0), ("100", 1, 100), ("19.99", 3, 59), ("0.1", 10, 1)];
+        let cases = [
+            ("59.90", 1, 59),
+            ("42.50", 1, 42),
+            ("0.99", 1, 0),
+            ("100", 1, 100),
+            ("19.99", 3, 59),
+            ("0.1", 10, 1),
+        ];
         for (total, rate, want) in cases {
             let t = parse_amount(total).unwrap();
             assert_eq!(points_for(t, rate), Points(want), "{total} x {rate}");
@@ -211,7 +243,14 @@ mod tests {
         assert!(OrderStatus::parse("paid").earns());
         assert!(OrderStatus::parse("Completed").earns());
         assert!(OrderStatus::parse("processing").earns());
-        for s in ["pending", "on-hold", "cancelled", "refunded", "failed", "weird"] {
+        for s in [
+            "pending",
+            "on-hold",
+            "cancelled",
+            "refunded",
+            "failed",
+            "weird",
+        ] {
             assert!(!OrderStatus::parse(s).earns(), "{s}");
         }
     }

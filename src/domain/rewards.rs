@@ -29,7 +29,9 @@ impl Catalogue {
     }
 
     pub fn get(&self, id: &str) -> Option<&Reward> {
-        self.rewards.iter().find(|r| r.id.eq_ignore_ascii_case(id.trim()))
+        self.rewards
+            .iter()
+            .find(|r| r.id.eq_ignore_ascii_case(id.trim()))
     }
 
     pub fn cheapest(&self) -> Option<&Reward> {
@@ -68,10 +70,16 @@ mod tests {
         let c = Catalogue::new(vec![reward("bag", 500), reward("mug", 200)]);
         assert_eq!(c.cheapest().unwrap().id, "mug");
         assert_eq!(c.affordable(Points(199)).count(), 0);
-        assert_eq!(c.next_goal(Points(150)).map(|(r, g)| (r.id.as_str(), g)), Some(("mug", Points(50))));
+        assert_eq!(
+            c.next_goal(Points(150)).map(|(r, g)| (r.id.as_str(), g)),
+            Some(("mug", Points(50)))
+        );
         let now: Vec<_> = c.affordable(Points(200)).map(|r| r.id.as_str()).collect();
         assert_eq!(now, ["mug"]);
-        assert_eq!(c.next_goal(Points(200)).map(|(r, g)| (r.id.as_str(), g)), Some(("bag", Points(300))));
+        assert_eq!(
+            c.next_goal(Points(200)).map(|(r, g)| (r.id.as_str(), g)),
+            Some(("bag", Points(300)))
+        );
         assert!(c.next_goal(Points(900)).is_none());
     }
 }

@@ -35,7 +35,9 @@ impl FixtureShop {
         raw.into_iter()
             .enumerate()
             .map(|(i, o)| {
-                let at = |what: String| ShopError::Fixture(format!("{} order #{i}: {what}", self.orders_file.display()));
+                let at = |what: String| {
+                    ShopError::Fixture(format!("{} order #{i}: {what}", self.orders_file.display()))
+                };
                 let total = match &o.total {
                     serde_json::Value::String(s) => parse_amount(s),
                     serde_json::Value::Number(n) => parse_amount(&n.to_string()),
@@ -71,7 +73,10 @@ impl Shop for FixtureShop {
         })
     }
 
-    fn create_coupon<'a>(&'a self, _coupon: &'a CouponRequest) -> BoxFuture<'a, Result<(), ShopError>> {
+    fn create_coupon<'a>(
+        &'a self,
+        _coupon: &'a CouponRequest,
+    ) -> BoxFuture<'a, Result<(), ShopError>> {
         Box::pin(async { Ok(()) })
     }
 }

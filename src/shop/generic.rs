@@ -82,11 +82,16 @@ impl GenericShop {
 }
 
 fn parse_answer(bytes: &[u8]) -> Result<ShopOrder, ShopError> {
-    let a: VerifyAnswer = serde_json::from_slice(bytes).map_err(|e| ShopError::BadAnswer(e.to_string()))?;
+    let a: VerifyAnswer =
+        serde_json::from_slice(bytes).map_err(|e| ShopError::BadAnswer(e.to_string()))?;
     let number = match &a.order_number {
         serde_json::Value::String(s) => s.clone(),
         serde_json::Value::Number(n) => n.to_string(),
-        _ => return Err(ShopError::BadAnswer("order_number is not a string or number".into())),
+        _ => {
+            return Err(ShopError::BadAnswer(
+                "order_number is not a string or number".into(),
+            ))
+        }
     };
     let total = match &a.total {
         serde_json::Value::String(s) => parse_amount(s),
@@ -97,7 +102,9 @@ fn parse_answer(bytes: &[u8]) -> Result<ShopOrder, ShopError> {
     .map_err(|e| ShopError::BadAnswer(e.to_string()))?;
     let currency = a.currency.trim().to_ascii_uppercase();
     if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_alphabetic()) {
-        return Err(ShopError::BadAnswer("currency is not a 3-letter code".into()));
+        return Err(ShopError::BadAnswer(
+            "currency is not a 3-letter code".into(),
+        ));
     }
     Ok(ShopOrder {
         number: OrderNumber::parse(&number).map_err(|e| ShopError::BadAnswer(e.to_string()))?,
@@ -133,13 +140,18 @@ impl Shop for GenericShop {
         })
     }
 
-    fn create_coupon<'a>(&'a self, coupon: &'a CouponRequest) -> BoxFuture<'a, Result<(), ShopError>> {
+    fn create_coupon<'a>(
+        &'a self,
+        coupon: &'a CouponRequest,
+    ) -> BoxFuture<'a, Result<(), ShopError>> {
         Box::pin(async move {
             let body = serde_json::to_vec(&CouponBody {
                 code: &coupon.code,
                 reward_id: &coupon.reward_id,
                 product_ids: &coupon.product_ids,
-                expires_at: coupon.expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                expires_at: coupon
+                    .expires_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 email: coupon.email.as_str(),
             })
             .map_err(|e| ShopError::BadAnswer(e.to_string()))?;

@@ -61,5 +61,8 @@ pub trait Shop: Send + Sync + 'static {
 
     /// Creates a single-use coupon limited to the reward's products. Must be idempotent on
     /// `code`: a retry with the same code is not a second coupon.
-    fn create_coupon<'a>(&'a self, coupon: &'a CouponRequest) -> BoxFuture<'a, Result<(), ShopError>>;
+    fn create_coupon<'a>(
+        &'a self,
+        coupon: &'a CouponRequest,
+    ) -> BoxFuture<'a, Result<(), ShopError>>;
 }

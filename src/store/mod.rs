@@ -56,16 +56,28 @@ pub enum JoinOutcome {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClaimOutcome {
-    Credited { points: Points, balance: Points },
+    Credited {
+        points: Points,
+        balance: Points,
+    },
     /// The order was credited before (to `by`, at `at`); nothing changed.
-    AlreadyClaimed { by: MemberId, at: DateTime<Utc> },
+    AlreadyClaimed {
+        by: MemberId,
+        at: DateTime<Utc>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RedeemOutcome {
     /// Points deducted and the coupon recorded as pending until the shop confirms it.
-    Reserved { coupon: Coupon, balance: Points },
-    InsufficientPoints { balance: Points, needed: Points },
+    Reserved {
+        coupon: Coupon,
+        balance: Points,
+    },
+    InsufficientPoints {
+        balance: Points,
+        needed: Points,
+    },
 }
 
 /// Everything needed to enrol someone.
@@ -106,7 +118,10 @@ pub trait LoyaltyStore: Send + Sync + 'static {
     ) -> Result<ClaimOutcome, StoreError>;
 
     /// Who claimed an order, if anyone.
-    fn order_claim(&self, order: &OrderNumber) -> Result<Option<(MemberId, DateTime<Utc>)>, StoreError>;
+    fn order_claim(
+        &self,
+        order: &OrderNumber,
+    ) -> Result<Option<(MemberId, DateTime<Utc>)>, StoreError>;
 
     /// Deducts the reward's points and records a pending coupon in one atomic step; never takes
     /// a balance below zero, even under concurrent calls.
@@ -133,7 +148,11 @@ pub trait LoyaltyStore: Send + Sync + 'static {
     fn pending_coupons(&self) -> Result<Vec<Coupon>, StoreError>;
 
     fn conversation(&self, who: &ChatIdentity) -> Result<Option<ConversationState>, StoreError>;
-    fn save_conversation(&self, who: &ChatIdentity, state: &ConversationState) -> Result<(), StoreError>;
+    fn save_conversation(
+        &self,
+        who: &ChatIdentity,
+        state: &ConversationState,
+    ) -> Result<(), StoreError>;
     fn clear_conversation(&self, who: &ChatIdentity) -> Result<(), StoreError>;
 }
 
@@ -170,7 +189,11 @@ pub trait EventQueue: Send + Sync + 'static {
     /// Events recorded but not processed yet, ordered by sender then timestamp.
     fn pending_inbound(&self) -> Result<Vec<InboundEvent>, StoreError>;
     /// Atomically marks an event processed and queues its replies; returns the outbox ids.
-    fn finish_inbound(&self, key: &str, replies: Vec<OutboundMessage>) -> Result<Vec<u64>, StoreError>;
+    fn finish_inbound(
+        &self,
+        key: &str,
+        replies: Vec<OutboundMessage>,
+    ) -> Result<Vec<u64>, StoreError>;
     /// Replies not delivered yet, in the order they were queued.
     fn pending_outbound(&self) -> Result<Vec<(u64, OutboundMessage)>, StoreError>;
     /// The reply was delivered, or failed for good: forget it.
