@@ -98,7 +98,7 @@ impl FakeGraphApi {
         let mut state = self.lock();
         state
             .fail_next
-            .extend(std::iter::repeat((status, body)).take(n));
+            .extend(std::iter::repeat_n((status, body), n));
     }
 
     /// Fails the next `n` calls with code 2, "temporary" (HTTP 500).
