@@ -31,6 +31,8 @@ struct State {
     next_id: u64,
 }
 
+/// Clones share the server and its records.
+#[derive(Clone)]
 pub struct FakeGraphApi {
     base: String,
     state: Arc<Mutex<State>>,

@@ -37,6 +37,18 @@ pub fn text_event(mid: &str, psid: &str, timestamp: i64, text: &str) -> Vec<u8> 
     )
 }
 
+/// Waits up to 5 s for `cond`; panics naming `what` otherwise.
+pub async fn eventually(cond: impl Fn() -> bool, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Answers "you said: <text>" (with one quick reply), fails on "boom", and notes every input.
 #[derive(Default)]
 pub struct Script {
