@@ -7,7 +7,7 @@ mod flusher;
 mod keys;
 mod sled_store;
 
-// pub use flusher::GroupCommit;
+pub use flusher::GroupCommit;
 pub use sled_store::SledStore;
 
 use crate::domain::{
@@ -29,6 +29,8 @@ pub enum StoreError {
     },
     #[error("unknown member {0}")]
     UnknownMember(MemberId),
+    #[error("unknown coupon {0}")]
+    UnknownCoupon(CouponCode),
 }
 
 impl From<sled::Error> for StoreError {

@@ -1,0 +1,312 @@
+//! [`LoyaltyStore`] on sled: members, the ledger, order claims, coupons and conversations.
+//! Each mutation is one multi-tree transaction followed by a group-committed flush.
+
+use chrono::{DateTime, Utc};
+use sled::transaction::Transactional;
+
+use super::records::{
+    abort, decode, decode_id, encode, tx, tx_account, tx_append, Abort, Account, Claim,
+};
+use super::SledStore;
+use crate::domain::{
+    ChatIdentity, Coupon, CouponCode, CouponStatus, Email, LedgerEntry, Member, MemberId,
+    OrderNumber, Points, Reward, VerifiedOrder,
+};
+use crate::store::{
+    keys, ClaimOutcome, ConversationState, JoinOutcome, LoyaltyStore, MemberAccount, NewMember,
+    RedeemOutcome, StoreError,
+};
+
+impl LoyaltyStore for SledStore {
+    fn member(&self, id: MemberId) -> Result<Option<MemberAccount>, StoreError> {
+        Ok(self.account(id)?.map(Account::view))
+    }
+
+    fn member_by_identity(&self, who: &ChatIdentity) -> Result<Option<MemberAccount>, StoreError> {
+        self.account_via(&self.identities, &keys::identity(who))
+    }
+
+    fn member_by_email(&self, email: &Email) -> Result<Option<MemberAccount>, StoreError> {
+        self.account_via(&self.emails, &keys::email(email))
+    }
+
+    fn ledger(&self, id: MemberId) -> Result<Vec<LedgerEntry>, StoreError> {
+        self.ledger
+            .scan_prefix(keys::member(id))
+            .map(|kv| Ok(decode("ledger entry", &kv?.1)?))
+            .collect()
+    }
+
+    fn members(&self) -> Result<Vec<MemberAccount>, StoreError> {
+        self.members
+            .iter()
+            .map(|kv| Ok(decode::<Account>("member record", &kv?.1)?.view()))
+            .collect()
+    }
+
+    fn join(&self, new: NewMember, now: DateTime<Utc>) -> Result<JoinOutcome, StoreError> {
+        // Ids come from sled's persistent counter, outside the closure so a rerun cannot burn
+        // more than one; an unused id (the identity was a member already) is simply skipped.
+        // The counter starts at 0; +1 keeps 0 free so it never looks like a real member.
+        let id = MemberId(self.db.generate_id()? + 1);
+        let (ikey, ekey) = (keys::identity(&new.identity), keys::email(&new.email));
+        let trees = (&self.members, &self.identities, &self.emails, &self.ledger);
+        let outcome = trees.transaction(|(members, identities, emails, ledger)| {
+            if let Some(raw) = identities.get(&ikey)? {
+                let existing = tx(decode_id(&raw))?;
+                return Ok(JoinOutcome::AlreadyMember(
+                    tx_account(members, existing)?.view(),
+                ));
+            }
+            if emails.get(&ekey)?.is_some() {
+                return Ok(JoinOutcome::EmailTaken);
+            }
+            let member = Member {
+                id,
+                email: new.email.clone(),
+                identity: new.identity.clone(),
+                first_name: new.profile.first_name.clone(),
+                locale: new.profile.locale.clone(),
+                joined_at: now,
+            };
+            let fresh = Account {
+                member,
+                balance: Points::ZERO,
+                next_seq: 0,
+            };
+            let acct = tx_append(
+                members,
+                ledger,
+                fresh,
+                &LedgerEntry::signup_bonus(new.bonus, now),
+            )?;
+            identities.insert(ikey.as_slice(), &keys::member(id))?;
+            emails.insert(ekey.as_slice(), &keys::member(id))?;
+            Ok(JoinOutcome::Joined(acct.view()))
+        })?;
+        // Even a refusal waits: the state it reports may come from a concurrent join that has
+        // not been flushed yet, and the reply must not announce what a crash could undo.
+        self.commit.wait()?;
+        if let JoinOutcome::Joined(a) = &outcome {
+            tracing::info!(member.id = %a.member.id, email = %new.email.masked(), "member joined");
+        }
+        Ok(outcome)
+    }
+
+    fn claim_order(
+        &self,
+        member: MemberId,
+        order: &VerifiedOrder,
+        points: Points,
+        now: DateTime<Utc>,
+    ) -> Result<ClaimOutcome, StoreError> {
+        let okey = keys::order(&order.number);
+        let trees = (&self.members, &self.orders, &self.ledger);
+        let outcome = trees.transaction(|(members, orders, ledger)| {
+            let acct = tx_account(members, member)?;
+            if let Some(raw) = orders.get(&okey)? {
+                let c: Claim = tx(decode("order claim", &raw))?;
+                return Ok(ClaimOutcome::AlreadyClaimed {
+                    by: c.member,
+                    at: c.at,
+                });
+            }
+            let entry = LedgerEntry::order_credit(order.number.clone(), points, now);
+            let acct = tx_append(members, ledger, acct, &entry)?;
+            orders.insert(
+                okey.as_slice(),
+                tx(encode("order claim", &Claim { member, at: now }))?,
+            )?;
+            Ok(ClaimOutcome::Credited {
+                points,
+                balance: acct.balance,
+            })
+        })?;
+        self.commit.wait()?;
+        Ok(outcome)
+    }
+
+    fn order_claim(
+        &self,
+        order: &OrderNumber,
+    ) -> Result<Option<(MemberId, DateTime<Utc>)>, StoreError> {
+        match self.orders.get(keys::order(order))? {
+            Some(raw) => {
+                let c: Claim = decode("order claim", &raw)?;
+                Ok(Some((c.member, c.at)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn redeem_reward(
+        &self,
+        member: MemberId,
+        reward: &Reward,
+        code: CouponCode,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<RedeemOutcome, StoreError> {
+        let ckey = code.as_str().as_bytes();
+        let trees = (
+            &self.members,
+            &self.ledger,
+            &self.coupons,
+            &self.member_coupons,
+            &self.pending_coupons,
+        );
+        let outcome = trees.transaction(|(members, ledger, coupons, by_member, pending)| {
+            if coupons.get(ckey)?.is_some() {
+                // 80 random bits make this a caller bug (a reused code), not bad luck.
+                return abort(Abort::Corrupt(
+                    format!("coupon code {code} already exists"),
+                    None,
+                ));
+            }
+            let acct = tx_account(members, member)?;
+            if acct.balance < reward.points {
+                return Ok(RedeemOutcome::InsufficientPoints {
+                    balance: acct.balance,
+                    needed: reward.points,
+                });
+            }
+            let seq = acct.next_seq;
+            let entry = LedgerEntry::redemption(&reward.id, code.as_str(), reward.points, now);
+            let acct = tx_append(members, ledger, acct, &entry)?;
+            let coupon = Coupon {
+                code: code.clone(),
+                member,
+                reward_id: reward.id.clone(),
+                product_ids: reward.product_ids.clone(),
+                points: reward.points,
+                created_at: now,
+                expires_at,
+                status: CouponStatus::Pending,
+            };
+            coupons.insert(ckey, tx(encode("coupon", &coupon))?)?;
+            by_member.insert(&keys::member_seq(member, seq), ckey)?;
+            pending.insert(ckey, &[])?;
+            Ok(RedeemOutcome::Reserved {
+                coupon,
+                balance: acct.balance,
+            })
+        })?;
+        self.commit.wait()?;
+        Ok(outcome)
+    }
+
+    /// Pending → Issued. Already issued: returned as is. Cancelled: returned as is (status
+    /// `Cancelled`), because its points were given back and issuing it now would make it free.
+    fn confirm_coupon(&self, code: &CouponCode) -> Result<Coupon, StoreError> {
+        let ckey = code.as_str().as_bytes();
+        let coupon = (&self.coupons, &self.pending_coupons).transaction(|(coupons, pending)| {
+            let Some(raw) = coupons.get(ckey)? else {
+                return abort(Abort::UnknownCoupon(code.clone()));
+            };
+            let mut coupon: Coupon = tx(decode("coupon", &raw))?;
+            if coupon.status == CouponStatus::Pending {
+                coupon.status = CouponStatus::Issued;
+                coupons.insert(ckey, tx(encode("coupon", &coupon))?)?;
+                pending.remove(ckey)?;
+            }
+            Ok(coupon)
+        })?;
+        self.commit.wait()?;
+        if coupon.status == CouponStatus::Cancelled {
+            tracing::warn!(member.id = %coupon.member, "confirm of a cancelled coupon refused");
+        }
+        Ok(coupon)
+    }
+
+    /// Pending → Cancelled plus one reversal entry. Cancelled: nothing changes (idempotent).
+    /// Issued: nothing changes either: the shop made the coupon and the customer has its code,
+    /// so giving the points back would pay the reward twice. Returns the balance either way.
+    fn cancel_coupon(&self, code: &CouponCode, now: DateTime<Utc>) -> Result<Points, StoreError> {
+        let ckey = code.as_str().as_bytes();
+        let trees = (
+            &self.coupons,
+            &self.pending_coupons,
+            &self.members,
+            &self.ledger,
+        );
+        let (status, balance, member) =
+            trees.transaction(|(coupons, pending, members, ledger)| {
+                let Some(raw) = coupons.get(ckey)? else {
+                    return abort(Abort::UnknownCoupon(code.clone()));
+                };
+                let mut coupon: Coupon = tx(decode("coupon", &raw))?;
+                let acct = tx_account(members, coupon.member)?;
+                if coupon.status != CouponStatus::Pending {
+                    return Ok((coupon.status, acct.balance, coupon.member));
+                }
+                coupon.status = CouponStatus::Cancelled;
+                coupons.insert(ckey, tx(encode("coupon", &coupon))?)?;
+                pending.remove(ckey)?;
+                let entry =
+                    LedgerEntry::reversal(&coupon.reward_id, code.as_str(), coupon.points, now);
+                let acct = tx_append(members, ledger, acct, &entry)?;
+                Ok((CouponStatus::Pending, acct.balance, coupon.member))
+            })?;
+        self.commit.wait()?;
+        if status == CouponStatus::Issued {
+            tracing::warn!(member.id = %member, "cancel of an issued coupon refused");
+        }
+        Ok(balance)
+    }
+
+    fn coupon(&self, code: &CouponCode) -> Result<Option<Coupon>, StoreError> {
+        self.read_coupon(code.as_str().as_bytes())
+    }
+
+    fn coupons_of(&self, member: MemberId) -> Result<Vec<Coupon>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.member_coupons.scan_prefix(keys::member(member)) {
+            let (_, code) = kv?;
+            match self.read_coupon(&code)? {
+                Some(c) => out.push(c),
+                None => {
+                    return Err(Abort::Corrupt("coupon index points nowhere".into(), None).into())
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn pending_coupons(&self) -> Result<Vec<Coupon>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.pending_coupons.iter() {
+            let (code, _) = kv?;
+            // A coupon settled between the two reads is simply no longer pending.
+            if let Some(c) = self
+                .read_coupon(&code)?
+                .filter(|c| c.status == CouponStatus::Pending)
+            {
+                out.push(c);
+            }
+        }
+        out.sort_by_key(|c| c.created_at);
+        Ok(out)
+    }
+
+    fn conversation(&self, who: &ChatIdentity) -> Result<Option<ConversationState>, StoreError> {
+        match self.conversations.get(keys::identity(who))? {
+            Some(raw) => Ok(Some(decode("conversation", &raw)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn save_conversation(
+        &self,
+        who: &ChatIdentity,
+        state: &ConversationState,
+    ) -> Result<(), StoreError> {
+        self.conversations
+            .insert(keys::identity(who), encode("conversation", state)?)?;
+        self.commit.wait()
+    }
+
+    fn clear_conversation(&self, who: &ChatIdentity) -> Result<(), StoreError> {
+        self.conversations.remove(keys::identity(who))?;
+        self.commit.wait()
+    }
+}

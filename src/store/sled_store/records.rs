@@ -1,0 +1,131 @@
+//! What the sled store keeps in its trees, how values are encoded, and the helpers that
+//! transaction closures share. Closures may rerun, so these helpers only read, write and
+//! describe failures ([`Abort`]); they never log or act.
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+
+use crate::domain::{CouponCode, LedgerEntry, Member, MemberId, Points};
+use crate::store::{keys, InboundEvent, MemberAccount, StoreError};
+
+/// A member as stored: the cached balance and the next ledger sequence travel with the member,
+/// so every ledger append rewrites this record and conflicting writers serialise on it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct Account {
+    pub member: Member,
+    pub balance: Points,
+    pub next_seq: u64,
+}
+
+impl Account {
+    pub fn view(self) -> MemberAccount {
+        MemberAccount {
+            member: self.member,
+            balance: self.balance,
+        }
+    }
+}
+
+/// Who claimed an order, and when.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct Claim {
+    pub member: MemberId,
+    pub at: DateTime<Utc>,
+}
+
+/// An inbox slot: the event while it waits, only its done-at time once processed (the key alone
+/// is what de-duplicates redeliveries).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub(super) enum Inbox<E = InboundEvent> {
+    Pending { event: E },
+    Done { at: DateTime<Utc> },
+}
+
+/// Why a transaction gave up. Kept apart from [`StoreError`] because the closure may rerun and
+/// must only describe, not act.
+#[derive(Debug)]
+pub(super) enum Abort {
+    UnknownMember(MemberId),
+    UnknownCoupon(CouponCode),
+    Corrupt(String, Option<serde_json::Error>),
+}
+
+impl From<Abort> for StoreError {
+    fn from(a: Abort) -> Self {
+        match a {
+            Abort::UnknownMember(id) => StoreError::UnknownMember(id),
+            Abort::UnknownCoupon(code) => StoreError::UnknownCoupon(code),
+            Abort::Corrupt(what, source) => StoreError::Corrupt { what, source },
+        }
+    }
+}
+
+impl From<TransactionError<Abort>> for StoreError {
+    fn from(e: TransactionError<Abort>) -> Self {
+        match e {
+            TransactionError::Abort(a) => a.into(),
+            TransactionError::Storage(e) => e.into(),
+        }
+    }
+}
+
+pub(super) type Tx<T> = Result<T, ConflictableTransactionError<Abort>>;
+
+pub(super) fn abort<T>(a: Abort) -> Tx<T> {
+    Err(ConflictableTransactionError::Abort(a))
+}
+
+pub(super) fn encode<T: Serialize>(what: &str, v: &T) -> Result<Vec<u8>, Abort> {
+    serde_json::to_vec(v).map_err(|e| Abort::Corrupt(format!("cannot encode {what}"), Some(e)))
+}
+
+pub(super) fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, Abort> {
+    serde_json::from_slice(bytes).map_err(|e| Abort::Corrupt(what.to_owned(), Some(e)))
+}
+
+pub(super) fn decode_id(bytes: &[u8]) -> Result<MemberId, Abort> {
+    keys::read_u64(bytes)
+        .map(MemberId)
+        .ok_or_else(|| Abort::Corrupt("member id in an index".into(), None))
+}
+
+/// Lifts a plain [`Abort`] result into a transaction result.
+pub(super) fn tx<T>(r: Result<T, Abort>) -> Tx<T> {
+    r.map_err(ConflictableTransactionError::Abort)
+}
+
+pub(super) fn tx_account(members: &TransactionalTree, id: MemberId) -> Tx<Account> {
+    match members.get(keys::member(id))? {
+        Some(raw) => tx(decode("member record", &raw)),
+        None => abort(Abort::UnknownMember(id)),
+    }
+}
+
+/// Appends `entry` to the member's ledger and moves the cached balance by exactly the entry's
+/// signed points, so the balance equals the ledger sum by construction.
+pub(super) fn tx_append(
+    members: &TransactionalTree,
+    ledger: &TransactionalTree,
+    mut acct: Account,
+    entry: &LedgerEntry,
+) -> Tx<Account> {
+    let id = acct.member.id;
+    let balance = i128::from(acct.balance.0) + i128::from(entry.points);
+    let Ok(balance) = u64::try_from(balance) else {
+        return abort(Abort::Corrupt(
+            format!("balance of member {id} out of range"),
+            None,
+        ));
+    };
+    ledger.insert(
+        &keys::member_seq(id, acct.next_seq),
+        tx(encode("ledger entry", entry))?,
+    )?;
+    acct.next_seq += 1;
+    acct.balance = Points(balance);
+    members.insert(&keys::member(id), tx(encode("member record", &acct))?)?;
+    Ok(acct)
+}

@@ -1,0 +1,175 @@
+//! `kill -9` in the middle of concurrent writes loses nothing the store acknowledged.
+//!
+//! The test runs itself a second time as a child process (marked by an environment variable).
+//! The child writes from several threads and prints one line per call that returned `Ok`; the
+//! parent kills it with SIGKILL mid-stream, reopens the database and checks every acknowledged
+//! write is there. Without the group-commit wait, sled would still hold them in memory buffers.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use loyalty_bot::domain::{
+    Channel, ChatIdentity, CouponCode, Email, OrderNumber, OrderStatus, Points, Profile, Reward,
+    VerifiedOrder,
+};
+use loyalty_bot::store::{
+    ClaimOutcome, EventQueue, InboundEvent, JoinOutcome, LoyaltyStore, NewMember, RedeemOutcome,
+    SledStore,
+};
+
+const CHILD_DIR: &str = "LOYALTY_STORE_CRASH_CHILD_DIR";
+const TEST_NAME: &str = "acknowledged_writes_survive_kill_9";
+const ACKS_BEFORE_KILL: usize = 120;
+
+fn open(path: &std::path::Path) -> SledStore {
+    SledStore::open(path, 8 << 20).unwrap()
+}
+
+fn identity(psid: &str) -> ChatIdentity {
+    ChatIdentity::new(Channel::Messenger, psid).unwrap()
+}
+
+/// The child: writes until killed, printing `ACK <kind> <key>` after each durable write.
+fn write_until_killed(path: &str) {
+    let store = Arc::new(open(std::path::Path::new(path)));
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                for i in 0.. {
+                    one_round(&store, &format!("t{t}-{i}"));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        let _ = t.join();
+    }
+}
+
+fn one_round(store: &SledStore, tag: &str) {
+    let now = Utc::now();
+    let new = NewMember {
+        identity: identity(tag),
+        email: Email::parse(&format!("{tag}@example.com")).unwrap(),
+        profile: Profile::default(),
+        bonus: Points(50),
+    };
+    let JoinOutcome::Joined(account) = store.join(new, now).unwrap() else {
+        panic!("fresh identity did not join");
+    };
+    println!("ACK join {tag}");
+    let order = VerifiedOrder {
+        number: OrderNumber::parse(&format!("{tag}9")).unwrap(),
+        email: account.member.email.clone(),
+        total: "10".parse().unwrap(),
+        currency: "EUR".into(),
+        status: OrderStatus::Paid,
+    };
+    let claimed = store
+        .claim_order(account.member.id, &order, Points(10), now)
+        .unwrap();
+    assert!(matches!(claimed, ClaimOutcome::Credited { .. }));
+    println!("ACK claim {tag}9");
+    let reward = Reward {
+        id: "mug".into(),
+        title: "Mug".into(),
+        points: Points(30),
+        product_ids: vec![],
+        checkout_url: "https://shop.example/".into(),
+    };
+    let code = CouponCode::generate("mug");
+    let out = store.redeem_reward(
+        account.member.id,
+        &reward,
+        code,
+        now + Duration::days(30),
+        now,
+    );
+    let RedeemOutcome::Reserved { coupon, .. } = out.unwrap() else {
+        panic!("60 points did not buy a 30-point reward");
+    };
+    println!("ACK coupon {}", coupon.code);
+    let event = InboundEvent {
+        key: format!("mid-{tag}"),
+        sender: tag.into(),
+        timestamp_ms: 1,
+        payload: serde_json::json!({}),
+    };
+    store.record_inbound(vec![event]).unwrap();
+    println!("ACK inbound mid-{tag}");
+}
+
+/// Kills the child on every exit path, so a failing assertion cannot leave it running.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn acknowledged_writes_survive_kill_9() {
+    if let Ok(path) = std::env::var(CHILD_DIR) {
+        return write_until_killed(&path);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", TEST_NAME, "--nocapture", "--test-threads=1"])
+        .env(CHILD_DIR, dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    let stdout = BufReader::new(child.0.stdout.take().unwrap());
+    let acks: Vec<String> = stdout
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|l| l.strip_prefix("ACK ").map(str::to_owned))
+        .take(ACKS_BEFORE_KILL)
+        .collect();
+    drop(child); // SIGKILL, then reap
+    assert_eq!(acks.len(), ACKS_BEFORE_KILL, "the child stopped early");
+
+    let store = open(dir.path());
+    for ack in &acks {
+        let (kind, key) = ack.split_once(' ').unwrap();
+        match kind {
+            "join" => assert!(
+                store.member_by_identity(&identity(key)).unwrap().is_some(),
+                "{ack}"
+            ),
+            "claim" => {
+                let number = OrderNumber::parse(key).unwrap();
+                assert!(store.order_claim(&number).unwrap().is_some(), "{ack}");
+            }
+            "coupon" => {
+                let code = CouponCode::from_stored(key.into());
+                assert!(store.coupon(&code).unwrap().is_some(), "{ack}");
+            }
+            "inbound" => {
+                let pending = store.pending_inbound().unwrap();
+                assert!(pending.iter().any(|e| e.key == key), "{ack}");
+            }
+            other => panic!("unknown ack {other}"),
+        }
+    }
+    for account in store.members().unwrap() {
+        let sum: i64 = store
+            .ledger(account.member.id)
+            .unwrap()
+            .iter()
+            .map(|e| e.points)
+            .sum();
+        assert_eq!(
+            sum,
+            i64::try_from(account.balance.0).unwrap(),
+            "member {}",
+            account.member.id
+        );
+    }
+}
