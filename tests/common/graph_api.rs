@@ -91,8 +91,18 @@ impl FakeGraphApi {
         self.sent()
             .iter()
             .filter(|b| b["recipient"]["id"] == psid)
-            .map(message_text)
+            .map(Self::text_of)
             .collect()
+    }
+
+    /// A message body's visible text: plain text or a button template's text.
+    pub fn text_of(body: &Value) -> String {
+        let m = &body["message"];
+        m["text"]
+            .as_str()
+            .or_else(|| m["attachment"]["payload"]["text"].as_str())
+            .unwrap_or_default()
+            .to_owned()
     }
 
     /// Fails the next `n` calls with `status` and the Graph error `body`.
@@ -171,16 +181,6 @@ pub fn graph_error(code: i64, subcode: Option<i64>, message: &str) -> Value {
         error["error_subcode"] = json!(s);
     }
     json!({ "error": error })
-}
-
-/// A message body's visible text: plain text or a button template's text.
-pub fn message_text(body: &Value) -> String {
-    let m = &body["message"];
-    m["text"]
-        .as_str()
-        .or_else(|| m["attachment"]["payload"]["text"].as_str())
-        .unwrap_or_default()
-        .to_owned()
 }
 
 async fn messages(
