@@ -6,15 +6,16 @@
 //! (`render`), records them together with "event done", and delivers them (`send_api`).
 //! No business rules live here, and nothing in this module imports the store backend.
 
+mod delivery;
 mod handlers;
 mod render;
 mod send_api;
 mod webhook;
 mod worker;
 
+pub use delivery::RetryPolicy;
 pub use send_api::SendError;
 pub use webhook::WebhookError;
-pub use worker::RetryPolicy;
 
 use crate::config::MessengerSettings;
 use crate::flows::{Engine, Input, Turn};
@@ -71,8 +72,7 @@ impl Messenger {
     ) -> Arc<Self> {
         let send_api =
             send_api::SendApi::new(&settings.graph_api_url, settings.page_access_token.clone());
-        let mut worker = Worker::new(conversation, queue, send_api);
-        worker.retry = retry;
+        let worker = Worker::new(conversation, queue, send_api, retry);
         let (intake, intake_rx) = mpsc::unbounded_channel();
         Arc::new(Messenger {
             settings,

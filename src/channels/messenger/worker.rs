@@ -4,7 +4,8 @@
 //! in order, retrying transient Send API failures. Anything not finished stays in the store and
 //! is picked up again after a restart.
 
-use super::send_api::{SendApi, SendError};
+use super::delivery::{Delivery, RetryPolicy};
+use super::send_api::SendApi;
 use super::{render, webhook, Conversation};
 use crate::domain::{Channel, ChatIdentity, Profile};
 use crate::flows::{Input, Reply};
@@ -23,38 +24,6 @@ const APOLOGY: &str = "Sorry, something went wrong on our side. Please try again
 /// (and unsubscribes the app) after an hour of failures, so a week is ample.
 const KEEP_KEYS: chrono::Duration = chrono::Duration::days(7);
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
-
-/// Transient Send API failures are retried with exponential backoff (plus up to 25% jitter):
-/// by default 0.5 s, 1 s, 2 s … capped at 60 s, 12 attempts in all — about five minutes. After
-/// that the reply is dropped and logged; the attempt count is not stored, so a restart starts
-/// counting again.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    pub max_attempts: u32,
-    pub first_delay: Duration,
-    pub max_delay: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 12,
-            first_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(60),
-        }
-    }
-}
-
-impl RetryPolicy {
-    fn delay(&self, attempt: u32) -> Duration {
-        let base = self
-            .first_delay
-            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)));
-        let base = base.min(self.max_delay);
-        let jitter_ms = rand::random::<u64>() % (base.as_millis() as u64 / 4 + 1);
-        base + Duration::from_millis(jitter_ms)
-    }
-}
 
 /// Work for one customer's lane.
 enum Job {
@@ -75,8 +44,7 @@ impl Job {
 pub(super) struct Worker {
     pub(super) conversation: Arc<dyn Conversation>,
     pub(super) queue: Arc<dyn EventQueue>,
-    pub(super) send_api: SendApi,
-    pub(super) retry: RetryPolicy,
+    delivery: Delivery,
     /// Queued jobs per customer; a customer has an entry exactly while their lane runs. A std
     /// mutex: it is held for a few pointer moves and never across an await.
     lanes: Mutex<HashMap<String, VecDeque<Job>>>,
@@ -87,12 +55,16 @@ impl Worker {
         conversation: Arc<dyn Conversation>,
         queue: Arc<dyn EventQueue>,
         send_api: SendApi,
+        retry: RetryPolicy,
     ) -> Self {
         Worker {
+            delivery: Delivery {
+                send_api,
+                queue: Arc::clone(&queue),
+                retry,
+            },
             conversation,
             queue,
-            send_api,
-            retry: RetryPolicy::default(),
             lanes: Mutex::new(HashMap::new()),
         }
     }
@@ -135,11 +107,11 @@ impl Worker {
         lanes: &mut JoinSet<()>,
         shutdown: &CancellationToken,
     ) -> HashSet<String> {
-        let outbox = self.blocking(|q| q.pending_outbound()).await.unwrap_or_else(|e| {
+        let outbox = blocking(&self.queue, |q| q.pending_outbound()).await.unwrap_or_else(|e| {
             tracing::error!(channel = "messenger", error = %chain(&e), "cannot read pending replies");
             Vec::new()
         });
-        let inbox = self.blocking(|q| q.pending_inbound()).await.unwrap_or_else(|e| {
+        let inbox = blocking(&self.queue, |q| q.pending_inbound()).await.unwrap_or_else(|e| {
             tracing::error!(channel = "messenger", error = %chain(&e), "cannot read pending events");
             Vec::new()
         });
@@ -194,7 +166,7 @@ impl Worker {
                 }
             };
             match job {
-                Job::Deliver(id, message) => self.deliver(id, message, &shutdown).await,
+                Job::Deliver(id, message) => self.delivery.deliver(id, message, &shutdown).await,
                 Job::Process(event) => self.process(event, &shutdown).await,
             }
         }
@@ -219,13 +191,13 @@ impl Worker {
                 })
                 .collect();
             let (key, queued) = (event.key.clone(), outbound.clone());
-            match self.blocking(move |q| q.finish_inbound(&key, queued)).await {
+            match blocking(&self.queue, move |q| q.finish_inbound(&key, queued)).await {
                 Ok(ids) => {
                     for (id, message) in ids.into_iter().zip(outbound) {
                         if shutdown.is_cancelled() {
                             return; // the rest stays in the outbox for the next start
                         }
-                        self.deliver(id, message, shutdown).await;
+                        self.delivery.deliver(id, message, shutdown).await;
                     }
                 }
                 Err(e) => tracing::error!(error = %chain(&e), "cannot record the processed event; it will run again after a restart"),
@@ -268,67 +240,15 @@ impl Worker {
         }
     }
 
-    /// Sends one queued reply, retrying transient failures; forgets it once delivered or failed
-    /// for good. On shutdown during a backoff it stays queued.
-    async fn deliver(&self, id: u64, message: OutboundMessage, shutdown: &CancellationToken) {
-        let span = tracing::info_span!("messenger_send", channel = "messenger", messenger.psid = %message.recipient, reply.id = id);
-        async {
-            let mut attempt = message.attempts;
-            loop {
-                attempt += 1;
-                match self.send_api.send(&message.body).await {
-                    Ok(_) => {
-                        tracing::debug!(attempt, "reply delivered");
-                        break;
-                    }
-                    Err(e) if e.is_transient() && attempt < self.retry.max_attempts => {
-                        let wait = self.retry.delay(attempt);
-                        tracing::warn!(error = %chain(&e), attempt, retry_in_ms = wait.as_millis() as u64, "Send API failed; will retry");
-                        tokio::select! {
-                            _ = shutdown.cancelled() => return,
-                            _ = tokio::time::sleep(wait) => {}
-                        }
-                    }
-                    Err(e) => {
-                        log_dropped(&e, attempt);
-                        break;
-                    }
-                }
-            }
-            if let Err(e) = self.blocking(move |q| q.finish_outbound(id)).await {
-                tracing::error!(error = %chain(&e), "cannot mark the reply done; it may be sent again after a restart");
-            }
-        }
-        .instrument(span)
-        .await
-    }
-
     async fn prune(&self) {
         let before = chrono::Utc::now() - KEEP_KEYS;
-        match self.blocking(move |q| q.prune_inbound(before)).await {
+        match blocking(&self.queue, move |q| q.prune_inbound(before)).await {
             Ok(n) => tracing::debug!(channel = "messenger", pruned = n, "old event keys pruned"),
             Err(e) => {
                 tracing::warn!(channel = "messenger", error = %chain(&e), "pruning event keys failed")
             }
         }
     }
-
-    /// Runs a (blocking) queue operation on the blocking pool, inside the current span.
-    async fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&dyn EventQueue) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let queue = Arc::clone(&self.queue);
-        let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || span.in_scope(|| f(queue.as_ref())))
-            .await
-            .map_err(|e| StoreError::Backend(Box::new(e)))?
-    }
-}
-
-fn log_dropped(e: &SendError, attempts: u32) {
-    let transient = e.is_transient();
-    tracing::error!(error = %chain(e), attempts, transient, "Send API failed for good; reply dropped");
 }
 
 /// Keeps each customer's events in timestamp order (Meta may redeliver out of order), behind
@@ -373,4 +293,16 @@ impl Drop for LaneGuard<'_> {
             }
         }
     }
+}
+
+/// Runs a (blocking) queue operation on the blocking pool, inside the current span.
+pub(super) async fn blocking<T: Send + 'static>(
+    queue: &Arc<dyn EventQueue>,
+    f: impl FnOnce(&dyn EventQueue) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let queue = Arc::clone(queue);
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(|| f(queue.as_ref())))
+        .await
+        .map_err(|e| StoreError::Backend(Box::new(e)))?
 }
