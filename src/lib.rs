@@ -8,10 +8,13 @@
 //! - [`flows`]: the flow engine; conversations as data from `flows/`.
 //! - [`channels`]: Messenger and ManyChat wire formats to and from the engine.
 //! - [`http`]: the HTTP surface (health, admin, error mapping) and [`startup`] wiring.
+//! - [`cli`], [`chat`], [`telemetry`]: the binary's command line, terminal chat and logging.
 //!
 //! Dependencies point inwards: `http`/`channels` → `flows` → `program` → `{store, shop}` → `domain`.
 
 pub mod channels;
+pub mod chat;
+pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod flows;
@@ -21,3 +24,4 @@ pub mod shop;
 pub mod signature;
 pub mod startup;
 pub mod store;
+pub mod telemetry;

@@ -2,10 +2,11 @@
 //! conversation, in-memory queue), pinning transport behaviour. `journey`: the real
 //! application (engine, sled store, fake shop and Graph API), customer journeys and restarts.
 
-#[path = "common/graph_api.rs"]
-mod graph_api;
+mod common;
 
 #[path = "messenger/channel.rs"]
 mod channel;
 #[path = "messenger/harness.rs"]
 mod harness;
+#[path = "messenger/journey.rs"]
+mod journey;

@@ -300,13 +300,14 @@ impl Engine {
                 {
                     return Dispatch::Resume(pos.clone(), Answer::Text(t.clone()));
                 }
-                if let Some((flow, lang)) = self.keyword(&norm, paused.is_none()) {
+                if let Some((flow, lang)) = self.keyword(&norm, false) {
                     *locale = lang;
                     return Dispatch::Start(flow, BTreeMap::new());
                 }
                 if let Some(pos) = paused {
                     return Dispatch::Resume(pos, Answer::Text(t.clone()));
                 }
+                // "order 1001" claims 1001; it is not the keyword "order" plus noise.
                 if OrderNumber::looks_like_claim(t) {
                     if let Some(f) = self
                         .registry
@@ -320,6 +321,10 @@ impl Engine {
                             BTreeMap::from([(var, t.trim().to_owned())]),
                         );
                     }
+                }
+                if let Some((flow, lang)) = self.keyword(&norm, true) {
+                    *locale = lang;
+                    return Dispatch::Start(flow, BTreeMap::new());
                 }
                 fallback()
             }

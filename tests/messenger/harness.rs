@@ -1,7 +1,7 @@
 //! A Messenger channel on its own loopback server, with a scripted conversation, an in-memory
 //! event queue (kept across a "restart") and a fake Graph API.
 
-use super::graph_api::FakeGraphApi;
+use super::common::FakeGraphApi;
 use actix_web::{dev::ServerHandle, App, HttpServer};
 use futures_util::future::BoxFuture;
 use loyalty_bot::channels::messenger::{Conversation, Messenger, RetryPolicy};

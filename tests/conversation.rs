@@ -37,7 +37,11 @@ fn bot() -> Bot {
     };
     let program = Arc::new(Program::new(store.clone(), shop, catalogue, rules));
     let engine = Engine::load(program, &repo("flows"), "en").unwrap();
-    Bot { engine, store, _dir: dir }
+    Bot {
+        engine,
+        store,
+        _dir: dir,
+    }
 }
 
 fn reward(id: &str, title: &str, points: u64) -> Reward {
@@ -76,44 +80,80 @@ impl Bot {
 
     async fn join(&self, from: &str, email: &str) -> Turn {
         self.text(from, "join").await;
-        self.send(from, InputEvent::Payload(payloads::JOIN_YES.into())).await;
+        self.send(from, InputEvent::Payload(payloads::JOIN_YES.into()))
+            .await;
         self.text(from, email).await
     }
 
     fn balance(&self, from: &str) -> Option<Points> {
-        self.store.member_by_identity(&who(from)).unwrap().map(|a| a.balance)
+        self.store
+            .member_by_identity(&who(from))
+            .unwrap()
+            .map(|a| a.balance)
     }
 }
 
 fn all_text(t: &Turn) -> String {
-    t.replies.iter().map(|r| r.text.as_str()).collect::<Vec<_>>().join("\n")
+    t.replies
+        .iter()
+        .map(|r| r.text.as_str())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[tokio::test]
 async fn joining_asks_for_consent_then_email_and_credits_the_bonus_once() {
     let bot = bot();
-    let t = bot.send("u1", InputEvent::GetStarted { referral: Some("join".into()) }).await;
-    assert!(all_text(&t).contains("join our rewards program"), "{}", all_text(&t));
-    let payloads: Vec<_> = t.replies[0].choices.iter().map(|c| c.payload.as_str()).collect();
+    let t = bot
+        .send(
+            "u1",
+            InputEvent::GetStarted {
+                referral: Some("join".into()),
+            },
+        )
+        .await;
+    assert!(
+        all_text(&t).contains("join our rewards program"),
+        "{}",
+        all_text(&t)
+    );
+    let payloads: Vec<_> = t.replies[0]
+        .choices
+        .iter()
+        .map(|c| c.payload.as_str())
+        .collect();
     assert_eq!(payloads, [payloads::JOIN_YES, payloads::JOIN_NO]);
 
-    let t = bot.send("u1", InputEvent::Payload(payloads::JOIN_YES.into())).await;
+    let t = bot
+        .send("u1", InputEvent::Payload(payloads::JOIN_YES.into()))
+        .await;
     assert!(all_text(&t).contains("email"), "{}", all_text(&t));
     assert_eq!(t.awaiting.as_ref().map(|a| a.expect), Some(Expect::Email));
 
     let t = bot.text("u1", "not an email").await;
     assert!(all_text(&t).contains("doesn't look like an email"));
-    assert_eq!(bot.balance("u1"), None, "nothing stored for an invalid email");
+    assert_eq!(
+        bot.balance("u1"),
+        None,
+        "nothing stored for an invalid email"
+    );
 
     let t = bot.text("u1", "Jane@Example.com").await;
     let text = all_text(&t);
-    assert!(text.contains("50 points") && text.contains("200 points") && text.contains("Free mug"), "{text}");
+    assert!(
+        text.contains("50 points") && text.contains("200 points") && text.contains("Free mug"),
+        "{text}"
+    );
     assert_eq!(t.balance, Some(Points(50)));
     assert!(t.points_changed);
     assert_eq!(bot.balance("u1"), Some(Points(50)));
 
     let t = bot.text("u1", "join").await;
-    assert!(all_text(&t).contains("already a member"), "{}", all_text(&t));
+    assert!(
+        all_text(&t).contains("already a member"),
+        "{}",
+        all_text(&t)
+    );
     assert_eq!(bot.balance("u1"), Some(Points(50)), "no second bonus");
 }
 
@@ -132,7 +172,11 @@ async fn an_email_of_another_member_is_not_taken_over() {
     let bot = bot();
     bot.join("u1", "jane@example.com").await;
     let t = bot.join("u2", " JANE@example.com ").await;
-    assert!(all_text(&t).contains("already linked to another"), "{}", all_text(&t));
+    assert!(
+        all_text(&t).contains("already linked to another"),
+        "{}",
+        all_text(&t)
+    );
     assert_eq!(bot.balance("u2"), None);
     assert_eq!(bot.balance("u1"), Some(Points(50)));
 }
@@ -145,7 +189,10 @@ async fn a_typed_order_number_is_credited_once_with_floor_of_total() {
         let t = bot.text("u1", typed).await;
         let text = all_text(&t);
         if typed == "#1001" {
-            assert!(text.contains("earned 42 points") && text.contains("92 points"), "{text}");
+            assert!(
+                text.contains("earned 42 points") && text.contains("92 points"),
+                "{text}"
+            );
             assert!(text.contains("108 more points to Free mug"), "{text}");
         } else {
             assert!(text.contains("already credited to you"), "{typed}: {text}");
@@ -161,7 +208,11 @@ async fn an_order_claimed_by_one_member_is_refused_to_another() {
     bot.join("u2", "max@example.com").await;
     bot.text("u1", "1001").await;
     let t = bot.text("u2", "1001").await;
-    assert!(all_text(&t).contains("already been claimed"), "{}", all_text(&t));
+    assert!(
+        all_text(&t).contains("already been claimed"),
+        "{}",
+        all_text(&t)
+    );
     assert_eq!(bot.balance("u2"), Some(Points(50)));
 }
 
@@ -190,13 +241,22 @@ async fn orders_of_another_email_or_unpaid_earn_nothing_and_say_why() {
 #[tokio::test]
 async fn an_order_link_from_a_non_member_joins_first_then_claims() {
     let bot = bot();
-    let t = bot.send("u1", InputEvent::Referral("order-1002".into())).await;
-    assert!(all_text(&t).contains("join our rewards program"), "{}", all_text(&t));
+    let t = bot
+        .send("u1", InputEvent::Referral("order-1002".into()))
+        .await;
+    assert!(
+        all_text(&t).contains("join our rewards program"),
+        "{}",
+        all_text(&t)
+    );
     bot.text("u1", "yes").await;
     let t = bot.text("u1", "my email is jane@example.com").await;
     let text = all_text(&t);
     assert!(text.contains("Welcome"), "{text}");
-    assert!(text.contains("earned 159 points") && text.contains("209 points"), "{text}");
+    assert!(
+        text.contains("earned 159 points") && text.contains("209 points"),
+        "{text}"
+    );
     assert!(text.contains("You can redeem now: Free mug"), "{text}");
     assert_eq!(bot.balance("u1"), Some(Points(209)));
 }
@@ -206,12 +266,27 @@ async fn balance_shows_points_affordable_rewards_and_gap() {
     let bot = bot();
     bot.join("u1", "ana@example.com").await;
     let t = bot.text("u1", "points").await;
-    assert!(all_text(&t).contains("You have 50 points. 150 more points to Free mug."), "{}", all_text(&t));
+    assert!(
+        all_text(&t).contains("You have 50 points. 150 more points to Free mug."),
+        "{}",
+        all_text(&t)
+    );
     bot.text("u1", "1007").await;
-    let t = bot.send("u1", InputEvent::Payload(payloads::BALANCE.into())).await;
+    let t = bot
+        .send("u1", InputEvent::Payload(payloads::BALANCE.into()))
+        .await;
     let text = all_text(&t);
-    assert!(text.contains("260 points") && text.contains("You can redeem now: Free mug") && text.contains("240 more points to Canvas tote bag"), "{text}");
-    let menu: Vec<_> = t.replies[0].choices.iter().map(|c| c.payload.as_str()).collect();
+    assert!(
+        text.contains("260 points")
+            && text.contains("You can redeem now: Free mug")
+            && text.contains("240 more points to Canvas tote bag"),
+        "{text}"
+    );
+    let menu: Vec<_> = t.replies[0]
+        .choices
+        .iter()
+        .map(|c| c.payload.as_str())
+        .collect();
     assert_eq!(menu, [payloads::CLAIM, payloads::BALANCE, payloads::REDEEM]);
 }
 
@@ -222,14 +297,27 @@ async fn german_keywords_and_locale_give_german_answers() {
         first_name: Some("Jürgen".into()),
         locale: Some("de_DE".into()),
     };
-    let t = bot.send_as("u1", InputEvent::Text("mitmachen".into()), de.clone()).await;
-    assert!(all_text(&t).contains("Hallo Jürgen! Möchtest du"), "{}", all_text(&t));
-    bot.send_as("u1", InputEvent::Text("ja".into()), de.clone()).await;
-    let t = bot.send_as("u1", InputEvent::Text("ana@example.com".into()), de).await;
+    let t = bot
+        .send_as("u1", InputEvent::Text("mitmachen".into()), de.clone())
+        .await;
+    assert!(
+        all_text(&t).contains("Hallo Jürgen! Möchtest du"),
+        "{}",
+        all_text(&t)
+    );
+    bot.send_as("u1", InputEvent::Text("ja".into()), de.clone())
+        .await;
+    let t = bot
+        .send_as("u1", InputEvent::Text("ana@example.com".into()), de)
+        .await;
     assert!(all_text(&t).contains("Willkommen"), "{}", all_text(&t));
     // Without a platform locale, the member's stored locale keeps German.
     let t = bot.text("u1", "kontostand").await;
-    assert!(all_text(&t).contains("Du hast 50 Punkte"), "{}", all_text(&t));
+    assert!(
+        all_text(&t).contains("Du hast 50 Punkte"),
+        "{}",
+        all_text(&t)
+    );
 }
 
 #[tokio::test]
@@ -238,15 +326,31 @@ async fn redeeming_lists_rewards_then_issues_a_coupon_and_deducts_points() {
     bot.join("u1", "ana@example.com").await;
     bot.text("u1", "1007").await; // 210 points -> 260
     let t = bot.text("u1", "rewards").await;
-    let choices: Vec<_> = t.replies[0].choices.iter().map(|c| c.payload.as_str()).collect();
+    let choices: Vec<_> = t.replies[0]
+        .choices
+        .iter()
+        .map(|c| c.payload.as_str())
+        .collect();
     assert_eq!(choices, ["REDEEM:free-mug", "REDEEM:tote-bag"]);
-    let t = bot.send("u1", InputEvent::Payload("REDEEM:tote-bag".into())).await;
-    assert!(all_text(&t).contains("need 240 more points"), "{}", all_text(&t));
+    let t = bot
+        .send("u1", InputEvent::Payload("REDEEM:tote-bag".into()))
+        .await;
+    assert!(
+        all_text(&t).contains("need 240 more points"),
+        "{}",
+        all_text(&t)
+    );
     assert_eq!(bot.balance("u1"), Some(Points(260)));
 
-    let t = bot.send("u1", InputEvent::Payload("REDEEM:free-mug".into())).await;
+    let t = bot
+        .send("u1", InputEvent::Payload("REDEEM:free-mug".into()))
+        .await;
     let text = all_text(&t);
-    let code = text.split_whitespace().find(|w| w.starts_with("MUG-")).expect(&text).trim_end_matches('.');
+    let code = text
+        .split_whitespace()
+        .find(|w| w.starts_with("MUG-"))
+        .expect(&text)
+        .trim_end_matches('.');
     assert_eq!(code.len(), "MUG-XXXX-XXXX-XXXX-XXXX".len(), "{code}");
     assert!(text.contains("60 points left"), "{text}");
     assert_eq!(bot.balance("u1"), Some(Points(60)));
@@ -256,7 +360,10 @@ async fn redeeming_lists_rewards_then_issues_a_coupon_and_deducts_points() {
     let coupons = bot.store.coupons_of(member.member.id).unwrap();
     assert_eq!(coupons.len(), 1);
     assert_eq!(coupons[0].code.as_str(), code);
-    assert_eq!((coupons[0].expires_at - coupons[0].created_at).num_days(), 30);
+    assert_eq!(
+        (coupons[0].expires_at - coupons[0].created_at).num_days(),
+        30
+    );
 }
 
 #[tokio::test]
@@ -265,10 +372,16 @@ async fn anything_else_gets_help_with_the_main_actions() {
     for input in ["blah", "🙂", "", "42"] {
         let t = bot.text("u1", input).await;
         assert_eq!(t.replies.len(), 1, "{input:?}");
-        assert!(all_text(&t).contains("rewards assistant"), "{input:?}: {}", all_text(&t));
+        assert!(
+            all_text(&t).contains("rewards assistant"),
+            "{input:?}: {}",
+            all_text(&t)
+        );
         assert_eq!(t.replies[0].choices.len(), 3);
     }
-    let t = bot.send("u1", InputEvent::Payload("SOMETHING_UNKNOWN".into())).await;
+    let t = bot
+        .send("u1", InputEvent::Payload("SOMETHING_UNKNOWN".into()))
+        .await;
     assert!(all_text(&t).contains("rewards assistant"));
 }
 
@@ -277,9 +390,16 @@ async fn a_command_while_a_question_waits_switches_flow() {
     let bot = bot();
     bot.join("u1", "jane@example.com").await;
     let t = bot.text("u1", "claim").await;
-    assert_eq!(t.awaiting.as_ref().map(|a| a.expect), Some(Expect::OrderNumber));
+    assert_eq!(
+        t.awaiting.as_ref().map(|a| a.expect),
+        Some(Expect::OrderNumber)
+    );
     let t = bot.text("u1", "points").await;
-    assert!(all_text(&t).contains("You have 50 points"), "{}", all_text(&t));
+    assert!(
+        all_text(&t).contains("You have 50 points"),
+        "{}",
+        all_text(&t)
+    );
     assert!(t.awaiting.is_none());
 }
 
@@ -288,9 +408,21 @@ async fn stateless_runs_carry_values_and_report_what_they_wait_for() {
     let bot = bot();
     let w = ChatIdentity::new(Channel::Manychat, "1515862162").unwrap();
     let p = Profile::default();
-    let t = bot.engine.run("claim", &w, &p, BTreeMap::from([("order_number".into(), "1001".into())])).await.unwrap();
+    let t = bot
+        .engine
+        .run(
+            "claim",
+            &w,
+            &p,
+            BTreeMap::from([("order_number".into(), "1001".into())]),
+        )
+        .await
+        .unwrap();
     let a = t.awaiting.expect("asks for the email first");
-    assert_eq!((a.flow.as_str(), a.var.as_str(), a.expect), ("claim", "email", Expect::Email));
+    assert_eq!(
+        (a.flow.as_str(), a.var.as_str(), a.expect),
+        ("claim", "email", Expect::Email)
+    );
     assert_eq!(a.vars.get("order_number").map(String::as_str), Some("1001"));
 
     let mut vars = a.vars.clone();
@@ -300,6 +432,9 @@ async fn stateless_runs_carry_values_and_report_what_they_wait_for() {
     assert!(t.points_changed && t.awaiting.is_none());
     assert_eq!(
         bot.engine.route_payload("REDEEM:free-mug"),
-        Some(("redeem".into(), BTreeMap::from([("reward_id".into(), "free-mug".into())])))
+        Some((
+            "redeem".into(),
+            BTreeMap::from([("reward_id".into(), "free-mug".into())])
+        ))
     );
 }

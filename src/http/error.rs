@@ -1,0 +1,131 @@
+//! `ApiError`: the one mapping from failures to an HTTP status and a JSON body
+//! `{"code": "<stable_code>", "message": "<human text>"}`. Extractor failures (bad JSON, bad
+//! query, oversized bodies) are routed here too, so every error a client sees has one shape.
+
+use crate::program::ProgramError;
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use std::error::Error as StdError;
+use std::fmt;
+
+#[derive(thiserror::Error)]
+pub enum ApiError {
+    #[error("missing or wrong bearer token")]
+    Unauthorized,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("the request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// Anything the client cannot fix. The body stays generic; the log gets the source chain.
+    #[error("internal error")]
+    Internal(#[source] Box<dyn StdError + Send + Sync>),
+}
+
+impl ApiError {
+    pub fn internal(e: impl StdError + Send + Sync + 'static) -> Self {
+        ApiError::Internal(Box::new(e))
+    }
+
+    /// The stable, machine-readable code clients can match on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<ProgramError> for ApiError {
+    fn from(e: ProgramError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+/// `Debug` prints the whole source chain, for logs.
+impl fmt::Debug for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")?;
+        let mut source = self.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    code: &'a str,
+    message: String,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Internal(_) = self {
+            // Logged here, where it is turned into a response, and nowhere else.
+            tracing::error!(error = ?self, "request failed");
+        }
+        let mut res = HttpResponse::build(self.status_code());
+        if let ApiError::Unauthorized = self {
+            res.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        res.json(Body {
+            code: self.code(),
+            message: self.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::to_bytes;
+
+    #[tokio::test]
+    async fn internal_errors_hide_their_cause_from_the_client() {
+        let e = ApiError::internal(std::io::Error::other("disk on fire at /var/secret"));
+        assert!(format!("{e:?}").contains("disk on fire"));
+        let res = e.error_response();
+        assert_eq!(res.status(), 500);
+        let body = to_bytes(res.into_body()).await.unwrap();
+        assert_eq!(
+            &body[..],
+            br#"{"code":"internal","message":"internal error"}"#
+        );
+    }
+
+    #[test]
+    fn every_kind_has_its_status() {
+        let cases = [
+            (ApiError::Unauthorized, 401, "unauthorized"),
+            (ApiError::NotFound("x".into()), 404, "not_found"),
+            (ApiError::BadRequest("x".into()), 400, "bad_request"),
+            (
+                ApiError::PayloadTooLarge { limit: 1 },
+                413,
+                "payload_too_large",
+            ),
+        ];
+        for (e, status, code) in cases {
+            assert_eq!(e.status_code().as_u16(), status, "{code}");
+            assert_eq!(e.code(), code);
+        }
+    }
+}

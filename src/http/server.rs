@@ -1,0 +1,155 @@
+//! The actix `HttpServer`: one `App` per worker with health, admin, the enabled channels, and
+//! a JSON 404 for everything else (including a disabled channel's routes).
+
+use super::{ApiError, BODY_LIMIT};
+use crate::channels::{manychat::Manychat, messenger::Messenger};
+use crate::config::Secret;
+use crate::program::Program;
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_web::http::{header::CONTENT_TYPE, StatusCode};
+use actix_web::middleware::{from_fn, ErrorHandlerResponse, ErrorHandlers, Next};
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, ResponseError};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What the routes need. A channel that is `None` is disabled: its routes answer 404.
+pub struct Routes {
+    pub program: Arc<Program>,
+    pub admin_token: Secret,
+    pub messenger: Option<Arc<Messenger>>,
+    pub manychat: Option<Arc<Manychat>>,
+}
+
+/// Serves on an already bound `listener`. Signals are left to the caller, which stops the
+/// background workers and the store after the drain.
+pub fn server(listener: TcpListener, routes: Routes) -> std::io::Result<Server> {
+    let routes = Arc::new(routes);
+    let server = HttpServer::new(move || {
+        let r = Arc::clone(&routes);
+        App::new()
+            .wrap(oversized_bodies_as_api_errors())
+            .wrap(from_fn(log_request))
+            .configure(|cfg| super::configure(cfg, Arc::clone(&r.program), &r.admin_token))
+            .configure(|cfg| {
+                if let Some(m) = &r.messenger {
+                    m.configure(cfg);
+                }
+                if let Some(m) = &r.manychat {
+                    m.configure(cfg);
+                }
+            })
+            .default_service(web::to(not_found))
+    })
+    .disable_signals()
+    .shutdown_timeout(10)
+    .listen(listener)?
+    .run();
+    Ok(server)
+}
+
+/// One line per request: method, path (never the query: it may hold an email), status, time.
+async fn log_request<B: MessageBody>(
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<B>, actix_web::Error> {
+    let (method, path) = (req.method().clone(), req.path().to_owned());
+    let started = Instant::now();
+    let res = next.call(req).await?;
+    let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let status = res.status().as_u16();
+    if path == "/healthz" {
+        tracing::debug!(http.method = %method, http.path = %path, http.status = status, elapsed_ms, "request");
+    } else {
+        tracing::info!(http.method = %method, http.path = %path, http.status = status, elapsed_ms, "request");
+    }
+    Ok(res)
+}
+
+/// The answer for any route nobody registered.
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    tracing::debug!(path = req.path(), "no such route");
+    Err(ApiError::NotFound("no such route".into()))
+}
+
+/// `web::Bytes` bodies (signed webhooks) have no error handler of their own in actix; this
+/// rewrites their plain-text 413 into the [`ApiError`] shape. JSON answers pass untouched.
+fn oversized_bodies_as_api_errors() -> ErrorHandlers<BoxBody> {
+    ErrorHandlers::new().handler(StatusCode::PAYLOAD_TOO_LARGE, |res: ServiceResponse| {
+        let is_json = res
+            .headers()
+            .get(CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        if is_json {
+            return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+        }
+        let (req, _) = res.into_parts();
+        let body = ApiError::PayloadTooLarge { limit: BODY_LIMIT }.error_response();
+        Ok(ErrorHandlerResponse::Response(
+            ServiceResponse::new(req, body).map_into_right_body(),
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::{call_service, init_service, read_body_json, TestRequest};
+    use serde_json::Value;
+
+    async fn answer(req: TestRequest) -> (u16, Value) {
+        let app = init_service(
+            App::new()
+                .wrap(oversized_bodies_as_api_errors())
+                .configure(super::super::limits)
+                .route(
+                    "/bytes",
+                    web::post().to(|b: web::Bytes| async move { b.len().to_string() }),
+                )
+                .route(
+                    "/json",
+                    web::post().to(|j: web::Json<Value>| async move { j.to_string() }),
+                )
+                .route(
+                    "/query",
+                    web::get()
+                        .to(|q: web::Query<Vec<(String, u8)>>| async move { q.len().to_string() }),
+                )
+                .default_service(web::to(not_found)),
+        )
+        .await;
+        let res = call_service(&app, req.to_request()).await;
+        let status = res.status().as_u16();
+        (status, read_body_json(res).await)
+    }
+
+    #[actix_web::test]
+    async fn every_extractor_failure_has_the_api_error_shape() {
+        let big = vec![b' '; BODY_LIMIT + 1];
+        let json = || TestRequest::post().insert_header((CONTENT_TYPE, "application/json"));
+        let cases = [
+            (
+                TestRequest::post().uri("/bytes").set_payload(big.clone()),
+                413,
+                "payload_too_large",
+            ),
+            (
+                json().uri("/json").set_payload(big),
+                413,
+                "payload_too_large",
+            ),
+            (json().uri("/json").set_payload("{nope"), 400, "bad_request"),
+            (TestRequest::get().uri("/query?a=300"), 400, "bad_request"),
+            (TestRequest::get().uri("/elsewhere"), 404, "not_found"),
+        ];
+        for (i, (req, status, code)) in cases.into_iter().enumerate() {
+            let (got, body) = answer(req).await;
+            assert_eq!(
+                (got, body["code"].as_str()),
+                (status, Some(code)),
+                "case {i}: {body}"
+            );
+        }
+    }
+}

@@ -1,1 +1,0 @@
-//! Builds the application from settings; used by `main` and by the integration tests.

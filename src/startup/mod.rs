@@ -1,0 +1,149 @@
+//! Builds the application from settings; used by `main` and by the integration tests, so both
+//! run the same wiring. [`Services`] is everything but the HTTP server (the terminal chat uses
+//! it alone); [`Application`] adds the server, the channels and their background workers.
+
+mod channels;
+mod services;
+mod shutdown;
+
+pub use services::Services;
+pub use shutdown::ShutdownHandle;
+
+use crate::config::Settings;
+use crate::flows::Engine;
+use crate::http;
+use crate::program::{Program, ProgramError};
+use crate::shop::ShopError;
+use crate::store::{SledStore, StoreError};
+use actix_web::dev::Server;
+use channels::Channels;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot open the store at {path} (is another loyalty-bot using it?)")]
+    Store {
+        path: PathBuf,
+        #[source]
+        source: StoreError,
+    },
+    #[error("the shop is not usable (config section [shop])")]
+    Shop(#[source] ShopError),
+    #[error("the conversation flows in {path} are not usable")]
+    Flows {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("could not restore coupons left pending by an earlier crash")]
+    Recovery(#[source] ProgramError),
+    #[error("cannot listen on {addr} (config key `server.bind`)")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the HTTP server failed")]
+    Server(#[source] std::io::Error),
+}
+
+/// A running (not yet served) application: the socket is bound, so [`Application::port`] is
+/// valid before [`Application::run_until_stopped`] is awaited.
+pub struct Application {
+    port: u16,
+    server: Server,
+    stop: CancellationToken,
+    workers: CancellationToken,
+    background: Vec<JoinHandle<()>>,
+    store: Arc<SledStore>,
+    program: Arc<Program>,
+    engine: Arc<Engine>,
+}
+
+impl Application {
+    /// Opens everything, binds `server.bind` (port 0 picks a free one) and starts the channel
+    /// workers. Serving starts with [`Application::run_until_stopped`].
+    pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+        let Services {
+            store,
+            program,
+            engine,
+        } = Services::open(&settings).await?;
+        let bind_error = |source| StartupError::Bind {
+            addr: settings.server.bind.clone(),
+            source,
+        };
+        let listener = TcpListener::bind(&settings.server.bind).map_err(bind_error)?;
+        let address = listener.local_addr().map_err(bind_error)?;
+        let workers = CancellationToken::new();
+        let channels = Channels::start(&settings, &engine, &store, &workers);
+        let routes = http::Routes {
+            program: Arc::clone(&program),
+            admin_token: settings.admin.token.clone(),
+            messenger: channels.messenger,
+            manychat: channels.manychat,
+        };
+        let server = http::server(listener, routes).map_err(StartupError::Server)?;
+        tracing::info!(%address, "listening");
+        Ok(Application {
+            port: address.port(),
+            server,
+            stop: CancellationToken::new(),
+            workers,
+            background: channels.background,
+            store,
+            program,
+            engine,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle::new(self.stop.clone())
+    }
+
+    /// For tests and tools; drop the clone before the application stops, or the store stays
+    /// open until it is dropped.
+    pub fn program(&self) -> Arc<Program> {
+        Arc::clone(&self.program)
+    }
+
+    pub fn engine(&self) -> Arc<Engine> {
+        Arc::clone(&self.engine)
+    }
+
+    /// Serves until SIGTERM, SIGINT or the [`ShutdownHandle`]; then drains requests, stops the
+    /// background workers, and flushes and closes the store, in that order.
+    pub async fn run_until_stopped(self) -> Result<(), StartupError> {
+        let Application {
+            server,
+            stop,
+            workers,
+            background,
+            store,
+            program,
+            engine,
+            ..
+        } = self;
+        drop((program, engine));
+        let watcher = tokio::spawn(shutdown::stop_on_request(stop, server.handle()));
+        let served = server.await;
+        watcher.abort();
+        workers.cancel();
+        for task in background {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "a background worker panicked");
+            }
+        }
+        shutdown::close_store(store).await;
+        tracing::info!("stopped");
+        served.map_err(StartupError::Server)
+    }
+}

@@ -1,0 +1,91 @@
+//! Opens the store, the shop, the program and the flow engine, checking each so that a broken
+//! setting stops the start with an error naming it.
+
+use super::StartupError;
+use crate::config::{Settings, ShopKind};
+use crate::domain::Points;
+use crate::flows::Engine;
+use crate::program::{Program, Rules};
+use crate::shop::{FixtureShop, GenericShop, Shop};
+use crate::store::{LoyaltyStore, SledStore};
+use std::sync::Arc;
+
+/// The store, the program and the engine, opened and checked: what every front end needs.
+pub struct Services {
+    pub store: Arc<SledStore>,
+    pub program: Arc<Program>,
+    pub engine: Arc<Engine>,
+}
+
+impl Services {
+    pub async fn open(settings: &Settings) -> Result<Services, StartupError> {
+        let cache_bytes = settings.store.cache_capacity_mb * 1024 * 1024;
+        let store = SledStore::open(&settings.store.path, cache_bytes).map_err(|source| {
+            StartupError::Store {
+                path: settings.store.path.clone(),
+                source,
+            }
+        })?;
+        let store = Arc::new(store);
+        let dyn_store: Arc<dyn LoyaltyStore> = store.clone();
+        let program = Arc::new(Program::new(
+            dyn_store,
+            build_shop(settings)?,
+            settings.catalogue(),
+            rules(settings),
+        ));
+        let engine = Arc::new(build_engine(Arc::clone(&program), settings)?);
+        let recovered = program
+            .recover_pending_coupons()
+            .await
+            .map_err(StartupError::Recovery)?;
+        if recovered > 0 {
+            tracing::warn!(
+                coupons = recovered,
+                "restored points of interrupted redemptions"
+            );
+        }
+        Ok(Services {
+            store,
+            program,
+            engine,
+        })
+    }
+}
+
+fn build_engine(program: Arc<Program>, settings: &Settings) -> Result<Engine, StartupError> {
+    let (dir, locale) = (&settings.flows_dir, &settings.program.locale);
+    Engine::load(program, dir, locale).map_err(|e| StartupError::Flows {
+        path: dir.clone(),
+        source: Box::new(e),
+    })
+}
+
+fn rules(settings: &Settings) -> Rules {
+    let p = &settings.program;
+    Rules {
+        signup_bonus: Points(p.signup_bonus),
+        points_per_currency_unit: p.points_per_currency_unit,
+        coupon_valid_days: p.coupon_valid_days,
+        currency: p.currency.clone(),
+    }
+}
+
+fn build_shop(settings: &Settings) -> Result<Arc<dyn Shop>, StartupError> {
+    let s = &settings.shop;
+    Ok(match s.kind {
+        ShopKind::Fixture => {
+            let shop = FixtureShop::new(s.orders_file.clone());
+            // Read it once now: a broken file stops the start, not a customer's claim.
+            let orders = shop.load_all().map_err(StartupError::Shop)?;
+            tracing::info!(orders = orders.len(), "fixture shop loaded");
+            Arc::new(shop)
+        }
+        ShopKind::Generic => Arc::new(GenericShop::new(
+            s.verify_url.clone(),
+            s.coupon_url.clone(),
+            s.secret.clone(),
+            s.timeout_secs,
+        )),
+    })
+}

@@ -1,0 +1,110 @@
+//! `BinaryApp`: the real `loyalty-bot` binary as a child process, configured with the committed
+//! `config.toml` plus `LOYALTY__…` environment overrides, for crash and shutdown tests.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub struct BinaryApp {
+    /// `http://127.0.0.1:<port>`.
+    pub address: String,
+    child: Child,
+    logs: Arc<Mutex<String>>,
+}
+
+impl BinaryApp {
+    /// Starts `loyalty-bot serve --config <repo>/config.toml` with only `env` set (plus
+    /// `RUST_LOG`), binds port 0, and returns once `/healthz` answers.
+    pub async fn start(env: &[(String, String)]) -> BinaryApp {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_loyalty-bot"))
+            .args(["serve", "--config"])
+            .arg(super::repo_path("config.toml"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_clear()
+            .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the loyalty-bot binary");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let stderr = child.stderr.take().expect("piped stderr");
+        let sink = Arc::clone(&logs);
+        // Drains stderr for the child's whole life, so the pipe never fills and blocks it.
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = listening_address(&line) {
+                    tx.take().map(|tx| tx.send(addr));
+                }
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let Ok(Ok(addr)) = tokio::time::timeout(Duration::from_secs(30), rx).await else {
+            let _ = child.kill();
+            panic!("the binary did not start:\n{}", logs.lock().unwrap());
+        };
+        let app = BinaryApp {
+            address: format!("http://{addr}"),
+            child,
+            logs,
+        };
+        app.wait_healthy().await;
+        app
+    }
+
+    async fn wait_healthy(&self) {
+        // The socket is bound before "listening" is logged, so this normally succeeds at once.
+        let client = reqwest::Client::new();
+        for _ in 0..50 {
+            let res = client.get(format!("{}/healthz", self.address)).send().await;
+            if res.is_ok_and(|r| r.status() == 200) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("/healthz never answered:\n{}", self.logs());
+    }
+
+    /// `kill -9`: no drain, no flush, no destructors.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+    }
+
+    /// SIGTERM, then waits for the process to exit.
+    pub fn terminate(mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        self.child.wait().expect("reap")
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+}
+
+impl Drop for BinaryApp {
+    fn drop(&mut self) {
+        // Never leave a server behind a failed test.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The address from the start-up line `... listening address=127.0.0.1:PORT`.
+fn listening_address(line: &str) -> Option<String> {
+    if !line.contains("listening") {
+        return None;
+    }
+    let rest = line.split("address=").nth(1)?;
+    Some(rest.split_whitespace().next()?.to_owned())
+}
