@@ -29,9 +29,12 @@ impl Psid {
         if kind != "referral" {
             content["mid"] = json!(format!("m_{}_{ts}", self.id));
         }
-        let event = json!({"sender":{"id":self.id},"recipient":{"id":PAGE},"timestamp":ts, kind: content});
-        serde_json::to_vec(&json!({"object":"page","entry":[{"id":PAGE,"time":ts,"messaging":[event]}]}))
-            .unwrap()
+        let event =
+            json!({"sender":{"id":self.id},"recipient":{"id":PAGE},"timestamp":ts, kind: content});
+        serde_json::to_vec(
+            &json!({"object":"page","entry":[{"id":PAGE,"time":ts,"messaging":[event]}]}),
+        )
+        .unwrap()
     }
 
     fn text(&self, text: &str) -> Vec<u8> {
@@ -39,7 +42,10 @@ impl Psid {
     }
 
     fn tap(&self, title: &str, payload: &str) -> Vec<u8> {
-        self.event("message", json!({ "text": title, "quick_reply": { "payload": payload } }))
+        self.event(
+            "message",
+            json!({ "text": title, "quick_reply": { "payload": payload } }),
+        )
     }
 
     fn get_started(&self, referral: &str) -> Vec<u8> {
@@ -51,13 +57,22 @@ impl Psid {
     }
 
     fn referral(&self, referral: &str) -> Vec<u8> {
-        self.event("referral", json!({"ref":referral,"source":"SHORTLINK","type":"OPEN_THREAD"}))
+        self.event(
+            "referral",
+            json!({"ref":referral,"source":"SHORTLINK","type":"OPEN_THREAD"}),
+        )
     }
 }
 
 /// Posts a signed webhook to `address` and returns the Send API bodies that answer it: waits
 /// for the first new message to `psid`, then until no more arrive for a moment.
-async fn exchange(client: &reqwest::Client, address: &str, graph: &FakeGraphApi, psid: &Psid, body: Vec<u8>) -> Vec<Value> {
+async fn exchange(
+    client: &reqwest::Client,
+    address: &str,
+    graph: &FakeGraphApi,
+    psid: &Psid,
+    body: Vec<u8>,
+) -> Vec<Value> {
     let before = sent_to(graph, &psid.id).len();
     let res = client
         .post(format!("{address}{PATH}"))
@@ -81,52 +96,86 @@ async fn exchange(client: &reqwest::Client, address: &str, graph: &FakeGraphApi,
 }
 
 fn sent_to(graph: &FakeGraphApi, psid: &str) -> Vec<Value> {
-    graph.sent().into_iter().filter(|b| b["recipient"]["id"] == psid).collect()
+    graph
+        .sent()
+        .into_iter()
+        .filter(|b| b["recipient"]["id"] == psid)
+        .collect()
 }
 
 fn text_of(messages: &[Value]) -> String {
-    messages.iter().map(FakeGraphApi::text_of).collect::<Vec<_>>().join("\n")
+    messages
+        .iter()
+        .map(FakeGraphApi::text_of)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn quick_reply_payloads(message: &Value) -> Vec<String> {
     message["message"]["quick_replies"]
         .as_array()
-        .map(|qr| qr.iter().map(|q| q["payload"].as_str().unwrap_or_default().to_owned()).collect())
+        .map(|qr| {
+            qr.iter()
+                .map(|q| q["payload"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 #[tokio::test]
 async fn full_journey_join_claim_balance_and_redeem_over_messenger() {
     let app = spawn_app().await;
-    app.shop.add_order("1001", "jane@example.com", "42.50", "paid");
-    app.shop.add_order("1002", "jane@example.com", "159.90", "paid");
+    app.shop
+        .add_order("1001", "jane@example.com", "42.50", "paid");
+    app.shop
+        .add_order("1002", "jane@example.com", "159.90", "paid");
     let jane = Psid::new("6915800000000001");
     let say = |body| exchange(app.client(), app.address(), &app.graph_api, &jane, body);
 
     let r = say(jane.get_started("join")).await;
-    assert!(text_of(&r).contains("join our rewards program"), "{}", text_of(&r));
-    assert_eq!(quick_reply_payloads(r.last().unwrap()), [payloads::JOIN_YES, payloads::JOIN_NO]);
+    assert!(
+        text_of(&r).contains("join our rewards program"),
+        "{}",
+        text_of(&r)
+    );
+    assert_eq!(
+        quick_reply_payloads(r.last().unwrap()),
+        [payloads::JOIN_YES, payloads::JOIN_NO]
+    );
 
     let r = say(jane.tap("Yes, join", payloads::JOIN_YES)).await;
     assert!(text_of(&r).contains("email"), "{}", text_of(&r));
 
     let r = say(jane.text("Jane@Example.com")).await;
     let t = text_of(&r);
-    assert!(t.contains("Welcome") && t.contains("now have 50 points"), "{t}");
+    assert!(
+        t.contains("Welcome") && t.contains("now have 50 points"),
+        "{t}"
+    );
     assert_eq!(app.balance_of("jane@example.com").await, 50);
 
     let r = say(jane.referral("order-1001")).await;
     let t = text_of(&r);
-    assert!(t.contains("earned 42 points") && t.contains("92 points"), "{t}");
+    assert!(
+        t.contains("earned 42 points") && t.contains("92 points"),
+        "{t}"
+    );
 
     let r = say(jane.tap("My points", payloads::BALANCE)).await;
-    assert!(text_of(&r).contains("You have 92 points"), "{}", text_of(&r));
+    assert!(
+        text_of(&r).contains("You have 92 points"),
+        "{}",
+        text_of(&r)
+    );
 
     say(jane.text("#1002")).await;
     assert_eq!(app.balance_of("jane@example.com").await, 251);
 
     let r = say(jane.tap("Rewards", payloads::REDEEM)).await;
-    assert!(quick_reply_payloads(r.last().unwrap()).contains(&"REDEEM:free-mug".to_owned()), "{r:?}");
+    assert!(
+        quick_reply_payloads(r.last().unwrap()).contains(&"REDEEM:free-mug".to_owned()),
+        "{r:?}"
+    );
     let r = say(jane.tap("Free mug", "REDEEM:free-mug")).await;
     let t = text_of(&r);
     assert!(t.contains("MUG-") && t.contains("51 points left"), "{t}");
@@ -141,7 +190,8 @@ async fn full_journey_join_claim_balance_and_redeem_over_messenger() {
 #[tokio::test]
 async fn a_redelivered_claim_credits_and_answers_once() {
     let app = spawn_app().await;
-    app.shop.add_order("1003", "max@example.com", "59.90", "paid");
+    app.shop
+        .add_order("1003", "max@example.com", "59.90", "paid");
     let max = Psid::new("6915800000000002");
     let say = |body| exchange(app.client(), app.address(), &app.graph_api, &max, body);
     say(max.text("join")).await;
@@ -156,7 +206,11 @@ async fn a_redelivered_claim_credits_and_answers_once() {
         assert_eq!(res.status(), 200);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(sent_to(&app.graph_api, &max.id).len(), replies, "no second answer");
+    assert_eq!(
+        sent_to(&app.graph_api, &max.id).len(),
+        replies,
+        "no second answer"
+    );
     assert_eq!(app.balance_of("max@example.com").await, 50 + 59);
 }
 
@@ -176,7 +230,10 @@ async fn replies_held_back_by_a_graph_outage_are_sent_after_a_restart() {
 
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while sent_to(&app.graph_api, &ana.id).is_empty() {
-        assert!(std::time::Instant::now() < deadline, "reply never delivered after restart");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reply never delivered after restart"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(text_of(&sent_to(&app.graph_api, &ana.id)).contains("rewards assistant"));
@@ -197,8 +254,22 @@ async fn kill_9_loses_neither_acknowledged_events_nor_queued_replies() {
 
     let app = binary(dir.path(), &shop, &graph).await;
     exchange(&client, &app.address, &graph, &jane, jane.text("join")).await;
-    exchange(&client, &app.address, &graph, &jane, jane.tap("Yes", payloads::JOIN_YES)).await;
-    exchange(&client, &app.address, &graph, &jane, jane.text("jane@example.com")).await;
+    exchange(
+        &client,
+        &app.address,
+        &graph,
+        &jane,
+        jane.tap("Yes", payloads::JOIN_YES),
+    )
+    .await;
+    exchange(
+        &client,
+        &app.address,
+        &graph,
+        &jane,
+        jane.text("jane@example.com"),
+    )
+    .await;
     let answered = sent_to(&graph, &jane.id).len();
 
     // The shop is slow, so the claim is acknowledged but still being processed: killed mid-way.
@@ -218,7 +289,10 @@ async fn kill_9_loses_neither_acknowledged_events_nor_queued_replies() {
     let app = binary(dir.path(), &shop, &graph).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while sent_to(&graph, &jane.id).len() == answered {
-        assert!(std::time::Instant::now() < deadline, "the claim was lost in the crash");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the claim was lost in the crash"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let after = text_of(&sent_to(&graph, &jane.id)[answered..]);
@@ -245,7 +319,10 @@ async fn kill_9_loses_neither_acknowledged_events_nor_queued_replies() {
     let _app = binary(dir.path(), &shop, &graph).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while sent_to(&graph, &jane.id).len() == delivered {
-        assert!(std::time::Instant::now() < deadline, "the queued reply was lost in the crash");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the queued reply was lost in the crash"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(text_of(&sent_to(&graph, &jane.id)[delivered..]).contains("92 points"));
