@@ -323,9 +323,11 @@ async fn replies_queued_while_graph_is_down_are_delivered_after_restart() {
     app.post_webhook(&text_event("m_d", "1010", 1000, "are you there"))
         .await;
     // Wait until the first delivery attempt failed, then stop during the backoff.
-    while app.graph.requests().is_empty() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        || !app.graph.requests().is_empty(),
+        "a first delivery attempt",
+    )
+    .await;
     let (queue, graph) = app.stop().await;
     assert_eq!(queue.outbox_len(), 1, "the reply stays queued");
     graph.come_back();

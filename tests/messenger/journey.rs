@@ -83,16 +83,27 @@ async fn exchange(
         .await
         .expect("POST webhook");
     assert_eq!(res.status(), 200);
-    let mut seen = before;
+    // Done when something arrived and nothing more came for 200 ms (a turn may send several).
+    let (mut seen, mut quiet) = (before, 0);
     for _ in 0..500 {
         tokio::time::sleep(Duration::from_millis(20)).await;
         let now = sent_to(graph, &psid.id).len();
-        if now > before && now == seen {
+        quiet = if now == seen { quiet + 1 } else { 0 };
+        seen = now;
+        if now > before && quiet >= 10 {
             return sent_to(graph, &psid.id).split_off(before);
         }
-        seen = now;
     }
     panic!("no reply to {} within 10 s", psid.id);
+}
+
+/// Waits up to 10 s for `cond`; panics naming `what` otherwise.
+async fn until(cond: impl Fn() -> bool, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn sent_to(graph: &FakeGraphApi, psid: &str) -> Vec<Value> {
@@ -221,21 +232,20 @@ async fn replies_held_back_by_a_graph_outage_are_sent_after_a_restart() {
     app.graph_api.go_down();
     let res = app.post_messenger_webhook(PATH, &ana.text("hello")).await;
     assert_eq!(res.status(), 200);
-    while app.graph_api.requests().is_empty() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until(
+        || !app.graph_api.requests().is_empty(),
+        "a first delivery attempt",
+    )
+    .await;
     app.stop().await;
     app.graph_api.come_back();
     app.restart().await;
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while sent_to(&app.graph_api, &ana.id).is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "reply never delivered after restart"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until(
+        || !sent_to(&app.graph_api, &ana.id).is_empty(),
+        "the reply sent after the restart",
+    )
+    .await;
     assert!(text_of(&sent_to(&app.graph_api, &ana.id)).contains("rewards assistant"));
 }
 
@@ -253,23 +263,10 @@ async fn kill_9_loses_neither_acknowledged_events_nor_queued_replies() {
     let jane = Psid::new("6915800000000004");
 
     let app = binary(dir.path(), &shop, &graph).await;
-    exchange(&client, &app.address, &graph, &jane, jane.text("join")).await;
-    exchange(
-        &client,
-        &app.address,
-        &graph,
-        &jane,
-        jane.tap("Yes", payloads::JOIN_YES),
-    )
-    .await;
-    exchange(
-        &client,
-        &app.address,
-        &graph,
-        &jane,
-        jane.text("jane@example.com"),
-    )
-    .await;
+    let say = |body| exchange(&client, &app.address, &graph, &jane, body);
+    say(jane.text("join")).await;
+    say(jane.tap("Yes", payloads::JOIN_YES)).await;
+    say(jane.text("jane@example.com")).await;
     let answered = sent_to(&graph, &jane.id).len();
 
     // The shop is slow, so the claim is acknowledged but still being processed: killed mid-way.
@@ -287,14 +284,11 @@ async fn kill_9_loses_neither_acknowledged_events_nor_queued_replies() {
     shop.set_delay(Duration::ZERO);
 
     let app = binary(dir.path(), &shop, &graph).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while sent_to(&graph, &jane.id).len() == answered {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the claim was lost in the crash"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until(
+        || sent_to(&graph, &jane.id).len() > answered,
+        "the claim answered after the crash",
+    )
+    .await;
     let after = text_of(&sent_to(&graph, &jane.id)[answered..]);
     assert!(after.contains("earned 42 points"), "{after}");
 
@@ -310,20 +304,19 @@ async fn kill_9_loses_neither_acknowledged_events_nor_queued_replies() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    while graph.requests().len() == before {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until(
+        || graph.requests().len() > before,
+        "a first delivery attempt",
+    )
+    .await;
     app.kill9();
     graph.come_back();
     let delivered = sent_to(&graph, &jane.id).len();
     let _app = binary(dir.path(), &shop, &graph).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while sent_to(&graph, &jane.id).len() == delivered {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the queued reply was lost in the crash"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until(
+        || sent_to(&graph, &jane.id).len() > delivered,
+        "the queued reply sent after the crash",
+    )
+    .await;
     assert!(text_of(&sent_to(&graph, &jane.id)[delivered..]).contains("92 points"));
 }
