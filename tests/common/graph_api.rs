@@ -1,66 +1,216 @@
-//! Minimal `FakeGraphApi` (wiring branch placeholder): a loopback Send API that records what it
-//! is sent and answers like Meta. The messenger engineer's file replaces this one.
+//! `FakeGraphApi`: a loopback HTTP server that speaks the Send API (`POST /me/messages` and
+//! `POST /<version>/me/messages`). It records every request, answers like Meta, and can be told
+//! to fail (with a Graph error body), to stay down, or to answer slowly.
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+// Every test binary that includes `common` compiles this file, and each uses only a part of it.
+#![allow(dead_code)]
+
+use actix_web::{dev::ServerHandle, web, App, HttpRequest, HttpResponse, HttpServer};
 use serde_json::{json, Value};
+use std::collections::{HashMap, VecDeque};
+use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+/// One request as received, whatever the fake answered.
 #[derive(Debug, Clone)]
 pub struct GraphRequest {
     pub path: String,
-    pub query: String,
+    pub query: HashMap<String, String>,
     pub body: Value,
+    /// The HTTP status the fake answered with.
+    pub status: u16,
 }
 
+#[derive(Default)]
+struct State {
+    requests: Vec<GraphRequest>,
+    fail_next: VecDeque<(u16, Value)>,
+    down: Option<(u16, Value)>,
+    delay: Duration,
+    next_id: u64,
+}
+
+/// Clones share the server and its records.
 #[derive(Clone)]
 pub struct FakeGraphApi {
-    url: String,
-    requests: Arc<Mutex<Vec<GraphRequest>>>,
+    base: String,
+    state: Arc<Mutex<State>>,
+    handle: ServerHandle,
 }
 
 impl FakeGraphApi {
+    /// Binds 127.0.0.1:0 first, then serves in the background.
     pub async fn start() -> FakeGraphApi {
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let shared = web::Data::from(Arc::clone(&requests));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind fake graph api");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake Graph API");
         let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new(State::default()));
+        let data = web::Data::from(Arc::clone(&state));
         let server = HttpServer::new(move || {
             App::new()
-                .app_data(shared.clone())
-                .default_service(web::to(record))
+                .app_data(data.clone())
+                .route("/me/messages", web::post().to(messages))
+                .route("/{version}/me/messages", web::post().to(messages))
         })
         .workers(1)
         .disable_signals()
         .listen(listener)
-        .expect("listen fake graph api")
+        .expect("listen fake Graph API")
         .run();
+        let handle = server.handle();
         tokio::spawn(server);
         FakeGraphApi {
-            url: format!("http://127.0.0.1:{port}/v25.0"),
-            requests,
+            base: format!("http://127.0.0.1:{port}/v25.0"),
+            state,
+            handle,
         }
     }
 
+    /// The value for `messenger.graph_api_url` (versioned, like the real one).
     pub fn url(&self) -> String {
-        self.url.clone()
+        self.base.clone()
     }
 
+    /// Bodies of the messages accepted (2xx), in arrival order.
+    pub fn sent(&self) -> Vec<Value> {
+        self.lock()
+            .requests
+            .iter()
+            .filter(|r| r.status == 200)
+            .map(|r| r.body.clone())
+            .collect()
+    }
+
+    /// Every request, including the ones the fake failed.
     pub fn requests(&self) -> Vec<GraphRequest> {
-        self.requests.lock().unwrap().clone()
+        self.lock().requests.clone()
+    }
+
+    /// The text of each accepted message to `psid` (a button template's text counts).
+    pub fn texts_to(&self, psid: &str) -> Vec<String> {
+        self.sent()
+            .iter()
+            .filter(|b| b["recipient"]["id"] == psid)
+            .map(Self::text_of)
+            .collect()
+    }
+
+    /// A message body's visible text: plain text or a button template's text.
+    pub fn text_of(body: &Value) -> String {
+        let m = &body["message"];
+        m["text"]
+            .as_str()
+            .or_else(|| m["attachment"]["payload"]["text"].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Fails the next `n` calls with `status` and the Graph error `body`.
+    pub fn fail_next(&self, n: usize, status: u16, body: Value) {
+        let mut state = self.lock();
+        state
+            .fail_next
+            .extend(std::iter::repeat_n((status, body), n));
+    }
+
+    /// Fails the next `n` calls with code 2, "temporary" (HTTP 500).
+    pub fn fail_next_transient(&self, n: usize) {
+        self.fail_next(
+            n,
+            500,
+            graph_error(2, None, "An unexpected error has occurred."),
+        );
+    }
+
+    /// Fails the next `n` calls with code 10 / 2018278, outside the messaging window.
+    pub fn fail_next_permanent(&self, n: usize) {
+        let body = graph_error(
+            10,
+            Some(2_018_278),
+            "(#10) This message is sent outside of allowed window.",
+        );
+        self.fail_next(n, 400, body);
+    }
+
+    /// Answers every call with a transient 503 until [`FakeGraphApi::come_back`].
+    pub fn go_down(&self) {
+        self.lock().down = Some((503, graph_error(2, None, "Service temporarily unavailable")));
+    }
+
+    pub fn come_back(&self) {
+        self.lock().down = None;
+    }
+
+    /// Waits this long before answering each call.
+    pub fn set_delay(&self, delay: Duration) {
+        self.lock().delay = delay;
+    }
+
+    /// Waits until at least `n` messages were accepted and returns them; panics on timeout.
+    pub async fn wait_for_sent(&self, n: usize, timeout: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let sent = self.sent();
+            if sent.len() >= n {
+                return sent;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "expected {n} Send API messages within {timeout:?}, got {}: {sent:#?}",
+                    sent.len()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops the server; later calls find nothing listening (connection refused).
+    pub async fn stop(&self) {
+        self.handle.stop(false).await;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("fake Graph API state poisoned")
     }
 }
 
-async fn record(
+/// A Graph API error body.
+pub fn graph_error(code: i64, subcode: Option<i64>, message: &str) -> Value {
+    let mut error = json!({ "message": message, "type": "OAuthException", "code": code, "fbtrace_id": "AFakeTrace" });
+    if let Some(s) = subcode {
+        error["error_subcode"] = json!(s);
+    }
+    json!({ "error": error })
+}
+
+async fn messages(
+    state: web::Data<Mutex<State>>,
     req: HttpRequest,
     body: web::Bytes,
-    requests: web::Data<Mutex<Vec<GraphRequest>>>,
 ) -> HttpResponse {
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let recipient = body["recipient"]["id"].clone();
-    requests.lock().unwrap().push(GraphRequest {
+    let query = url::form_urlencoded::parse(req.query_string().as_bytes())
+        .into_owned()
+        .collect::<HashMap<_, _>>();
+    let delay = state.lock().unwrap().delay;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let mut s = state.lock().unwrap();
+    let (status, answer) = match s.down.clone().or_else(|| s.fail_next.pop_front()) {
+        Some(failure) => failure,
+        None if body["recipient"]["id"].is_string() && body["message"].is_object() => {
+            s.next_id += 1;
+            let answer = json!({ "recipient_id": body["recipient"]["id"], "message_id": format!("m_fake{}", s.next_id) });
+            (200, answer)
+        }
+        None => (400, graph_error(100, None, "(#100) Invalid parameter")),
+    };
+    s.requests.push(GraphRequest {
         path: req.path().to_owned(),
-        query: req.query_string().to_owned(),
+        query,
         body,
+        status,
     });
-    HttpResponse::Ok().json(json!({"recipient_id": recipient, "message_id": "m_fake"}))
+    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).json(answer)
 }

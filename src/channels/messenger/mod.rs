@@ -1,19 +1,57 @@
 //! Messenger Platform: webhook intake, durable per-customer processing, Send API delivery.
 //!
-//! TEMPORARY stub (wiring branch only) with the agreed signatures; the messenger engineer's
-//! module replaces this file at merge.
+//! Flow of one message: `handlers::receive` checks the signature on the raw body, parses it
+//! (`webhook`), records the events in the [`EventQueue`] (de-duplicated by `<page>:<mid>`) and
+//! answers 200 at once; the `worker` runs the engine per customer, renders the replies
+//! (`render`), records them together with "event done", and delivers them (`send_api`).
+//! No business rules live here, and nothing in this module imports the store backend.
+
+mod delivery;
+mod handlers;
+mod render;
+mod send_api;
+mod webhook;
+mod worker;
+
+pub use delivery::RetryPolicy;
+pub use send_api::SendError;
+pub use webhook::WebhookError;
 
 use crate::config::MessengerSettings;
-use crate::flows::Engine;
-use crate::store::EventQueue;
+use crate::flows::{Engine, Input, Turn};
+use crate::program::ProgramError;
+use crate::store::{EventQueue, InboundEvent};
 use actix_web::web;
-use std::sync::Arc;
+use futures_util::future::BoxFuture;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use worker::Worker;
 
+/// Webhook bodies above this are refused (413) before the signature check. Meta batches
+/// events, but a batch of text messages stays far below it.
+const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// The engine as the worker sees it: one input in, one turn out. A seam so that the channel can
+/// be tested against a scripted conversation.
+pub trait Conversation: Send + Sync + 'static {
+    fn converse(&self, input: Input) -> BoxFuture<'_, Result<Turn, ProgramError>>;
+}
+
+impl Conversation for Engine {
+    fn converse(&self, input: Input) -> BoxFuture<'_, Result<Turn, ProgramError>> {
+        Box::pin(Engine::converse(self, input))
+    }
+}
+
+/// The Messenger channel: routes for the webhook and the background worker behind them.
 pub struct Messenger {
-    _settings: MessengerSettings,
-    _engine: Arc<Engine>,
-    _queue: Arc<dyn EventQueue>,
+    settings: MessengerSettings,
+    worker: Arc<Worker>,
+    /// Newly recorded events, from the webhook handler to the worker.
+    intake: mpsc::UnboundedSender<Vec<InboundEvent>>,
+    /// Taken by [`Messenger::spawn`]; until then new events wait in the channel.
+    intake_rx: Mutex<Option<mpsc::UnboundedReceiver<Vec<InboundEvent>>>>,
 }
 
 impl Messenger {
@@ -22,18 +60,58 @@ impl Messenger {
         engine: Arc<Engine>,
         queue: Arc<dyn EventQueue>,
     ) -> Arc<Self> {
+        Self::with_conversation(settings, engine, queue, RetryPolicy::default())
+    }
+
+    /// Like [`Messenger::new`], with any [`Conversation`] and retry policy (used by tests).
+    pub fn with_conversation(
+        settings: MessengerSettings,
+        conversation: Arc<dyn Conversation>,
+        queue: Arc<dyn EventQueue>,
+        retry: RetryPolicy,
+    ) -> Arc<Self> {
+        let send_api =
+            send_api::SendApi::new(&settings.graph_api_url, settings.page_access_token.clone());
+        let worker = Worker::new(conversation, queue, send_api, retry);
+        let (intake, intake_rx) = mpsc::unbounded_channel();
         Arc::new(Messenger {
-            _settings: settings,
-            _engine: engine,
-            _queue: queue,
+            settings,
+            worker: Arc::new(worker),
+            intake,
+            intake_rx: Mutex::new(Some(intake_rx)),
         })
     }
 
-    /// Registers the webhook routes.
-    pub fn configure(self: &Arc<Self>, _cfg: &mut web::ServiceConfig) {}
+    /// Registers GET and POST /webhooks/messenger.
+    pub fn configure(self: &Arc<Self>, cfg: &mut web::ServiceConfig) {
+        cfg.service(
+            web::resource("/webhooks/messenger")
+                .app_data(web::Data::from(Arc::clone(self)))
+                .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
+                .route(web::get().to(handlers::verify))
+                .route(web::post().to(handlers::receive)),
+        );
+    }
 
-    /// Starts the background workers; they stop when `shutdown` is cancelled.
+    /// Starts background processing: first re-sends pending outbound replies and processes
+    /// pending inbound events left from before a restart, then processes new ones. Stops at a
+    /// safe point when `shutdown` is cancelled.
+    ///
+    /// # Panics
+    /// When called twice on one `Messenger`.
     pub fn spawn(self: &Arc<Self>, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move { shutdown.cancelled().await })
+        let intake = self
+            .intake_rx
+            .lock()
+            .expect("intake lock poisoned")
+            .take()
+            .expect("Messenger::spawn called twice");
+        tokio::spawn(Arc::clone(&self.worker).run(intake, shutdown))
+    }
+
+    /// Passes freshly recorded events to the worker. If the worker has stopped they stay
+    /// pending in the store and run after the next start.
+    fn hand_over(&self, events: Vec<InboundEvent>) {
+        let _ = self.intake.send(events);
     }
 }

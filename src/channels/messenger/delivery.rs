@@ -1,0 +1,124 @@
+//! Delivers queued replies through the Send API: transient failures are retried with
+//! exponential backoff, permanent ones are logged and dropped, and a reply leaves the durable
+//! outbox only once it is delivered or dropped.
+
+use super::send_api::{SendApi, SendError};
+use super::worker::{blocking, chain};
+use crate::store::{EventQueue, OutboundMessage};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// Transient Send API failures are retried with exponential backoff (plus up to 25% jitter):
+/// by default 0.5 s, 1 s, 2 s … capped at 60 s, 12 attempts in all — about five minutes. After
+/// that the reply is dropped and logged; the attempt count is not stored, so a restart starts
+/// counting again. Retrying blocks only that customer's lane, which keeps their order.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub first_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 12,
+            first_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    fn delay(&self, attempt: u32) -> Duration {
+        let doubling = 2u32.saturating_pow(attempt.saturating_sub(1));
+        let base = self
+            .first_delay
+            .saturating_mul(doubling)
+            .min(self.max_delay);
+        // Jitter spreads retries of many customers after an outage.
+        let jitter_ms = rand::random::<u64>() % (base.as_millis() as u64 / 4 + 1);
+        base + Duration::from_millis(jitter_ms)
+    }
+}
+
+pub(super) struct Delivery {
+    pub(super) send_api: SendApi,
+    pub(super) queue: Arc<dyn EventQueue>,
+    pub(super) retry: RetryPolicy,
+}
+
+impl Delivery {
+    /// Sends one queued reply, retrying transient failures; forgets it once delivered or failed
+    /// for good. On shutdown during a backoff it stays queued for the next start.
+    pub(super) async fn deliver(
+        &self,
+        id: u64,
+        message: OutboundMessage,
+        shutdown: &CancellationToken,
+    ) {
+        let span = tracing::info_span!("messenger_send", channel = "messenger",
+            messenger.psid = %message.recipient, reply.id = id);
+        async {
+            let mut attempt = message.attempts;
+            loop {
+                attempt += 1;
+                match self.send_api.send(&message.body).await {
+                    Ok(_) => {
+                        tracing::debug!(attempt, "reply delivered");
+                        break;
+                    }
+                    Err(e) if e.is_transient() && attempt < self.retry.max_attempts => {
+                        let wait = self.retry.delay(attempt);
+                        let wait_ms = wait.as_millis() as u64;
+                        tracing::warn!(error = %chain(&e), attempt, retry_in_ms = wait_ms, "Send API failed; will retry");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            _ = tokio::time::sleep(wait) => {}
+                        }
+                    }
+                    Err(e) => {
+                        log_dropped(&e, attempt);
+                        break;
+                    }
+                }
+            }
+            if let Err(e) = blocking(&self.queue, move |q| q.finish_outbound(id)).await {
+                tracing::error!(error = %chain(&e), "cannot mark the reply done; it may be sent again after a restart");
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+fn log_dropped(e: &SendError, attempts: u32) {
+    let transient = e.is_transient();
+    tracing::error!(error = %chain(e), attempts, transient, "Send API failed for good; reply dropped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_double_from_the_first_and_stop_at_the_cap() {
+        let policy = RetryPolicy::default();
+        for (attempt, base_ms) in [
+            (1, 500),
+            (2, 1000),
+            (3, 2000),
+            (7, 32_000),
+            (8, 60_000),
+            (40, 60_000),
+        ] {
+            let d = policy.delay(attempt).as_millis() as u64;
+            assert!(
+                (base_ms..=base_ms + base_ms / 4).contains(&d),
+                "attempt {attempt}: {d} ms"
+            );
+        }
+    }
+}

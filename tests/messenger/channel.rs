@@ -1,0 +1,386 @@
+//! The Messenger channel over real HTTP with a scripted conversation and an in-memory queue:
+//! webhook handshake, signatures, intake, de-duplication, per-customer ordering, Send API
+//! delivery with retries, and restarts. Independent of the engine's wording.
+
+use super::harness::{
+    envelope, eventually, text_event, Channel, APP_SECRET, PAGE_TOKEN, VERIFY_TOKEN,
+};
+use loyalty_bot::flows::InputEvent;
+use serde_json::json;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/fixtures/messenger/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn verify_handshake_echoes_the_challenge_for_the_right_token() {
+    let app = Channel::start().await;
+    let res = app
+        .verify(&format!(
+            "hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=1158201444"
+        ))
+        .await;
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    assert_eq!(res.text().await.unwrap(), "1158201444");
+}
+
+#[tokio::test]
+async fn verify_handshake_is_forbidden_for_a_wrong_token_or_mode() {
+    let app = Channel::start().await;
+    let cases = [
+        (
+            "hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=1",
+            "wrong token",
+        ),
+        ("hub.mode=subscribe&hub.challenge=1", "no token"),
+        (
+            &*format!("hub.mode=unsubscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=1"),
+            "wrong mode",
+        ),
+        (
+            &*format!("hub_mode=subscribe&hub_verify_token={VERIFY_TOKEN}&hub_challenge=1"),
+            "PHP-style names",
+        ),
+        (
+            &*format!("hub.mode=subscribe&hub.verify_token={APP_SECRET}&hub.challenge=1"),
+            "app secret as token",
+        ),
+        ("", "no query"),
+    ];
+    for (query, what) in cases {
+        assert_eq!(app.verify(query).await.status(), 403, "{what}");
+    }
+}
+
+#[tokio::test]
+async fn missing_or_bad_signature_is_401_and_nothing_is_recorded_or_sent() {
+    let app = Channel::start().await;
+    let body = fixture("messenger-text-message.json");
+    let good = app.signature(&body);
+    let mut flipped = body.clone();
+    flipped[100] ^= 1;
+    let cases: [(&[u8], Option<String>, &str); 5] = [
+        (&body, None, "missing header"),
+        (&body, Some("sha256=00".into()), "wrong signature"),
+        (
+            &body,
+            Some(good.trim_start_matches("sha256=").into()),
+            "no sha256= prefix",
+        ),
+        (&flipped, Some(good.clone()), "body changed after signing"),
+        (&body, Some(good.to_uppercase()), "upper-case prefix"),
+    ];
+    for (body, signature, what) in cases {
+        let res = app
+            .post_webhook_signed_with(body, signature.as_deref())
+            .await;
+        assert_eq!(res.status(), 401, "{what}");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(app.queue.recorded(), 0);
+    assert!(app.graph.requests().is_empty());
+}
+
+#[tokio::test]
+async fn fixture_signed_by_meta_is_accepted_byte_for_byte() {
+    let app = Channel::start().await;
+    // The header value from the shared signature vectors, over the file's exact bytes.
+    let header = "sha256=642a10c437de715f81a28d1d32d749e40f348828406af24a78a3c30900d3fe9a";
+    let res = app
+        .post_webhook_signed_with(&fixture("messenger-text-message.json"), Some(header))
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.text().await.unwrap(), "EVENT_RECEIVED");
+    app.graph.wait_for_sent(1, WAIT).await;
+    let seen = app.conversation.inputs();
+    assert_eq!(
+        seen,
+        [(
+            "6915800000000001".to_owned(),
+            InputEvent::Text("Hi! I'd like to join the caf\u{e9} rewards club \u{1F600}".into())
+        )]
+    );
+}
+
+#[tokio::test]
+async fn malformed_body_with_a_valid_signature_is_400_and_nothing_is_recorded() {
+    let app = Channel::start().await;
+    for body in [
+        &b"{\"object\":\"page\",\"entry\":[{"[..],
+        b"[]",
+        br#"{"object":"instagram","entry":[]}"#,
+    ] {
+        assert_eq!(
+            app.post_webhook(body).await.status(),
+            400,
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    assert_eq!(app.queue.recorded(), 0);
+}
+
+#[tokio::test]
+async fn signed_text_message_gets_a_send_api_reply() {
+    let app = Channel::start().await;
+    let res = app
+        .post_webhook(&text_event("m_1", "111", 1000, "hello"))
+        .await;
+    assert_eq!(res.status(), 200);
+
+    let sent = app.graph.wait_for_sent(1, WAIT).await;
+    assert_eq!(sent[0]["recipient"], json!({"id": "111"}));
+    assert_eq!(sent[0]["messaging_type"], "RESPONSE");
+    assert_eq!(sent[0]["message"]["text"], "you said: hello");
+    assert_eq!(
+        sent[0]["message"]["quick_replies"][0]["payload"],
+        "LOYALTY_BALANCE"
+    );
+    let request = &app.graph.requests()[0];
+    assert_eq!(request.path, "/v25.0/me/messages");
+    assert_eq!(request.query["access_token"], PAGE_TOKEN);
+}
+
+#[tokio::test]
+async fn redelivered_webhook_has_exactly_one_effect() {
+    let app = Channel::start().await;
+    let body = text_event("m_dup", "222", 1000, "once");
+    for _ in 0..3 {
+        assert_eq!(app.post_webhook(&body).await.status(), 200);
+    }
+    app.graph.wait_for_sent(1, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.graph.sent().len(), 1);
+    assert_eq!(app.conversation.inputs().len(), 1);
+}
+
+#[tokio::test]
+async fn batched_two_entry_webhook_answers_every_customer_and_skips_the_read() {
+    let app = Channel::start().await;
+    assert_eq!(
+        app.post_webhook(&fixture("messenger-batched-two-entries.json"))
+            .await
+            .status(),
+        200
+    );
+    app.graph.wait_for_sent(3, WAIT).await;
+    let mut seen = app.conversation.inputs();
+    seen.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        seen,
+        [
+            (
+                "6915800000000003".to_owned(),
+                InputEvent::Text("jane@example.com #1001".into())
+            ),
+            (
+                "6915800000000004".to_owned(),
+                InputEvent::Payload("LOYALTY_REDEEM".into())
+            ),
+            (
+                "7023100000000009".to_owned(),
+                InputEvent::Text(String::new())
+            ),
+        ]
+    );
+    assert_eq!(app.queue.recorded(), 3, "the read event is not recorded");
+}
+
+#[tokio::test]
+async fn echo_and_read_events_are_acknowledged_but_not_answered() {
+    let app = Channel::start().await;
+    let read = envelope(
+        json!({"sender":{"id":"333"},"recipient":{"id":"104857600000001"},
+        "timestamp":5,"read":{"watermark":4}}),
+    );
+    for body in [fixture("messenger-echo.json"), read] {
+        assert_eq!(app.post_webhook(&body).await.status(), 200);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.queue.recorded(), 0);
+    assert!(app.graph.requests().is_empty());
+}
+
+#[tokio::test]
+async fn transient_send_failure_is_retried_then_delivered() {
+    let app = Channel::start().await;
+    app.graph.fail_next_transient(2);
+    app.post_webhook(&text_event("m_t", "444", 1000, "retry me"))
+        .await;
+    let sent = app.graph.wait_for_sent(1, WAIT).await;
+    assert_eq!(sent[0]["message"]["text"], "you said: retry me");
+    assert_eq!(app.graph.requests().len(), 3, "two failures, then success");
+    eventually(|| app.queue.outbox_len() == 0, "outbox drained").await;
+}
+
+#[tokio::test]
+async fn permanent_send_failure_is_dropped_without_retrying() {
+    let app = Channel::start().await;
+    app.graph.fail_next_permanent(1);
+    app.post_webhook(&text_event("m_p1", "555", 1000, "first"))
+        .await;
+    app.post_webhook(&text_event("m_p2", "555", 2000, "second"))
+        .await;
+    let sent = app.graph.wait_for_sent(1, WAIT).await;
+    assert_eq!(sent[0]["message"]["text"], "you said: second");
+    assert_eq!(
+        app.graph.requests().len(),
+        2,
+        "the refused reply is not retried"
+    );
+    eventually(|| app.queue.outbox_len() == 0, "outbox drained").await;
+}
+
+#[tokio::test]
+async fn engine_failure_is_answered_with_an_apology() {
+    let app = Channel::start().await;
+    app.post_webhook(&text_event("m_boom", "666", 1000, "boom"))
+        .await;
+    let sent = app.graph.wait_for_sent(1, WAIT).await;
+    assert!(sent[0]["message"]["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("Sorry"));
+}
+
+#[tokio::test]
+async fn one_customers_events_run_in_timestamp_order_and_customers_in_parallel() {
+    let app = Channel::start().await;
+    app.graph.set_delay(Duration::from_millis(150));
+    // One POST, delivered out of order as Meta may do after failures.
+    let events = [
+        ("m_c", 3000, "third"),
+        ("m_a", 1000, "first"),
+        ("m_b", 2000, "second"),
+    ];
+    let messaging: Vec<_> = events
+        .iter()
+        .map(|(mid, ts, text)| {
+            json!({"sender":{"id":"777"},"recipient":{"id":"104857600000001"},
+            "timestamp":ts,"message":{"mid":mid,"text":text}})
+        })
+        .collect();
+    let body = serde_json::to_vec(
+        &json!({"object":"page","entry":[{"id":"104857600000001","time":1,"messaging":messaging}]}),
+    )
+    .unwrap();
+    app.post_webhook(&body).await;
+    app.post_webhook(&text_event("m_other", "888", 500, "other customer"))
+        .await;
+    app.graph.wait_for_sent(4, WAIT).await;
+    let texts = app.graph.texts_to("777");
+    assert_eq!(
+        texts,
+        ["you said: first", "you said: second", "you said: third"]
+    );
+    // The other customer did not wait behind the three slow sends.
+    let order: Vec<String> = app
+        .graph
+        .sent()
+        .iter()
+        .map(|b| b["recipient"]["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_ne!(order.last().unwrap(), "888", "{order:?}");
+}
+
+#[tokio::test]
+async fn events_recorded_before_a_crash_are_processed_after_restart() {
+    // The first run records events but its worker never runs (as if killed right after the ACK).
+    let app = Channel::start_without_worker().await;
+    app.post_webhook(&text_event("m_r1", "999", 1000, "before crash"))
+        .await;
+    app.post_webhook(&fixture("messenger-quick-reply.json"))
+        .await;
+    let (queue, graph) = app.stop().await;
+    assert!(graph.sent().is_empty());
+
+    let app = Channel::restart(queue, graph).await;
+    app.graph.wait_for_sent(2, WAIT).await;
+    assert_eq!(app.graph.texts_to("999"), ["you said: before crash"]);
+    // A redelivery of an event already recorded does not run it a second time.
+    app.post_webhook(&text_event("m_r1", "999", 1000, "before crash"))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.graph.sent().len(), 2);
+    assert_eq!(app.queue.pending_len(), 0);
+}
+
+#[tokio::test]
+async fn replies_queued_while_graph_is_down_are_delivered_after_restart() {
+    let app = Channel::start().await;
+    app.graph.go_down();
+    app.post_webhook(&text_event("m_d", "1010", 1000, "are you there"))
+        .await;
+    // Wait until the first delivery attempt failed, then stop during the backoff.
+    eventually(
+        || !app.graph.requests().is_empty(),
+        "a first delivery attempt",
+    )
+    .await;
+    let (queue, graph) = app.stop().await;
+    assert_eq!(queue.outbox_len(), 1, "the reply stays queued");
+    graph.come_back();
+
+    let app = Channel::restart(queue, graph).await;
+    let sent = app.graph.wait_for_sent(1, WAIT).await;
+    assert_eq!(sent[0]["message"]["text"], "you said: are you there");
+    assert_eq!(
+        app.conversation.inputs().len(),
+        0,
+        "the event itself is not run again"
+    );
+}
+
+#[tokio::test]
+async fn reply_is_dropped_after_the_retry_budget_is_spent() {
+    let app = Channel::start().await;
+    app.graph.go_down();
+    app.post_webhook(&text_event("m_x", "1111", 1000, "lost"))
+        .await;
+    let attempts = super::harness::MAX_ATTEMPTS as usize;
+    eventually(
+        || app.graph.requests().len() == attempts,
+        "every attempt made",
+    )
+    .await;
+    eventually(
+        || app.queue.outbox_len() == 0,
+        "reply dropped from the outbox",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        app.graph.requests().len(),
+        attempts,
+        "no attempt beyond the budget"
+    );
+}
+
+#[tokio::test]
+async fn the_webhook_is_acknowledged_before_slow_processing_finishes() {
+    let app = Channel::start().await;
+    app.graph.set_delay(Duration::from_secs(3));
+    let started = std::time::Instant::now();
+    for i in 0..5 {
+        let res = app
+            .post_webhook(&text_event(&format!("m_s{i}"), "1212", i, "slow"))
+            .await;
+        assert_eq!(res.status(), 200);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}

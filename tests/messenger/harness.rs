@@ -1,0 +1,287 @@
+//! A Messenger channel on its own loopback server, with a scripted conversation, an in-memory
+//! event queue (kept across a "restart") and a fake Graph API.
+
+use super::common::FakeGraphApi;
+use actix_web::{dev::ServerHandle, App, HttpServer};
+use futures_util::future::BoxFuture;
+use loyalty_bot::channels::messenger::{Conversation, Messenger, RetryPolicy};
+use loyalty_bot::config::{MessengerSettings, Secret};
+use loyalty_bot::domain::{MemberId, Points};
+use loyalty_bot::flows::{payloads, Choice, Input, InputEvent, Reply, Turn};
+use loyalty_bot::program::ProgramError;
+use loyalty_bot::store::{EventQueue, InboundEvent, OutboundMessage, StoreError};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashSet};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const APP_SECRET: &str = "fixture-meta-app-secret";
+pub const VERIFY_TOKEN: &str = "verify-me-123";
+pub const PAGE_TOKEN: &str = "EAAG-test-page-token";
+pub const MAX_ATTEMPTS: u32 = 4;
+const PAGE: &str = "104857600000001";
+
+/// A webhook body with one event for the test Page.
+pub fn envelope(event: Value) -> Vec<u8> {
+    serde_json::to_vec(&json!({"object":"page","entry":[{"id":PAGE,"time":1,"messaging":[event]}]}))
+        .unwrap()
+}
+
+pub fn text_event(mid: &str, psid: &str, timestamp: i64, text: &str) -> Vec<u8> {
+    envelope(
+        json!({"sender":{"id":psid},"recipient":{"id":PAGE},"timestamp":timestamp,
+        "message":{"mid":mid,"text":text}}),
+    )
+}
+
+/// Waits up to 5 s for `cond`; panics naming `what` otherwise.
+pub async fn eventually(cond: impl Fn() -> bool, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Answers "you said: <text>" (with one quick reply), fails on "boom", and notes every input.
+#[derive(Default)]
+pub struct Script {
+    inputs: Mutex<Vec<(String, InputEvent)>>,
+}
+
+impl Script {
+    pub fn inputs(&self) -> Vec<(String, InputEvent)> {
+        self.inputs.lock().unwrap().clone()
+    }
+}
+
+impl Conversation for Script {
+    fn converse(&self, input: Input) -> BoxFuture<'_, Result<Turn, ProgramError>> {
+        self.inputs
+            .lock()
+            .unwrap()
+            .push((input.who.id.clone(), input.event.clone()));
+        let said = match &input.event {
+            InputEvent::Text(t) if t == "boom" => {
+                return Box::pin(async {
+                    Err(ProgramError::Store(StoreError::UnknownMember(MemberId(1))))
+                })
+            }
+            InputEvent::Text(t) | InputEvent::Payload(t) | InputEvent::Referral(t) => t.clone(),
+            InputEvent::GetStarted { referral } => format!("get started {referral:?}"),
+        };
+        let reply = Reply {
+            text: format!("you said: {said}"),
+            choices: vec![Choice {
+                title: "My points".into(),
+                payload: payloads::BALANCE.into(),
+            }],
+            buttons: vec![],
+        };
+        let turn = Turn {
+            replies: vec![reply],
+            member: Some(MemberId(7)),
+            balance: Some(Points(50)),
+            ..Turn::default()
+        };
+        Box::pin(async move { Ok(turn) })
+    }
+}
+
+/// The [`EventQueue`] contract, in memory.
+#[derive(Default)]
+pub struct MemQueue {
+    state: Mutex<MemState>,
+}
+
+#[derive(Default)]
+struct MemState {
+    seen: HashSet<String>,
+    pending: Vec<InboundEvent>,
+    outbox: BTreeMap<u64, OutboundMessage>,
+    next_id: u64,
+}
+
+impl MemQueue {
+    /// Events ever recorded.
+    pub fn recorded(&self) -> usize {
+        self.state.lock().unwrap().seen.len()
+    }
+    pub fn pending_len(&self) -> usize {
+        self.state.lock().unwrap().pending.len()
+    }
+    pub fn outbox_len(&self) -> usize {
+        self.state.lock().unwrap().outbox.len()
+    }
+}
+
+impl EventQueue for MemQueue {
+    fn record_inbound(&self, events: Vec<InboundEvent>) -> Result<Vec<InboundEvent>, StoreError> {
+        let mut s = self.state.lock().unwrap();
+        let new: Vec<InboundEvent> = events
+            .into_iter()
+            .filter(|e| s.seen.insert(e.key.clone()))
+            .collect();
+        s.pending.extend(new.iter().cloned());
+        Ok(new)
+    }
+    fn pending_inbound(&self) -> Result<Vec<InboundEvent>, StoreError> {
+        let mut pending = self.state.lock().unwrap().pending.clone();
+        pending.sort_by(|a, b| (&a.sender, a.timestamp_ms).cmp(&(&b.sender, b.timestamp_ms)));
+        Ok(pending)
+    }
+    fn finish_inbound(
+        &self,
+        key: &str,
+        replies: Vec<OutboundMessage>,
+    ) -> Result<Vec<u64>, StoreError> {
+        let mut s = self.state.lock().unwrap();
+        s.pending.retain(|e| e.key != key);
+        let mut ids = Vec::new();
+        for reply in replies {
+            s.next_id += 1;
+            let id = s.next_id;
+            s.outbox.insert(id, reply);
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+    fn pending_outbound(&self) -> Result<Vec<(u64, OutboundMessage)>, StoreError> {
+        Ok(self
+            .state
+            .lock()
+            .unwrap()
+            .outbox
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect())
+    }
+    fn finish_outbound(&self, id: u64) -> Result<(), StoreError> {
+        self.state.lock().unwrap().outbox.remove(&id);
+        Ok(())
+    }
+    fn prune_inbound(&self, _before: chrono::DateTime<chrono::Utc>) -> Result<usize, StoreError> {
+        Ok(0)
+    }
+}
+
+pub struct Channel {
+    pub address: String,
+    pub graph: FakeGraphApi,
+    pub queue: Arc<MemQueue>,
+    pub conversation: Arc<Script>,
+    client: reqwest::Client,
+    shutdown: CancellationToken,
+    worker: Option<JoinHandle<()>>,
+    server: ServerHandle,
+}
+
+impl Channel {
+    pub async fn start() -> Channel {
+        Self::build(Arc::default(), FakeGraphApi::start().await, true).await
+    }
+
+    /// Records events but never processes them, like a process killed right after the ACK.
+    pub async fn start_without_worker() -> Channel {
+        Self::build(Arc::default(), FakeGraphApi::start().await, false).await
+    }
+
+    /// A new process on the same queue and the same Graph API.
+    pub async fn restart(queue: Arc<MemQueue>, graph: FakeGraphApi) -> Channel {
+        Self::build(queue, graph, true).await
+    }
+
+    async fn build(queue: Arc<MemQueue>, graph: FakeGraphApi, run_worker: bool) -> Channel {
+        let settings = MessengerSettings {
+            app_secret: Secret::new(APP_SECRET),
+            verify_token: Secret::new(VERIFY_TOKEN),
+            page_access_token: Secret::new(PAGE_TOKEN),
+            graph_api_url: graph.url(),
+        };
+        let retry = RetryPolicy {
+            max_attempts: MAX_ATTEMPTS,
+            first_delay: Duration::from_millis(50),
+            max_delay: Duration::from_millis(200),
+        };
+        let conversation = Arc::new(Script::default());
+        let messenger =
+            Messenger::with_conversation(settings, conversation.clone(), queue.clone(), retry);
+        let shutdown = CancellationToken::new();
+        let worker = run_worker.then(|| messenger.spawn(shutdown.clone()));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        let server = HttpServer::new(move || {
+            let messenger = Arc::clone(&messenger);
+            App::new().configure(move |cfg| messenger.configure(cfg))
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .unwrap()
+        .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        Channel {
+            address,
+            graph,
+            queue,
+            conversation,
+            client: reqwest::Client::new(),
+            shutdown,
+            worker,
+            server: handle,
+        }
+    }
+
+    /// Stops the worker at a safe point and the server; keeps the queue and the fake.
+    pub async fn stop(mut self) -> (Arc<MemQueue>, FakeGraphApi) {
+        self.shutdown.cancel();
+        if let Some(worker) = self.worker.take() {
+            tokio::time::timeout(Duration::from_secs(5), worker)
+                .await
+                .expect("worker stops")
+                .unwrap();
+        }
+        self.server.stop(true).await;
+        (self.queue, self.graph)
+    }
+
+    pub fn signature(&self, body: &[u8]) -> String {
+        format!(
+            "sha256={}",
+            loyalty_bot::signature::hmac_sha256_hex(APP_SECRET.as_bytes(), body)
+        )
+    }
+
+    pub async fn verify(&self, query: &str) -> reqwest::Response {
+        let url = format!("{}/webhooks/messenger?{query}", self.address);
+        self.client.get(url).send().await.unwrap()
+    }
+
+    pub async fn post_webhook(&self, body: &[u8]) -> reqwest::Response {
+        self.post_webhook_signed_with(body, Some(&self.signature(body)))
+            .await
+    }
+
+    pub async fn post_webhook_signed_with(
+        &self,
+        body: &[u8],
+        signature: Option<&str>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .client
+            .post(format!("{}/webhooks/messenger", self.address))
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+        if let Some(s) = signature {
+            req = req.header("X-Hub-Signature-256", s);
+        }
+        req.send().await.unwrap()
+    }
+}

@@ -1,0 +1,322 @@
+//! Customer journeys over Messenger through the real application: webhook in, engine, sled
+//! store and fake shop, Send API out. Also restarts and `kill -9` with work in flight.
+
+use super::common::{meta_signature, spawn_app, test_overrides, BinaryApp, FakeGraphApi, FakeShop};
+use loyalty_bot::flows::payloads;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+const PAGE: &str = "104857600000001";
+const PATH: &str = "/webhooks/messenger";
+
+/// One Messenger user: builds their webhook bodies with fresh mids and growing timestamps.
+struct Psid {
+    id: String,
+    clock: AtomicI64,
+}
+
+impl Psid {
+    fn new(id: &str) -> Psid {
+        Psid {
+            id: id.into(),
+            clock: AtomicI64::new(1_763_846_400_000),
+        }
+    }
+
+    fn event(&self, kind: &str, mut content: Value) -> Vec<u8> {
+        let ts = self.clock.fetch_add(1000, Ordering::Relaxed);
+        if kind != "referral" {
+            content["mid"] = json!(format!("m_{}_{ts}", self.id));
+        }
+        let event =
+            json!({"sender":{"id":self.id},"recipient":{"id":PAGE},"timestamp":ts, kind: content});
+        serde_json::to_vec(
+            &json!({"object":"page","entry":[{"id":PAGE,"time":ts,"messaging":[event]}]}),
+        )
+        .unwrap()
+    }
+
+    fn text(&self, text: &str) -> Vec<u8> {
+        self.event("message", json!({ "text": text }))
+    }
+
+    fn tap(&self, title: &str, payload: &str) -> Vec<u8> {
+        self.event(
+            "message",
+            json!({ "text": title, "quick_reply": { "payload": payload } }),
+        )
+    }
+
+    fn get_started(&self, referral: &str) -> Vec<u8> {
+        self.event(
+            "postback",
+            json!({"title":"Get Started","payload":"GET_STARTED",
+                "referral":{"ref":referral,"source":"SHORTLINK","type":"OPEN_THREAD"}}),
+        )
+    }
+
+    fn referral(&self, referral: &str) -> Vec<u8> {
+        self.event(
+            "referral",
+            json!({"ref":referral,"source":"SHORTLINK","type":"OPEN_THREAD"}),
+        )
+    }
+}
+
+/// Posts a signed webhook to `address` and returns the Send API bodies that answer it: waits
+/// for the first new message to `psid`, then until no more arrive for a moment.
+async fn exchange(
+    client: &reqwest::Client,
+    address: &str,
+    graph: &FakeGraphApi,
+    psid: &Psid,
+    body: Vec<u8>,
+) -> Vec<Value> {
+    let before = sent_to(graph, &psid.id).len();
+    let res = client
+        .post(format!("{address}{PATH}"))
+        .header("Content-Type", "application/json")
+        .header("X-Hub-Signature-256", meta_signature(&body))
+        .body(body)
+        .send()
+        .await
+        .expect("POST webhook");
+    assert_eq!(res.status(), 200);
+    // Done when something arrived and nothing more came for 200 ms (a turn may send several).
+    let (mut seen, mut quiet) = (before, 0);
+    for _ in 0..500 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = sent_to(graph, &psid.id).len();
+        quiet = if now == seen { quiet + 1 } else { 0 };
+        seen = now;
+        if now > before && quiet >= 10 {
+            return sent_to(graph, &psid.id).split_off(before);
+        }
+    }
+    panic!("no reply to {} within 10 s", psid.id);
+}
+
+/// Waits up to 10 s for `cond`; panics naming `what` otherwise.
+async fn until(cond: impl Fn() -> bool, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn sent_to(graph: &FakeGraphApi, psid: &str) -> Vec<Value> {
+    graph
+        .sent()
+        .into_iter()
+        .filter(|b| b["recipient"]["id"] == psid)
+        .collect()
+}
+
+fn text_of(messages: &[Value]) -> String {
+    messages
+        .iter()
+        .map(FakeGraphApi::text_of)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn quick_reply_payloads(message: &Value) -> Vec<String> {
+    message["message"]["quick_replies"]
+        .as_array()
+        .map(|qr| {
+            qr.iter()
+                .map(|q| q["payload"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn full_journey_join_claim_balance_and_redeem_over_messenger() {
+    let app = spawn_app().await;
+    app.shop
+        .add_order("1001", "jane@example.com", "42.50", "paid");
+    app.shop
+        .add_order("1002", "jane@example.com", "159.90", "paid");
+    let jane = Psid::new("6915800000000001");
+    let say = |body| exchange(app.client(), app.address(), &app.graph_api, &jane, body);
+
+    let r = say(jane.get_started("join")).await;
+    assert!(
+        text_of(&r).contains("join our rewards program"),
+        "{}",
+        text_of(&r)
+    );
+    assert_eq!(
+        quick_reply_payloads(r.last().unwrap()),
+        [payloads::JOIN_YES, payloads::JOIN_NO]
+    );
+
+    let r = say(jane.tap("Yes, join", payloads::JOIN_YES)).await;
+    assert!(text_of(&r).contains("email"), "{}", text_of(&r));
+
+    let r = say(jane.text("Jane@Example.com")).await;
+    let t = text_of(&r);
+    assert!(
+        t.contains("Welcome") && t.contains("now have 50 points"),
+        "{t}"
+    );
+    assert_eq!(app.balance_of("jane@example.com").await, 50);
+
+    let r = say(jane.referral("order-1001")).await;
+    let t = text_of(&r);
+    assert!(
+        t.contains("earned 42 points") && t.contains("92 points"),
+        "{t}"
+    );
+
+    let r = say(jane.tap("My points", payloads::BALANCE)).await;
+    assert!(
+        text_of(&r).contains("You have 92 points"),
+        "{}",
+        text_of(&r)
+    );
+
+    say(jane.text("#1002")).await;
+    assert_eq!(app.balance_of("jane@example.com").await, 251);
+
+    let r = say(jane.tap("Rewards", payloads::REDEEM)).await;
+    assert!(
+        quick_reply_payloads(r.last().unwrap()).contains(&"REDEEM:free-mug".to_owned()),
+        "{r:?}"
+    );
+    let r = say(jane.tap("Free mug", "REDEEM:free-mug")).await;
+    let t = text_of(&r);
+    assert!(t.contains("MUG-") && t.contains("51 points left"), "{t}");
+    // The coupon reply carries a button, so it goes out as a button template.
+    let template = &r.last().unwrap()["message"]["attachment"]["payload"];
+    assert_eq!(template["template_type"], "button", "{r:?}");
+    assert_eq!(template["buttons"][0]["type"], "web_url");
+    assert_eq!(app.balance_of("jane@example.com").await, 51);
+    assert_eq!(app.shop.coupons().len(), 1);
+}
+
+#[tokio::test]
+async fn a_redelivered_claim_credits_and_answers_once() {
+    let app = spawn_app().await;
+    app.shop
+        .add_order("1003", "max@example.com", "59.90", "paid");
+    let max = Psid::new("6915800000000002");
+    let say = |body| exchange(app.client(), app.address(), &app.graph_api, &max, body);
+    say(max.text("join")).await;
+    say(max.tap("Yes, join", payloads::JOIN_YES)).await;
+    say(max.text("max@example.com")).await;
+
+    let claim = max.text("1003");
+    say(claim.clone()).await;
+    let replies = sent_to(&app.graph_api, &max.id).len();
+    for _ in 0..2 {
+        let res = app.post_messenger_webhook(PATH, &claim).await;
+        assert_eq!(res.status(), 200);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        sent_to(&app.graph_api, &max.id).len(),
+        replies,
+        "no second answer"
+    );
+    assert_eq!(app.balance_of("max@example.com").await, 50 + 59);
+}
+
+#[tokio::test]
+async fn replies_held_back_by_a_graph_outage_are_sent_after_a_restart() {
+    let mut app = spawn_app().await;
+    let ana = Psid::new("6915800000000003");
+    app.graph_api.go_down();
+    let res = app.post_messenger_webhook(PATH, &ana.text("hello")).await;
+    assert_eq!(res.status(), 200);
+    until(
+        || !app.graph_api.requests().is_empty(),
+        "a first delivery attempt",
+    )
+    .await;
+    app.stop().await;
+    app.graph_api.come_back();
+    app.restart().await;
+
+    until(
+        || !sent_to(&app.graph_api, &ana.id).is_empty(),
+        "the reply sent after the restart",
+    )
+    .await;
+    assert!(text_of(&sent_to(&app.graph_api, &ana.id)).contains("rewards assistant"));
+}
+
+/// Starts the real binary on `dir` with the test settings.
+async fn binary(dir: &std::path::Path, shop: &FakeShop, graph: &FakeGraphApi) -> BinaryApp {
+    BinaryApp::start(&test_overrides(dir, shop, graph)).await
+}
+
+#[tokio::test]
+async fn kill_9_loses_neither_acknowledged_events_nor_queued_replies() {
+    let (shop, graph) = (FakeShop::start().await, FakeGraphApi::start().await);
+    shop.add_order("1001", "jane@example.com", "42.50", "paid");
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let jane = Psid::new("6915800000000004");
+
+    let app = binary(dir.path(), &shop, &graph).await;
+    let say = |body| exchange(&client, &app.address, &graph, &jane, body);
+    say(jane.text("join")).await;
+    say(jane.tap("Yes", payloads::JOIN_YES)).await;
+    say(jane.text("jane@example.com")).await;
+    let answered = sent_to(&graph, &jane.id).len();
+
+    // The shop is slow, so the claim is acknowledged but still being processed: killed mid-way.
+    shop.set_delay(Duration::from_secs(5));
+    let claim = jane.text("1001");
+    let res = client
+        .post(format!("{}{PATH}", app.address))
+        .header("X-Hub-Signature-256", meta_signature(&claim))
+        .body(claim)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    app.kill9();
+    shop.set_delay(Duration::ZERO);
+
+    let app = binary(dir.path(), &shop, &graph).await;
+    until(
+        || sent_to(&graph, &jane.id).len() > answered,
+        "the claim answered after the crash",
+    )
+    .await;
+    let after = text_of(&sent_to(&graph, &jane.id)[answered..]);
+    assert!(after.contains("earned 42 points"), "{after}");
+
+    // Now the other way round: the reply is queued but Graph is down when the process dies.
+    graph.go_down();
+    let before = graph.requests().len();
+    let ask = jane.text("points");
+    let res = client
+        .post(format!("{}{PATH}", app.address))
+        .header("X-Hub-Signature-256", meta_signature(&ask))
+        .body(ask)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    until(
+        || graph.requests().len() > before,
+        "a first delivery attempt",
+    )
+    .await;
+    app.kill9();
+    graph.come_back();
+    let delivered = sent_to(&graph, &jane.id).len();
+    let _app = binary(dir.path(), &shop, &graph).await;
+    until(
+        || sent_to(&graph, &jane.id).len() > delivered,
+        "the queued reply sent after the crash",
+    )
+    .await;
+    assert!(text_of(&sent_to(&graph, &jane.id)[delivered..]).contains("92 points"));
+}
