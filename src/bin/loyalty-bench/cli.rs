@@ -1,0 +1,111 @@
+//! The command line: `--seconds`, `--connections`, `--smoke`, and the plan derived from them.
+
+use crate::load::Plan;
+use std::time::Duration;
+
+pub const USAGE: &str = "\
+usage: loyalty-bench [--seconds N] [--connections C] [--smoke]
+
+  --seconds N       measured seconds per workload (default 10; 1 with --smoke)
+  --connections C   concurrent closed-loop connections (default 64; 4 with --smoke)
+  --smoke           a short run of every workload that fails (exit 1) on any error or
+                    on zero throughput; for CI";
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub seconds: f64,
+    pub connections: usize,
+    pub smoke: bool,
+}
+
+impl Options {
+    /// `Ok(None)` for `--help`.
+    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
+        let (mut seconds, mut connections, mut smoke) = (None, None, false);
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--seconds" => seconds = Some(number::<f64>(&arg, args.next())?),
+                "--connections" => connections = Some(number::<usize>(&arg, args.next())?),
+                "--smoke" => smoke = true,
+                "-h" | "--help" => return Ok(None),
+                other => return Err(format!("unknown argument {other:?}")),
+            }
+        }
+        let seconds = seconds.unwrap_or(if smoke { 1.0 } else { 10.0 });
+        let connections = connections.unwrap_or(if smoke { 4 } else { 64 });
+        if !(seconds > 0.0 && seconds <= 600.0) {
+            return Err("--seconds must be between 0 and 600".into());
+        }
+        if connections == 0 || connections > 4096 {
+            return Err("--connections must be between 1 and 4096".into());
+        }
+        Ok(Some(Options {
+            seconds,
+            connections,
+            smoke,
+        }))
+    }
+
+    /// Each workload: a warm-up (a tenth of the window, at most 1 s) that is not measured,
+    /// then the window.
+    pub fn plan(&self) -> Plan {
+        let window = Duration::from_secs_f64(self.seconds);
+        Plan {
+            clients: self.connections,
+            warmup: (window / 10).min(Duration::from_secs(1)),
+            window,
+        }
+    }
+
+    /// How many members a workload cycles through: enough that no two connections ever
+    /// claim for the same member at once, and a realistic spread of keys.
+    pub fn members(&self, full_run: usize) -> usize {
+        let at_least = self.connections * 2;
+        if self.smoke {
+            at_least
+        } else {
+            full_run.max(at_least)
+        }
+    }
+}
+
+fn number<T: std::str::FromStr>(flag: &str, value: Option<String>) -> Result<T, String> {
+    value
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("{flag} needs a number"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Option<Options>, String> {
+        Options::parse(args.iter().map(|a| a.to_string()))
+    }
+
+    #[test]
+    fn smoke_shortens_the_run_unless_told_otherwise() {
+        let o = parse(&["--smoke"]).unwrap().unwrap();
+        assert_eq!((o.seconds, o.connections, o.smoke), (1.0, 4, true));
+        let o = parse(&["--smoke", "--connections", "8"]).unwrap().unwrap();
+        assert_eq!(o.connections, 8);
+        let o = parse(&[]).unwrap().unwrap();
+        assert_eq!((o.seconds, o.connections, o.smoke), (10.0, 64, false));
+    }
+
+    #[test]
+    fn bad_arguments_are_refused() {
+        for args in [
+            &["--seconds"][..],
+            &["--seconds", "x"],
+            &["--seconds", "0"],
+            &["--connections", "0"],
+            &["--fast"],
+        ] {
+            assert!(parse(args).is_err(), "{args:?}");
+        }
+        assert!(parse(&["--help"]).unwrap().is_none());
+    }
+}

@@ -1,0 +1,249 @@
+//! The closed-loop load generator: `clients` virtual clients, each on its own keep-alive
+//! HTTP/1.1 connection (hyper, no pool), sending one request at a time, for a warm-up and then
+//! a measured window. A request counts when it completes inside the window; its latency goes
+//! into one sorted `Vec` (exact percentiles). Errors are counted over the whole run.
+
+use crate::fakes::Reply;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, HOST};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+/// How long an end-to-end request waits for its effect (a Send API reply) before it is lost.
+const EFFECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    pub clients: usize,
+    pub warmup: Duration,
+    pub window: Duration,
+}
+
+/// One request to send, and what makes it a success.
+pub struct Call {
+    pub path: &'static str,
+    pub body: Bytes,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub expect: Expect,
+}
+
+pub enum Expect {
+    /// Any 2xx.
+    Success,
+    /// A 2xx whose body contains this text.
+    BodyContains(&'static str),
+    /// A 2xx, and then a successful reply at the fake Send API; the request completes when the
+    /// reply arrives there.
+    Reply(oneshot::Receiver<Reply>),
+}
+
+/// A workload: the `seq`-th request of virtual client `client`.
+pub trait Scenario: Send + Sync + 'static {
+    fn call(&self, client: usize, seq: u64) -> Call;
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Errors {
+    pub non_2xx: u64,
+    pub transport: u64,
+    /// 2xx with the wrong answer, or (end to end) no successful reply in time.
+    pub wrong: u64,
+}
+
+impl Errors {
+    pub fn total(&self) -> u64 {
+        self.non_2xx + self.transport + self.wrong
+    }
+    fn add(&mut self, o: &Errors) {
+        self.non_2xx += o.non_2xx;
+        self.transport += o.transport;
+        self.wrong += o.wrong;
+    }
+}
+
+/// The result of one workload.
+#[derive(Debug, Default)]
+pub struct Measured {
+    pub window: Duration,
+    /// Latencies in µs of the requests completed in the window, sorted.
+    latencies_us: Vec<u32>,
+    pub errors: Errors,
+}
+
+impl Measured {
+    pub fn completed(&self) -> usize {
+        self.latencies_us.len()
+    }
+    pub fn rate(&self) -> f64 {
+        self.completed() as f64 / self.window.as_secs_f64()
+    }
+    /// The latency below which a share `p` (0..=1) of the requests completed.
+    pub fn percentile(&self, p: f64) -> Option<Duration> {
+        let n = self.latencies_us.len();
+        let rank = ((p * n as f64).ceil() as usize).clamp(1, n.max(1));
+        let us = *self.latencies_us.get(rank - 1)?;
+        Some(Duration::from_micros(u64::from(us)))
+    }
+}
+
+enum Failure {
+    Status,
+    Transport,
+    Wrong,
+}
+
+/// Runs `scenario` against `addr` per `plan` and waits for every client to finish.
+pub async fn run(addr: SocketAddr, plan: Plan, scenario: Arc<dyn Scenario>) -> Measured {
+    let start = Instant::now() + plan.warmup;
+    let end = start + plan.window;
+    let host = HeaderValue::from_str(&addr.to_string()).unwrap_or(HeaderValue::from_static("x"));
+    let mut tasks = tokio::task::JoinSet::new();
+    for client in 0..plan.clients {
+        let (scenario, host) = (Arc::clone(&scenario), host.clone());
+        tasks.spawn(drive(addr, host, client, scenario, (start, end)));
+    }
+    let mut measured = Measured {
+        window: plan.window,
+        ..Measured::default()
+    };
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok((latencies, errors)) => {
+                measured.latencies_us.extend(latencies);
+                measured.errors.add(&errors);
+            }
+            Err(e) => {
+                eprintln!("a load-generator client panicked: {e}");
+                measured.errors.transport += 1;
+            }
+        }
+    }
+    measured.latencies_us.sort_unstable();
+    measured
+}
+
+/// One virtual client: reconnects after transport errors, stops starting requests at `end`.
+async fn drive(
+    addr: SocketAddr,
+    host: HeaderValue,
+    client: usize,
+    scenario: Arc<dyn Scenario>,
+    (start, end): (Instant, Instant),
+) -> (Vec<u32>, Errors) {
+    let (mut latencies, mut errors) = (Vec::new(), Errors::default());
+    let mut conn: Option<SendRequest<Full<Bytes>>> = None;
+    let mut seq = 0;
+    while Instant::now() < end {
+        let sender = match conn.as_mut() {
+            Some(s) => s,
+            None => match connect(addr).await {
+                Ok(s) => conn.insert(s),
+                Err(_) => {
+                    errors.transport += 1;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let call = scenario.call(client, seq);
+        seq += 1;
+        let sent = Instant::now();
+        match exchange(sender, &host, call).await {
+            Ok(done) if done >= start && done <= end => {
+                let us = done.saturating_duration_since(sent).as_micros();
+                latencies.push(u32::try_from(us).unwrap_or(u32::MAX));
+            }
+            Ok(_) => {}
+            Err(Failure::Status) => errors.non_2xx += 1,
+            Err(Failure::Wrong) => errors.wrong += 1,
+            Err(Failure::Transport) => {
+                errors.transport += 1;
+                conn = None;
+            }
+        }
+    }
+    (latencies, errors)
+}
+
+async fn connect(addr: SocketAddr) -> std::io::Result<SendRequest<Full<Bytes>>> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (sender, connection) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(std::io::Error::other)?;
+    tokio::spawn(async move {
+        // Ends when the sender is dropped or the server closes; errors surface on the sender.
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+/// Sends one call and judges the answer; `Ok` is the instant the request completed.
+async fn exchange(
+    sender: &mut SendRequest<Full<Bytes>>,
+    host: &HeaderValue,
+    call: Call,
+) -> Result<Instant, Failure> {
+    sender.ready().await.map_err(|_| Failure::Transport)?;
+    let mut request = Request::post(call.path)
+        .header(HOST, host)
+        .header(CONTENT_TYPE, "application/json");
+    for (name, value) in call.headers {
+        request = request.header(name, value);
+    }
+    let request = request
+        .body(Full::new(call.body))
+        .map_err(|_| Failure::Wrong)?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|_| Failure::Transport)?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|_| Failure::Transport)?
+        .to_bytes();
+    if !status.is_success() {
+        return Err(Failure::Status);
+    }
+    match call.expect {
+        Expect::Success => Ok(Instant::now()),
+        Expect::BodyContains(text) if contains(&body, text.as_bytes()) => Ok(Instant::now()),
+        Expect::BodyContains(_) => Err(Failure::Wrong),
+        Expect::Reply(reply) => match tokio::time::timeout(EFFECT_TIMEOUT, reply).await {
+            Ok(Ok(r)) if r.credited => Ok(r.at),
+            _ => Err(Failure::Wrong),
+        },
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_exact_ranks() {
+        let m = Measured {
+            window: Duration::from_secs(1),
+            latencies_us: (1..=100).collect(),
+            errors: Errors::default(),
+        };
+        let at = |p| m.percentile(p).unwrap().as_micros();
+        assert_eq!((at(0.5), at(0.95), at(0.99), at(1.0)), (50, 95, 99, 100));
+        assert_eq!(m.rate(), 100.0);
+        assert!(Measured::default().percentile(0.5).is_none());
+    }
+}

@@ -1,0 +1,33 @@
+//! What the figures were measured on: CPUs, CPU model, kernel, date and the run's parameters.
+
+use crate::cli::Options;
+
+pub fn describe(options: &Options) -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|k| format!("Linux {}", k.trim()))
+        .unwrap_or_else(|_| std::env::consts::OS.to_owned());
+    let plan = options.plan();
+    format!(
+        "loyalty-bench {version}{smoke}\n\
+         machine: {cpus} CPUs (nproc), {model}, {kernel}\n\
+         date:    {date}\n\
+         load:    {c} closed-loop keep-alive connections per workload, {w:.1} s warm-up + {s} s measured;\n\
+         \x20        load generator, fakes and service share this machine's CPUs",
+        version = env!("CARGO_PKG_VERSION"),
+        smoke = if options.smoke { " (smoke run)" } else { "" },
+        date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        c = plan.clients,
+        w = plan.warmup.as_secs_f64(),
+        s = options.seconds,
+    )
+}

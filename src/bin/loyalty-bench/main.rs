@@ -1,0 +1,138 @@
+//! `loyalty-bench`: a reproducible load benchmark of loyalty-bot in one process. It starts the
+//! real service (through `Application::build`, as `main` and the tests do) on loopback with a
+//! fresh store, loopback fakes for the shop and the Send API, and a bare actix-web handler as
+//! the framework's ceiling; then drives each workload with a closed-loop load generator and
+//! prints one table. `--smoke` is the short CI run that fails on any error.
+//!
+//! ```sh
+//! cargo run --release --bin loyalty-bench -- [--seconds N] [--connections C] [--smoke]
+//! ```
+
+mod cli;
+mod fakes;
+mod load;
+mod machine;
+mod manychat;
+mod messenger;
+mod report;
+mod service;
+
+use anyhow::Context;
+use cli::Options;
+use fakes::Fakes;
+use load::{Measured, Plan, Scenario};
+use report::Row;
+use service::Service;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let options = match Options::parse(std::env::args().skip(1)) {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            println!("{}", cli::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("error: {e}\n\n{}", cli::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    // Warnings and errors only: the service's per-request info lines would measure the terminal.
+    loyalty_bot::telemetry::init_with_default("warn");
+    match run(&options).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("smoke check FAILED: a workload had no throughput or had errors");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs every workload; `Ok(false)` when `--smoke` finds a problem.
+async fn run(options: &Options) -> anyhow::Result<bool> {
+    println!("{}", machine::describe(options));
+    let fakes = Fakes::start().context("start the loopback fakes")?;
+    let service = Service::start(&fakes).await?;
+    let rows = workloads(options, &fakes, &service).await;
+    // Stop (and delete the temp store) even when a workload failed.
+    let stopped = service.stop().await;
+    fakes.stop().await;
+    let rows = rows?;
+    stopped?;
+    report::print(&rows, options);
+    Ok(!options.smoke || report::smoke_ok(&rows))
+}
+
+/// Runs the workloads in an order that keeps background work from leaking into the next one
+/// (intake leaves a backlog for the Messenger worker, so it runs last), and returns them in
+/// table order.
+async fn workloads(
+    options: &Options,
+    fakes: &Fakes,
+    service: &Service,
+) -> anyhow::Result<Vec<Row>> {
+    let plan = options.plan();
+    let bare = measure(
+        "bare ceiling",
+        fakes.bare_addr,
+        plan,
+        Arc::new(fakes::BareScenario::new()),
+    )
+    .await;
+    let (claims, redeems) = manychat::run(options, service).await?;
+    let e2e = messenger::run_claims(options, fakes, service).await?;
+    let intake = messenger::run_intake(options, fakes, service).await;
+    Ok(vec![
+        Row::new("bare actix-web: read body, 200", bare),
+        intake,
+        e2e,
+        claims,
+        redeems,
+    ])
+}
+
+/// One workload against `addr`, with progress on stderr.
+pub async fn measure(
+    name: &str,
+    addr: std::net::SocketAddr,
+    plan: Plan,
+    scenario: Arc<dyn Scenario>,
+) -> Measured {
+    eprintln!("running {name} ...");
+    let measured = load::run(addr, plan, scenario).await;
+    eprintln!(
+        "  {:.0} req/s, {} completed, {} errors",
+        measured.rate(),
+        measured.completed(),
+        measured.errors.total()
+    );
+    measured
+}
+
+/// Set-up helper: runs `f(0..n)`, `concurrency` at a time; the first error wins.
+pub async fn each<F, Fut>(n: usize, concurrency: usize, f: F) -> anyhow::Result<()>
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let mut tasks = tokio::task::JoinSet::new();
+    for first in 0..concurrency.min(n) {
+        let f = f.clone();
+        tasks.spawn(async move {
+            for i in (first..n).step_by(concurrency) {
+                f(i).await?;
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.context("a set-up task panicked")??;
+    }
+    Ok(())
+}

@@ -1,0 +1,172 @@
+//! The Messenger workloads. Intake: signed text-message webhooks with unique `mid`s from a few
+//! thousand customers, answered 200 once recorded. End to end: members (joined beforehand
+//! through the program, as the join flow does) type an order number; a request completes when
+//! the fake Send API receives the reply about that order.
+
+use crate::cli::Options;
+use crate::fakes::{Fakes, Replies};
+use crate::load::{Call, Expect, Scenario};
+use crate::report::Row;
+use crate::service::{Service, APP_SECRET};
+use anyhow::Context;
+use hyper::body::Bytes;
+use hyper::header::{HeaderName, HeaderValue};
+use loyalty_bot::domain::{Channel, ChatIdentity, Email, Profile};
+use loyalty_bot::program::JoinResult;
+use loyalty_bot::signature::hmac_sha256_hex;
+use serde_json::json;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+const PAGE_ID: &str = "104857600000001";
+/// Distinct senders in the intake workload.
+const INTAKE_CUSTOMERS: u64 = 3000;
+/// Members of the end-to-end workload (a full run).
+const CLAIM_MEMBERS: usize = 1000;
+/// End-to-end order numbers; far from ManyChat's and the top-up range.
+const FIRST_ORDER: u64 = 10_000_000;
+const SIGNATURE: HeaderName = HeaderName::from_static("x-hub-signature-256");
+
+/// What customers type, ~120 characters each: a webhook body of ~600 bytes.
+const TEXTS: [&str; 4] = [
+    "Hi! I ordered the canvas tote bag last week and wanted to ask how many points I have now, and when I get the free mug?",
+    "Hello there, quick question: do the points from my birthday order count too, and how do I see my balance in this chat?",
+    "Good morning! My friend told me about your rewards club. Can I still collect points for the order I placed yesterday?",
+    "Hey, thanks for the fast delivery! Is there a way to use my points for the new autumn collection, or only for the mug?",
+];
+
+/// A realistic text-message notification (the shape of fixtures/messenger/messenger-text-message.json).
+fn webhook_body(psid: &str, mid: &str, text: &str) -> Vec<u8> {
+    let now = chrono::Utc::now().timestamp_millis();
+    json!({"object": "page", "entry": [{"id": PAGE_ID, "time": now, "messaging": [{
+        "sender": {"id": psid}, "recipient": {"id": PAGE_ID}, "timestamp": now,
+        "message": {"mid": mid, "text": text}}]}]})
+    .to_string()
+    .into_bytes()
+}
+
+/// The body the bare ceiling posts: an intake body.
+pub fn sample_webhook_body() -> Vec<u8> {
+    webhook_body(&psid(0, 0), &mid('b', 0), TEXTS[0])
+}
+
+fn psid(pool: u64, n: u64) -> String {
+    format!("69{pool:02}{n:012}")
+}
+
+/// Unique per `kind` and `n`, and as long as Meta's (~90 characters).
+fn mid(kind: char, n: u64) -> String {
+    format!("m_{kind}{n:016x}AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-aBcDeFgHiJkLmNoPqRsTuVwXyZ_0123456789ab")
+}
+
+fn signed(path: &'static str, body: Vec<u8>, expect: Expect) -> Call {
+    let signature = format!("sha256={}", hmac_sha256_hex(APP_SECRET.as_bytes(), &body));
+    let value = HeaderValue::from_str(&signature).unwrap_or(HeaderValue::from_static("bad"));
+    Call {
+        path,
+        body: Bytes::from(body),
+        headers: vec![(SIGNATURE, value)],
+        expect,
+    }
+}
+
+struct Intake {
+    next: AtomicU64,
+}
+
+impl Scenario for Intake {
+    fn call(&self, _client: usize, _seq: u64) -> Call {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let text = TEXTS[(n % TEXTS.len() as u64) as usize];
+        let body = webhook_body(&psid(1, n % INTAKE_CUSTOMERS), &mid('i', n), text);
+        signed("/webhooks/messenger", body, Expect::Success)
+    }
+}
+
+/// Webhook intake; runs last, because the worker is still answering its backlog afterwards.
+pub async fn run_intake(options: &Options, fakes: &Fakes, service: &Service) -> Row {
+    let before = fakes.replies.count();
+    let scenario = Arc::new(Intake {
+        next: AtomicU64::new(0),
+    });
+    let measured = crate::measure("messenger intake", service.addr, options.plan(), scenario).await;
+    let replies = fakes.replies.count() - before;
+    let mut row = Row::new("messenger webhook intake (signed, durable)", measured);
+    row.note(format!(
+        "intake: {} events from {INTAKE_CUSTOMERS} customers; the worker answered {replies} of them \
+         (join prompts) meanwhile, on the same CPUs",
+        row.measured.completed()
+    ));
+    row
+}
+
+struct Claims {
+    replies: Arc<Replies>,
+    members: usize,
+    clients: usize,
+    next_order: AtomicU64,
+}
+
+impl Scenario for Claims {
+    fn call(&self, client: usize, seq: u64) -> Call {
+        // Client c owns members c, c + C, c + 2C, ...: one claim in flight per member.
+        let per_client = (self.members / self.clients).max(1) as u64;
+        let member = client as u64 + self.clients as u64 * (seq % per_client);
+        let psid = psid(2, member);
+        let order = self.next_order.fetch_add(1, Ordering::Relaxed).to_string();
+        let text = match seq % 3 {
+            0 => format!("#{order}"),
+            1 => format!("order {order}"),
+            _ => order.clone(),
+        };
+        let reply = self.replies.expect(&psid, &order);
+        signed(
+            "/webhooks/messenger",
+            webhook_body(&psid, &mid('c', seq << 16 | client as u64), &text),
+            Expect::Reply(reply),
+        )
+    }
+}
+
+/// End-to-end claims: webhook in, shop round trip, credit, reply out through the Send API.
+pub async fn run_claims(
+    options: &Options,
+    fakes: &Fakes,
+    service: &Service,
+) -> anyhow::Result<Row> {
+    let members = options.members(CLAIM_MEMBERS);
+    join_members(service, members).await?;
+    let scenario = Arc::new(Claims {
+        replies: Arc::clone(&fakes.replies),
+        members,
+        clients: options.connections,
+        next_order: AtomicU64::new(FIRST_ORDER),
+    });
+    let measured = crate::measure("messenger claims", service.addr, options.plan(), scenario).await;
+    let mut row = Row::new(
+        "messenger claim, webhook → Send API reply (events/s)",
+        measured,
+    );
+    row.note(format!(
+        "messenger claims: {members} members; latency = webhook sent → reply received by the fake Send API"
+    ));
+    Ok(row)
+}
+
+/// Joins `n` Messenger members through the program (the join flow's last step).
+async fn join_members(service: &Service, n: usize) -> anyhow::Result<()> {
+    let program = service.program();
+    crate::each(n, 32, move |i| {
+        let program = Arc::clone(&program);
+        async move {
+            let who = ChatIdentity::new(Channel::Messenger, &psid(2, i as u64))?;
+            let email = Email::parse(&format!("fb-{i}@bench.example"))?;
+            match program.join(&who, email, Profile::default()).await? {
+                JoinResult::Joined(_) => Ok(()),
+                _ => anyhow::bail!("member {i} did not join"),
+            }
+        }
+    })
+    .await
+    .context("join the Messenger members")
+}

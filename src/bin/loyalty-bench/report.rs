@@ -1,0 +1,83 @@
+//! The result table (Markdown, so it pastes into docs as is), its notes, and the smoke check.
+
+use crate::cli::Options;
+use crate::load::Measured;
+use std::time::Duration;
+
+/// One workload's line in the table.
+pub struct Row {
+    pub name: &'static str,
+    pub measured: Measured,
+    notes: Vec<String>,
+}
+
+impl Row {
+    pub fn new(name: &'static str, measured: Measured) -> Row {
+        Row {
+            name,
+            measured,
+            notes: Vec::new(),
+        }
+    }
+
+    pub fn note(&mut self, text: String) {
+        self.notes.push(text);
+    }
+}
+
+/// Prints the table; the first row is the bare ceiling every ratio refers to.
+pub fn print(rows: &[Row], options: &Options) {
+    let ceiling = rows.first().map_or(0.0, |r| r.measured.rate());
+    println!();
+    println!("| workload | req/s | ratio to bare | p50 | p95 | p99 | non-2xx | transport | wrong answer |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for row in rows {
+        let m = &row.measured;
+        let ratio = if ceiling > 0.0 {
+            format!("{:.2}", m.rate() / ceiling)
+        } else {
+            "–".into()
+        };
+        println!(
+            "| {} | {:.0} | {ratio} | {} | {} | {} | {} | {} | {} |",
+            row.name,
+            m.rate(),
+            ms(m.percentile(0.50)),
+            ms(m.percentile(0.95)),
+            ms(m.percentile(0.99)),
+            m.errors.non_2xx,
+            m.errors.transport,
+            m.errors.wrong,
+        );
+    }
+    println!();
+    println!(
+        "{} connections; latencies in ms over the requests completed in the {} s window.",
+        options.connections, options.seconds
+    );
+    for note in rows.iter().flat_map(|r| &r.notes) {
+        println!("- {note}");
+    }
+}
+
+fn ms(d: Option<Duration>) -> String {
+    d.map_or_else(|| "–".into(), |d| format!("{:.2}", d.as_secs_f64() * 1e3))
+}
+
+/// Every workload completed requests, and none failed.
+pub fn smoke_ok(rows: &[Row]) -> bool {
+    let mut ok = true;
+    for row in rows {
+        let m = &row.measured;
+        if m.completed() == 0 || m.errors.total() > 0 {
+            eprintln!(
+                "smoke: {}: {} completed, errors {:?}",
+                row.name,
+                m.completed(),
+                m.errors
+            );
+            ok = false;
+        }
+    }
+    ok
+}

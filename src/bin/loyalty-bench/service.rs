@@ -1,0 +1,107 @@
+//! The service under test: the committed `config.toml` with `LOYALTY__…` overrides pointing at
+//! a fresh store under the system temp dir and at the loopback fakes, built by the same
+//! `Application::build` as `main`, with both chat channels enabled and the generic shop.
+
+use crate::fakes::Fakes;
+use anyhow::Context;
+use loyalty_bot::config::Settings;
+use loyalty_bot::program::Program;
+use loyalty_bot::startup::{Application, ShutdownHandle, StartupError};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+
+pub const APP_SECRET: &str = "bench-meta-app-secret";
+pub const MANYCHAT_TOKEN: &str = "bench-manychat-token";
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+pub struct Service {
+    pub addr: SocketAddr,
+    shutdown: ShutdownHandle,
+    task: JoinHandle<Result<(), StartupError>>,
+    program: Option<Arc<Program>>,
+    dir: PathBuf,
+}
+
+impl Service {
+    pub async fn start(fakes: &Fakes) -> anyhow::Result<Service> {
+        let stamp = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+        let dir =
+            std::env::temp_dir().join(format!("loyalty-bench-{}-{stamp:x}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("create the temp store dir {}", dir.display()))?;
+        let config = Path::new(REPO).join("config.toml");
+        let text = std::fs::read_to_string(&config)
+            .with_context(|| format!("read {}", config.display()))?;
+        let settings = Settings::from_toml(&text, &config, overrides(&dir, fakes))
+            .context("the bench settings are invalid")?;
+        let app = match Application::build(settings).await {
+            Ok(app) => app,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(anyhow::Error::new(e).context("start the service"));
+            }
+        };
+        let addr = SocketAddr::from(([127, 0, 0, 1], app.port()));
+        let (shutdown, program) = (app.shutdown_handle(), app.program());
+        let task = tokio::spawn(app.run_until_stopped());
+        Ok(Service {
+            addr,
+            shutdown,
+            task,
+            program: Some(program),
+            dir,
+        })
+    }
+
+    /// The running program, for setting up members without going through a channel.
+    pub fn program(&self) -> Arc<Program> {
+        Arc::clone(
+            self.program
+                .as_ref()
+                .expect("the program is held until stop"),
+        )
+    }
+
+    /// Stops gracefully (drains, stops the workers, flushes) and deletes the store.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        drop(self.program.take());
+        self.shutdown.shutdown();
+        let served = (&mut self.task).await;
+        let removed = std::fs::remove_dir_all(&self.dir)
+            .with_context(|| format!("remove the temp store {}", self.dir.display()));
+        served
+            .context("the service task panicked")?
+            .context("the service stopped with an error")?;
+        removed
+    }
+}
+
+fn overrides(dir: &Path, fakes: &Fakes) -> Vec<(String, String)> {
+    let path = |p: PathBuf| p.to_string_lossy().into_owned();
+    [
+        ("SERVER__BIND", "127.0.0.1:0".to_owned()),
+        (
+            "SERVER__PUBLIC_URL",
+            "https://loyalty-bench.invalid".to_owned(),
+        ),
+        ("STORE__PATH", path(dir.join("db"))),
+        ("FLOWS_DIR", path(Path::new(REPO).join("flows"))),
+        ("MESSENGER__APP_SECRET", APP_SECRET.to_owned()),
+        ("MESSENGER__VERIFY_TOKEN", "bench-verify-token".to_owned()),
+        (
+            "MESSENGER__PAGE_ACCESS_TOKEN",
+            "bench-page-token".to_owned(),
+        ),
+        ("MESSENGER__GRAPH_API_URL", fakes.send_api_url.clone()),
+        ("MANYCHAT__TOKEN", MANYCHAT_TOKEN.to_owned()),
+        ("SHOP__KIND", "generic".to_owned()),
+        ("SHOP__VERIFY_URL", format!("{}/verify", fakes.shop_url)),
+        ("SHOP__COUPON_URL", format!("{}/coupons", fakes.shop_url)),
+        ("SHOP__SECRET", "bench-shop-secret".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (format!("LOYALTY__{k}"), v))
+    .collect()
+}
