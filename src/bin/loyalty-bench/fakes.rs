@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// Orders whose number starts with this are worth a fortune: they top up redeeming members.
@@ -116,8 +116,11 @@ where
 {
     let listener = TcpListener::bind("127.0.0.1:0").context("bind a loopback port")?;
     let addr = listener.local_addr().context("read the bound address")?;
+    // nginx's default keep-alive (75 s), not actix's 5 s: with 5 s, the service's pooled shop
+    // connections idle between two workloads race the server's close (see docs/benchmark.md).
     let mut server = HttpServer::new(move || App::new().configure(routes.clone()))
         .disable_signals()
+        .keep_alive(Duration::from_secs(75))
         .backlog(4096);
     if let Some(n) = workers {
         server = server.workers(n);

@@ -93,8 +93,8 @@ pub async fn run_intake(options: &Options, fakes: &Fakes, service: &Service) -> 
     let replies = fakes.replies.count() - before;
     let mut row = Row::new("messenger webhook intake (signed, durable)", measured);
     row.note(format!(
-        "intake: {} events from {INTAKE_CUSTOMERS} customers; the worker answered {replies} of them \
-         (join prompts) meanwhile, on the same CPUs",
+        "intake: {} events from {INTAKE_CUSTOMERS} customers; meanwhile the worker processed them \
+         and sent {replies} replies (join prompts), on the same CPUs",
         row.measured.completed()
     ));
     row
