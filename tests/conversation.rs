@@ -438,3 +438,18 @@ async fn stateless_runs_carry_values_and_report_what_they_wait_for() {
         ))
     );
 }
+
+#[tokio::test]
+async fn the_apology_for_a_failure_speaks_the_customers_language() {
+    let bot = bot();
+    let de = Profile {
+        first_name: None,
+        locale: Some("de_DE".into()),
+    };
+    assert!(bot.engine.apology(&de).text.contains("Entschuldigung"));
+    assert!(bot
+        .engine
+        .apology(&Profile::default())
+        .text
+        .contains("Sorry"));
+}

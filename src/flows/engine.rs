@@ -5,8 +5,8 @@
 use super::actions::{self, Ctx};
 use super::definition::{FlowError, InputKind, Step};
 use super::registry::{Flow, Registry};
-use super::render::locale_of;
-use super::turn::{payloads, Awaiting, Choice, Expect, Input, InputEvent, Turn};
+use super::render::{locale_of, Renderer};
+use super::turn::{payloads, Awaiting, Choice, Expect, Input, InputEvent, Reply, Turn};
 use crate::domain::{ChatIdentity, Email, OrderNumber, Profile};
 use crate::program::{Program, ProgramError};
 use crate::store::ConversationState;
@@ -155,6 +155,19 @@ impl Engine {
         );
         let paused = self.execute(&mut ctx, self.start(flow, vars), None).await?;
         Ok(ctx.finish(paused.map(|p| self.awaiting(&p))))
+    }
+
+    /// What to tell a customer when their input could not be handled (the store or a task
+    /// failed): the flows' `internal_error` message in the customer's language.
+    pub fn apology(&self, profile: &Profile) -> Reply {
+        let locale = self.locale(profile, None, None);
+        Renderer {
+            registry: &self.registry,
+            catalogue: self.program.catalogue(),
+            locale: &locale,
+            is_member: false,
+        }
+        .reply("internal_error", &Default::default())
     }
 
     /// The flow and values a payload starts, e.g. `REDEEM:free-mug` → (`redeem`, reward_id=free-mug).

@@ -99,22 +99,13 @@ pub fn render(turn: &Turn, cb: &Callbacks<'_>) -> V2 {
     }
 }
 
-/// A short apology for when the engine failed; ManyChat shows it to the customer.
-pub fn apology(profile: &Profile) -> V2 {
-    let german = profile
-        .locale
-        .as_deref()
-        .is_some_and(|l| l.starts_with("de"));
-    let text = if german {
-        "Da ist etwas schiefgegangen. Bitte versuche es später noch einmal."
-    } else {
-        "Sorry, something went wrong. Please try again later."
-    };
+/// The engine's apology (see [`crate::flows::Engine::apology`]) as a plain v2 message.
+pub fn apology(reply: &Reply) -> V2 {
     V2 {
         version: "v2",
         content: Content {
             messages: vec![Message::Text {
-                text: text.into(),
+                text: reply.text.clone(),
                 buttons: Vec::new(),
             }],
             actions: Vec::new(),
