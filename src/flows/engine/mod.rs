@@ -2,6 +2,9 @@
 //! the customer, and collects the replies. Stateful for Messenger and the terminal (the paused
 //! position lives in the store), stateless for ManyChat (the caller carries the values).
 
+mod dispatch;
+mod execute;
+
 use super::actions::Ctx;
 use super::definition::{FlowError, InputKind, Step};
 use super::registry::{Flow, Registry};
@@ -273,9 +276,6 @@ impl Engine {
             .map(|(_, s)| s)
     }
 }
-
-mod dispatch;
-mod execute;
 
 /// Lower-case, trimmed, without surrounding punctuation: how typed commands are compared.
 pub(in crate::flows) fn normalize(text: &str) -> String {
