@@ -209,18 +209,9 @@ fn external_callback(turn: &Turn, cb: &Callbacks<'_>) -> Option<ExternalCallback
     })
 }
 
-/// A caption within [`MAX_CAPTION_CHARS`]. A trailing `(…)` such as a reward's price is kept
-/// whole and the name is shortened instead: "Canvas tote… (500)" beats "Canvas tote bag (50…".
+/// A caption within [`MAX_CAPTION_CHARS`]; a reward's trailing price stays whole.
 fn caption(title: &str) -> String {
-    let title = title.trim();
-    if let Some(open) = title.rfind(" (").filter(|_| title.ends_with(')')) {
-        let (name, suffix) = title.split_at(open);
-        let room = MAX_CAPTION_CHARS.saturating_sub(suffix.chars().count());
-        if title.chars().count() > MAX_CAPTION_CHARS && room >= 6 {
-            return format!("{}{suffix}", clip(name, room));
-        }
-    }
-    clip(title, MAX_CAPTION_CHARS)
+    crate::flows::turn::short_title(title, MAX_CAPTION_CHARS)
 }
 
 /// At most `max` characters, cut on a character boundary with an ellipsis.

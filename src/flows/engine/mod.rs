@@ -10,6 +10,7 @@ use super::definition::{FlowError, InputKind, Step};
 use super::registry::{Flow, Registry};
 use super::render::{locale_of, Renderer};
 use super::turn::{Awaiting, Expect, Input, Reply, Turn};
+use crate::domain::orders::strip_prefix_ignore_ascii_case;
 use crate::domain::{ChatIdentity, Profile};
 use crate::program::{Program, ProgramError};
 use crate::store::ConversationState;
@@ -208,10 +209,12 @@ impl Engine {
                 return Some((flow.id.clone(), BTreeMap::new()));
             }
             for (prefix, var) in &t.ref_prefixes {
-                if r.len() > prefix.len() && r[..prefix.len()].eq_ignore_ascii_case(prefix) {
+                if let Some(rest) =
+                    strip_prefix_ignore_ascii_case(r, prefix).filter(|x| !x.is_empty())
+                {
                     return Some((
                         flow.id.clone(),
-                        BTreeMap::from([(var.clone(), r[prefix.len()..].to_owned())]),
+                        BTreeMap::from([(var.clone(), rest.to_owned())]),
                     ));
                 }
             }

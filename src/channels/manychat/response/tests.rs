@@ -331,7 +331,7 @@ fn long_captions_keep_a_trailing_price_whole() {
         ("A much too long caption here", "A much too long cap…"),
         (
             "Name (an extremely long parenthetical)",
-            "Name (an extremely …",
+            "Name (an extremely…",
         ),
     ];
     for (title, want) in cases {
