@@ -69,6 +69,7 @@ impl Bot {
                 who: who(from),
                 profile,
                 event,
+                request_id: None,
             })
             .await
             .unwrap()
@@ -452,4 +453,33 @@ async fn the_apology_for_a_failure_speaks_the_customers_language() {
         .apology(&Profile::default())
         .text
         .contains("Sorry"));
+}
+
+#[tokio::test]
+async fn a_replayed_redeem_event_repeats_the_same_coupon_without_spending_twice() {
+    let bot = bot();
+    bot.join("u1", "ana@example.com").await;
+    bot.text("u1", "1007").await; // 260 points
+    let redeem = || {
+        bot.engine.converse(Input {
+            who: who("u1"),
+            profile: Profile::default(),
+            event: InputEvent::Payload("REDEEM:free-mug".into()),
+            request_id: Some("page:m_event_1".into()),
+        })
+    };
+    let first = all_text(&redeem().await.unwrap());
+    let replay = all_text(&redeem().await.unwrap());
+    let code = |t: &str| {
+        t.split_whitespace()
+            .find(|w| w.starts_with("MUG-"))
+            .map(str::to_owned)
+    };
+    assert!(code(&first).is_some(), "{first}");
+    assert_eq!(
+        code(&first),
+        code(&replay),
+        "the replay shows the first coupon"
+    );
+    assert_eq!(bot.balance("u1"), Some(Points(60)), "points spent once");
 }

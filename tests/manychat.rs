@@ -487,6 +487,12 @@ async fn redeeming_with_enough_points_gives_a_coupon_code_and_a_checkout_button(
     assert!(url_button.is_some(), "a checkout link button: {content}");
     assert_eq!(points_field(&content), Some(60));
     assert_eq!(balance(&app, JANE).await, Some(60));
+
+    // A double tap (or ManyChat retrying the callback) shows the same coupon, spends nothing.
+    let again = follow(&app, mug, None).await;
+    assert!(all_text(&again).contains(code), "{again}");
+    assert_eq!(app.shop.coupons().len(), 1);
+    assert_eq!(balance(&app, JANE).await, Some(60));
 }
 
 #[tokio::test]

@@ -19,6 +19,8 @@ pub struct Ctx<'a> {
     pub locale: String,
     /// ManyChat: no stored conversation; confirmations are implied by the call itself.
     pub stateless: bool,
+    /// Names this input for idempotent effects (a replayed redemption returns its coupon).
+    pub request: Option<String>,
     replies: Vec<Reply>,
     points_changed: bool,
 }
@@ -41,6 +43,7 @@ impl<'a> Ctx<'a> {
             account,
             locale,
             stateless,
+            request: None,
             replies: vec![],
             points_changed: false,
         }
@@ -240,7 +243,10 @@ impl<'a> Ctx<'a> {
             return Ok(("unknown_reward", Vars::new(), false));
         };
         let reward_id = vars.get("reward_id").cloned().unwrap_or_default();
-        let out = self.program.redeem(&acc.member, &reward_id).await?;
+        let out = self
+            .program
+            .redeem(&acc.member, &reward_id, self.request.as_deref())
+            .await?;
         let mut extra = Vars::new();
         let outcome = match out {
             RedeemResult::Redeemed { coupon, reward, .. } => {

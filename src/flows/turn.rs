@@ -23,6 +23,9 @@ pub struct Input {
     pub who: ChatIdentity,
     pub profile: Profile,
     pub event: InputEvent,
+    /// A unique name for this input when the channel has one (Messenger: the event's
+    /// de-duplication key), so that replaying it after a crash repeats no effect.
+    pub request_id: Option<String>,
 }
 
 /// A tappable choice shown under a message (Messenger quick reply / ManyChat quick reply).

@@ -6,7 +6,7 @@
 use super::endpoint::Endpoint;
 use super::v2::{Action, Call, Content, ExternalCallback, Message, Tappable, V2};
 use crate::domain::Profile;
-use crate::flows::{Button, Expect, Reply, Turn};
+use crate::flows::{Button, Expect, Reply, Turn, REQUEST_ID};
 use std::collections::BTreeMap;
 
 pub const MAX_MESSAGES: usize = 10;
@@ -64,18 +64,29 @@ impl Callbacks<'_> {
     fn tappable(&self, title: &str, payload: &str) -> Option<Tappable> {
         let routed = (self.route)(payload)
             .and_then(|(flow, vars)| Some((Endpoint::for_flow(&flow, &vars)?, vars)));
-        let Some((endpoint, vars)) = routed else {
+        let Some((endpoint, mut vars)) = routed else {
             tracing::warn!(
                 payload,
                 "no ManyChat endpoint serves this payload; choice dropped"
             );
             return None;
         };
+        if endpoint == Endpoint::Redeem {
+            // A one-time id per offered choice: a double tap, or ManyChat retrying the
+            // callback, redeems once and shows the same coupon again.
+            vars.insert(REQUEST_ID.to_owned(), one_time_id());
+        }
         Some(Tappable::DynamicBlockCallback {
             caption: caption(title),
             call: self.call(endpoint, vars),
         })
     }
+}
+
+fn one_time_id() -> String {
+    use rand::Rng;
+    let bytes: [u8; 12] = rand::rngs::OsRng.gen();
+    hex::encode(bytes)
 }
 
 pub fn render(turn: &Turn, cb: &Callbacks<'_>) -> V2 {

@@ -222,6 +222,7 @@ impl Worker {
             who,
             profile: profile.clone(),
             event: input,
+            request_id: Some(event.key.clone()),
         };
         match self.conversation.converse(input).await {
             Ok(turn) => {

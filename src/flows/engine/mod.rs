@@ -58,6 +58,8 @@ enum Dispatch {
 }
 
 const CONFIRMED: &str = "confirmed";
+/// The variable a stateless caller uses to name its request (see [`Input::request_id`]).
+pub const REQUEST_ID: &str = "request_id";
 
 impl Engine {
     /// Loads and checks the flow files; any mistake is an error naming file, step and key.
@@ -108,6 +110,7 @@ impl Engine {
             locale.clone(),
             false,
         );
+        ctx.request = input.request_id.clone();
         let paused = match dispatch {
             Dispatch::Resume(pos, answer) => self.execute(&mut ctx, pos, Some(answer)).await?,
             Dispatch::Start(flow, vars) => {
@@ -157,6 +160,7 @@ impl Engine {
             locale,
             true,
         );
+        ctx.request = vars.get(REQUEST_ID).cloned();
         let paused = self.execute(&mut ctx, self.start(flow, vars), None).await?;
         Ok(ctx.finish(paused.map(|p| self.awaiting(&p))))
     }
