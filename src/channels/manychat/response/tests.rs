@@ -94,8 +94,15 @@ fn choices_become_authenticated_callbacks_to_the_right_endpoint() {
     let v = to_json(&turn, &profile);
     let qr = v["content"]["quick_replies"].as_array().unwrap();
     assert_eq!(qr.len(), 3, "the unroutable choice is dropped: {qr:?}");
+    let mut first = qr[0].clone();
+    let request_id = first["payload"]
+        .as_object_mut()
+        .unwrap()
+        .remove("request_id")
+        .expect("a redeem choice carries a one-time request id");
+    assert_eq!(request_id.as_str().unwrap().len(), 24);
     assert_eq!(
-        qr[0],
+        first,
         json!({
             "type": "dynamic_block_callback",
             "caption": "Free m… (200 points)",
@@ -104,6 +111,10 @@ fn choices_become_authenticated_callbacks_to_the_right_endpoint() {
             "headers": {"Authorization": "Bearer tok-123"},
             "payload": {"subscriber_id": "1515862162", "reward_id": "free-mug", "locale": "de_DE"}
         })
+    );
+    assert!(
+        qr[1]["payload"].get("request_id").is_none(),
+        "only redemptions need one"
     );
     assert_eq!(qr[1]["url"], "https://loyalty.example/manychat/balance");
     assert_eq!(qr[2]["url"], "https://loyalty.example/manychat/rewards");
