@@ -312,13 +312,18 @@ async fn german_keywords_and_locale_give_german_answers() {
         .send_as("u1", InputEvent::Text("ana@example.com".into()), de)
         .await;
     assert!(all_text(&t).contains("Willkommen"), "{}", all_text(&t));
-    // Without a platform locale, the member's stored locale keeps German.
-    let t = bot.text("u1", "kontostand").await;
-    assert!(
-        all_text(&t).contains("Du hast 50 Punkte"),
-        "{}",
-        all_text(&t)
-    );
+    // Without a platform locale, the conversation stays German, also for tapped choices.
+    let t = bot.send("u1", InputEvent::Payload(payloads::BALANCE.into())).await;
+    assert!(all_text(&t).contains("Du hast 50 Punkte"), "{}", all_text(&t));
+
+    // A member who joined in English and types a German keyword is answered in German from
+    // then on, including the quick replies they tap next.
+    bot.join("u2", "jane@example.com").await;
+    let t = bot.text("u2", "punkte").await;
+    assert!(all_text(&t).contains("Du hast 50 Punkte"), "{}", all_text(&t));
+    let t = bot.send("u2", InputEvent::Payload(payloads::BALANCE.into())).await;
+    assert!(all_text(&t).contains("Du hast 50 Punkte"), "{}", all_text(&t));
+    assert_eq!(t.replies[0].choices[1].title, "Meine Punkte");
 }
 
 #[tokio::test]

@@ -232,8 +232,10 @@ impl Engine {
             .any(|(_, s)| matches!(s, Step::Confirm { yes, .. } if yes.payload == payload))
     }
 
+    /// The platform's locale for the person wins; then the language this conversation last
+    /// used (a German keyword switches it); then the member's language at joining.
     fn locale(&self, profile: &Profile, member: Option<&str>, saved: Option<&str>) -> String {
-        [profile.locale.as_deref(), member, saved]
+        [profile.locale.as_deref(), saved, member]
             .into_iter()
             .flatten()
             .find_map(locale_of)
