@@ -224,7 +224,7 @@ async fn orders_of_another_email_or_unpaid_earn_nothing_and_say_why() {
     let cases = [
         ("1001", "couldn't find order #1001"), // Jane's order
         ("9999", "couldn't find order #9999"),
-        ("1004", "is pending"),
+        ("1004", "is not paid yet, so it doesn't earn points"),
     ];
     for (order, want) in cases {
         let t = bot.text("u1", order).await;
@@ -232,10 +232,20 @@ async fn orders_of_another_email_or_unpaid_earn_nothing_and_say_why() {
     }
     assert_eq!(bot.balance("u1"), Some(Points(50)));
     bot.join("u3", "ana@example.com").await;
-    for (order, want) in [("1005", "is cancelled"), ("1006", "is refunded")] {
+    for (order, want) in [("1005", "is cancelled, so"), ("1006", "is refunded, so")] {
         let t = bot.text("u3", order).await;
         assert!(all_text(&t).contains(want), "{order}: {}", all_text(&t));
     }
+    let de = Profile {
+        first_name: None,
+        locale: Some("de_DE".into()),
+    };
+    let t = bot.send_as("u1", InputEvent::Text("1004".into()), de).await;
+    assert!(
+        all_text(&t).contains("ist noch nicht bezahlt"),
+        "{}",
+        all_text(&t)
+    );
     assert_eq!(bot.balance("u3"), Some(Points(50)));
 }
 
@@ -313,16 +323,32 @@ async fn german_keywords_and_locale_give_german_answers() {
         .await;
     assert!(all_text(&t).contains("Willkommen"), "{}", all_text(&t));
     // Without a platform locale, the conversation stays German, also for tapped choices.
-    let t = bot.send("u1", InputEvent::Payload(payloads::BALANCE.into())).await;
-    assert!(all_text(&t).contains("Du hast 50 Punkte"), "{}", all_text(&t));
+    let t = bot
+        .send("u1", InputEvent::Payload(payloads::BALANCE.into()))
+        .await;
+    assert!(
+        all_text(&t).contains("Du hast 50 Punkte"),
+        "{}",
+        all_text(&t)
+    );
 
     // A member who joined in English and types a German keyword is answered in German from
     // then on, including the quick replies they tap next.
     bot.join("u2", "jane@example.com").await;
     let t = bot.text("u2", "punkte").await;
-    assert!(all_text(&t).contains("Du hast 50 Punkte"), "{}", all_text(&t));
-    let t = bot.send("u2", InputEvent::Payload(payloads::BALANCE.into())).await;
-    assert!(all_text(&t).contains("Du hast 50 Punkte"), "{}", all_text(&t));
+    assert!(
+        all_text(&t).contains("Du hast 50 Punkte"),
+        "{}",
+        all_text(&t)
+    );
+    let t = bot
+        .send("u2", InputEvent::Payload(payloads::BALANCE.into()))
+        .await;
+    assert!(
+        all_text(&t).contains("Du hast 50 Punkte"),
+        "{}",
+        all_text(&t)
+    );
     assert_eq!(t.replies[0].choices[1].title, "Meine Punkte");
 }
 

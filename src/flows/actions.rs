@@ -5,7 +5,9 @@ use super::definition::{Action, InputKind};
 use super::registry::Registry;
 use super::render::{self, Renderer, Vars};
 use super::turn::{Awaiting, Choice, Reply, Turn};
-use crate::domain::{Catalogue, ChatIdentity, Email, OrderNumber, Points, Profile, Reward};
+use crate::domain::{
+    Catalogue, ChatIdentity, Email, OrderNumber, OrderStatus, Points, Profile, Reward,
+};
 use crate::program::{ClaimResult, JoinResult, Program, ProgramError, RedeemResult};
 use crate::store::MemberAccount;
 use std::collections::BTreeMap;
@@ -223,7 +225,13 @@ impl<'a> Ctx<'a> {
             ClaimResult::AlreadyClaimedByOther => "already_claimed",
             ClaimResult::NotFound => "not_found",
             ClaimResult::NotPaid(status) => {
-                extra.insert("status", status.as_str().to_owned());
+                let word = match status {
+                    OrderStatus::Pending => "order_status_pending",
+                    OrderStatus::Cancelled => "order_status_cancelled",
+                    OrderStatus::Refunded => "order_status_refunded",
+                    _ => "order_status_other",
+                };
+                extra.insert("status", self.renderer().text(word, &Vars::new()));
                 "not_paid"
             }
             ClaimResult::OtherCurrency(c) => {
