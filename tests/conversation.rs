@@ -514,3 +514,25 @@ async fn a_replayed_redeem_event_repeats_the_same_coupon_without_spending_twice(
     );
     assert_eq!(bot.balance("u1"), Some(Points(60)), "points spent once");
 }
+
+#[tokio::test]
+async fn an_order_number_typed_while_a_choice_waits_is_claimed() {
+    let bot = bot();
+    bot.join("u1", "jane@example.com").await;
+    let t = bot.text("u1", "rewards").await;
+    assert_eq!(t.awaiting.as_ref().map(|a| a.expect), Some(Expect::Choice));
+    let t = bot.text("u1", "1002").await;
+    assert!(
+        all_text(&t).contains("earned 159 points"),
+        "{}",
+        all_text(&t)
+    );
+    // While an order number is asked for, the same text is the answer.
+    bot.text("u1", "claim").await;
+    let t = bot.text("u1", "1001").await;
+    assert!(
+        all_text(&t).contains("earned 42 points"),
+        "{}",
+        all_text(&t)
+    );
+}

@@ -53,7 +53,11 @@ impl Engine {
                     *locale = lang;
                     return Dispatch::Start(flow, BTreeMap::new());
                 }
-                if let Some(pos) = paused {
+                // Only a typed question (email, order number) takes free text as its answer; a
+                // waiting choice lets an order number through, so "1002" is never swallowed.
+                if let Some(pos) = paused
+                    .filter(|pos| self.awaits_typing(pos) || !OrderNumber::looks_like_claim(t))
+                {
                     return Dispatch::Resume(pos, Answer::Text(t.clone()));
                 }
                 // "order 1001" claims 1001; it is not the keyword "order" plus noise.
@@ -78,6 +82,10 @@ impl Engine {
                 fallback()
             }
         }
+    }
+
+    fn awaits_typing(&self, pos: &Position) -> bool {
+        matches!(self.step(&pos.flow, pos.step), Some(Step::Ask { .. }))
     }
 
     fn accepts_payload(&self, pos: &Position, payload: &str) -> bool {

@@ -14,6 +14,7 @@ use crate::domain::orders::strip_prefix_ignore_ascii_case;
 use crate::domain::{ChatIdentity, Profile};
 use crate::program::{Program, ProgramError};
 use crate::store::ConversationState;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -30,6 +31,8 @@ pub struct Engine {
 struct Saved {
     #[serde(default)]
     paused: Option<Position>,
+    #[serde(default)]
+    paused_at: Option<DateTime<Utc>>,
     #[serde(default)]
     locale: Option<String>,
 }
@@ -58,6 +61,8 @@ enum Dispatch {
 }
 
 const CONFIRMED: &str = "confirmed";
+/// How long a question waits for its answer (the same as ManyChat's typed-answer callback).
+const PAUSE_TTL: chrono::Duration = chrono::Duration::hours(1);
 /// The variable a stateless caller uses to name its request (see [`Input::request_id`]).
 pub const REQUEST_ID: &str = "request_id";
 
@@ -100,7 +105,13 @@ impl Engine {
             account.as_ref().and_then(|a| a.member.locale.as_deref()),
             saved.locale.as_deref(),
         );
-        let dispatch = self.dispatch(&input.event, saved.paused, account.is_some(), &mut locale);
+        // A question left unanswered for long is forgotten: the next message starts afresh.
+        let paused = saved.paused.filter(|_| {
+            saved
+                .paused_at
+                .is_some_and(|at| Utc::now() - at < PAUSE_TTL)
+        });
+        let dispatch = self.dispatch(&input.event, paused, account.is_some(), &mut locale);
         let mut ctx = Ctx::new(
             &self.program,
             &self.registry,
@@ -119,6 +130,7 @@ impl Engine {
             }
         };
         let state = Saved {
+            paused_at: paused.as_ref().map(|_| Utc::now()),
             paused: paused.clone(),
             locale: Some(locale),
         };
