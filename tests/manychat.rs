@@ -412,6 +412,22 @@ async fn a_non_member_with_an_email_is_joined_and_then_credited() {
 }
 
 #[tokio::test]
+async fn a_claim_by_a_non_member_does_not_join_them_with_manychats_own_email() {
+    let app = spawn_app().await;
+    app.shop
+        .add_order("1001", "jane@example.com", "42.50", "paid");
+    let mut body = jane_plain(); // only the contact's system email, no email field
+    body["order_number"] = json!("1001");
+    let content = call(&app, "/manychat/claim", &body).await;
+    let cb = &content["external_message_callback"];
+    assert_eq!(
+        cb["payload"]["email"], "{{last_input_text}}",
+        "asks which email: {content}"
+    );
+    assert_eq!(balance(&app, JANE).await, None, "nobody joined silently");
+}
+
+#[tokio::test]
 async fn a_non_member_without_an_email_is_asked_for_it_and_the_order_number_is_kept() {
     let app = spawn_app().await;
     app.shop
