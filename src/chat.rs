@@ -58,13 +58,22 @@ where
     let mut options = Vec::new();
     loop {
         if let Some(event) = event.take() {
-            let turn = engine
+            let result = engine
                 .converse(Input {
                     who: who.clone(),
                     profile: Profile::default(),
                     event,
+                    request_id: None,
                 })
-                .await?;
+                .await;
+            // A failure is answered as a customer would see it, and the chat goes on.
+            let turn = result.unwrap_or_else(|e| {
+                tracing::error!(error = %e, "engine failed");
+                Turn {
+                    replies: vec![engine.apology(&Profile::default())],
+                    ..Turn::default()
+                }
+            });
             let (text, payloads) = render(&turn);
             out.write_all(text.as_bytes()).await?;
             options = payloads;

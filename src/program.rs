@@ -3,8 +3,8 @@
 //! durably) in the store, and only then report success to the caller.
 
 use crate::domain::{
-    points_for, Catalogue, ChatIdentity, Coupon, CouponCode, Email, Member, MemberId, OrderNumber,
-    OrderStatus, Points, Profile, Reward,
+    points_for, Catalogue, ChatIdentity, Coupon, CouponCode, CouponStatus, Email, Member, MemberId,
+    OrderNumber, OrderStatus, Points, Profile, Reward,
 };
 use crate::shop::{CouponRequest, Shop, ShopError};
 use crate::store::{
@@ -226,10 +226,14 @@ impl Program {
         Ok(acc.map(|a| a.balance).unwrap_or_default())
     }
 
+    /// Redeems a reward. `request` names the customer's request (the webhook event, a tapped
+    /// choice's one-time id): replaying it returns the coupon of the first attempt instead of
+    /// spending the points twice.
     pub async fn redeem(
         &self,
         member: &Member,
         reward_id: &str,
+        request: Option<&str>,
     ) -> Result<RedeemResult, ProgramError> {
         let Some(reward) = self.catalogue.get(reward_id).cloned() else {
             return Ok(RedeemResult::UnknownReward);
@@ -239,10 +243,11 @@ impl Program {
         let expires_at = now + Duration::days(i64::from(self.rules.coupon_valid_days));
         let code = CouponCode::generate(&reward.id);
         let r = reward.clone();
+        let req = request.map(str::to_owned);
         let out = self
-            .blocking(move |s| s.redeem_reward(id, &r, code, expires_at, now))
+            .blocking(move |s| s.redeem_reward(id, &r, code, expires_at, now, req.as_deref()))
             .await?;
-        let coupon = match out {
+        let (coupon, reward) = match out {
             RedeemOutcome::InsufficientPoints { balance, needed } => {
                 return Ok(RedeemResult::Insufficient {
                     gap: balance.gap_to(needed),
@@ -250,7 +255,28 @@ impl Program {
                     balance,
                 })
             }
-            RedeemOutcome::Reserved { coupon, .. } => coupon,
+            RedeemOutcome::Reserved { coupon, .. } => (coupon, reward),
+            RedeemOutcome::Repeated { coupon, balance } => {
+                let reward = self
+                    .catalogue
+                    .get(&coupon.reward_id)
+                    .cloned()
+                    .unwrap_or(reward);
+                match coupon.status {
+                    CouponStatus::Issued => {
+                        return Ok(RedeemResult::Redeemed {
+                            coupon,
+                            reward,
+                            balance,
+                        })
+                    }
+                    CouponStatus::Cancelled => {
+                        return Ok(RedeemResult::ShopUnavailable { balance })
+                    }
+                    // The first attempt stopped before the shop answered: finish it.
+                    CouponStatus::Pending => (coupon, reward),
+                }
+            }
         };
         let request = CouponRequest {
             code: coupon.code.to_string(),
@@ -269,6 +295,9 @@ impl Program {
         }
         let coupon = self.blocking(move |s| s.confirm_coupon(&code)).await?;
         let balance = self.balance(id).await?;
+        if coupon.status != CouponStatus::Issued {
+            return Ok(RedeemResult::ShopUnavailable { balance });
+        }
         tracing::info!(member.id = %id, reward = %reward.id, "reward redeemed");
         Ok(RedeemResult::Redeemed {
             coupon,

@@ -69,6 +69,7 @@ impl Bot {
                 who: who(from),
                 profile,
                 event,
+                request_id: None,
             })
             .await
             .unwrap()
@@ -223,7 +224,7 @@ async fn orders_of_another_email_or_unpaid_earn_nothing_and_say_why() {
     let cases = [
         ("1001", "couldn't find order #1001"), // Jane's order
         ("9999", "couldn't find order #9999"),
-        ("1004", "is pending"),
+        ("1004", "is not paid yet, so it doesn't earn points"),
     ];
     for (order, want) in cases {
         let t = bot.text("u1", order).await;
@@ -231,10 +232,20 @@ async fn orders_of_another_email_or_unpaid_earn_nothing_and_say_why() {
     }
     assert_eq!(bot.balance("u1"), Some(Points(50)));
     bot.join("u3", "ana@example.com").await;
-    for (order, want) in [("1005", "is cancelled"), ("1006", "is refunded")] {
+    for (order, want) in [("1005", "is cancelled, so"), ("1006", "is refunded, so")] {
         let t = bot.text("u3", order).await;
         assert!(all_text(&t).contains(want), "{order}: {}", all_text(&t));
     }
+    let de = Profile {
+        first_name: None,
+        locale: Some("de_DE".into()),
+    };
+    let t = bot.send_as("u1", InputEvent::Text("1004".into()), de).await;
+    assert!(
+        all_text(&t).contains("ist noch nicht bezahlt"),
+        "{}",
+        all_text(&t)
+    );
     assert_eq!(bot.balance("u3"), Some(Points(50)));
 }
 
@@ -311,13 +322,34 @@ async fn german_keywords_and_locale_give_german_answers() {
         .send_as("u1", InputEvent::Text("ana@example.com".into()), de)
         .await;
     assert!(all_text(&t).contains("Willkommen"), "{}", all_text(&t));
-    // Without a platform locale, the member's stored locale keeps German.
-    let t = bot.text("u1", "kontostand").await;
+    // Without a platform locale, the conversation stays German, also for tapped choices.
+    let t = bot
+        .send("u1", InputEvent::Payload(payloads::BALANCE.into()))
+        .await;
     assert!(
         all_text(&t).contains("Du hast 50 Punkte"),
         "{}",
         all_text(&t)
     );
+
+    // A member who joined in English and types a German keyword is answered in German from
+    // then on, including the quick replies they tap next.
+    bot.join("u2", "jane@example.com").await;
+    let t = bot.text("u2", "punkte").await;
+    assert!(
+        all_text(&t).contains("Du hast 50 Punkte"),
+        "{}",
+        all_text(&t)
+    );
+    let t = bot
+        .send("u2", InputEvent::Payload(payloads::BALANCE.into()))
+        .await;
+    assert!(
+        all_text(&t).contains("Du hast 50 Punkte"),
+        "{}",
+        all_text(&t)
+    );
+    assert_eq!(t.replies[0].choices[1].title, "Meine Punkte");
 }
 
 #[tokio::test]
@@ -436,5 +468,71 @@ async fn stateless_runs_carry_values_and_report_what_they_wait_for() {
             "redeem".into(),
             BTreeMap::from([("reward_id".into(), "free-mug".into())])
         ))
+    );
+}
+
+#[tokio::test]
+async fn the_apology_for_a_failure_speaks_the_customers_language() {
+    let bot = bot();
+    let de = Profile {
+        first_name: None,
+        locale: Some("de_DE".into()),
+    };
+    assert!(bot.engine.apology(&de).text.contains("Entschuldigung"));
+    assert!(bot
+        .engine
+        .apology(&Profile::default())
+        .text
+        .contains("Sorry"));
+}
+
+#[tokio::test]
+async fn a_replayed_redeem_event_repeats_the_same_coupon_without_spending_twice() {
+    let bot = bot();
+    bot.join("u1", "ana@example.com").await;
+    bot.text("u1", "1007").await; // 260 points
+    let redeem = || {
+        bot.engine.converse(Input {
+            who: who("u1"),
+            profile: Profile::default(),
+            event: InputEvent::Payload("REDEEM:free-mug".into()),
+            request_id: Some("page:m_event_1".into()),
+        })
+    };
+    let first = all_text(&redeem().await.unwrap());
+    let replay = all_text(&redeem().await.unwrap());
+    let code = |t: &str| {
+        t.split_whitespace()
+            .find(|w| w.starts_with("MUG-"))
+            .map(str::to_owned)
+    };
+    assert!(code(&first).is_some(), "{first}");
+    assert_eq!(
+        code(&first),
+        code(&replay),
+        "the replay shows the first coupon"
+    );
+    assert_eq!(bot.balance("u1"), Some(Points(60)), "points spent once");
+}
+
+#[tokio::test]
+async fn an_order_number_typed_while_a_choice_waits_is_claimed() {
+    let bot = bot();
+    bot.join("u1", "jane@example.com").await;
+    let t = bot.text("u1", "rewards").await;
+    assert_eq!(t.awaiting.as_ref().map(|a| a.expect), Some(Expect::Choice));
+    let t = bot.text("u1", "1002").await;
+    assert!(
+        all_text(&t).contains("earned 159 points"),
+        "{}",
+        all_text(&t)
+    );
+    // While an order number is asked for, the same text is the answer.
+    bot.text("u1", "claim").await;
+    let t = bot.text("u1", "1001").await;
+    assert!(
+        all_text(&t).contains("earned 42 points"),
+        "{}",
+        all_text(&t)
     );
 }

@@ -412,6 +412,22 @@ async fn a_non_member_with_an_email_is_joined_and_then_credited() {
 }
 
 #[tokio::test]
+async fn a_claim_by_a_non_member_does_not_join_them_with_manychats_own_email() {
+    let app = spawn_app().await;
+    app.shop
+        .add_order("1001", "jane@example.com", "42.50", "paid");
+    let mut body = jane_plain(); // only the contact's system email, no email field
+    body["order_number"] = json!("1001");
+    let content = call(&app, "/manychat/claim", &body).await;
+    let cb = &content["external_message_callback"];
+    assert_eq!(
+        cb["payload"]["email"], "{{last_input_text}}",
+        "asks which email: {content}"
+    );
+    assert_eq!(balance(&app, JANE).await, None, "nobody joined silently");
+}
+
+#[tokio::test]
 async fn a_non_member_without_an_email_is_asked_for_it_and_the_order_number_is_kept() {
     let app = spawn_app().await;
     app.shop
@@ -486,6 +502,12 @@ async fn redeeming_with_enough_points_gives_a_coupon_code_and_a_checkout_button(
         .find(|b| b["type"] == "url");
     assert!(url_button.is_some(), "a checkout link button: {content}");
     assert_eq!(points_field(&content), Some(60));
+    assert_eq!(balance(&app, JANE).await, Some(60));
+
+    // A double tap (or ManyChat retrying the callback) shows the same coupon, spends nothing.
+    let again = follow(&app, mug, None).await;
+    assert!(all_text(&again).contains(code), "{again}");
+    assert_eq!(app.shop.coupons().len(), 1);
     assert_eq!(balance(&app, JANE).await, Some(60));
 }
 

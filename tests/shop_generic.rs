@@ -223,7 +223,7 @@ async fn a_coupon_the_shop_does_not_create_spends_no_points() {
     assert_eq!(before, Points(209));
     for status in [422, 503] {
         app.shop.fail_coupons_with(status);
-        let res = program.redeem(&member, "free-mug").await.unwrap();
+        let res = program.redeem(&member, "free-mug", None).await.unwrap();
         assert!(
             matches!(res, RedeemResult::ShopUnavailable { balance } if balance == before),
             "{status}: {res:?}"
@@ -236,7 +236,7 @@ async fn a_coupon_the_shop_does_not_create_spends_no_points() {
     }
     assert!(app.shop.coupons().is_empty());
     app.shop.heal();
-    let res = program.redeem(&member, "free-mug").await.unwrap();
+    let res = program.redeem(&member, "free-mug", None).await.unwrap();
     assert!(
         matches!(
             res,

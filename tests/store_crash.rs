@@ -87,6 +87,7 @@ fn one_round(store: &SledStore, tag: &str) {
         code,
         now + Duration::days(30),
         now,
+        None,
     );
     let RedeemOutcome::Reserved { coupon, .. } = out.unwrap() else {
         panic!("60 points did not buy a 30-point reward");

@@ -136,7 +136,7 @@ fn apply(store: &SledStore, op: &Op, coupons: &Mutex<Vec<CouponCode>>) {
             if let Some(id) = member_of(who) {
                 let code = CouponCode::generate("reward");
                 let out = store
-                    .redeem_reward(id, &reward(cost), code, now + Duration::days(30), now)
+                    .redeem_reward(id, &reward(cost), code, now + Duration::days(30), now, None)
                     .unwrap();
                 match out {
                     RedeemOutcome::Reserved { coupon, .. } => {
@@ -145,6 +145,7 @@ fn apply(store: &SledStore, op: &Op, coupons: &Mutex<Vec<CouponCode>>) {
                     RedeemOutcome::InsufficientPoints { balance, needed } => {
                         assert!(balance < needed)
                     }
+                    RedeemOutcome::Repeated { .. } => panic!("repeated without a request key"),
                 }
             }
         }

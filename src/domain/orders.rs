@@ -17,8 +17,7 @@ impl OrderNumber {
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
         let mut s = raw.trim();
         for prefix in ["order", "bestellung", "bestell-nr", "nr", "no"] {
-            if s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix) {
-                let rest = &s[prefix.len()..];
+            if let Some(rest) = strip_prefix_ignore_ascii_case(s, prefix) {
                 let trimmed = rest.trim_start_matches(|c: char| {
                     c.is_whitespace() || c == '-' || c == ':' || c == '.'
                 });
@@ -82,6 +81,14 @@ impl fmt::Display for OrderNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// `s` without `prefix`, compared ASCII-case-insensitively. Never slices inside a multi-byte
+/// character, whatever the customer typed.
+pub fn strip_prefix_ignore_ascii_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
 }
 
 /// Where the shop says an order stands. Only paid or completed orders earn points.
@@ -201,6 +208,41 @@ mod tests {
                 OrderNumber::parse(bad).is_err(),
                 "{bad:?} should be rejected"
             );
+        }
+    }
+
+    #[test]
+    fn any_unicode_input_is_answered_not_panicked_on() {
+        for raw in [
+            "#é",
+            "aé",
+            "oé",
+            "orderé",
+            "ordér 1",
+            "nö",
+            "№1001",
+            "ß",
+            "🙂1001",
+            "é#1",
+            "order🙂",
+        ] {
+            let _ = OrderNumber::parse(raw);
+            let _ = OrderNumber::looks_like_claim(raw);
+        }
+        assert_eq!(
+            strip_prefix_ignore_ascii_case("ORDER-1", "order-"),
+            Some("1")
+        );
+        assert_eq!(strip_prefix_ignore_ascii_case("oé", "or"), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsing_never_panics(raw in "\\PC{0,40}") {
+            let _ = OrderNumber::parse(&raw);
+            let _ = OrderNumber::looks_like_claim(&raw);
+            let _ = parse_amount(&raw);
+            let _ = crate::domain::Email::parse(&raw);
         }
     }
 

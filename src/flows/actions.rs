@@ -5,7 +5,9 @@ use super::definition::{Action, InputKind};
 use super::registry::Registry;
 use super::render::{self, Renderer, Vars};
 use super::turn::{Awaiting, Choice, Reply, Turn};
-use crate::domain::{Catalogue, ChatIdentity, Email, OrderNumber, Points, Profile, Reward};
+use crate::domain::{
+    Catalogue, ChatIdentity, Email, OrderNumber, OrderStatus, Points, Profile, Reward,
+};
 use crate::program::{ClaimResult, JoinResult, Program, ProgramError, RedeemResult};
 use crate::store::MemberAccount;
 use std::collections::BTreeMap;
@@ -19,6 +21,8 @@ pub struct Ctx<'a> {
     pub locale: String,
     /// ManyChat: no stored conversation; confirmations are implied by the call itself.
     pub stateless: bool,
+    /// Names this input for idempotent effects (a replayed redemption returns its coupon).
+    pub request: Option<String>,
     replies: Vec<Reply>,
     points_changed: bool,
 }
@@ -41,6 +45,7 @@ impl<'a> Ctx<'a> {
             account,
             locale,
             stateless,
+            request: None,
             replies: vec![],
             points_changed: false,
         }
@@ -220,7 +225,13 @@ impl<'a> Ctx<'a> {
             ClaimResult::AlreadyClaimedByOther => "already_claimed",
             ClaimResult::NotFound => "not_found",
             ClaimResult::NotPaid(status) => {
-                extra.insert("status", status.as_str().to_owned());
+                let word = match status {
+                    OrderStatus::Pending => "order_status_pending",
+                    OrderStatus::Cancelled => "order_status_cancelled",
+                    OrderStatus::Refunded => "order_status_refunded",
+                    _ => "order_status_other",
+                };
+                extra.insert("status", self.renderer().text(word, &Vars::new()));
                 "not_paid"
             }
             ClaimResult::OtherCurrency(c) => {
@@ -240,7 +251,10 @@ impl<'a> Ctx<'a> {
             return Ok(("unknown_reward", Vars::new(), false));
         };
         let reward_id = vars.get("reward_id").cloned().unwrap_or_default();
-        let out = self.program.redeem(&acc.member, &reward_id).await?;
+        let out = self
+            .program
+            .redeem(&acc.member, &reward_id, self.request.as_deref())
+            .await?;
         let mut extra = Vars::new();
         let outcome = match out {
             RedeemResult::Redeemed { coupon, reward, .. } => {

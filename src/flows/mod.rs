@@ -10,5 +10,5 @@ mod render;
 pub mod turn;
 
 pub use definition::FlowError;
-pub use engine::Engine;
+pub use engine::{Engine, REQUEST_ID};
 pub use turn::{payloads, Awaiting, Button, Choice, Expect, Input, InputEvent, Reply, Turn};

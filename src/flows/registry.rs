@@ -7,6 +7,20 @@ use super::definition::{
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// Messages the engine itself uses, so every locale must have them.
+const ENGINE_MESSAGES: [&str; 10] = [
+    "help",
+    "name_fallback",
+    "status_can_redeem",
+    "status_next",
+    "status_all_rewards",
+    "internal_error",
+    "order_status_pending",
+    "order_status_cancelled",
+    "order_status_refunded",
+    "order_status_other",
+];
+
 #[derive(Debug, Clone)]
 pub struct Flow {
     pub id: String,
@@ -176,14 +190,7 @@ impl Registry {
                     )?;
                 }
             }
-            for k in [
-                "help",
-                "name_fallback",
-                "status_can_redeem",
-                "status_next",
-                "status_all_rewards",
-                "internal_error",
-            ] {
+            for k in ENGINE_MESSAGES {
                 self.need(locale, k, Path::new("flows"), "the engine")?;
             }
             for flow in self.flows.values() {

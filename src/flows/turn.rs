@@ -23,6 +23,9 @@ pub struct Input {
     pub who: ChatIdentity,
     pub profile: Profile,
     pub event: InputEvent,
+    /// A unique name for this input when the channel has one (Messenger: the event's
+    /// de-duplication key), so that replaying it after a crash repeats no effect.
+    pub request_id: Option<String>,
 }
 
 /// A tappable choice shown under a message (Messenger quick reply / ManyChat quick reply).
@@ -47,6 +50,38 @@ pub struct Reply {
     pub choices: Vec<Choice>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub buttons: Vec<Button>,
+}
+
+/// A choice or button title cut to `max` characters with an ellipsis. A trailing `(…)`, such
+/// as a reward's price in "Canvas tote bag (500)", is kept whole so it is never misread.
+pub fn short_title(title: &str, max: usize) -> String {
+    let title = title.trim();
+    if title.chars().count() <= max {
+        return title.to_owned();
+    }
+    if let Some(open) = title.rfind(" (").filter(|_| title.ends_with(')')) {
+        let (name, suffix) = title.split_at(open);
+        let room = max.saturating_sub(suffix.chars().count());
+        if room >= 6 {
+            return format!("{}{suffix}", clip(name, room));
+        }
+    }
+    clip(title, max)
+}
+
+fn clip(s: &str, max: usize) -> String {
+    let s = s.trim();
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let mut out: String = s
+        .chars()
+        .take(max.saturating_sub(1))
+        .collect::<String>()
+        .trim_end()
+        .to_owned();
+    out.push('…');
+    out
 }
 
 /// What kind of answer a paused flow waits for.
@@ -93,4 +128,28 @@ pub mod payloads {
     pub const HELP: &str = "LOYALTY_HELP";
     /// `REDEEM:<reward id>` picks a reward.
     pub const REDEEM_PREFIX: &str = "REDEEM:";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_title;
+
+    #[test]
+    fn short_titles_keep_a_trailing_price_whole() {
+        assert_eq!(
+            short_title("Canvas tote bag (500)", 20),
+            "Canvas tote b… (500)"
+        );
+        assert_eq!(short_title("Free mug (200)", 20), "Free mug (200)");
+        assert_eq!(
+            short_title("A very long title without price", 20),
+            "A very long title w…"
+        );
+        assert!(
+            short_title("Ünïcödé title that is long (1)", 20)
+                .chars()
+                .count()
+                <= 20
+        );
+    }
 }

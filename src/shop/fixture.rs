@@ -1,8 +1,8 @@
 //! The fixture shop: orders come from a JSON file the owner can edit while the service runs;
 //! coupons need nothing outside, since the store records them.
 
-use super::{CouponRequest, Shop, ShopError, ShopOrder};
-use crate::domain::{orders::parse_amount, Email, OrderNumber, OrderStatus};
+use super::{amount_from_json, CouponRequest, Shop, ShopError, ShopOrder};
+use crate::domain::{Email, OrderNumber, OrderStatus};
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -16,7 +16,7 @@ pub struct FixtureShop {
 struct FixtureOrder {
     order_number: String,
     email: String,
-    total: serde_json::Value,
+    total: Box<serde_json::value::RawValue>,
     currency: String,
     status: String,
 }
@@ -38,12 +38,7 @@ impl FixtureShop {
                 let at = |what: String| {
                     ShopError::Fixture(format!("{} order #{i}: {what}", self.orders_file.display()))
                 };
-                let total = match &o.total {
-                    serde_json::Value::String(s) => parse_amount(s),
-                    serde_json::Value::Number(n) => parse_amount(&n.to_string()),
-                    other => return Err(at(format!("total {other} is not a decimal"))),
-                }
-                .map_err(|e| at(e.to_string()))?;
+                let total = amount_from_json(&o.total).map_err(at)?;
                 Ok(ShopOrder {
                     number: OrderNumber::parse(&o.order_number).map_err(|e| at(e.to_string()))?,
                     email: Email::parse(&o.email).map_err(|e| at(e.to_string()))?,

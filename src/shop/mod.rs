@@ -13,6 +13,18 @@ use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use rust_decimal::Decimal;
 
+/// Reads a shop's `total`, given as a JSON string (`"59.90"`) or a JSON number (`59.90`), from
+/// its raw text: a number is never turned into a float on the way, so every digit counts.
+pub(crate) fn amount_from_json(raw: &serde_json::value::RawValue) -> Result<Decimal, String> {
+    let text = raw.get().trim();
+    let digits = match serde_json::from_str::<String>(text) {
+        Ok(s) => s,
+        Err(_) if text.starts_with(|c: char| c.is_ascii_digit() || c == '-') => text.to_owned(),
+        Err(_) => return Err(format!("total {text} is not a decimal")),
+    };
+    crate::domain::orders::parse_amount(&digits).map_err(|e| e.to_string())
+}
+
 /// An order as the shop describes it. Whether it belongs to the claimant is decided by the
 /// program (emails compared after normalisation), not by the adapter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +44,29 @@ pub struct CouponRequest {
     pub product_ids: Vec<String>,
     pub expires_at: DateTime<Utc>,
     pub email: Email,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::amount_from_json;
+    use serde_json::value::RawValue;
+
+    #[test]
+    fn totals_keep_every_digit_whether_string_or_number() {
+        for (raw, want) in [
+            (r#""59.90""#, "59.90"),
+            ("59.90", "59.90"),
+            ("12345678901234567.89", "12345678901234567.89"),
+            ("42", "42"),
+        ] {
+            let v: Box<RawValue> = serde_json::from_str(raw).unwrap();
+            assert_eq!(amount_from_json(&v).unwrap().to_string(), want, "{raw}");
+        }
+        for bad in ["[1]", "null", r#""-3""#, "-3", "1e3", r#""abc""#] {
+            let v: Box<RawValue> = serde_json::from_str(bad).unwrap();
+            assert!(amount_from_json(&v).is_err(), "{bad}");
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

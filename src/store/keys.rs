@@ -20,6 +20,14 @@ pub fn member_seq(id: MemberId, seq: u64) -> [u8; 16] {
     k
 }
 
+/// `redeem_requests`: the member id, then the request key as given.
+pub fn member_request(id: MemberId, request: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + request.len());
+    k.extend_from_slice(&id.0.to_be_bytes());
+    k.extend_from_slice(request.as_bytes());
+    k
+}
+
 /// `outbox`: a monotonic id, big-endian so iteration order is queue order.
 pub fn outbox(id: u64) -> [u8; 8] {
     id.to_be_bytes()

@@ -80,6 +80,11 @@ pub enum RedeemOutcome {
         balance: Points,
         needed: Points,
     },
+    /// The same request (`request` key) redeemed before: its coupon, whatever its status now.
+    Repeated {
+        coupon: Coupon,
+        balance: Points,
+    },
 }
 
 /// Everything needed to enrol someone.
@@ -126,7 +131,9 @@ pub trait LoyaltyStore: Send + Sync + 'static {
     ) -> Result<Option<(MemberId, DateTime<Utc>)>, StoreError>;
 
     /// Deducts the reward's points and records a pending coupon in one atomic step; never takes
-    /// a balance below zero, even under concurrent calls.
+    /// a balance below zero, even under concurrent calls. `request` identifies the customer's
+    /// request (a webhook event, a tapped choice): a replay of it returns
+    /// [`RedeemOutcome::Repeated`] with the first coupon instead of spending points again.
     fn redeem_reward(
         &self,
         member: MemberId,
@@ -134,6 +141,7 @@ pub trait LoyaltyStore: Send + Sync + 'static {
         code: CouponCode,
         expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
+        request: Option<&str>,
     ) -> Result<RedeemOutcome, StoreError>;
 
     /// The shop created the coupon: mark it issued.

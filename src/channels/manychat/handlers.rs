@@ -75,7 +75,7 @@ async fn answer(
         }
         Err(e) => {
             tracing::error!(error = %e, error.details = ?e, flow = endpoint.flow(), "engine failed; sent an apology");
-            apology(&contact.profile)
+            apology(&mc.engine.apology(&contact.profile))
         }
     };
     Ok(HttpResponse::Ok().json(v2))

@@ -87,8 +87,11 @@ impl ContactRequest {
                 for &field in endpoint.fields() {
                     // An explicit top-level value beats a custom field, which may be stale.
                     let value = top.get(field).or_else(|| custom.get(field)).or_else(|| {
-                        // Last resort for the email: the one the contact gave ManyChat.
-                        (field == EMAIL).then_some(system_email.as_ref()).flatten()
+                        // Only an explicit join may use the email the contact gave ManyChat;
+                        // a claim by a non-member asks which email they shop with.
+                        (field == EMAIL && endpoint == Endpoint::Join)
+                            .then_some(system_email.as_ref())
+                            .flatten()
                     });
                     if let Some(v) = value {
                         vars.insert(field.to_owned(), v.clone());

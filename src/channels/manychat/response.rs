@@ -6,7 +6,7 @@
 use super::endpoint::Endpoint;
 use super::v2::{Action, Call, Content, ExternalCallback, Message, Tappable, V2};
 use crate::domain::Profile;
-use crate::flows::{Button, Expect, Reply, Turn};
+use crate::flows::{Button, Expect, Reply, Turn, REQUEST_ID};
 use std::collections::BTreeMap;
 
 pub const MAX_MESSAGES: usize = 10;
@@ -64,18 +64,29 @@ impl Callbacks<'_> {
     fn tappable(&self, title: &str, payload: &str) -> Option<Tappable> {
         let routed = (self.route)(payload)
             .and_then(|(flow, vars)| Some((Endpoint::for_flow(&flow, &vars)?, vars)));
-        let Some((endpoint, vars)) = routed else {
+        let Some((endpoint, mut vars)) = routed else {
             tracing::warn!(
                 payload,
                 "no ManyChat endpoint serves this payload; choice dropped"
             );
             return None;
         };
+        if endpoint == Endpoint::Redeem {
+            // A one-time id per offered choice: a double tap, or ManyChat retrying the
+            // callback, redeems once and shows the same coupon again.
+            vars.insert(REQUEST_ID.to_owned(), one_time_id());
+        }
         Some(Tappable::DynamicBlockCallback {
             caption: caption(title),
             call: self.call(endpoint, vars),
         })
     }
+}
+
+fn one_time_id() -> String {
+    use rand::Rng;
+    let bytes: [u8; 12] = rand::rngs::OsRng.gen();
+    hex::encode(bytes)
 }
 
 pub fn render(turn: &Turn, cb: &Callbacks<'_>) -> V2 {
@@ -99,22 +110,13 @@ pub fn render(turn: &Turn, cb: &Callbacks<'_>) -> V2 {
     }
 }
 
-/// A short apology for when the engine failed; ManyChat shows it to the customer.
-pub fn apology(profile: &Profile) -> V2 {
-    let german = profile
-        .locale
-        .as_deref()
-        .is_some_and(|l| l.starts_with("de"));
-    let text = if german {
-        "Da ist etwas schiefgegangen. Bitte versuche es später noch einmal."
-    } else {
-        "Sorry, something went wrong. Please try again later."
-    };
+/// The engine's apology (see [`crate::flows::Engine::apology`]) as a plain v2 message.
+pub fn apology(reply: &Reply) -> V2 {
     V2 {
         version: "v2",
         content: Content {
             messages: vec![Message::Text {
-                text: text.into(),
+                text: reply.text.clone(),
                 buttons: Vec::new(),
             }],
             actions: Vec::new(),
@@ -218,18 +220,9 @@ fn external_callback(turn: &Turn, cb: &Callbacks<'_>) -> Option<ExternalCallback
     })
 }
 
-/// A caption within [`MAX_CAPTION_CHARS`]. A trailing `(…)` such as a reward's price is kept
-/// whole and the name is shortened instead: "Canvas tote… (500)" beats "Canvas tote bag (50…".
+/// A caption within [`MAX_CAPTION_CHARS`]; a reward's trailing price stays whole.
 fn caption(title: &str) -> String {
-    let title = title.trim();
-    if let Some(open) = title.rfind(" (").filter(|_| title.ends_with(')')) {
-        let (name, suffix) = title.split_at(open);
-        let room = MAX_CAPTION_CHARS.saturating_sub(suffix.chars().count());
-        if title.chars().count() > MAX_CAPTION_CHARS && room >= 6 {
-            return format!("{}{suffix}", clip(name, room));
-        }
-    }
-    clip(title, MAX_CAPTION_CHARS)
+    crate::flows::turn::short_title(title, MAX_CAPTION_CHARS)
 }
 
 /// At most `max` characters, cut on a character boundary with an ellipsis.

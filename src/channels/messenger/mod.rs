@@ -18,7 +18,8 @@ pub use send_api::SendError;
 pub use webhook::WebhookError;
 
 use crate::config::MessengerSettings;
-use crate::flows::{Engine, Input, Turn};
+use crate::domain::Profile;
+use crate::flows::{Engine, Input, Reply, Turn};
 use crate::program::ProgramError;
 use crate::store::{EventQueue, InboundEvent};
 use actix_web::web;
@@ -36,11 +37,25 @@ const MAX_BODY_BYTES: usize = 1 << 20;
 /// be tested against a scripted conversation.
 pub trait Conversation: Send + Sync + 'static {
     fn converse(&self, input: Input) -> BoxFuture<'_, Result<Turn, ProgramError>>;
+
+    /// The reply when `converse` failed, so no input goes unanswered.
+    fn apology(&self, profile: &Profile) -> Reply {
+        let _ = profile;
+        Reply {
+            text: "Sorry, something went wrong on our side. Please try again in a few minutes."
+                .into(),
+            ..Reply::default()
+        }
+    }
 }
 
 impl Conversation for Engine {
     fn converse(&self, input: Input) -> BoxFuture<'_, Result<Turn, ProgramError>> {
         Box::pin(Engine::converse(self, input))
+    }
+
+    fn apology(&self, profile: &Profile) -> Reply {
+        Engine::apology(self, profile)
     }
 }
 

@@ -117,10 +117,12 @@ fn title(raw: &str, fallback: &str) -> String {
         "" => fallback.trim(),
         t => t,
     };
-    if utf16_len(t) <= TITLE_LIMIT {
-        return t.to_owned();
+    let t = crate::flows::turn::short_title(t, TITLE_LIMIT);
+    if utf16_len(&t) <= TITLE_LIMIT {
+        return t;
     }
-    format!("{}{FILLER}", prefix_within(t, TITLE_LIMIT - 1).trim_end())
+    // Characters outside the BMP count twice for Meta: cut again by UTF-16 units.
+    format!("{}{FILLER}", prefix_within(&t, TITLE_LIMIT - 1).trim_end())
 }
 
 /// Splits text into pieces of at most `limit` UTF-16 units, preferring paragraph, line and word

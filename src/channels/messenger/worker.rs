@@ -19,7 +19,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 /// Shown when the engine fails, so that no message goes unanswered.
-const APOLOGY: &str = "Sorry, something went wrong on our side. Please try again in a few minutes.";
 /// How long processed event keys are kept to spot redeliveries. Meta gives up redelivering
 /// (and unsubscribes the app) after an hour of failures, so a week is ample.
 const KEEP_KEYS: chrono::Duration = chrono::Duration::days(7);
@@ -218,10 +217,12 @@ impl Worker {
                 return Vec::new();
             }
         };
+        let profile = Profile::default();
         let input = Input {
             who,
-            profile: Profile::default(),
+            profile: profile.clone(),
             event: input,
+            request_id: Some(event.key.clone()),
         };
         match self.conversation.converse(input).await {
             Ok(turn) => {
@@ -232,10 +233,7 @@ impl Worker {
             }
             Err(e) => {
                 tracing::error!(error = %chain(&e), "engine failed; answering with an apology");
-                vec![Reply {
-                    text: APOLOGY.into(),
-                    ..Reply::default()
-                }]
+                vec![self.conversation.apology(&profile)]
             }
         }
     }

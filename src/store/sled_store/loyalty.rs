@@ -146,51 +146,74 @@ impl LoyaltyStore for SledStore {
         code: CouponCode,
         expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
+        request: Option<&str>,
     ) -> Result<RedeemOutcome, StoreError> {
         let ckey = code.as_str().as_bytes();
+        let rkey = request.map(|r| keys::member_request(member, r));
         let trees = (
             &self.members,
             &self.ledger,
             &self.coupons,
             &self.member_coupons,
             &self.pending_coupons,
+            &self.redeem_requests,
         );
-        let outcome = trees.transaction(|(members, ledger, coupons, by_member, pending)| {
-            if coupons.get(ckey)?.is_some() {
-                // 80 random bits make this a caller bug (a reused code), not bad luck.
-                return abort(Abort::Corrupt(
-                    format!("coupon code {code} already exists"),
-                    None,
-                ));
-            }
-            let acct = tx_account(members, member)?;
-            if acct.balance < reward.points {
-                return Ok(RedeemOutcome::InsufficientPoints {
+        let outcome =
+            trees.transaction(|(members, ledger, coupons, by_member, pending, requests)| {
+                if let Some(rkey) = &rkey {
+                    if let Some(first) = requests.get(rkey.as_slice())? {
+                        let Some(raw) = coupons.get(&first)? else {
+                            return abort(Abort::Corrupt(
+                                "redeem request without its coupon".into(),
+                                None,
+                            ));
+                        };
+                        let coupon: Coupon = tx(decode("coupon", &raw))?;
+                        let acct = tx_account(members, member)?;
+                        return Ok(RedeemOutcome::Repeated {
+                            coupon,
+                            balance: acct.balance,
+                        });
+                    }
+                }
+                if coupons.get(ckey)?.is_some() {
+                    // 80 random bits make this a caller bug (a reused code), not bad luck.
+                    return abort(Abort::Corrupt(
+                        format!("coupon code {code} already exists"),
+                        None,
+                    ));
+                }
+                let acct = tx_account(members, member)?;
+                if acct.balance < reward.points {
+                    return Ok(RedeemOutcome::InsufficientPoints {
+                        balance: acct.balance,
+                        needed: reward.points,
+                    });
+                }
+                let seq = acct.next_seq;
+                let entry = LedgerEntry::redemption(&reward.id, code.as_str(), reward.points, now);
+                let acct = tx_append(members, ledger, acct, &entry)?;
+                let coupon = Coupon {
+                    code: code.clone(),
+                    member,
+                    reward_id: reward.id.clone(),
+                    product_ids: reward.product_ids.clone(),
+                    points: reward.points,
+                    created_at: now,
+                    expires_at,
+                    status: CouponStatus::Pending,
+                };
+                coupons.insert(ckey, tx(encode("coupon", &coupon))?)?;
+                by_member.insert(&keys::member_seq(member, seq), ckey)?;
+                pending.insert(ckey, &[])?;
+                if let Some(rkey) = &rkey {
+                    requests.insert(rkey.as_slice(), ckey)?;
+                }
+                Ok(RedeemOutcome::Reserved {
+                    coupon,
                     balance: acct.balance,
-                    needed: reward.points,
-                });
-            }
-            let seq = acct.next_seq;
-            let entry = LedgerEntry::redemption(&reward.id, code.as_str(), reward.points, now);
-            let acct = tx_append(members, ledger, acct, &entry)?;
-            let coupon = Coupon {
-                code: code.clone(),
-                member,
-                reward_id: reward.id.clone(),
-                product_ids: reward.product_ids.clone(),
-                points: reward.points,
-                created_at: now,
-                expires_at,
-                status: CouponStatus::Pending,
-            };
-            coupons.insert(ckey, tx(encode("coupon", &coupon))?)?;
-            by_member.insert(&keys::member_seq(member, seq), ckey)?;
-            pending.insert(ckey, &[])?;
-            Ok(RedeemOutcome::Reserved {
-                coupon,
-                balance: acct.balance,
-            })
-        })?;
+                })
+            })?;
         self.commit.wait()?;
         Ok(outcome)
     }

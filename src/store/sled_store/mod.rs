@@ -43,6 +43,8 @@ pub struct SledStore {
     coupons: Tree,
     member_coupons: Tree,
     pending_coupons: Tree,
+    /// (member, request key) → coupon code: makes a replayed redemption return its coupon.
+    redeem_requests: Tree,
     conversations: Tree,
     inbox: Tree,
     outbox: Tree,
@@ -68,6 +70,7 @@ impl SledStore {
             coupons: tree("coupons")?,
             member_coupons: tree("member_coupons")?,
             pending_coupons: tree("pending_coupons")?,
+            redeem_requests: tree("redeem_requests")?,
             conversations: tree("conversations")?,
             inbox: tree("inbox")?,
             outbox: tree("outbox")?,

@@ -52,7 +52,7 @@ fn redeem(store: &SledStore, id: MemberId, points: u64) -> RedeemOutcome {
     let now = Utc::now();
     let code = CouponCode::generate("free-mug");
     store
-        .redeem_reward(id, &mug(points), code, now + Duration::days(30), now)
+        .redeem_reward(id, &mug(points), code, now + Duration::days(30), now, None)
         .unwrap()
 }
 
@@ -253,4 +253,41 @@ fn conversation_state_is_saved_and_cleared() {
     assert_eq!(store.conversation(&who).unwrap(), Some(state));
     store.clear_conversation(&who).unwrap();
     assert_eq!(store.conversation(&who).unwrap(), None);
+}
+
+#[test]
+fn a_replayed_redemption_request_returns_its_first_coupon_and_spends_nothing_more() {
+    let (_dir, store) = open();
+    let id = join(&store, "p1", "a@example.com"); // 50 points
+    let now = Utc::now();
+    let first = CouponCode::generate("free-mug");
+    let out = store
+        .redeem_reward(id, &mug(20), first.clone(), now, now, Some("page:mid-1"))
+        .unwrap();
+    assert!(matches!(out, RedeemOutcome::Reserved { .. }), "{out:?}");
+    for _ in 0..2 {
+        let again = CouponCode::generate("free-mug");
+        let out = store
+            .redeem_reward(id, &mug(20), again, now, now, Some("page:mid-1"))
+            .unwrap();
+        let RedeemOutcome::Repeated { coupon, balance } = out else {
+            panic!("expected the first coupon back, got {out:?}");
+        };
+        assert_eq!(coupon.code, first);
+        assert_eq!(balance, Points(30));
+    }
+    // Another request of the same member is a new redemption.
+    let out = store
+        .redeem_reward(
+            id,
+            &mug(20),
+            CouponCode::generate("m"),
+            now,
+            now,
+            Some("page:mid-2"),
+        )
+        .unwrap();
+    assert!(matches!(out, RedeemOutcome::Reserved { .. }), "{out:?}");
+    assert_eq!(balance(&store, id), Points(10));
+    assert_eq!(store.coupons_of(id).unwrap().len(), 2);
 }
