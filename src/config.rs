@@ -159,6 +159,8 @@ pub enum ConfigError {
 }
 
 const ENV_PREFIX: &str = "LOYALTY__";
+/// The catalogue must fit one set of quick replies on every channel.
+const MAX_REWARDS: usize = 10;
 
 impl Settings {
     /// Reads `path`, applies environment overrides from `env`, and validates.
@@ -236,6 +238,12 @@ impl Settings {
         }
         if self.rewards.is_empty() {
             return Err(bad("rewards", "define at least one [[rewards]] entry"));
+        }
+        if self.rewards.len() > MAX_REWARDS {
+            return Err(bad(
+                "rewards",
+                "at most 10 rewards: the catalogue is offered as quick replies (ManyChat shows 11)",
+            ));
         }
         let mut ids = std::collections::HashSet::new();
         for (i, r) in self.rewards.iter().enumerate() {
@@ -429,6 +437,19 @@ mod tests {
             let e = load(BASE, env).unwrap_err().to_string();
             assert!(e.contains(key), "{env:?}: {e}");
         }
+    }
+
+    #[test]
+    fn a_catalogue_larger_than_one_set_of_quick_replies_is_refused() {
+        let mut text = BASE.to_owned();
+        for i in 0..10 {
+            text.push_str(&format!(
+                "\n[[rewards]]\nid = \"r{i}\"\ntitle = \"R{i}\"\npoints = {}\nproduct_ids = [\"p\"]\ncheckout_url = \"https://shop.example/\"\n",
+                300 + i
+            ));
+        }
+        let e = load(&text, &[]).unwrap_err().to_string();
+        assert!(e.contains("`rewards`") && e.contains("at most 10"), "{e}");
     }
 
     #[test]

@@ -154,7 +154,9 @@ pub fn parse_amount(raw: &str) -> Result<Decimal, DomainError> {
         && s.chars().filter(|&c| c == '.').count() <= 1
         && !s.starts_with('.')
         && !s.ends_with('.');
-    if !ok_chars || s.len() > 24 {
+    // 15 digits before the point is far beyond any real order and keeps points within i64.
+    let whole_digits = s.split('.').next().map_or(0, str::len);
+    if !ok_chars || s.len() > 24 || whole_digits > 15 {
         return Err(DomainError::InvalidAmount(raw.chars().take(32).collect()));
     }
     s.parse::<Decimal>()
