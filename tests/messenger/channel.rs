@@ -255,6 +255,22 @@ async fn engine_failure_is_answered_with_an_apology() {
 }
 
 #[tokio::test]
+async fn a_panicking_engine_is_answered_with_an_apology_and_the_lane_goes_on() {
+    let app = Channel::start().await;
+    app.post_webhook(&text_event("m_panic", "667", 1000, "panic"))
+        .await;
+    let sent = app.graph.wait_for_sent(1, WAIT).await;
+    assert!(sent[0]["message"]["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("Sorry"));
+    app.post_webhook(&text_event("m_after", "667", 2000, "still there?"))
+        .await;
+    let sent = app.graph.wait_for_sent(2, WAIT).await;
+    assert_eq!(sent[1]["message"]["text"], "you said: still there?");
+}
+
+#[tokio::test]
 async fn one_customers_events_run_in_timestamp_order_and_customers_in_parallel() {
     let app = Channel::start().await;
     app.graph.set_delay(Duration::from_millis(150));
