@@ -121,12 +121,14 @@ async fn malformed_body_with_a_valid_signature_is_400_and_nothing_is_recorded() 
         b"[]",
         br#"{"object":"instagram","entry":[]}"#,
     ] {
-        assert_eq!(
-            app.post_webhook(body).await.status(),
-            400,
-            "{}",
-            String::from_utf8_lossy(body)
-        );
+        let res = app.post_webhook(body).await;
+        assert_eq!(res.status(), 400, "{}", String::from_utf8_lossy(body));
+        let err: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(err["code"], "bad_request");
+        assert!(err["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("not a Messenger Page notification"));
     }
     assert_eq!(app.queue.recorded(), 0);
 }
