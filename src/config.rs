@@ -3,6 +3,7 @@
 //! environment after that.
 
 use crate::domain::{Catalogue, Points, Reward};
+use rust_decimal::Decimal;
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -78,7 +79,9 @@ fn default_cache() -> u64 {
 #[serde(deny_unknown_fields)]
 pub struct ProgramSettings {
     pub signup_bonus: u64,
-    pub points_per_currency_unit: u32,
+    /// Points per whole currency unit; may be fractional (`1.5`, or `"1.5"`), never negative.
+    #[serde(deserialize_with = "decimal")]
+    pub points_per_currency_unit: Decimal,
     pub coupon_valid_days: u32,
     pub currency: String,
     pub locale: String,
@@ -139,6 +142,26 @@ pub struct AdminSettings {
     pub token: Secret,
 }
 
+/// A decimal from a TOML integer, float or string. A float goes through its shortest text
+/// (`1.5` → "1.5"), which is exact for any rate a person would type.
+fn decimal<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Int(i64),
+        Float(f64),
+        Text(String),
+    }
+    let text = match Raw::deserialize(d)? {
+        Raw::Int(i) => i.to_string(),
+        Raw::Float(f) => f.to_string(),
+        Raw::Text(s) => s,
+    };
+    text.trim()
+        .parse()
+        .map_err(|_| serde::de::Error::custom(format!("`{text}` is not a decimal number")))
+}
+
 /// A configuration mistake, naming the key (or file) and what is wrong with it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -159,6 +182,8 @@ pub enum ConfigError {
 }
 
 const ENV_PREFIX: &str = "LOYALTY__";
+/// The catalogue must fit one set of quick replies on every channel.
+const MAX_REWARDS: usize = 10;
 
 impl Settings {
     /// Reads `path`, applies environment overrides from `env`, and validates.
@@ -212,10 +237,11 @@ impl Settings {
         if !matches!(public.scheme(), "http" | "https") {
             return Err(bad("server.public_url", "must be http or https"));
         }
-        if self.program.points_per_currency_unit == 0 {
+        let rate = self.program.points_per_currency_unit;
+        if rate <= Decimal::ZERO || rate > Decimal::from(1000) {
             return Err(bad(
                 "program.points_per_currency_unit",
-                "must be at least 1",
+                "must be more than 0 and at most 1000",
             ));
         }
         if self.program.coupon_valid_days == 0 || self.program.coupon_valid_days > 3650 {
@@ -236,6 +262,12 @@ impl Settings {
         }
         if self.rewards.is_empty() {
             return Err(bad("rewards", "define at least one [[rewards]] entry"));
+        }
+        if self.rewards.len() > MAX_REWARDS {
+            return Err(bad(
+                "rewards",
+                "at most 10 rewards: the catalogue is offered as quick replies (ManyChat shows 11)",
+            ));
         }
         let mut ids = std::collections::HashSet::new();
         for (i, r) in self.rewards.iter().enumerate() {
@@ -349,6 +381,10 @@ fn apply_override(
     }
     let new = match table.get(last) {
         None | Some(toml::Value::String(_)) => toml::Value::String(raw.to_owned()),
+        // Keys that hold a decimal (the points rate) are written as integers in the file.
+        Some(toml::Value::Integer(_)) if raw.trim().contains('.') => {
+            toml::Value::String(raw.trim().to_owned())
+        }
         Some(toml::Value::Integer(_)) => toml::Value::Integer(
             raw.trim()
                 .parse()
@@ -409,6 +445,30 @@ mod tests {
     }
 
     #[test]
+    fn the_points_rate_may_be_fractional_from_file_or_environment() {
+        let s = load(
+            BASE,
+            &[("LOYALTY__PROGRAM__POINTS_PER_CURRENCY_UNIT", "1.5")],
+        )
+        .unwrap();
+        assert_eq!(s.program.points_per_currency_unit.to_string(), "1.5");
+        let text = BASE.replace(
+            "points_per_currency_unit = 1",
+            "points_per_currency_unit = 0.5",
+        );
+        let s = load(&text, &[]).unwrap();
+        assert_eq!(s.program.points_per_currency_unit.to_string(), "0.5");
+        for bad in ["0", "-1", "abc", "1001"] {
+            let e = load(BASE, &[("LOYALTY__PROGRAM__POINTS_PER_CURRENCY_UNIT", bad)]).unwrap_err();
+            assert!(
+                e.to_string().contains("POINTS_PER_CURRENCY_UNIT")
+                    || e.to_string().contains("points_per_currency_unit"),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
     fn mistakes_name_the_key() {
         let cases: &[(&[(&str, &str)], &str)] = &[
             (
@@ -429,6 +489,19 @@ mod tests {
             let e = load(BASE, env).unwrap_err().to_string();
             assert!(e.contains(key), "{env:?}: {e}");
         }
+    }
+
+    #[test]
+    fn a_catalogue_larger_than_one_set_of_quick_replies_is_refused() {
+        let mut text = BASE.to_owned();
+        for i in 0..10 {
+            text.push_str(&format!(
+                "\n[[rewards]]\nid = \"r{i}\"\ntitle = \"R{i}\"\npoints = {}\nproduct_ids = [\"p\"]\ncheckout_url = \"https://shop.example/\"\n",
+                300 + i
+            ));
+        }
+        let e = load(&text, &[]).unwrap_err().to_string();
+        assert!(e.contains("`rewards`") && e.contains("at most 10"), "{e}");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub struct Rules {
     pub signup_bonus: Points,
-    pub points_per_currency_unit: u32,
+    pub points_per_currency_unit: rust_decimal::Decimal,
     pub coupon_valid_days: u32,
     pub currency: String,
 }

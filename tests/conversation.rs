@@ -31,7 +31,7 @@ fn bot() -> Bot {
     ]);
     let rules = Rules {
         signup_bonus: Points(50),
-        points_per_currency_unit: 1,
+        points_per_currency_unit: 1.into(),
         coupon_valid_days: 30,
         currency: "EUR".into(),
     };

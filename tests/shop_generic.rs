@@ -11,7 +11,7 @@ use loyalty_bot::shop::{CouponRequest, GenericShop, Shop, ShopError};
 use std::time::Duration;
 
 fn adapter(shop: &FakeShop, secret: &str) -> GenericShop {
-    GenericShop::new(shop.verify_url(), shop.coupon_url(), Secret::new(secret), 1)
+    GenericShop::new(shop.verify_url(), shop.coupon_url(), Secret::new(secret), 1).unwrap()
 }
 
 fn order(n: &str) -> OrderNumber {

@@ -154,7 +154,9 @@ pub fn parse_amount(raw: &str) -> Result<Decimal, DomainError> {
         && s.chars().filter(|&c| c == '.').count() <= 1
         && !s.starts_with('.')
         && !s.ends_with('.');
-    if !ok_chars || s.len() > 24 {
+    // 15 digits before the point is far beyond any real order and keeps points within i64.
+    let whole_digits = s.split('.').next().map_or(0, str::len);
+    if !ok_chars || s.len() > 24 || whole_digits > 15 {
         return Err(DomainError::InvalidAmount(raw.chars().take(32).collect()));
     }
     s.parse::<Decimal>()
@@ -162,13 +164,11 @@ pub fn parse_amount(raw: &str) -> Result<Decimal, DomainError> {
 }
 
 /// Points an order earns: floor(total × rate), computed in decimal. Negative totals earn 0.
-pub fn points_for(total: Decimal, points_per_unit: u32) -> Points {
-    if total.is_sign_negative() {
+pub fn points_for(total: Decimal, points_per_unit: Decimal) -> Points {
+    if total.is_sign_negative() || points_per_unit.is_sign_negative() {
         return Points::ZERO;
     }
-    let product = total
-        .checked_mul(Decimal::from(points_per_unit))
-        .unwrap_or(Decimal::MAX);
+    let product = total.checked_mul(points_per_unit).unwrap_or(Decimal::MAX);
     let floored = product.floor();
     Points(u64::try_from(floored.mantissa() / 10i128.pow(floored.scale())).unwrap_or(u64::MAX))
 }
@@ -259,15 +259,19 @@ mod tests {
     #[test]
     fn points_are_the_floor_of_the_decimal_total() {
         let cases = [
-            ("59.90", 1, 59),
-            ("42.50", 1, 42),
-            ("0.99", 1, 0),
-            ("100", 1, 100),
-            ("19.99", 3, 59),
-            ("0.1", 10, 1),
+            ("59.90", "1", 59),
+            ("42.50", "1", 42),
+            ("0.99", "1", 0),
+            ("100", "1", 100),
+            ("19.99", "3", 59),
+            ("0.1", "10", 1),
+            ("59.90", "1.5", 89),
+            ("59.90", "0.5", 29),
+            ("0.33", "3", 0),
         ];
         for (total, rate, want) in cases {
             let t = parse_amount(total).unwrap();
+            let rate: Decimal = rate.parse().unwrap();
             assert_eq!(points_for(t, rate), Points(want), "{total} x {rate}");
         }
     }

@@ -110,7 +110,10 @@ impl<'a> Ctx<'a> {
         let mut v = Vars::new();
         v.insert("points", balance.to_string());
         v.insert("bonus", rules.signup_bonus.to_string());
-        v.insert("rate", rules.points_per_currency_unit.to_string());
+        v.insert(
+            "rate",
+            rules.points_per_currency_unit.normalize().to_string(),
+        );
         v.insert("currency", rules.currency.clone());
         v.insert("valid_days", rules.coupon_valid_days.to_string());
         if let Some(c) = catalogue.cheapest() {

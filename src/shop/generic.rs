@@ -45,19 +45,26 @@ struct CouponBody<'a> {
 }
 
 impl GenericShop {
-    pub fn new(verify_url: String, coupon_url: String, secret: Secret, timeout_secs: u64) -> Self {
+    /// Fails only if no HTTP client can be built (TLS set-up); never falls back to a client
+    /// without the timeouts.
+    pub fn new(
+        verify_url: String,
+        coupon_url: String,
+        secret: Secret,
+        timeout_secs: u64,
+    ) -> Result<Self, ShopError> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(timeout_secs))
             .connect_timeout(Duration::from_secs(timeout_secs))
             .build()
-            .unwrap_or_default();
-        GenericShop {
+            .map_err(ShopError::Unreachable)?;
+        Ok(GenericShop {
             client,
             verify_url,
             coupon_url,
             secret,
             timeout_secs,
-        }
+        })
     }
 
     async fn post_signed(&self, url: &str, body: Vec<u8>) -> Result<reqwest::Response, ShopError> {

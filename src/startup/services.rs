@@ -81,11 +81,14 @@ fn build_shop(settings: &Settings) -> Result<Arc<dyn Shop>, StartupError> {
             tracing::info!(orders = orders.len(), "fixture shop loaded");
             Arc::new(shop)
         }
-        ShopKind::Generic => Arc::new(GenericShop::new(
-            s.verify_url.clone(),
-            s.coupon_url.clone(),
-            s.secret.clone(),
-            s.timeout_secs,
-        )),
+        ShopKind::Generic => Arc::new(
+            GenericShop::new(
+                s.verify_url.clone(),
+                s.coupon_url.clone(),
+                s.secret.clone(),
+                s.timeout_secs,
+            )
+            .map_err(StartupError::Shop)?,
+        ),
     })
 }

@@ -121,12 +121,14 @@ async fn malformed_body_with_a_valid_signature_is_400_and_nothing_is_recorded() 
         b"[]",
         br#"{"object":"instagram","entry":[]}"#,
     ] {
-        assert_eq!(
-            app.post_webhook(body).await.status(),
-            400,
-            "{}",
-            String::from_utf8_lossy(body)
-        );
+        let res = app.post_webhook(body).await;
+        assert_eq!(res.status(), 400, "{}", String::from_utf8_lossy(body));
+        let err: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(err["code"], "bad_request");
+        assert!(err["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("not a Messenger Page notification"));
     }
     assert_eq!(app.queue.recorded(), 0);
 }
@@ -252,6 +254,22 @@ async fn engine_failure_is_answered_with_an_apology() {
         .as_str()
         .unwrap()
         .starts_with("Sorry"));
+}
+
+#[tokio::test]
+async fn a_panicking_engine_is_answered_with_an_apology_and_the_lane_goes_on() {
+    let app = Channel::start().await;
+    app.post_webhook(&text_event("m_panic", "667", 1000, "panic"))
+        .await;
+    let sent = app.graph.wait_for_sent(1, WAIT).await;
+    assert!(sent[0]["message"]["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("Sorry"));
+    app.post_webhook(&text_event("m_after", "667", 2000, "still there?"))
+        .await;
+    let sent = app.graph.wait_for_sent(2, WAIT).await;
+    assert_eq!(sent[1]["message"]["text"], "you said: still there?");
 }
 
 #[tokio::test]

@@ -73,6 +73,9 @@ impl Conversation for Script {
                     Err(ProgramError::Store(StoreError::UnknownMember(MemberId(1))))
                 })
             }
+            InputEvent::Text(t) if t == "panic" => {
+                return Box::pin(async { panic!("a bug in the engine") })
+            }
             InputEvent::Text(t) | InputEvent::Payload(t) | InputEvent::Referral(t) => t.clone(),
             InputEvent::GetStarted { referral } => format!("get started {referral:?}"),
         };

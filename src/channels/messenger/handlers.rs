@@ -68,7 +68,11 @@ pub async fn receive(
         Ok(events) => events,
         Err(e) => {
             tracing::warn!(error = %e, "webhook refused: not a Page notification");
-            return HttpResponse::BadRequest().finish();
+            // Same body shape as the rest of the API: a stable code and a precise message.
+            return HttpResponse::BadRequest().json(serde_json::json!({
+                "code": "bad_request",
+                "message": format!("not a Messenger Page notification: {e}"),
+            }));
         }
     };
     tracing::Span::current().record("events", events.len());

@@ -224,15 +224,25 @@ impl Worker {
             event: input,
             request_id: Some(event.key.clone()),
         };
-        match self.conversation.converse(input).await {
-            Ok(turn) => {
+        // On its own task, so that even a bug that panics is answered (with the apology) and
+        // finishes the event instead of taking the customer's lane down with it.
+        let conversation = Arc::clone(&self.conversation);
+        let run = tokio::spawn(
+            async move { conversation.converse(input).await }.instrument(tracing::Span::current()),
+        );
+        match run.await {
+            Ok(Ok(turn)) => {
                 if let Some(member) = turn.member {
                     tracing::Span::current().record("member.id", tracing::field::display(member));
                 }
                 turn.replies
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 tracing::error!(error = %chain(&e), "engine failed; answering with an apology");
+                vec![self.conversation.apology(&profile)]
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "engine task failed; answering with an apology");
                 vec![self.conversation.apology(&profile)]
             }
         }
