@@ -56,6 +56,9 @@ impl GenericShop {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(timeout_secs))
             .connect_timeout(Duration::from_secs(timeout_secs))
+            // Many shop servers (Node, actix) close idle connections after 5 s; reusing one
+            // just as it closes fails the request, so we drop ours first.
+            .pool_idle_timeout(Duration::from_secs(4))
             .build()
             .map_err(ShopError::Unreachable)?;
         Ok(GenericShop {
