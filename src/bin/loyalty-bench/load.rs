@@ -45,6 +45,13 @@ pub enum Expect {
 }
 
 /// A workload: the `seq`-th request of virtual client `client`.
+/// The member a client uses for its `seq`-th request: client c owns members c, c + C, c + 2C, …,
+/// so no member ever has two requests in flight.
+pub fn owned_member(client: usize, clients: usize, members: usize, seq: u64) -> u64 {
+    let per_client = (members / clients).max(1) as u64;
+    client as u64 + clients as u64 * (seq % per_client)
+}
+
 pub trait Scenario: Send + Sync + 'static {
     fn call(&self, client: usize, seq: u64) -> Call;
 }

@@ -4,7 +4,7 @@
 
 use crate::cli::Options;
 use crate::fakes::{CREDITED_MARKER, TOP_UP_PREFIX};
-use crate::load::{Call, Expect, Scenario};
+use crate::load::{owned_member, Call, Expect, Scenario};
 use crate::report::Row;
 use crate::service::{Service, MANYCHAT_TOKEN};
 use anyhow::Context;
@@ -44,8 +44,7 @@ struct Claims {
 
 impl Scenario for Claims {
     fn call(&self, client: usize, seq: u64) -> Call {
-        let per_client = (self.members / self.clients).max(1) as u64;
-        let member = client + self.clients * (seq % per_client) as usize;
+        let member = owned_member(client, self.clients, self.members, seq) as usize;
         let order = self.next_order.fetch_add(1, Ordering::Relaxed).to_string();
         let body = json!({"id": subscriber(1, member), "order_number": order});
         call(

@@ -5,7 +5,7 @@
 
 use crate::cli::Options;
 use crate::fakes::{Fakes, Replies};
-use crate::load::{Call, Expect, Scenario};
+use crate::load::{owned_member, Call, Expect, Scenario};
 use crate::report::Row;
 use crate::service::{Service, APP_SECRET};
 use anyhow::Context;
@@ -109,9 +109,7 @@ struct Claims {
 
 impl Scenario for Claims {
     fn call(&self, client: usize, seq: u64) -> Call {
-        // Client c owns members c, c + C, c + 2C, ...: one claim in flight per member.
-        let per_client = (self.members / self.clients).max(1) as u64;
-        let member = client as u64 + self.clients as u64 * (seq % per_client);
+        let member = owned_member(client, self.clients, self.members, seq);
         let psid = psid(2, member);
         let order = self.next_order.fetch_add(1, Ordering::Relaxed).to_string();
         let text = match seq % 3 {
