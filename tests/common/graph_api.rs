@@ -1,6 +1,7 @@
 //! `FakeGraphApi`: a loopback HTTP server that speaks the Send API (`POST /me/messages` and
 //! `POST /<version>/me/messages`). It records every request, answers like Meta, and can be told
-//! to fail (with a Graph error body), to stay down, or to answer slowly.
+//! to fail (with a Graph error body), to stay down, or to answer slowly. It also answers the
+//! User Profile API (`GET /<version>/<PSID>?fields=…`) for profiles a test sets.
 
 // Every test binary that includes `common` compiles this file, and each uses only a part of it.
 #![allow(dead_code)]
@@ -29,6 +30,9 @@ struct State {
     down: Option<(u16, Value)>,
     delay: Duration,
     next_id: u64,
+    /// PSID → (first_name, locale).
+    profiles: HashMap<String, (String, Option<String>)>,
+    profile_lookups: usize,
 }
 
 /// Clones share the server and its records.
@@ -51,6 +55,7 @@ impl FakeGraphApi {
                 .app_data(data.clone())
                 .route("/me/messages", web::post().to(messages))
                 .route("/{version}/me/messages", web::post().to(messages))
+                .route("/{version}/{psid}", web::get().to(profile))
         })
         .workers(1)
         .disable_signals()
@@ -64,6 +69,20 @@ impl FakeGraphApi {
             state,
             handle,
         }
+    }
+
+    /// Makes `GET /<PSID>` answer this profile; `locale: None` answers a request for the
+    /// `locale` field the way Meta does when the Page lacks that permission.
+    pub fn set_profile(&self, psid: &str, first_name: &str, locale: Option<&str>) {
+        self.state.lock().unwrap().profiles.insert(
+            psid.to_owned(),
+            (first_name.to_owned(), locale.map(str::to_owned)),
+        );
+    }
+
+    /// How many profile look-ups reached the fake.
+    pub fn profile_lookups(&self) -> usize {
+        self.state.lock().unwrap().profile_lookups
     }
 
     /// The value for `messenger.graph_api_url` (versioned, like the real one).
@@ -181,6 +200,37 @@ pub fn graph_error(code: i64, subcode: Option<i64>, message: &str) -> Value {
         error["error_subcode"] = json!(s);
     }
     json!({ "error": error })
+}
+
+async fn profile(
+    state: web::Data<Mutex<State>>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> HttpResponse {
+    let (_, psid) = path.into_inner();
+    let query = url::form_urlencoded::parse(req.query_string().as_bytes())
+        .into_owned()
+        .collect::<HashMap<_, _>>();
+    let fields = query.get("fields").cloned().unwrap_or_default();
+    let mut s = state.lock().unwrap();
+    s.profile_lookups += 1;
+    let Some((first_name, locale)) = s.profiles.get(&psid).cloned() else {
+        return HttpResponse::NotFound().json(graph_error(100, Some(33), "Object does not exist"));
+    };
+    let mut answer = json!({ "id": psid, "first_name": first_name });
+    if fields.split(',').any(|f| f == "locale") {
+        match locale {
+            Some(l) => answer["locale"] = json!(l),
+            None => {
+                return HttpResponse::BadRequest().json(graph_error(
+                    100,
+                    None,
+                    "(#100) Tried accessing nonexisting field (locale)",
+                ))
+            }
+        }
+    }
+    HttpResponse::Ok().json(answer)
 }
 
 async fn messages(

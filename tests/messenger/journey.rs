@@ -199,6 +199,36 @@ async fn full_journey_join_claim_balance_and_redeem_over_messenger() {
 }
 
 #[tokio::test]
+async fn messenger_customers_are_greeted_by_name_in_their_profile_language() {
+    let app = spawn_app().await;
+    let juergen = Psid::new("6915800000000031");
+    app.graph_api
+        .set_profile(&juergen.id, "Jürgen", Some("de_DE"));
+    let say = |body| exchange(app.client(), app.address(), &app.graph_api, &juergen, body);
+    let r = say(juergen.get_started("join")).await;
+    assert!(text_of(&r).contains("Hallo Jürgen!"), "{}", text_of(&r));
+    say(juergen.text("hilfe")).await;
+    assert_eq!(
+        app.graph_api.profile_lookups(),
+        1,
+        "looked up once, then cached"
+    );
+
+    // A Page without the locale permission still gets the name.
+    let ana = Psid::new("6915800000000032");
+    app.graph_api.set_profile(&ana.id, "Ana", None);
+    let r = exchange(
+        app.client(),
+        app.address(),
+        &app.graph_api,
+        &ana,
+        ana.get_started("join"),
+    )
+    .await;
+    assert!(text_of(&r).contains("Hi Ana!"), "{}", text_of(&r));
+}
+
+#[tokio::test]
 async fn a_redelivered_claim_credits_and_answers_once() {
     let app = spawn_app().await;
     app.shop

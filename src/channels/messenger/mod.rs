@@ -8,6 +8,7 @@
 
 mod delivery;
 mod handlers;
+mod profile;
 mod render;
 mod send_api;
 mod webhook;
@@ -87,7 +88,9 @@ impl Messenger {
     ) -> Arc<Self> {
         let send_api =
             send_api::SendApi::new(&settings.graph_api_url, settings.page_access_token.clone());
-        let worker = Worker::new(conversation, queue, send_api, retry);
+        let profiles =
+            profile::Profiles::new(&settings.graph_api_url, settings.page_access_token.clone());
+        let worker = Worker::new(conversation, queue, send_api, profiles, retry);
         let (intake, intake_rx) = mpsc::unbounded_channel();
         Arc::new(Messenger {
             settings,

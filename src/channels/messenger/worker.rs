@@ -5,9 +5,10 @@
 //! is picked up again after a restart.
 
 use super::delivery::{Delivery, RetryPolicy};
+use super::profile::Profiles;
 use super::send_api::SendApi;
 use super::{render, webhook, Conversation};
-use crate::domain::{Channel, ChatIdentity, Profile};
+use crate::domain::{Channel, ChatIdentity};
 use crate::flows::{Input, Reply};
 use crate::store::{EventQueue, InboundEvent, OutboundMessage, StoreError};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -44,6 +45,7 @@ pub(super) struct Worker {
     pub(super) conversation: Arc<dyn Conversation>,
     pub(super) queue: Arc<dyn EventQueue>,
     delivery: Delivery,
+    profiles: Profiles,
     /// Queued jobs per customer; a customer has an entry exactly while their lane runs. A std
     /// mutex: it is held for a few pointer moves and never across an await.
     lanes: Mutex<HashMap<String, VecDeque<Job>>>,
@@ -54,9 +56,11 @@ impl Worker {
         conversation: Arc<dyn Conversation>,
         queue: Arc<dyn EventQueue>,
         send_api: SendApi,
+        profiles: Profiles,
         retry: RetryPolicy,
     ) -> Self {
         Worker {
+            profiles,
             delivery: Delivery {
                 send_api,
                 queue: Arc::clone(&queue),
@@ -217,7 +221,7 @@ impl Worker {
                 return Vec::new();
             }
         };
-        let profile = Profile::default();
+        let profile = self.profiles.get(&event.sender).await;
         let input = Input {
             who,
             profile: profile.clone(),
