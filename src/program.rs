@@ -22,6 +22,10 @@ pub struct Rules {
     pub currency: String,
 }
 
+/// How long a repeated redemption waits for the first attempt's shop call (whose own timeout
+/// is at most 60 s, usually 5).
+const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProgramError {
     #[error(transparent)]
@@ -256,26 +260,27 @@ impl Program {
                 })
             }
             RedeemOutcome::Reserved { coupon, .. } => (coupon, reward),
-            RedeemOutcome::Repeated { coupon, balance } => {
+            RedeemOutcome::Repeated { coupon, .. } => {
+                // Pending coupons left by a crash are cancelled at start-up, so a pending one
+                // here belongs to the same request still in flight (a double tap): wait for
+                // its outcome rather than asking the shop for the same code a second time.
+                let coupon = self.settled(coupon).await?;
+                let balance = self.balance(id).await?;
                 let reward = self
                     .catalogue
                     .get(&coupon.reward_id)
                     .cloned()
                     .unwrap_or(reward);
-                match coupon.status {
-                    CouponStatus::Issued => {
-                        return Ok(RedeemResult::Redeemed {
-                            coupon,
-                            reward,
-                            balance,
-                        })
+                return Ok(match coupon.status {
+                    CouponStatus::Issued => RedeemResult::Redeemed {
+                        coupon,
+                        reward,
+                        balance,
+                    },
+                    CouponStatus::Cancelled | CouponStatus::Pending => {
+                        RedeemResult::ShopUnavailable { balance }
                     }
-                    CouponStatus::Cancelled => {
-                        return Ok(RedeemResult::ShopUnavailable { balance })
-                    }
-                    // The first attempt stopped before the shop answered: finish it.
-                    CouponStatus::Pending => (coupon, reward),
-                }
+                });
             }
         };
         let request = CouponRequest {
@@ -304,6 +309,21 @@ impl Program {
             reward,
             balance,
         })
+    }
+
+    /// The coupon once its first attempt has settled (issued or cancelled), or as it is after
+    /// [`SETTLE_WAIT`].
+    async fn settled(&self, mut coupon: Coupon) -> Result<Coupon, ProgramError> {
+        let deadline = tokio::time::Instant::now() + SETTLE_WAIT;
+        while coupon.status == CouponStatus::Pending && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            let code = coupon.code.clone();
+            match self.blocking(move |s| s.coupon(&code)).await? {
+                Some(c) => coupon = c,
+                None => break,
+            }
+        }
+        Ok(coupon)
     }
 
     /// Coupons left pending by a crash between reserving points and the shop's answer: the

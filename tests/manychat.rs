@@ -512,6 +512,41 @@ async fn redeeming_with_enough_points_gives_a_coupon_code_and_a_checkout_button(
 }
 
 #[tokio::test]
+async fn a_concurrent_double_tap_redeems_once_and_both_taps_show_the_same_code() {
+    let app = spawn_app().await;
+    app.shop
+        .add_order("1007", "jane@example.com", "210.00", "paid");
+    join_jane(&app).await;
+    let mut body = jane_plain();
+    body["order_number"] = json!("1007");
+    call(&app, "/manychat/claim", &body).await;
+    let rewards = call(&app, "/manychat/rewards", &jane_plain()).await;
+    let mug = quick_reply(
+        &rewards,
+        "/manychat/redeem",
+        Some(("reward_id", "free-mug")),
+    )
+    .unwrap()
+    .clone();
+    // A slow shop keeps the first tap in flight while the second arrives.
+    app.shop.set_delay(std::time::Duration::from_millis(400));
+    let (a, b) = tokio::join!(follow(&app, &mug, None), follow(&app, &mug, None));
+    let code = app.shop.coupons()[0]["code"].as_str().unwrap().to_owned();
+    assert_eq!(app.shop.coupons().len(), 1, "one coupon at the shop");
+    let coupon_calls = app
+        .shop
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("coupon"))
+        .count();
+    assert_eq!(coupon_calls, 1, "the shop is asked once");
+    for reply in [a, b] {
+        assert!(all_text(&reply).contains(&code), "{reply}");
+    }
+    assert_eq!(balance(&app, JANE).await, Some(60));
+}
+
+#[tokio::test]
 async fn redeeming_with_too_few_points_names_the_gap_and_deducts_nothing() {
     let app = spawn_app().await;
     join_jane(&app).await;
