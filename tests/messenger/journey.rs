@@ -226,6 +226,15 @@ async fn messenger_customers_are_greeted_by_name_in_their_profile_language() {
     )
     .await;
     assert!(text_of(&r).contains("Hi Ana!"), "{}", text_of(&r));
+
+    // A failed look-up is not remembered: once Meta answers, the name is used.
+    let max = Psid::new("6915800000000033");
+    let say = |body| exchange(app.client(), app.address(), &app.graph_api, &max, body);
+    let r = say(max.get_started("join")).await;
+    assert!(text_of(&r).contains("Hi there!"), "{}", text_of(&r));
+    app.graph_api.set_profile(&max.id, "Max", Some("en_US"));
+    let r = say(max.text("join")).await;
+    assert!(text_of(&r).contains("Hi Max!"), "{}", text_of(&r));
 }
 
 #[tokio::test]

@@ -47,12 +47,15 @@ impl Profiles {
         }
     }
 
-    /// The customer's profile, or an empty one if Meta does not give it.
+    /// The customer's profile, or an empty one if Meta does not give it. Only answers are
+    /// cached: after a timeout or an error the next message asks again.
     pub async fn get(&self, psid: &str) -> Profile {
         if let Some(p) = self.lock().get(psid) {
             return p.clone();
         }
-        let profile = self.fetch(psid).await.unwrap_or_default();
+        let Some(profile) = self.fetch(psid).await else {
+            return Profile::default();
+        };
         let mut cache = self.lock();
         if cache.len() >= MAX_CACHED {
             cache.clear();
@@ -75,25 +78,23 @@ impl Profiles {
         if self.locale_allowed.load(Ordering::Relaxed) {
             match self.request(psid, "first_name,locale").await {
                 Ok(p) => return Some(p),
-                Err(400 | 403) => {}
+                // Meta names the field it refuses; a throttled or failed call is no reason to
+                // stop asking for everyone's language.
+                Err(Refusal { body }) if body.contains("locale") => {
+                    tracing::info!(
+                        channel = "messenger",
+                        "the Page may not read user locales; asking for first names only"
+                    );
+                    self.locale_allowed.store(false, Ordering::Relaxed);
+                }
                 Err(_) => return None,
             }
         }
-        let name_only = self.request(psid, "first_name").await.ok()?;
-        // The name is readable but the locale was refused: the Page lacks that permission, so
-        // stop asking for it (a refusal for an unknown PSID fails both and changes nothing).
-        if self.locale_allowed.swap(false, Ordering::Relaxed) {
-            tracing::info!(
-                channel = "messenger",
-                "the Page may not read user locales; asking for first names only"
-            );
-        }
-        Some(name_only)
+        self.request(psid, "first_name").await.ok()
     }
 
-    /// `Err` carries the HTTP status (0 for a transport failure); the URL, which holds the
-    /// token, is never logged.
-    async fn request(&self, psid: &str, fields: &str) -> Result<Profile, u16> {
+    /// The URL holds the token, so it is never logged.
+    async fn request(&self, psid: &str, fields: &str) -> Result<Profile, Refusal> {
         let res = self
             .http
             .get(format!("{}/{psid}", self.base))
@@ -102,14 +103,15 @@ impl Profiles {
             .await
             .map_err(|e| {
                 tracing::debug!(channel = "messenger", error = %e.without_url(), "profile look-up failed");
-                0u16
+                Refusal::default()
             })?;
         let status = res.status().as_u16();
         if status != 200 {
+            let body = res.text().await.unwrap_or_default();
             tracing::debug!(channel = "messenger", status, "profile look-up refused");
-            return Err(status);
+            return Err(Refusal { body });
         }
-        let p: UserProfile = res.json().await.map_err(|_| 0u16)?;
+        let p: UserProfile = res.json().await.map_err(|_| Refusal::default())?;
         Ok(Profile {
             first_name: p
                 .first_name
@@ -117,4 +119,10 @@ impl Profiles {
             locale: p.locale.filter(|l| l.len() <= 16),
         })
     }
+}
+
+/// Why a look-up gave nothing: Meta's error body (empty for transport failures).
+#[derive(Debug, Default)]
+struct Refusal {
+    body: String,
 }
