@@ -536,3 +536,50 @@ async fn an_order_number_typed_while_a_choice_waits_is_claimed() {
         all_text(&t)
     );
 }
+
+#[tokio::test]
+async fn a_language_chosen_by_typing_outranks_the_platform_locale_but_greetings_do_not_choose() {
+    let bot = bot();
+    let en = Profile {
+        first_name: None,
+        locale: Some("en_US".into()),
+    };
+    let de = Profile {
+        first_name: None,
+        locale: Some("de_DE".into()),
+    };
+    bot.join("u1", "jane@example.com").await;
+    let t = bot
+        .send_as("u1", InputEvent::Text("punkte".into()), en.clone())
+        .await;
+    assert!(
+        all_text(&t).contains("Du hast 50 Punkte"),
+        "{}",
+        all_text(&t)
+    );
+    let t = bot
+        .send_as("u1", InputEvent::Payload(payloads::BALANCE.into()), en)
+        .await;
+    assert!(
+        all_text(&t).contains("Du hast 50 Punkte"),
+        "the choice sticks: {}",
+        all_text(&t)
+    );
+
+    let t = bot
+        .send_as("u2", InputEvent::Text("hi".into()), de.clone())
+        .await;
+    assert!(
+        all_text(&t).contains("Prämien-Assistent"),
+        "{}",
+        all_text(&t)
+    );
+    let t = bot
+        .send_as("u2", InputEvent::Payload(payloads::HELP.into()), de)
+        .await;
+    assert!(
+        all_text(&t).contains("Prämien-Assistent"),
+        "{}",
+        all_text(&t)
+    );
+}

@@ -50,7 +50,7 @@ impl Engine {
                     return Dispatch::Resume(pos.clone(), Answer::Text(t.clone()));
                 }
                 if let Some((flow, lang)) = self.keyword(&norm, false) {
-                    *locale = lang;
+                    self.switch_language(&flow, lang, locale);
                     return Dispatch::Start(flow, BTreeMap::new());
                 }
                 // Only a typed question (email, order number) takes free text as its answer; a
@@ -76,11 +76,24 @@ impl Engine {
                     }
                 }
                 if let Some((flow, lang)) = self.keyword(&norm, true) {
-                    *locale = lang;
+                    self.switch_language(&flow, lang, locale);
                     return Dispatch::Start(flow, BTreeMap::new());
                 }
                 fallback()
             }
+        }
+    }
+
+    /// A keyword sets the conversation's language, except greetings and help words, which
+    /// people type in whatever language ("hi" from a German speaker).
+    fn switch_language(&self, flow: &str, lang: String, locale: &mut String) {
+        if self
+            .registry
+            .flows
+            .get(flow)
+            .is_some_and(|f| !f.triggers.fallback)
+        {
+            *locale = lang;
         }
     }
 

@@ -33,6 +33,7 @@ struct Saved {
     paused: Option<Position>,
     #[serde(default)]
     paused_at: Option<DateTime<Utc>>,
+    /// The language the customer chose by typing a keyword in it.
     #[serde(default)]
     locale: Option<String>,
 }
@@ -105,11 +106,11 @@ impl Engine {
             account.as_ref().and_then(|a| a.member.locale.as_deref()),
             saved.locale.as_deref(),
         );
+        let before = locale.clone();
         // A question left unanswered for long is forgotten: the next message starts afresh.
         let paused = saved.paused.filter(|_| {
-            saved
-                .paused_at
-                .is_some_and(|at| Utc::now() - at < PAUSE_TTL)
+            // Saved before expiry existed: keep it this once.
+            saved.paused_at.is_none_or(|at| Utc::now() - at < PAUSE_TTL)
         });
         let dispatch = self.dispatch(&input.event, paused, account.is_some(), &mut locale);
         let mut ctx = Ctx::new(
@@ -132,7 +133,12 @@ impl Engine {
         let state = Saved {
             paused_at: paused.as_ref().map(|_| Utc::now()),
             paused: paused.clone(),
-            locale: Some(locale),
+            // Only a keyword typed in another language changes the conversation's language.
+            locale: if locale != before {
+                Some(locale)
+            } else {
+                saved.locale
+            },
         };
         let data = serde_json::to_value(&state).unwrap_or_default();
         let turn = ctx.finish(paused.map(|p| self.awaiting(&p)));
@@ -244,10 +250,10 @@ impl Engine {
             .any(|(_, s)| matches!(s, Step::Confirm { yes, .. } if yes.payload == payload))
     }
 
-    /// The platform's locale for the person wins; then the language this conversation last
-    /// used (a German keyword switches it); then the member's language at joining.
+    /// The language the customer chose by typing a keyword in it wins; then the platform's
+    /// locale for the person; then the member's language at joining; then the default.
     fn locale(&self, profile: &Profile, member: Option<&str>, saved: Option<&str>) -> String {
-        [profile.locale.as_deref(), saved, member]
+        [saved, profile.locale.as_deref(), member]
             .into_iter()
             .flatten()
             .find_map(locale_of)
