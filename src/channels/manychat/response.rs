@@ -61,7 +61,9 @@ impl Callbacks<'_> {
     }
 
     /// A callback tappable for an engine payload, or `None` (logged) if no endpoint serves it.
-    fn tappable(&self, title: &str, payload: &str) -> Option<Tappable> {
+    /// `one_time`: a quick reply, which disappears once tapped; a button stays in the chat and
+    /// may rightly be tapped again later, so it gets no one-time request id.
+    fn tappable(&self, title: &str, payload: &str, one_time: bool) -> Option<Tappable> {
         let routed = (self.route)(payload)
             .and_then(|(flow, vars)| Some((Endpoint::for_flow(&flow, &vars)?, vars)));
         let Some((endpoint, mut vars)) = routed else {
@@ -71,7 +73,7 @@ impl Callbacks<'_> {
             );
             return None;
         };
-        if endpoint == Endpoint::Redeem {
+        if one_time && endpoint == Endpoint::Redeem {
             // A one-time id per offered choice: a double tap, or ManyChat retrying the
             // callback, redeems once and shows the same coupon again.
             vars.insert(REQUEST_ID.to_owned(), one_time_id());
@@ -97,7 +99,7 @@ pub fn render(turn: &Turn, cb: &Callbacks<'_>) -> V2 {
             continue;
         }
         seen.push(&choice.payload);
-        quick_replies.extend(cb.tappable(&choice.title, &choice.payload));
+        quick_replies.extend(cb.tappable(&choice.title, &choice.payload, true));
     }
     V2 {
         version: "v2",
@@ -165,7 +167,7 @@ fn message(text: &str, buttons: &[Button], cb: &Callbacks<'_>) -> Option<Message
                 caption: caption(title),
                 url: url.clone(),
             }),
-            Button::Postback { title, payload } => cb.tappable(title, payload),
+            Button::Postback { title, payload } => cb.tappable(title, payload, false),
         })
         .take(MAX_BUTTONS)
         .collect();

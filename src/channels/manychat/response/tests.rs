@@ -377,3 +377,22 @@ fn debug_output_never_shows_the_bearer_token() {
         "{dbg}"
     );
 }
+
+#[test]
+fn a_redeem_button_that_stays_in_the_chat_carries_no_one_time_id() {
+    let turn = Turn {
+        replies: vec![Reply {
+            text: "Your mug is waiting".into(),
+            choices: vec![],
+            buttons: vec![Button::Postback {
+                title: "Redeem".into(),
+                payload: "REDEEM:free-mug".into(),
+            }],
+        }],
+        ..Turn::default()
+    };
+    let v = to_json(&turn, &Profile::default());
+    let button = &v["content"]["messages"][0]["buttons"][0];
+    assert_eq!(button["url"], "https://loyalty.example/manychat/redeem");
+    assert!(button["payload"].get("request_id").is_none(), "{button}");
+}
