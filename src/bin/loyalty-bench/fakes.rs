@@ -77,6 +77,13 @@ pub struct Fakes {
     handles: Vec<ServerHandle>,
 }
 
+/// The User Profile API: every customer has a name (the service asks once per customer).
+async fn profile(psid: web::Path<String>) -> HttpResponse {
+    HttpResponse::Ok().json(
+        serde_json::json!({"id": psid.into_inner(), "first_name": "Bench", "locale": "en_US"}),
+    )
+}
+
 impl Fakes {
     pub fn start() -> anyhow::Result<Fakes> {
         let (shop, shop_handle) = serve(Some(1), |cfg| {
@@ -87,7 +94,8 @@ impl Fakes {
         let data = web::Data::from(Arc::clone(&replies));
         let (send_api, send_handle) = serve(Some(1), move |cfg| {
             cfg.app_data(data.clone())
-                .route("/v25.0/me/messages", web::post().to(send));
+                .route("/v25.0/me/messages", web::post().to(send))
+                .route("/v25.0/{psid}", web::get().to(profile));
         })?;
         // The bare handler gets actix's default worker count, as the service does.
         let (bare_addr, bare_handle) = serve(None, |cfg| {

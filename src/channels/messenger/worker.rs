@@ -19,7 +19,6 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-/// Shown when the engine fails, so that no message goes unanswered.
 /// How long processed event keys are kept to spot redeliveries. Meta gives up redelivering
 /// (and unsubscribes the app) after an hour of failures, so a week is ample.
 const KEEP_KEYS: chrono::Duration = chrono::Duration::days(7);
