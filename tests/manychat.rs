@@ -110,6 +110,16 @@ fn quick_reply<'a>(
     })
 }
 
+/// Jane joins (50) and claims a 210.00 order: 260 points, enough for a mug, not for a bag.
+async fn jane_with_260_points(app: &TestApp) {
+    app.shop
+        .add_order("1007", "jane@example.com", "210.00", "paid");
+    join_jane(app).await;
+    let mut body = jane_plain();
+    body["order_number"] = json!("1007");
+    call(app, "/manychat/claim", &body).await;
+}
+
 async fn join_jane(app: &TestApp) {
     let mut body = jane_plain();
     body["custom_fields"]["email_input"] = json!("jane@example.com");
@@ -469,12 +479,7 @@ async fn rewards_are_offered_as_quick_replies_that_call_the_redeem_endpoint() {
 #[tokio::test]
 async fn redeeming_with_enough_points_gives_a_coupon_code_and_a_checkout_button() {
     let app = spawn_app().await;
-    app.shop
-        .add_order("1007", "jane@example.com", "210.00", "paid");
-    join_jane(&app).await;
-    let mut body = jane_plain();
-    body["order_number"] = json!("1007");
-    call(&app, "/manychat/claim", &body).await;
+    jane_with_260_points(&app).await;
     assert_eq!(balance(&app, JANE).await, Some(260));
 
     // Tap the quick reply exactly as ManyChat would.
@@ -514,12 +519,7 @@ async fn redeeming_with_enough_points_gives_a_coupon_code_and_a_checkout_button(
 #[tokio::test]
 async fn a_concurrent_double_tap_redeems_once_and_both_taps_show_the_same_code() {
     let app = spawn_app().await;
-    app.shop
-        .add_order("1007", "jane@example.com", "210.00", "paid");
-    join_jane(&app).await;
-    let mut body = jane_plain();
-    body["order_number"] = json!("1007");
-    call(&app, "/manychat/claim", &body).await;
+    jane_with_260_points(&app).await;
     let rewards = call(&app, "/manychat/rewards", &jane_plain()).await;
     let mug = quick_reply(
         &rewards,
