@@ -286,12 +286,7 @@ fn concurrent_redemptions_never_overdraw_a_balance() {
     }
     // 20 points buy two 7-point rewards, never three.
     assert_eq!(coupons.lock().unwrap().len(), 2);
-    let id = store
-        .member_by_identity(&identity(0))
-        .unwrap()
-        .unwrap()
-        .member
-        .id;
+    let id = member_id(&store, 0);
     assert_eq!(store.member(id).unwrap().unwrap().balance, Points(6));
     check_invariants(&store).unwrap();
 }
@@ -335,12 +330,7 @@ fn a_reopened_store_keeps_members_ledgers_coupons_conversations_and_queues() {
             attempts: 0,
         };
         let ids = store.finish_inbound("m1", vec![reply]).unwrap();
-        let id = store
-            .member_by_identity(&identity(0))
-            .unwrap()
-            .unwrap()
-            .member
-            .id;
+        let id = member_id(&store, 0);
         (id, ids[0])
     };
 
@@ -381,12 +371,7 @@ fn a_reopened_store_keeps_members_ledgers_coupons_conversations_and_queues() {
 
     // Counters resume past what was used before the restart: no reused ids.
     apply(&store, &Op::Join { who: 1, email: 1 }, &coupons);
-    let newcomer = store
-        .member_by_identity(&identity(1))
-        .unwrap()
-        .unwrap()
-        .member
-        .id;
+    let newcomer = member_id(&store, 1);
     assert!(newcomer > id);
     let later = store.finish_inbound(
         "m2",
@@ -398,4 +383,14 @@ fn a_reopened_store_keeps_members_ledgers_coupons_conversations_and_queues() {
         }],
     );
     assert!(later.unwrap()[0] > outbox_id);
+}
+
+/// The id of the member behind test identity `i`; panics if they never joined.
+fn member_id(store: &SledStore, i: u8) -> MemberId {
+    store
+        .member_by_identity(&identity(i))
+        .unwrap()
+        .unwrap()
+        .member
+        .id
 }
