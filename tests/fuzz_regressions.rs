@@ -67,3 +67,13 @@ fn every_corpus_and_crash_folder_belongs_to_a_target() {
         }
     }
 }
+
+// One test per finding, stating the behaviour the fix gives (the input is also replayed above).
+
+#[test]
+fn an_order_word_after_the_hash_is_read_so_the_number_parses_to_itself() {
+    use loyalty_bot::domain::OrderNumber;
+    let number = OrderNumber::parse("#order-10011000").unwrap();
+    assert_eq!(number.as_str(), "10011000");
+    assert_eq!(OrderNumber::parse(number.as_str()), Ok(number));
+}
