@@ -48,10 +48,10 @@ pub fn messenger_signed(data: &[u8]) {
     let secret = Secret::new(if flags & 16 == 0 { APP_SECRET } else { "" });
     let expected = hmac_sha256_hex(APP_SECRET.as_bytes(), body);
     let header = if flags & 1 == 1 {
-        let hex = if flags & 2 == 2 {
-            expected.to_ascii_uppercase()
+        let hex: std::borrow::Cow<'_, str> = if flags & 2 == 2 {
+            expected.to_ascii_uppercase().into()
         } else {
-            expected.clone()
+            expected.as_str().into()
         };
         let pad = if flags & 4 == 4 { " " } else { "" };
         Some(format!("{pad}sha256={hex}{pad}"))

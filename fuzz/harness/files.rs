@@ -46,8 +46,11 @@ pub fn flow_file(data: &[u8]) {
     }
 }
 
+/// Reads one setting.
+type Getter = fn(&Settings) -> &str;
+
 /// Keys whose environment override is a plain string that validation keeps as given.
-const STRING_KEYS: [(&str, fn(&Settings) -> &str); 6] = [
+const STRING_KEYS: [(&str, Getter); 6] = [
     ("PROGRAM__CURRENCY", |s| &s.program.currency),
     ("PROGRAM__LOCALE", |s| &s.program.locale),
     ("SERVER__BIND", |s| &s.server.bind),
