@@ -22,9 +22,9 @@ for t in "${targets[@]}"; do
     nice -n 19 cargo fuzz run -O "$t" "corpus-grown/$t" "corpus/$t" -- \
         -jobs=1 -workers=1 -max_total_time="$secs" -print_final_stats=1 \
         -artifact_prefix="artifacts/$t/" "${dict[@]}" >/dev/null 2>&1 || status=$?
-    mv fuzz-0.log "logs/$t.log"
-    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "logs/$t.log" | grep -o '[0-9]*$' | tail -1)
-    cov=$(grep -o 'cov: [0-9]*' "logs/$t.log" | tail -1)
+    mv fuzz-0.log "logs/$t.log" 2>/dev/null || true
+    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "logs/$t.log" | grep -o '[0-9]*$' | tail -1 || true)
+    cov=$(grep -o 'cov: [0-9]*' "logs/$t.log" | tail -1 || true)
     crashes=$(find "artifacts/$t" -type f | wc -l)
     echo "$t execs=${execs:-?} secs=$secs ${cov:-cov: ?} artifacts=$crashes exit=$status"
 done
