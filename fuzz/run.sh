@@ -3,6 +3,7 @@
 # (default 60), growing fuzz/corpus-grown/<target>/ from the committed seeds in
 # fuzz/corpus/<target>/. Prints one line per target: executions, seconds, coverage, crashes.
 # Usage: fuzz/run.sh [SECONDS] [TARGET...]   (needs cargo-fuzz; see docs/fuzzing.md)
+# FUZZ_FLAGS="-max_len=8192" fuzz/run.sh ... passes more libFuzzer flags.
 set -euo pipefail
 cd "$(dirname "$0")"
 secs=${1:-60}
@@ -21,7 +22,7 @@ for t in "${targets[@]}"; do
     status=0
     nice -n 19 cargo fuzz run -O "$t" "corpus-grown/$t" "corpus/$t" -- \
         -jobs=1 -workers=1 -max_total_time="$secs" -print_final_stats=1 \
-        -artifact_prefix="artifacts/$t/" "${dict[@]}" >/dev/null 2>&1 || status=$?
+        -artifact_prefix="artifacts/$t/" "${dict[@]}" ${FUZZ_FLAGS:-} >/dev/null 2>&1 || status=$?
     mv fuzz-0.log "logs/$t.log" 2>/dev/null || true
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "logs/$t.log" | grep -o '[0-9]*$' | tail -1 || true)
     cov=$(grep -o 'cov: [0-9]*' "logs/$t.log" | tail -1 || true)
