@@ -108,7 +108,7 @@ async fn member(
 ) -> Result<HttpResponse, ApiError> {
     let email = Email::parse(&q.email).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let found = program
-        .blocking(move |s| match s.member_by_email(&email)? {
+        .durably(move |s| match s.member_by_email(&email)? {
             Some(account) => {
                 let ledger = s.ledger(account.member.id)?;
                 Ok(Some((account, ledger)))

@@ -1,12 +1,15 @@
 //! The store seam: every method is one atomic, durable domain operation. When a method returns
 //! `Ok`, its effect is on disk (group-committed flush), so a reply that announces it survives
 //! `kill -9`. Backends (sled today) implement [`LoyaltyStore`] and [`EventQueue`]; flows and
-//! handlers only ever see these traits.
+//! handlers only ever see these traits, and call them through [`run_durably`], which awaits
+//! the flush instead of parking a thread on it.
 
+pub mod durability;
 mod flusher;
 mod keys;
 mod sled_store;
 
+pub use durability::{run_durably, AwaitDurable};
 pub use flusher::GroupCommit;
 pub use sled_store::SledStore;
 
@@ -102,7 +105,7 @@ pub struct ConversationState {
     pub data: serde_json::Value,
 }
 
-pub trait LoyaltyStore: Send + Sync + 'static {
+pub trait LoyaltyStore: AwaitDurable + Send + Sync + 'static {
     fn member(&self, id: MemberId) -> Result<Option<MemberAccount>, StoreError>;
     fn member_by_identity(&self, who: &ChatIdentity) -> Result<Option<MemberAccount>, StoreError>;
     fn member_by_email(&self, email: &Email) -> Result<Option<MemberAccount>, StoreError>;
@@ -193,7 +196,7 @@ pub struct OutboundMessage {
 }
 
 /// A durable queue for one chat channel: inbound events (de-duplicated) and outbound replies.
-pub trait EventQueue: Send + Sync + 'static {
+pub trait EventQueue: AwaitDurable + Send + Sync + 'static {
     /// Records events durably, skipping keys seen before. Returns the ones that were new.
     fn record_inbound(&self, events: Vec<InboundEvent>) -> Result<Vec<InboundEvent>, StoreError>;
     /// Events recorded but not processed yet, ordered by sender then timestamp.

@@ -29,8 +29,8 @@ impl Row {
 pub fn print(rows: &[Row], options: &Options) {
     let ceiling = rows.first().map_or(0.0, |r| r.measured.rate());
     println!();
-    println!("| workload | req/s | ratio to bare | p50 | p95 | p99 | non-2xx | transport | wrong answer |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| workload | req/s | ratio to bare | p50 | p95 | p99 | CPU µs/req | non-2xx | transport | wrong answer |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for row in rows {
         let m = &row.measured;
         let ratio = if ceiling > 0.0 {
@@ -39,12 +39,14 @@ pub fn print(rows: &[Row], options: &Options) {
             "–".into()
         };
         println!(
-            "| {} | {:.0} | {ratio} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {:.0} | {ratio} | {} | {} | {} | {} | {} | {} | {} |",
             row.name,
             m.rate(),
             ms(m.percentile(0.50)),
             ms(m.percentile(0.95)),
             ms(m.percentile(0.99)),
+            m.cpu_per_request_us()
+                .map_or_else(|| "–".into(), |us| format!("{us:.0}")),
             m.errors.non_2xx,
             m.errors.transport,
             m.errors.wrong,
@@ -52,7 +54,9 @@ pub fn print(rows: &[Row], options: &Options) {
     }
     println!();
     println!(
-        "{} connections; latencies in ms over the requests completed in the {} s window.",
+        "{} connections; latencies in ms over the requests completed in the {} s window; CPU \
+         µs/req is the whole process's (service, fakes, load generator) CPU time in the window \
+         per completed request.",
         options.connections, options.seconds
     );
     for note in rows.iter().flat_map(|r| &r.notes) {

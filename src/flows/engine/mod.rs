@@ -93,7 +93,7 @@ impl Engine {
         let key = who.clone();
         let saved: Saved = self
             .program
-            .blocking(move |s| s.conversation(&key))
+            .durably(move |s| s.conversation(&key))
             .await?
             .and_then(|c| serde_json::from_value(c.data).ok())
             .unwrap_or_default();
@@ -143,7 +143,7 @@ impl Engine {
         let data = serde_json::to_value(&state).unwrap_or_default();
         let turn = ctx.finish(paused.map(|p| self.awaiting(&p)));
         self.program
-            .blocking(move |s| s.save_conversation(&who, &ConversationState { data }))
+            .durably(move |s| s.save_conversation(&who, &ConversationState { data }))
             .await?;
         Ok(turn)
     }
