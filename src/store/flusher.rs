@@ -308,7 +308,7 @@ mod tests {
     #[test]
     fn a_wait_inside_a_deferred_scope_returns_a_mark_instead_of_blocking() {
         let (_dir, db) = temp_db();
-        let gc = GroupCommit::start(db.clone(), Duration::ZERO).unwrap();
+        let gc = GroupCommit::start(db, Duration::ZERO).unwrap();
         let ((), mark) = durability::deferred(|| gc.wait().unwrap());
         let mark = mark.expect("the wait was deferred");
         futures_util::FutureExt::now_or_never(gc.durable(Mark(u64::MAX)))
