@@ -116,3 +116,6 @@ impl SledStore {
         Err(Abort::Corrupt(format!("claim of order {order} without its credit"), None).into())
     }
 }
+
+#[cfg(test)]
+mod tests;
