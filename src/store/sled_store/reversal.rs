@@ -30,10 +30,9 @@ impl SledStore {
             if let Some(reversal) = record.reversal.clone() {
                 return Ok(ReverseOutcome::AlreadyReversed { reversal });
             }
-            let outcome = match tx(record.claim())? {
-                None => ReverseOutcome::RecordedBeforeClaim {
-                    reversal: Reversal::before_claim(reason, now),
-                },
+            // The member's balance afterwards, when the order had been credited to someone.
+            let (reversal, balance) = match tx(record.claim())? {
+                None => (Reversal::before_claim(reason, now), None),
                 Some(claim) => {
                     let Some(credited) = claim.points.or(legacy) else {
                         return abort(Abort::Corrupt(
@@ -51,28 +50,24 @@ impl SledStore {
                         now,
                     );
                     let acct = tx_append(members, ledger, acct, &entry)?;
-                    ReverseOutcome::Reversed {
-                        reversal,
-                        balance: acct.balance,
-                    }
+                    (reversal, Some(acct.balance))
                 }
             };
-            record.reversal = Some(match &outcome {
-                ReverseOutcome::Reversed { reversal, .. }
-                | ReverseOutcome::RecordedBeforeClaim { reversal }
-                | ReverseOutcome::AlreadyReversed { reversal } => reversal.clone(),
-            });
+            record.reversal = Some(reversal.clone());
             orders.insert(okey.as_slice(), tx(encode("order record", &record))?)?;
-            Ok(outcome)
+            Ok(match balance {
+                Some(balance) => ReverseOutcome::Reversed { reversal, balance },
+                None => ReverseOutcome::RecordedBeforeClaim { reversal },
+            })
         })?;
         // A repeat waits too: the first reversal may be a concurrent one not flushed yet.
         self.commit.wait()?;
         match &outcome {
-            ReverseOutcome::Reversed { reversal, .. } => tracing::info!(
+            ReverseOutcome::Reversed { reversal: r, .. } => tracing::info!(
                 order = %order,
-                member.id = ?reversal.member.map(|m| m.0),
-                taken = reversal.taken.0,
-                shortfall = reversal.shortfall.0,
+                member.id = %r.member.map_or(0, |m| m.0),
+                taken = r.taken.0,
+                shortfall = r.shortfall.0,
                 "order credit reversed"
             ),
             ReverseOutcome::RecordedBeforeClaim { .. } => {
