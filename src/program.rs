@@ -4,11 +4,12 @@
 
 use crate::domain::{
     points_for, Catalogue, ChatIdentity, Coupon, CouponCode, CouponStatus, Email, Member, MemberId,
-    OrderNumber, OrderStatus, Points, Profile, Reward,
+    OrderNumber, OrderStatus, Points, Profile, ReversalReason, Reward,
 };
 use crate::shop::{CouponRequest, Shop, ShopError};
 use crate::store::{
-    ClaimOutcome, JoinOutcome, LoyaltyStore, MemberAccount, NewMember, RedeemOutcome, StoreError,
+    ClaimOutcome, JoinOutcome, LoyaltyStore, MemberAccount, NewMember, RedeemOutcome,
+    ReverseOutcome, StoreError,
 };
 use chrono::{DateTime, Duration, Utc};
 use std::sync::Arc;
@@ -204,6 +205,10 @@ impl Program {
                 })
             }
             ClaimOutcome::AlreadyClaimed { by, at } => self.already_claimed(id, by, at).await,
+            // The shop's refund beat the claim (its verify answer was older than the refund).
+            ClaimOutcome::Reversed { reason, .. } => {
+                Ok(ClaimResult::NotPaid(reason.order_status()))
+            }
         }
     }
 
@@ -304,6 +309,19 @@ impl Program {
             reward,
             balance,
         })
+    }
+
+    /// The shop refunded or cancelled an order: take back what it credited, once per order,
+    /// ever (see [`crate::domain::reversals`] for the policy). An order nobody has claimed is
+    /// recorded so that its later claims are refused. Nothing is sent to the member: the
+    /// balance and the ledger show the reversal.
+    pub async fn reverse_order(
+        &self,
+        order: OrderNumber,
+        reason: ReversalReason,
+    ) -> Result<ReverseOutcome, ProgramError> {
+        self.blocking(move |s| s.reverse_order(&order, reason, Utc::now()))
+            .await
     }
 
     /// The coupon once its first attempt has settled (issued or cancelled), or as it is after

@@ -15,7 +15,7 @@ pub use sled_store::SledStore;
 
 use crate::domain::{
     ChatIdentity, Coupon, CouponCode, Email, LedgerEntry, Member, MemberId, OrderNumber, Points,
-    Profile, Reward, VerifiedOrder,
+    Profile, Reversal, ReversalReason, Reward, VerifiedOrder,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -65,11 +65,29 @@ pub enum ClaimOutcome {
         points: Points,
         balance: Points,
     },
-    /// The order was credited before (to `by`, at `at`); nothing changed.
+    /// The order was credited before (to `by`, at `at`); nothing changed. A claimed order
+    /// stays claimed after a reversal, so this is also the answer for reversed claims.
     AlreadyClaimed {
         by: MemberId,
         at: DateTime<Utc>,
     },
+    /// The shop refunded or cancelled the order before anyone claimed it; nothing changed.
+    Reversed {
+        reason: ReversalReason,
+        at: DateTime<Utc>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReverseOutcome {
+    /// The order's credit was taken back now (at most the balance; see
+    /// [`crate::domain::reversals`]). `balance` is the member's balance afterwards.
+    Reversed { reversal: Reversal, balance: Points },
+    /// Nobody had claimed the order: the reversal is recorded and every later claim of the
+    /// order is refused.
+    RecordedBeforeClaim { reversal: Reversal },
+    /// The order was reversed before (this `reversal`); nothing changed.
+    AlreadyReversed { reversal: Reversal },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,11 +145,26 @@ pub trait LoyaltyStore: AwaitDurable + Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<ClaimOutcome, StoreError>;
 
-    /// Who claimed an order, if anyone.
+    /// Who claimed an order, if anyone (reversed or not: a claim is forever).
     fn order_claim(
         &self,
         order: &OrderNumber,
     ) -> Result<Option<(MemberId, DateTime<Utc>)>, StoreError>;
+
+    /// Takes back what a refunded or cancelled order credited, atomically and once per order,
+    /// ever: a ledger entry debits the credit, capped at the balance (the rest is recorded as
+    /// shortfall), and the order stays claimed. An order nobody claimed gets the reversal
+    /// recorded so that later claims are refused. Concurrent calls, and calls concurrent with
+    /// a claim of the same order, serialise on the order.
+    fn reverse_order(
+        &self,
+        order: &OrderNumber,
+        reason: ReversalReason,
+        now: DateTime<Utc>,
+    ) -> Result<ReverseOutcome, StoreError>;
+
+    /// The reversal of an order, if the shop reported one.
+    fn order_reversal(&self, order: &OrderNumber) -> Result<Option<Reversal>, StoreError>;
 
     /// Deducts the reward's points and records a pending coupon in one atomic step; never takes
     /// a balance below zero, even under concurrent calls. `request` identifies the customer's

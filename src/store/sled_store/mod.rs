@@ -4,7 +4,8 @@
 //! - `members`: member id → `Account` (the member, cached balance, next ledger sequence)
 //! - `identities`: chat identity key → member id; `emails`: email → member id
 //! - `ledger`: (member id, seq) → `LedgerEntry`, append-only
-//! - `orders`: upper-cased order number → `Claim`, global across members and channels
+//! - `orders`: upper-cased order number → `OrderRecord` (its claim and its reversal), global
+//!   across members and channels
 //! - `coupons`: code → `Coupon`; `member_coupons`: (member id, seq of the redemption entry)
 //!   → code; `pending_coupons`: code → empty, the coupons whose shop answer is outstanding
 //! - `conversations`: chat identity key → `ConversationState`
@@ -16,11 +17,12 @@
 //! per event. Every mutating method waits for a group-committed flush before returning.
 //!
 //! Submodules: `records` (stored shapes, codec, transaction helpers), `loyalty`
-//! ([`super::LoyaltyStore`]), `queue` ([`super::EventQueue`]).
+//! ([`super::LoyaltyStore`]), `reversal` (order reversals), `queue` ([`super::EventQueue`]).
 
 mod loyalty;
 mod queue;
 mod records;
+mod reversal;
 #[cfg(test)]
 mod tests;
 
