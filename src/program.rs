@@ -320,7 +320,7 @@ impl Program {
         order: OrderNumber,
         reason: ReversalReason,
     ) -> Result<ReverseOutcome, ProgramError> {
-        self.blocking(move |s| s.reverse_order(&order, reason, Utc::now()))
+        self.durably(move |s| s.reverse_order(&order, reason, Utc::now()))
             .await
     }
 
