@@ -4,10 +4,12 @@ use crate::load::Plan;
 use std::time::Duration;
 
 pub const USAGE: &str = "\
-usage: loyalty-bench [--seconds N] [--connections C] [--only W[,W...]] [--smoke]
+usage: loyalty-bench [--seconds N] [--connections C] [--members N] [--only W[,W...]] [--smoke]
 
   --seconds N       measured seconds per workload (default 10; 1 with --smoke)
   --connections C   concurrent closed-loop connections (default 64; 4 with --smoke)
+  --members N       fill the store with N members before the service starts, and report
+                    bytes per member, cold start time and memory (a new process)
   --only W,...      run only these workloads: bare, intake, e2e, claim, redeem
                     (the bare ceiling always runs: every ratio needs it)
   --smoke           a short run of every workload that fails (exit 1) on any error or
@@ -20,6 +22,8 @@ pub struct Options {
     pub smoke: bool,
     /// `None`: every workload.
     pub only: Option<Vec<Workload>>,
+    /// Members to fill the store with before the service starts.
+    pub members: Option<u64>,
 }
 
 /// The workloads `--only` can pick.
@@ -49,12 +53,14 @@ impl Options {
     /// `Ok(None)` for `--help`.
     pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
         let (mut seconds, mut connections, mut smoke, mut only) = (None, None, false, None);
+        let mut members = None;
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--seconds" => seconds = Some(number::<f64>(&arg, args.next())?),
                 "--connections" => connections = Some(number::<usize>(&arg, args.next())?),
                 "--smoke" => smoke = true,
+                "--members" => members = Some(number::<u64>(&arg, args.next())?),
                 "--only" => {
                     let list = args.next().ok_or("--only needs a list of workloads")?;
                     only = Some(
@@ -80,6 +86,7 @@ impl Options {
             connections,
             smoke,
             only,
+            members,
         }))
     }
 

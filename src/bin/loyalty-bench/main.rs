@@ -13,6 +13,7 @@ mod fakes;
 mod load;
 mod machine;
 mod manychat;
+mod members;
 mod messenger;
 mod report;
 mod service;
@@ -33,7 +34,17 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let options = match Options::parse(std::env::args().skip(1)) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(members::PROBE_FLAG) {
+        return match members::probe_main(&args[1..]).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let options = match Options::parse(args) {
         Ok(Some(o)) => o,
         Ok(None) => {
             println!("{}", cli::USAGE);
@@ -62,8 +73,19 @@ async fn main() -> ExitCode {
 /// Runs every workload; `Ok(false)` when `--smoke` finds a problem.
 async fn run(options: &Options) -> anyhow::Result<bool> {
     println!("{}", machine::describe(options));
+    let dir = service::temp_dir()?;
+    let filled = match options.members {
+        Some(n) => match prefill(&dir, n) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        },
+        None => None,
+    };
     let fakes = Fakes::start().context("start the loopback fakes")?;
-    let service = Service::start(&fakes).await?;
+    let service = Service::start(&fakes, dir).await?;
     let rows = workloads(options, &fakes, &service).await;
     // Stop (and delete the temp store) even when a workload failed.
     let stopped = service.stop().await;
@@ -71,7 +93,28 @@ async fn run(options: &Options) -> anyhow::Result<bool> {
     let rows = rows?;
     stopped?;
     report::print(&rows, options);
+    if let Some(f) = &filled {
+        report::print_members(f);
+    }
     Ok(!options.smoke || report::smoke_ok(&rows))
+}
+
+/// `--members N`: fills the store the service will start on, then measures it on disk and in
+/// a freshly started process (cold page cache when it can be emptied).
+fn prefill(dir: &std::path::Path, n: u64) -> anyhow::Result<members::Figures> {
+    let db = service::db_path(dir);
+    eprintln!("filling the store with {n} members ...");
+    let fill = members::fill(&db, n, 64 << 20)?;
+    let disk_bytes = members::disk_bytes(&db).context("measure the store")?;
+    let cold = members::evict(&db);
+    eprintln!("starting the service on it in a new process (cold page cache: {cold}) ...");
+    let probe = members::probe_in_child(&db, n, cold)?;
+    Ok(members::Figures {
+        members: n,
+        fill,
+        disk_bytes,
+        probe,
+    })
 }
 
 /// Runs the workloads in an order that keeps background work from leaking into the next one

@@ -85,3 +85,37 @@ pub fn smoke_ok(rows: &[Row]) -> bool {
     }
     ok
 }
+
+/// The `--members` figures.
+pub fn print_members(f: &crate::members::Figures) {
+    let p = &f.probe;
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    println!();
+    println!("| store with {} members | value |", f.members);
+    println!("| --- | ---: |");
+    println!(
+        "| filled in (store `join`, all CPUs) | {:.1} s |",
+        f.fill.as_secs_f64()
+    );
+    println!(
+        "| on disk | {:.1} MiB ({:.0} bytes per member) |",
+        f.disk_bytes as f64 / (1024.0 * 1024.0),
+        f.disk_bytes as f64 / f.members.max(1) as f64
+    );
+    println!(
+        "| service start on it ({} page cache) | {:.0} ms |",
+        if p.cold {
+            "cold"
+        } else {
+            "warm: could not empty the"
+        },
+        p.open_ms
+    );
+    println!("| RSS after start | {:.0} MiB |", mib(p.rss_open_kib));
+    println!(
+        "| peak RSS after {} lookups by email (p50 {:.0} µs) | {:.0} MiB |",
+        p.lookups,
+        p.lookup_us_p50,
+        mib(p.rss_peak_kib)
+    );
+}

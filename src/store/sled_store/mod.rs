@@ -98,7 +98,8 @@ impl SledStore {
             commit: GroupCommit::start(db.clone(), flush_gap)?,
             db,
         };
-        tracing::info!(path = %path.display(), members = store.members.len(), "store opened");
+        // No member count here: `Tree::len` walks the whole tree, seconds at a million members.
+        tracing::info!(path = %path.display(), "store opened");
         Ok(store)
     }
 
