@@ -9,8 +9,10 @@ use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// A secret string: never printed by `Debug` or `Display`.
-#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+/// A secret string: never printed by `Debug` (there is no `Display`), and not comparable with
+/// `==`, which would take longer the more leading bytes match. Compare presented values with
+/// [`crate::signature::secrets_match`] or [`crate::signature::bearer_matches`].
+#[derive(Clone, Default, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);
 
