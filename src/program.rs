@@ -187,6 +187,8 @@ impl Program {
             tracing::warn!(member.id = %id, retry_after_secs = limited.retry_after_secs(), "claim refused: rate limit");
             return Ok(ClaimResult::Limited(limited));
         }
+        // A claim abandoned half-way (the caller went away) keeps its failed-claim token:
+        // it comes back with the refill, and erring that way never helps a guesser.
         let result = self.claim_within_limits(member, order).await;
         let failed = matches!(
             result,

@@ -54,7 +54,7 @@ pub async fn limit_body_time(
     let res = next.call(req).await?;
     let res = if timed_out.get() {
         tracing::info!(
-            body_timeout_ms = limit.as_millis() as u64,
+            body_timeout_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
             "request body too slow; 408"
         );
         let (req, _) = res.into_parts();

@@ -59,11 +59,6 @@ pub struct Rate {
 }
 
 impl Rate {
-    pub const UNLIMITED: Rate = Rate {
-        max: 0,
-        window: Duration::from_secs(1),
-    };
-
     /// The time one token takes to come back.
     fn interval(self) -> Duration {
         self.window / self.max.max(1)
@@ -106,10 +101,6 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
             max_keys: max_keys.max(1),
             full_at: Mutex::new(HashMap::new()),
         }
-    }
-
-    pub fn rate(&self) -> Rate {
-        self.rate
     }
 
     /// Takes one token for `key`, or says how long until one is back. A refusal changes nothing.
