@@ -1,11 +1,13 @@
 //! The use cases every channel shares: join, claim an order, show a balance, redeem a reward.
 //! This is the only code that orders side effects: ask the shop, then commit atomically (and
-//! durably) in the store, and only then report success to the caller.
+//! durably) in the store, and only then report success to the caller. Rate limits come first:
+//! a refused claim or redemption reads nothing, asks the shop nothing and changes nothing.
 
 use crate::domain::{
     points_for, Catalogue, ChatIdentity, Coupon, CouponCode, CouponStatus, Email, Member, MemberId,
     OrderNumber, OrderStatus, Points, Profile, ReversalReason, Reward,
 };
+use crate::limits::{Limited, Limits};
 use crate::shop::{CouponRequest, Shop, ShopError};
 use crate::store::{
     ClaimOutcome, JoinOutcome, LoyaltyStore, MemberAccount, NewMember, RedeemOutcome,
@@ -59,6 +61,8 @@ pub enum ClaimResult {
     NotPaid(OrderStatus),
     OtherCurrency(String),
     ShopUnavailable,
+    /// Too many claims (or failed claims) by this member lately; nothing was looked up.
+    Limited(Limited),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +82,8 @@ pub enum RedeemResult {
     ShopUnavailable {
         balance: Points,
     },
+    /// Too many redemptions by this member lately; nothing was spent.
+    Limited(Limited),
 }
 
 pub struct Program {
@@ -85,6 +91,7 @@ pub struct Program {
     shop: Arc<dyn Shop>,
     catalogue: Catalogue,
     rules: Rules,
+    limits: Arc<Limits>,
 }
 
 impl Program {
@@ -99,7 +106,19 @@ impl Program {
             shop,
             catalogue,
             rules,
+            limits: Arc::new(Limits::unlimited()),
         }
+    }
+
+    /// The rate limits to apply (the default is none: start-up always sets them).
+    pub fn with_limits(mut self, limits: Arc<Limits>) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The limits, also for the HTTP layer's per-address budgets.
+    pub fn limits(&self) -> &Arc<Limits> {
+        &self.limits
     }
 
     pub fn catalogue(&self) -> &Catalogue {
@@ -151,7 +170,33 @@ impl Program {
         })
     }
 
+    /// Claims an order for a member, within the member's claim budgets. An unknown order, or
+    /// one claimed by someone else, is charged to the tighter failed-claims budget: that is
+    /// what guessing order numbers looks like.
     pub async fn claim(
+        &self,
+        member: &Member,
+        order: OrderNumber,
+    ) -> Result<ClaimResult, ProgramError> {
+        let id = member.id;
+        if let Err(limited) = self.limits.start_claim(id) {
+            tracing::warn!(member.id = %id, retry_after_secs = limited.retry_after_secs(), "claim refused: rate limit");
+            return Ok(ClaimResult::Limited(limited));
+        }
+        // A claim abandoned half-way (the caller went away) keeps its failed-claim token:
+        // it comes back with the refill, and erring that way never helps a guesser.
+        let result = self.claim_within_limits(member, order).await;
+        let failed = matches!(
+            result,
+            Ok(ClaimResult::NotFound | ClaimResult::AlreadyClaimedByOther)
+        );
+        if !failed {
+            self.limits.claim_did_not_fail(id);
+        }
+        result
+    }
+
+    async fn claim_within_limits(
         &self,
         member: &Member,
         order: OrderNumber,
@@ -239,10 +284,14 @@ impl Program {
         reward_id: &str,
         request: Option<&str>,
     ) -> Result<RedeemResult, ProgramError> {
+        let id = member.id;
+        if let Err(limited) = self.limits.redemptions_per_member.acquire(&id) {
+            tracing::warn!(member.id = %id, retry_after_secs = limited.retry_after_secs(), "redemption refused: rate limit");
+            return Ok(RedeemResult::Limited(limited));
+        }
         let Some(reward) = self.catalogue.get(reward_id).cloned() else {
             return Ok(RedeemResult::UnknownReward);
         };
-        let id = member.id;
         let now = Utc::now();
         let expires_at = now + Duration::days(i64::from(self.rules.coupon_valid_days));
         let code = CouponCode::generate(&reward.id);

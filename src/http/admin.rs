@@ -1,11 +1,14 @@
 //! The operator API, behind `Authorization: Bearer <admin.token>`. With an empty token the
-//! routes are not registered at all (404), so a forgotten token never opens them.
+//! routes are not registered at all (404), so a forgotten token never opens them. Each client
+//! address has a budget of admin requests (`limits.admin_per_ip`), spent before the token is
+//! checked, so guessing the token is as slow as using it.
 //!
 //! `GET /admin/members?email=<email>`: a member, their balance and their ledger.
 
 use super::ApiError;
 use crate::config::Secret;
 use crate::domain::{Email, EntryKind, LedgerEntry};
+use crate::limits::Limits;
 use crate::program::Program;
 use crate::signature;
 use crate::store::MemberAccount;
@@ -20,12 +23,14 @@ pub fn configure(cfg: &mut web::ServiceConfig, program: Arc<Program>, token: Sec
     cfg.service(
         web::scope("/admin")
             .app_data(web::Data::new(AdminToken(token)))
+            .app_data(web::Data::new(AdminLimits(Arc::clone(program.limits()))))
             .app_data(web::Data::from(program))
             .route("/members", web::get().to(member)),
     );
 }
 
 struct AdminToken(Secret);
+struct AdminLimits(Arc<Limits>);
 
 /// Proof that the request carried the admin token. Extracted first, so a caller without the
 /// token learns nothing else (not even whether the query was valid).
@@ -36,6 +41,9 @@ impl FromRequest for Admin {
     type Future = Ready<Result<Admin, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        if let Err(e) = within_address_budget(req) {
+            return ready(Err(e));
+        }
         let header = req
             .headers()
             .get(actix_web::http::header::AUTHORIZATION)
@@ -48,6 +56,28 @@ impl FromRequest for Admin {
         } else {
             Err(ApiError::Unauthorized)
         })
+    }
+}
+
+fn within_address_budget(req: &HttpRequest) -> Result<(), ApiError> {
+    let Some(limits) = req.app_data::<web::Data<AdminLimits>>() else {
+        return Ok(());
+    };
+    let forwarded: Vec<&str> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let peer = req.peer_addr().map(|a| a.ip());
+    match limits.0.client_ip(peer, forwarded.into_iter()) {
+        Some(ip) => limits.0.admin_per_ip.acquire(&ip).map_err(|l| {
+            tracing::warn!(
+                retry_after_secs = l.retry_after_secs(),
+                "admin request refused: rate limit"
+            );
+            ApiError::from(l)
+        }),
+        None => Ok(()),
     }
 }
 

@@ -3,6 +3,7 @@
 //! query, oversized bodies) are routed here too, so every error a client sees has one shape.
 
 use crate::program::ProgramError;
+use actix_web::http::header::RETRY_AFTER;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
@@ -25,6 +26,11 @@ pub enum ApiError {
     UnsupportedEvent(String),
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// The client took longer than `server.body_timeout_ms` to send its body.
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
+    #[error("too many requests; retry after {retry_after_secs} s")]
+    TooManyRequests { retry_after_secs: u64 },
     /// Anything the client cannot fix. The body stays generic; the log gets the source chain.
     #[error("internal error")]
     Internal(#[source] Box<dyn StdError + Send + Sync>),
@@ -44,6 +50,8 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::UnsupportedEvent(_) => "unsupported_event",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::RequestTimeout => "request_timeout",
+            ApiError::TooManyRequests { .. } => "rate_limited",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -82,6 +90,8 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedEvent(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -92,13 +102,31 @@ impl ResponseError for ApiError {
             tracing::error!(error = ?self, "request failed");
         }
         let mut res = HttpResponse::build(self.status_code());
-        if let ApiError::Unauthorized = self {
-            res.insert_header(("WWW-Authenticate", "Bearer"));
+        match self {
+            ApiError::Unauthorized => {
+                res.insert_header(("WWW-Authenticate", "Bearer"));
+            }
+            ApiError::TooManyRequests { retry_after_secs } => {
+                res.insert_header((RETRY_AFTER, *retry_after_secs));
+            }
+            // The rest of that body may still be on its way; the connection is not reusable.
+            ApiError::RequestTimeout => {
+                res.force_close();
+            }
+            _ => {}
         }
         res.json(Body {
             code: self.code(),
             message: self.to_string(),
         })
+    }
+}
+
+impl From<crate::limits::Limited> for ApiError {
+    fn from(l: crate::limits::Limited) -> Self {
+        ApiError::TooManyRequests {
+            retry_after_secs: l.retry_after_secs(),
+        }
     }
 }
 
@@ -137,10 +165,27 @@ mod tests {
                 413,
                 "payload_too_large",
             ),
+            (ApiError::RequestTimeout, 408, "request_timeout"),
+            (
+                ApiError::TooManyRequests {
+                    retry_after_secs: 7,
+                },
+                429,
+                "rate_limited",
+            ),
         ];
         for (e, status, code) in cases {
             assert_eq!(e.status_code().as_u16(), status, "{code}");
             assert_eq!(e.code(), code);
         }
+    }
+
+    #[test]
+    fn too_many_requests_says_when_to_retry() {
+        let res = ApiError::TooManyRequests {
+            retry_after_secs: 42,
+        }
+        .error_response();
+        assert_eq!(res.headers().get(RETRY_AFTER).unwrap(), "42");
     }
 }

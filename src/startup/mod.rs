@@ -88,7 +88,8 @@ impl Application {
             messenger: channels.messenger,
             manychat: channels.manychat,
         };
-        let server = http::server(listener, routes).map_err(StartupError::Server)?;
+        let server =
+            http::server(listener, routes, &settings.server).map_err(StartupError::Server)?;
         tracing::info!(%address, "listening");
         Ok(Application {
             port: address.port(),

@@ -5,6 +5,7 @@ use super::StartupError;
 use crate::config::{Settings, ShopKind};
 use crate::domain::Points;
 use crate::flows::Engine;
+use crate::limits::{Limits, SystemClock};
 use crate::program::{Program, Rules};
 use crate::shop::{FixtureShop, GenericShop, Shop};
 use crate::store::{LoyaltyStore, SledStore};
@@ -30,12 +31,16 @@ impl Services {
             })?;
         let store = Arc::new(store);
         let dyn_store: Arc<dyn LoyaltyStore> = store.clone();
-        let program = Arc::new(Program::new(
-            dyn_store,
-            build_shop(settings)?,
-            settings.catalogue(),
-            rules(settings),
-        ));
+        let limits = Limits::new(&settings.limits, Arc::new(SystemClock::new()));
+        let program = Arc::new(
+            Program::new(
+                dyn_store,
+                build_shop(settings)?,
+                settings.catalogue(),
+                rules(settings),
+            )
+            .with_limits(Arc::new(limits)),
+        );
         let engine = Arc::new(build_engine(Arc::clone(&program), settings)?);
         let recovered = program
             .recover_pending_coupons()

@@ -214,6 +214,7 @@ impl Channel {
             verify_token: Secret::new(VERIFY_TOKEN),
             page_access_token: Secret::new(PAGE_TOKEN),
             graph_api_url: graph.url(),
+            max_body_bytes: 1 << 20,
         };
         let retry = RetryPolicy {
             max_attempts: MAX_ATTEMPTS,

@@ -15,6 +15,8 @@ use tokio::task::JoinHandle;
 pub const APP_SECRET: &str = "bench-meta-app-secret";
 pub const MANYCHAT_TOKEN: &str = "bench-manychat-token";
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
+/// A rate-limit budget no bench run can spend.
+const UNREACHABLE: &str = "4000000000";
 
 pub struct Service {
     pub addr: SocketAddr,
@@ -134,6 +136,20 @@ fn overrides(dir: &Path, fakes: &Fakes) -> Vec<(String, String)> {
         ("SHOP__VERIFY_URL", format!("{}/verify", fakes.shop_url)),
         ("SHOP__COUPON_URL", format!("{}/coupons", fakes.shop_url)),
         ("SHOP__SECRET", "bench-shop-secret".to_owned()),
+        // Thousands of requests a second from one address and a few members: every limit is
+        // set far above that, so they are still checked (their cost is measured) but never hit.
+        ("LIMITS__CLAIMS_PER_MEMBER__MAX", UNREACHABLE.to_owned()),
+        (
+            "LIMITS__FAILED_CLAIMS_PER_MEMBER__MAX",
+            UNREACHABLE.to_owned(),
+        ),
+        (
+            "LIMITS__REDEMPTIONS_PER_MEMBER__MAX",
+            UNREACHABLE.to_owned(),
+        ),
+        ("LIMITS__CLAIMS_PER_IP__MAX", UNREACHABLE.to_owned()),
+        ("LIMITS__REDEMPTIONS_PER_IP__MAX", UNREACHABLE.to_owned()),
+        ("LIMITS__ADMIN_PER_IP__MAX", UNREACHABLE.to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (format!("LOYALTY__{k}"), v))

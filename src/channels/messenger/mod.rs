@@ -21,6 +21,7 @@ pub use webhook::WebhookError;
 use crate::config::MessengerSettings;
 use crate::domain::Profile;
 use crate::flows::{Engine, Input, Reply, Turn};
+use crate::limits::BodyLimit;
 use crate::program::ProgramError;
 use crate::store::{EventQueue, InboundEvent};
 use actix_web::web;
@@ -29,10 +30,6 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use worker::Worker;
-
-/// Webhook bodies above this are refused (413) before the signature check. Meta batches
-/// events, but a batch of text messages stays far below it.
-const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// The engine as the worker sees it: one input in, one turn out. A seam so that the channel can
 /// be tested against a scripted conversation.
@@ -105,7 +102,10 @@ impl Messenger {
         cfg.service(
             web::resource("/webhooks/messenger")
                 .app_data(web::Data::from(Arc::clone(self)))
-                .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
+                // Bodies above `messenger.max_body_bytes` are refused (413) before the signature
+                // check. Meta batches events, but a batch of text messages stays far below it.
+                .app_data(web::PayloadConfig::new(self.settings.max_body_bytes))
+                .app_data(BodyLimit(self.settings.max_body_bytes))
                 .route(web::get().to(handlers::verify))
                 .route(web::post().to(handlers::receive)),
         );
