@@ -20,7 +20,10 @@ pub struct Figures {
     pub members: u64,
     pub fill: Duration,
     pub disk_bytes: u64,
+    /// The median start's probe.
     pub probe: Probe,
+    /// Every start's time, fastest first.
+    pub open_ms: Vec<f64>,
 }
 
 /// What the child process reports.

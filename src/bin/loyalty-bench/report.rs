@@ -102,14 +102,17 @@ pub fn print_members(f: &crate::members::Figures) {
         f.disk_bytes as f64 / (1024.0 * 1024.0),
         f.disk_bytes as f64 / f.members.max(1) as f64
     );
+    let all: Vec<String> = f.open_ms.iter().map(|ms| format!("{ms:.0}")).collect();
     println!(
-        "| service start on it ({} page cache) | {:.0} ms |",
+        "| service start on it, median of {} ({} page cache) | {:.0} ms (all: {} ms) |",
+        f.open_ms.len(),
         if p.cold {
             "cold"
         } else {
             "warm: could not empty the"
         },
-        p.open_ms
+        p.open_ms,
+        all.join(", ")
     );
     println!("| RSS after start | {:.0} MiB |", mib(p.rss_open_kib));
     println!(
