@@ -1,0 +1,223 @@
+//! Crash safety of the real binary under load (see `docs/crash-safety.md`). Messenger customers
+//! and ManyChat subscribers join, claim and redeem concurrently while the process is killed
+//! with `kill -9` at random moments and restarted on the same data dir; at the end it is
+//! stopped with SIGTERM and the store is opened and checked against everything the customers
+//! were acknowledged and told. A second test sends SIGTERM in the middle of the load.
+//!
+//! `CRASH_KILLS` (default 5) and `CRASH_SEED` (default: random, printed) tune the first test:
+//! `CRASH_KILLS=40 CRASH_SEED=7 cargo test --test crash_under_load -- --nocapture`.
+
+mod common;
+
+#[path = "crash/checks.rs"]
+mod checks;
+#[path = "crash/load.rs"]
+mod load;
+
+use common::{test_overrides, BinaryApp, FakeGraphApi, FakeShop};
+use load::Load;
+use loyalty_bot::store::SledStore;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
+
+const MESSENGER_CUSTOMERS: usize = 12;
+const MANYCHAT_SUBSCRIBERS: usize = 6;
+
+/// The fakes and the data dir outlive every process of a test; the port stays the same, as a
+/// webhook URL does.
+struct Upstreams {
+    graph: FakeGraphApi,
+    shop: FakeShop,
+    env: Vec<(String, String)>,
+    address: String,
+    data_dir: tempfile::TempDir,
+}
+
+impl Upstreams {
+    async fn start(extra: &[(&str, &str)]) -> Upstreams {
+        let (graph, shop) = (FakeGraphApi::start().await, FakeShop::start().await);
+        let data_dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut env = test_overrides(data_dir.path(), &shop, &graph);
+        let overrides = [("SERVER__BIND", format!("127.0.0.1:{port}"))]
+            .into_iter()
+            .chain(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        for (key, value) in overrides {
+            let key = format!("LOYALTY__{key}");
+            env.retain(|(k, _)| *k != key);
+            env.push((key, value));
+        }
+        Upstreams {
+            graph,
+            shop,
+            env,
+            address: format!("http://127.0.0.1:{port}"),
+            data_dir,
+        }
+    }
+
+    fn store_path(&self) -> PathBuf {
+        self.data_dir.path().join("db")
+    }
+
+    fn load(&self, seed: u64) -> Arc<Load> {
+        Arc::new(Load::new(
+            self.address.clone(),
+            self.graph.clone(),
+            self.shop.clone(),
+            MANYCHAT_SUBSCRIBERS,
+            seed,
+        ))
+    }
+
+    /// Opens the store of the stopped service and checks it against what the customers saw.
+    fn check(&self, load: &Load, kills: &[usize]) -> checks::Findings {
+        let store = SledStore::open(&self.store_path(), 8 << 20).expect("open the store");
+        let graph = self.graph.requests();
+        let coupons = self.shop.coupons();
+        let journal = load.journal();
+        let evidence = checks::Evidence {
+            journal: &journal,
+            graph: &graph,
+            kills,
+            shop_coupons: &coupons,
+        };
+        checks::check(&evidence, &store)
+    }
+}
+
+fn spawn_load(load: &Arc<Load>) -> JoinSet<()> {
+    let mut actors = JoinSet::new();
+    for i in 0..MESSENGER_CUSTOMERS {
+        actors.spawn(load::messenger_customer(Arc::clone(load), i));
+    }
+    for k in 0..MANYCHAT_SUBSCRIBERS {
+        actors.spawn(load::manychat_subscriber(Arc::clone(load), k));
+    }
+    actors
+}
+
+/// Stops the load and waits for every actor to have its last answer.
+async fn finish(load: &Load, mut actors: JoinSet<()>) {
+    load.stop();
+    let all = async {
+        while let Some(done) = actors.join_next().await {
+            done.expect("an actor panicked");
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), all)
+        .await
+        .expect("the customers got their answers within a minute");
+}
+
+/// Meta redelivers every event once more (as after a webhook outage): all are answered 200
+/// and nothing new is sent.
+async fn redeliver_everything(load: &Load, graph: &FakeGraphApi) {
+    let before = graph.requests().len();
+    let acked = load.journal().acked.clone();
+    for a in &acked {
+        let body = serde_json::json!({"object": "page",
+            "entry": [{"id": load::PAGE, "time": a.timestamp_ms, "messaging": [a.event]}]});
+        let body = serde_json::to_vec(&body).unwrap();
+        assert!(load.post_webhook(&body).await, "{}: redelivery refused", a.key);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        graph.requests().len(),
+        before,
+        "a redelivered event was answered again"
+    );
+}
+
+/// SIGTERM; the process must exit 0 within `limit`.
+async fn stop_gracefully(mut server: BinaryApp, limit: Duration) -> Duration {
+    let asked = Instant::now();
+    server.send_sigterm();
+    let status = server.wait_exit(limit).await;
+    let took = asked.elapsed();
+    match status {
+        Some(s) if s.success() => took,
+        other => panic!(
+            "after SIGTERM: {other:?} within {limit:?}\n{}",
+            server.logs()
+        ),
+    }
+}
+
+fn setting(name: &str) -> Option<u64> {
+    let value = std::env::var(name).ok()?;
+    Some(value.parse().unwrap_or_else(|_| panic!("{name}={value}: not a number")))
+}
+
+fn assert_no_problems(findings: &checks::Findings, seed: u64) {
+    assert!(
+        findings.problems.is_empty(),
+        "{} problems (CRASH_SEED={seed}):\n{}",
+        findings.problems.len(),
+        findings.problems.join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_loses_and_doubles_nothing() {
+    let started = Instant::now();
+    let kills = setting("CRASH_KILLS").unwrap_or(5);
+    let seed = setting("CRASH_SEED").unwrap_or_else(rand::random);
+    eprintln!("crash test: CRASH_SEED={seed} CRASH_KILLS={kills}");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let up = Upstreams::start(&[]).await;
+    let load = up.load(seed);
+    let mut server = BinaryApp::start(&up.env).await;
+    let actors = spawn_load(&load);
+
+    let mut boundaries = Vec::new();
+    for _ in 0..kills {
+        let pause = Duration::from_millis(rng.gen_range(200..=1500));
+        tokio::time::sleep(pause).await;
+        server.kill9();
+        // Whatever the dead process sent has reached the fake by now; later requests come from
+        // the next process.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        boundaries.push(up.graph.requests().len());
+        server = BinaryApp::start(&up.env).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    finish(&load, actors).await;
+    redeliver_everything(&load, &up.graph).await;
+    let stop_took = stop_gracefully(server, Duration::from_secs(15)).await;
+
+    let findings = up.check(&load, &boundaries);
+    {
+        let j = load.journal();
+        eprintln!(
+            "crash test: {kills} kills, {} events acknowledged ({} unacknowledged posts, {} \
+             redeliveries), {} ManyChat answers ({} unanswered requests), {} messages sent ({} \
+             re-sent after a crash), {} members, {} credits, {} coupons issued, {} cancelled; \
+             SIGTERM exit {stop_took:?}; {:?} in all",
+            j.acked.len(),
+            j.unacknowledged_posts,
+            j.redeliveries,
+            j.answers.len(),
+            j.unanswered_requests,
+            findings.messages,
+            findings.resends,
+            findings.members,
+            findings.credits,
+            findings.coupons_issued,
+            findings.coupons_cancelled,
+            started.elapsed()
+        );
+        assert!(j.problems.is_empty(), "{:#?}", j.problems);
+    }
+    assert_no_problems(&findings, seed);
+    // Each restart can re-send at most the one reply each customer had in flight.
+    assert!(findings.resends <= kills as usize * MESSENGER_CUSTOMERS);
+}
