@@ -102,6 +102,11 @@ impl FakeGraphApi {
             .collect()
     }
 
+    /// How many Send API requests arrived so far (cheap, for polling).
+    pub fn received(&self) -> usize {
+        self.lock().requests.len()
+    }
+
     /// Every request, including the ones the fake failed.
     pub fn requests(&self) -> Vec<GraphRequest> {
         self.lock().requests.clone()

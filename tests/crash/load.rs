@@ -13,10 +13,11 @@ use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+use tokio::sync::Notify;
 
 pub const PAGE: &str = "104857600000001";
 /// A customer who waits longer than this for an answer gives up (the checks then fail).
-const PATIENCE: Duration = Duration::from_secs(45);
+const PATIENCE: Duration = Duration::from_secs(20);
 
 /// A Messenger event that got its 200.
 #[derive(Debug, Clone)]
@@ -63,6 +64,8 @@ pub struct Load {
     client: reqwest::Client,
     journal: Mutex<Journal>,
     stop: AtomicBool,
+    /// Woken whenever a webhook gets its 200.
+    acked: Notify,
 }
 
 impl Load {
@@ -85,6 +88,7 @@ impl Load {
                 .unwrap(),
             journal: Mutex::default(),
             stop: AtomicBool::new(false),
+            acked: Notify::new(),
         }
     }
 
@@ -115,7 +119,16 @@ impl Load {
             .body(body.to_vec())
             .send()
             .await;
-        matches!(res, Ok(r) if r.status() == 200)
+        let ok = matches!(res, Ok(r) if r.status() == 200);
+        if ok {
+            self.acked.notify_waiters();
+        }
+        ok
+    }
+
+    /// Returns right after the next webhook gets its 200 (or after `limit`).
+    pub async fn next_ack(&self, limit: Duration) {
+        let _ = tokio::time::timeout(limit, self.acked.notified()).await;
     }
 
     /// Delivers like Meta: again and again until a 200. `false` if the service never answered.
