@@ -60,6 +60,14 @@ fn default_flows_dir() -> PathBuf {
 pub struct ServerSettings {
     pub bind: String,
     pub public_url: String,
+    /// After SIGTERM: how long draining requests, stopping the workers and closing the store
+    /// may take together before unfinished work is left queued for the next start.
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout_secs: u64,
+}
+
+fn default_shutdown_timeout() -> u64 {
+    10
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -236,6 +244,12 @@ impl Settings {
             .map_err(|e| bad("server.public_url", &format!("not a URL: {e}")))?;
         if !matches!(public.scheme(), "http" | "https") {
             return Err(bad("server.public_url", "must be http or https"));
+        }
+        if !(1..=300).contains(&self.server.shutdown_timeout_secs) {
+            return Err(bad(
+                "server.shutdown_timeout_secs",
+                "must be between 1 and 300",
+            ));
         }
         let rate = self.program.points_per_currency_unit;
         if rate <= Decimal::ZERO || rate > Decimal::from(1000) {
@@ -482,6 +496,10 @@ mod tests {
             (&[("LOYALTY__SERVER__BIND", "nowhere")], "server.bind"),
             (&[("LOYALTY__SHOP__KIND", "generic")], "shop.verify_url"),
             (&[("LOYALTY__SHOP__TIMEOUT_SECS", "0")], "shop.timeout_secs"),
+            (
+                &[("LOYALTY__SERVER__SHUTDOWN_TIMEOUT_SECS", "0")],
+                "server.shutdown_timeout_secs",
+            ),
             (&[("LOYALTY__PROGRAM__LOCALE", "fr")], "program.locale"),
             (&[("LOYALTY__PROGRAM__COLOUR", "red")], "colour"),
         ];

@@ -166,7 +166,11 @@ async fn stop_gracefully(mut server: BinaryApp, limit: Duration) -> Duration {
 
 fn setting(name: &str) -> Option<u64> {
     let value = std::env::var(name).ok()?;
-    Some(value.parse().unwrap_or_else(|_| panic!("{name}={value}: not a number")))
+    Some(
+        value
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={value}: not a number")),
+    )
 }
 
 /// Fails listing every problem: the customers' complaints first, then the checks' findings.
@@ -200,7 +204,7 @@ async fn kill_9_under_load_loses_and_doubles_nothing() {
         tokio::time::sleep(pause).await;
         // Random moments hit the narrow windows rarely, so two kinds of kill aim at them.
         match rng.gen_range(0..3) {
-            0 => {} // now, whatever is in flight
+            0 => {}                                                      // now, whatever is in flight
             1 => load.next_ack(Duration::from_secs(2)).await, // just after a webhook's 200
             _ => sent_one_more(&up.graph, Duration::from_secs(2)).await, // just after a send
         }
@@ -241,4 +245,138 @@ async fn kill_9_under_load_loses_and_doubles_nothing() {
     assert_no_problems(&load, redelivery, &findings, seed);
     // Each restart can re-send at most the one reply each customer had in flight.
     assert!(findings.resends <= kills as usize * MESSENGER_CUSTOMERS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_exits_zero_promptly_and_loses_nothing() {
+    let seed = setting("CRASH_SEED").unwrap_or_else(rand::random);
+    eprintln!("sigterm test: CRASH_SEED={seed}");
+    let budget = Duration::from_secs(6);
+    let up = Upstreams::start(&[
+        ("SHOP__TIMEOUT_SECS", "4"),
+        ("SERVER__SHUTDOWN_TIMEOUT_SECS", "6"),
+    ])
+    .await;
+    let load = up.load(seed);
+    let mut server = BinaryApp::start(&up.env).await;
+    let client = reqwest::Client::new();
+    let manychat = |path: &str, body: serde_json::Value| {
+        client
+            .post(format!("{}{path}", up.address))
+            .bearer_auth(common::MANYCHAT_TOKEN)
+            .json(&body)
+            .send()
+    };
+    let joined = manychat(
+        "/manychat/join",
+        serde_json::json!({"subscriber_id": "4242", "email": "probe@example.com"}),
+    );
+    assert_eq!(joined.await.unwrap().status(), 200);
+    let actors = spawn_load(&load);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // Every shop call now takes a while, so the load has claims in flight when SIGTERM comes;
+    // one ManyChat claim is known to be waiting on the shop.
+    up.shop
+        .add_order("P-1", "probe@example.com", "12.00", "paid");
+    up.shop.set_delay(Duration::from_millis(1500));
+    let in_flight = tokio::spawn(manychat(
+        "/manychat/claim",
+        serde_json::json!({"subscriber_id": "4242", "order_number": "P-1"}),
+    ));
+    let at_shop = || {
+        up.shop
+            .requests()
+            .iter()
+            .any(|r| r.body["order_number"] == "P-1")
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !at_shop() {
+        assert!(
+            Instant::now() < deadline,
+            "the probe claim reached the shop"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let asked = Instant::now();
+    server.send_sigterm();
+
+    // (a) New connections are refused while requests in flight are still being answered.
+    while !server.logs().contains("draining") {
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "{}",
+            server.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut refused = false;
+    while !refused && asked.elapsed() < Duration::from_secs(1) {
+        let fresh = reqwest::Client::builder()
+            .timeout(Duration::from_millis(300))
+            .build()
+            .unwrap();
+        refused = fresh
+            .get(format!("{}/healthz", up.address))
+            .send()
+            .await
+            .is_err();
+    }
+    assert!(refused, "a new connection was still served after SIGTERM");
+    assert!(!in_flight.is_finished(), "the probe was still in flight");
+    // (c) The request in flight completes.
+    let answer = in_flight
+        .await
+        .unwrap()
+        .expect("the claim in flight is answered");
+    assert_eq!(answer.status(), 200);
+    let v2: serde_json::Value = answer.json().await.unwrap();
+    assert!(v2.to_string().contains("You earned 12 points"), "{v2}");
+    // (e) Exit 0 within the budget (plus a margin for the process to start exiting).
+    let status = server.wait_exit(budget + Duration::from_secs(2)).await;
+    let took = asked.elapsed();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?} after {took:?}:\n{}",
+        server.logs()
+    );
+    eprintln!("sigterm test: exited 0 after {took:?} (budget {budget:?})");
+    // (b, d) Whatever got a 200 is in the store: the next process finishes it.
+    up.shop.heal();
+    let server = BinaryApp::start(&up.env).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    finish(&load, actors).await;
+    let redelivery = redeliver_everything(&load, &up.graph).await;
+    stop_gracefully(server, budget + Duration::from_secs(2)).await;
+    let findings = up.check(&load, &[]);
+    assert_no_problems(&load, redelivery, &findings, seed);
+}
+
+#[tokio::test]
+async fn sigterm_with_a_hung_send_api_still_exits_in_time() {
+    let up = Upstreams::start(&[("SERVER__SHUTDOWN_TIMEOUT_SECS", "2")]).await;
+    let load = up.load(0);
+    let server = BinaryApp::start(&up.env).await;
+    up.graph.set_delay(Duration::from_secs(60));
+    let psid = load::messenger_psid(1);
+    let event = serde_json::json!({"sender": {"id": psid}, "recipient": {"id": load::PAGE},
+        "timestamp": 1_763_846_400_000i64, "message": {"mid": "m_hung", "text": "hello"}});
+    let body = serde_json::json!({"object": "page",
+        "entry": [{"id": load::PAGE, "time": 1, "messaging": [event]}]});
+    assert!(load.post_webhook(&serde_json::to_vec(&body).unwrap()).await);
+    // The worker is now waiting on the Send API (which answers after a minute).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let took = stop_gracefully(server, Duration::from_secs(4)).await;
+    eprintln!("hung Send API: exited 0 after {took:?} (budget 2 s)");
+    // The reply stayed queued and goes out from the next process.
+    up.graph.set_delay(Duration::ZERO);
+    let server = BinaryApp::start(&up.env).await;
+    let key = format!("{}:m_hung", load::PAGE);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while up.graph.sent_for(&key).is_empty() {
+        assert!(Instant::now() < deadline, "{}", server.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop_gracefully(server, Duration::from_secs(4)).await;
 }

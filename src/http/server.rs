@@ -12,7 +12,7 @@ use actix_web::middleware::{from_fn, ErrorHandlerResponse, ErrorHandlers, Next};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, ResponseError};
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What the routes need. A channel that is `None` is disabled: its routes answer 404.
 pub struct Routes {
@@ -23,8 +23,13 @@ pub struct Routes {
 }
 
 /// Serves on an already bound `listener`. Signals are left to the caller, which stops the
-/// background workers and the store after the drain.
-pub fn server(listener: TcpListener, routes: Routes) -> std::io::Result<Server> {
+/// background workers and the store after the drain; a graceful stop waits at most
+/// `shutdown_timeout` for requests in flight.
+pub fn server(
+    listener: TcpListener,
+    routes: Routes,
+    shutdown_timeout: Duration,
+) -> std::io::Result<Server> {
     let routes = Arc::new(routes);
     let server = HttpServer::new(move || {
         let r = Arc::clone(&routes);
@@ -43,7 +48,7 @@ pub fn server(listener: TcpListener, routes: Routes) -> std::io::Result<Server> 
             .default_service(web::to(not_found))
     })
     .disable_signals()
-    .shutdown_timeout(10)
+    .shutdown_timeout(shutdown_timeout.as_secs().max(1))
     .listen(listener)?
     .run();
     Ok(server)

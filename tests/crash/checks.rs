@@ -118,7 +118,9 @@ fn check_replies<'a>(ev: &'a Evidence<'_>, f: &mut Findings) -> Vec<Sent<'a>> {
                     a.key
                 ));
             }
-            *resent_to.entry((a.psid.as_str(), pair[1].process)).or_default() += 1;
+            *resent_to
+                .entry((a.psid.as_str(), pair[1].process))
+                .or_default() += 1;
         }
         f.resends += copies.len() - 1;
     }
@@ -207,9 +209,7 @@ fn check_ledgers(ev: &Evidence<'_>, store: &SledStore, f: &mut Findings) {
                     1
                 }
                 CouponStatus::Pending => {
-                    f.problem(format!(
-                        "coupon {code} still pending after a graceful stop"
-                    ));
+                    f.problem(format!("coupon {code} still pending after a graceful stop"));
                     0
                 }
             };
@@ -223,9 +223,7 @@ fn check_ledgers(ev: &Evidence<'_>, store: &SledStore, f: &mut Findings) {
         let codes: HashSet<&str> = coupons.iter().map(|c| c.code.as_str()).collect();
         for e in ledger.iter().filter(|e| e.kind == EntryKind::Redemption) {
             if !e.coupon_code.as_deref().is_some_and(|c| codes.contains(c)) {
-                f.problem(format!(
-                    "member {id}: redemption without its coupon: {e:?}"
-                ));
+                f.problem(format!("member {id}: redemption without its coupon: {e:?}"));
             }
         }
     }
@@ -303,7 +301,10 @@ fn check_told(ev: &Evidence<'_>, store: &SledStore, sent: &[Sent<'_>], f: &mut F
         }
     }
     for account in store.members().expect("members readable") {
-        for c in store.coupons_of(account.member.id).expect("coupons readable") {
+        for c in store
+            .coupons_of(account.member.id)
+            .expect("coupons readable")
+        {
             if c.status == CouponStatus::Issued && !shown_codes.contains(c.code.as_str()) {
                 f.problem(format!(
                     "coupon {} issued (points spent) but never shown to member {}",
@@ -358,7 +359,11 @@ fn credit_in(text: &str) -> Option<(String, i64, i64)> {
     let rest = rest.split("You earned ").nth(1)?;
     let (earned, rest) = rest.split_once(" points and now have ")?;
     let (balance, _) = rest.split_once(" points")?;
-    Some((order.to_owned(), earned.parse().ok()?, balance.parse().ok()?))
+    Some((
+        order.to_owned(),
+        earned.parse().ok()?,
+        balance.parse().ok()?,
+    ))
 }
 
 /// The code from "…Your coupon code is MUG-7QX4-K2PA-9RTD. It works…".

@@ -107,7 +107,11 @@ fn tagged(message: &OutboundMessage) -> serde_json::Value {
         return body;
     }
     if let Some(m) = body.get_mut("message").and_then(|m| m.as_object_mut()) {
-        let key: String = message.in_reply_to.chars().take(METADATA_MAX_CHARS).collect();
+        let key: String = message
+            .in_reply_to
+            .chars()
+            .take(METADATA_MAX_CHARS)
+            .collect();
         m.insert("metadata".into(), serde_json::Value::String(key));
     }
     body
