@@ -334,9 +334,13 @@ fn check_inbox(ev: &Evidence<'_>, store: &SledStore, f: &mut Findings) {
             queued.len()
         ));
     }
-    let again: Vec<InboundEvent> = ev
-        .journal
-        .acked
+    f.problems.extend(unrecorded(store, &ev.journal.acked));
+}
+
+/// Acknowledged events the store does not know: records `acked` again and reports the ones
+/// taken as new. Writes to the store; use it last, or on a copy.
+pub fn unrecorded(store: &SledStore, acked: &[Acked]) -> Vec<String> {
+    let again: Vec<InboundEvent> = acked
         .iter()
         .map(|a| InboundEvent {
             key: a.key.clone(),
@@ -346,9 +350,10 @@ fn check_inbox(ev: &Evidence<'_>, store: &SledStore, f: &mut Findings) {
         })
         .collect();
     let unknown = store.record_inbound(again).expect("inbox writable");
-    for e in unknown {
-        f.problem(format!("{}: acknowledged but never recorded", e.key));
-    }
+    unknown
+        .into_iter()
+        .map(|e| format!("{}: acknowledged but never recorded", e.key))
+        .collect()
 }
 
 /// `(order, earned, balance)` from "…your order #1001! You earned 42 points and now have 92
