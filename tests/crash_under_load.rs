@@ -252,7 +252,7 @@ async fn kill_9_under_load_loses_and_doubles_nothing() {
         eprintln!(
             "crash test: {kills} kills, {} events acknowledged ({} unacknowledged posts, {} \
              redeliveries), {} ManyChat answers ({} unanswered requests), {} messages sent ({} \
-             re-sent after a crash), {} members, {} credits, {} coupons issued, {} cancelled; \
+             re-sent after a crash; {} events run again after a crash), {} members, {} credits, {} coupons issued, {} cancelled; \
              SIGTERM exit {stop_took:?}; {:?} in all",
             j.acked.len(),
             j.unacknowledged_posts,
@@ -261,6 +261,7 @@ async fn kill_9_under_load_loses_and_doubles_nothing() {
             j.unanswered_requests,
             findings.messages,
             findings.resends,
+            findings.reruns,
             findings.members,
             findings.credits,
             findings.coupons_issued,

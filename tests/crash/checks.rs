@@ -35,6 +35,9 @@ pub struct Findings {
     pub credits: usize,
     pub coupons_issued: usize,
     pub coupons_cancelled: usize,
+    /// Messenger events run a second time after a crash between their effect and "done": the
+    /// customers here never claim an order twice, so "already credited to you" means that.
+    pub reruns: usize,
 }
 
 impl Findings {
@@ -280,6 +283,14 @@ fn check_told(ev: &Evidence<'_>, store: &SledStore, sent: &[Sent<'_>], f: &mut F
                 Some(_) => {}
             }
         }
+        if let Some(order) = already_yours_in(text) {
+            if *channel == Channel::Messenger {
+                f.reruns += 1;
+            }
+            if credit_line(&ledger, &order).is_none() {
+                f.problem(told(&format!("{order} was credited to them; it is not")));
+            }
+        }
         if let Some(code) = coupon_in(text) {
             let coupon = store
                 .coupon(&loyalty_bot::domain::CouponCode::from_stored(code.clone()))
@@ -371,6 +382,13 @@ fn credit_in(text: &str) -> Option<(String, i64, i64)> {
     ))
 }
 
+/// The order from "Order #1001 was already credited to you on …".
+fn already_yours_in(text: &str) -> Option<String> {
+    let rest = text.split("Order #").nth(1)?;
+    let (order, _) = rest.split_once(" was already credited to you")?;
+    Some(order.to_owned())
+}
+
 /// The code from "…Your coupon code is MUG-7QX4-K2PA-9RTD. It works…".
 fn coupon_in(text: &str) -> Option<String> {
     let rest = text.split("Your coupon code is ").nth(1)?;
@@ -402,4 +420,6 @@ fn announcements_are_read_from_the_flow_texts() {
     let text = "Here is your Free mug! Your coupon code is MUG-7QX4-K2PA-9RTD. It works once";
     assert_eq!(coupon_in(text).as_deref(), Some("MUG-7QX4-K2PA-9RTD"));
     assert_eq!(credit_in("You have 92 points."), None);
+    let text = "Order #S3-1 was already credited to you on 23 Nov 2026. You have 92 points.";
+    assert_eq!(already_yours_in(text).as_deref(), Some("S3-1"));
 }
