@@ -252,6 +252,7 @@ fn check_told(ev: &Evidence<'_>, store: &SledStore, sent: &[Sent<'_>], f: &mut F
     // Order → the occasions (event keys, ManyChat answers) it was announced as credited on.
     let mut announced: HashMap<String, HashSet<String>> = HashMap::new();
     let mut shown_codes: HashSet<String> = HashSet::new();
+    let mut reruns: HashSet<&str> = HashSet::new();
     for (channel, who, occasion, text) in &tellings {
         let identity = ChatIdentity::new(*channel, who).expect("valid identity");
         let account = store
@@ -285,7 +286,7 @@ fn check_told(ev: &Evidence<'_>, store: &SledStore, sent: &[Sent<'_>], f: &mut F
         }
         if let Some(order) = already_yours_in(text) {
             if *channel == Channel::Messenger {
-                f.reruns += 1;
+                reruns.insert(occasion);
             }
             if credit_line(&ledger, &order).is_none() {
                 f.problem(told(&format!("{order} was credited to them; it is not")));
@@ -303,6 +304,7 @@ fn check_told(ev: &Evidence<'_>, store: &SledStore, sent: &[Sent<'_>], f: &mut F
             shown_codes.insert(code);
         }
     }
+    f.reruns = reruns.len();
     for (order, occasions) in announced {
         if occasions.len() > 1 {
             f.problem(format!(
