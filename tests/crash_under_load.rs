@@ -50,9 +50,9 @@ async fn kill_9_under_load_loses_and_doubles_nothing() {
             _ => sent_one_more(&up.graph, Duration::from_secs(2)).await,
         }
         server.kill9();
-        // Whatever the dead process sent has reached the fake by now; later requests come from
-        // the next process.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Whatever the dead process sent has been recorded by the fake by now; later requests
+        // come from the next process.
+        tokio::time::sleep(Duration::from_millis(150)).await;
         boundaries.push(up.graph.received());
         server = BinaryApp::start(&up.env).await;
     }

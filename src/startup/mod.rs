@@ -95,7 +95,8 @@ impl Application {
             tracing::warn!(
                 shop.timeout_secs = settings.shop.timeout_secs,
                 server.shutdown_timeout_secs = settings.server.shutdown_timeout_secs,
-                "a request waiting on the shop at shutdown may be cut off: make the shutdown timeout longer than the shop's"
+                "shop timeout not below the shutdown timeout: a request waiting on the shop at \
+                 shutdown may be cut off"
             );
         }
         let server =
