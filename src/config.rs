@@ -77,10 +77,18 @@ pub struct StoreSettings {
     /// sled page-cache size; RSS follows it.
     #[serde(default = "default_cache")]
     pub cache_capacity_mb: u64,
+    /// Group commit: the least time between the starts of two flushes, in µs. Writers arriving
+    /// in between share the next flush; a lone writer after a quiet spell does not wait.
+    #[serde(default = "default_flush_gap")]
+    pub flush_gap_us: u64,
 }
 
 fn default_cache() -> u64 {
     64
+}
+
+fn default_flush_gap() -> u64 {
+    1000
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -249,6 +257,12 @@ impl Settings {
             return Err(bad(
                 "server.shutdown_timeout_secs",
                 "must be between 1 and 300",
+            ));
+        }
+        if self.store.flush_gap_us > 100_000 {
+            return Err(bad(
+                "store.flush_gap_us",
+                "must be at most 100000 (0.1 s): every durable answer waits for it",
             ));
         }
         let rate = self.program.points_per_currency_unit;

@@ -72,6 +72,9 @@ struct EntryView {
     order_number: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reward_id: Option<String>,
+    /// Order reversals: the part of the credit already spent, so not debited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shortfall: Option<u64>,
     /// RFC 3339, UTC.
     at: String,
 }
@@ -95,6 +98,7 @@ impl From<LedgerEntry> for EntryView {
             points: e.points,
             order_number: e.order_number.map(|o| o.as_str().to_owned()),
             reward_id: e.reward_id,
+            shortfall: e.shortfall.map(|p| p.0),
             at: e.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         }
     }
@@ -108,7 +112,7 @@ async fn member(
 ) -> Result<HttpResponse, ApiError> {
     let email = Email::parse(&q.email).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let found = program
-        .blocking(move |s| match s.member_by_email(&email)? {
+        .durably(move |s| match s.member_by_email(&email)? {
             Some(account) => {
                 let ledger = s.ledger(account.member.id)?;
                 Ok(Some((account, ledger)))

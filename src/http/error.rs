@@ -13,10 +13,16 @@ use std::fmt;
 pub enum ApiError {
     #[error("missing or wrong bearer token")]
     Unauthorized,
+    /// A signed webhook whose signature header is missing or does not match the body.
+    #[error("missing or wrong signature")]
+    BadSignature,
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     BadRequest(String),
+    /// Well-formed, but an event this endpoint does not act on (a typo must not pass as 200).
+    #[error("{0}")]
+    UnsupportedEvent(String),
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     /// Anything the client cannot fix. The body stays generic; the log gets the source chain.
@@ -33,8 +39,10 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::Unauthorized => "unauthorized",
+            ApiError::BadSignature => "bad_signature",
             ApiError::NotFound(_) => "not_found",
             ApiError::BadRequest(_) => "bad_request",
+            ApiError::UnsupportedEvent(_) => "unsupported_event",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::Internal(_) => "internal",
         }
@@ -69,9 +77,10 @@ struct Body<'a> {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::BadSignature => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::UnsupportedEvent(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -115,6 +124,12 @@ mod tests {
     fn every_kind_has_its_status() {
         let cases = [
             (ApiError::Unauthorized, 401, "unauthorized"),
+            (ApiError::BadSignature, 401, "bad_signature"),
+            (
+                ApiError::UnsupportedEvent("x".into()),
+                422,
+                "unsupported_event",
+            ),
             (ApiError::NotFound("x".into()), 404, "not_found"),
             (ApiError::BadRequest("x".into()), 400, "bad_request"),
             (

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod error;
 pub mod health;
 mod server;
+pub mod shop_webhook;
 
 pub use error::ApiError;
 pub use server::{server, Routes};

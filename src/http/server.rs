@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 pub struct Routes {
     pub program: Arc<Program>,
     pub admin_token: Secret,
+    /// `shop.secret`: signs the shop's order webhook; empty disables it.
+    pub shop_secret: Secret,
     pub messenger: Option<Arc<Messenger>>,
     pub manychat: Option<Arc<Manychat>>,
 }
@@ -37,6 +39,9 @@ pub fn server(
             .wrap(oversized_bodies_as_api_errors())
             .wrap(from_fn(log_request))
             .configure(|cfg| super::configure(cfg, Arc::clone(&r.program), &r.admin_token))
+            .configure(|cfg| {
+                super::shop_webhook::configure(cfg, Arc::clone(&r.program), &r.shop_secret)
+            })
             .configure(|cfg| {
                 if let Some(m) = &r.messenger {
                     m.configure(cfg);

@@ -6,7 +6,7 @@ mod fixture;
 mod generic;
 
 pub use fixture::FixtureShop;
-pub use generic::GenericShop;
+pub use generic::{GenericShop, SIGNATURE_HEADER};
 
 use crate::domain::{Email, OrderNumber, OrderStatus};
 use chrono::{DateTime, Utc};

@@ -87,6 +87,7 @@ impl Application {
         let routes = http::Routes {
             program: Arc::clone(&program),
             admin_token: settings.admin.token.clone(),
+            shop_secret: settings.shop.secret.clone(),
             messenger: channels.messenger,
             manychat: channels.manychat,
         };

@@ -9,7 +9,8 @@ use loyalty_bot::config::{MessengerSettings, Secret};
 use loyalty_bot::domain::{MemberId, Points};
 use loyalty_bot::flows::{payloads, Choice, Input, InputEvent, Reply, Turn};
 use loyalty_bot::program::ProgramError;
-use loyalty_bot::store::{EventQueue, InboundEvent, OutboundMessage, StoreError};
+use loyalty_bot::store::durability::{Durable, Mark};
+use loyalty_bot::store::{AwaitDurable, EventQueue, InboundEvent, OutboundMessage, StoreError};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet};
 use std::net::TcpListener;
@@ -121,6 +122,13 @@ impl MemQueue {
     }
     pub fn outbox_len(&self) -> usize {
         self.state.lock().unwrap().outbox.len()
+    }
+}
+
+/// In memory, every write is as durable as it will ever be.
+impl AwaitDurable for MemQueue {
+    fn durable(&self, _mark: Mark) -> Durable {
+        Box::pin(std::future::ready(Ok(())))
     }
 }
 

@@ -3,8 +3,8 @@
 //! outbox only once it is delivered or dropped.
 
 use super::send_api::{SendApi, SendError};
-use super::worker::{blocking, chain};
-use crate::store::{EventQueue, OutboundMessage};
+use super::worker::chain;
+use crate::store::{durability, EventQueue, OutboundMessage};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -85,7 +85,11 @@ impl Delivery {
                     }
                 }
             }
-            if let Err(e) = blocking(&self.queue, move |q| q.finish_outbound(id)).await {
+            // The "delivered" mark rides on the next flush instead of waiting for one: losing it
+            // in a crash means sending the reply again, which an at-least-once outbox allows
+            // anyway (the Send API has no idempotency key), and the window stays milliseconds.
+            let (done, _flush) = durability::deferred(|| self.queue.finish_outbound(id));
+            if let Err(e) = done {
                 tracing::error!(error = %chain(&e), "cannot mark the reply done; it may be sent again after a restart");
             }
         }

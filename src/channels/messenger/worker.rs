@@ -10,7 +10,7 @@ use super::send_api::SendApi;
 use super::{render, webhook, Conversation};
 use crate::domain::{Channel, ChatIdentity};
 use crate::flows::{Input, Reply};
-use crate::store::{EventQueue, InboundEvent, OutboundMessage, StoreError};
+use crate::store::{run_durably, EventQueue, InboundEvent, OutboundMessage, StoreError};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -193,7 +193,7 @@ impl Worker {
                 })
                 .collect();
             let (key, queued) = (event.key.clone(), outbound.clone());
-            match blocking(&self.queue, move |q| q.finish_inbound(&key, queued)).await {
+            match run_durably(self.queue.as_ref(), |q| q.finish_inbound(&key, queued)).await {
                 Ok(ids) => {
                     for (id, message) in ids.into_iter().zip(outbound) {
                         if shutdown.is_cancelled() {

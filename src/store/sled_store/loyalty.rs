@@ -5,16 +5,16 @@ use chrono::{DateTime, Utc};
 use sled::transaction::Transactional;
 
 use super::records::{
-    abort, decode, decode_id, encode, tx, tx_account, tx_append, Abort, Account, Claim,
+    abort, decode, decode_id, encode, tx, tx_account, tx_append, Abort, Account, OrderRecord,
 };
 use super::SledStore;
 use crate::domain::{
     ChatIdentity, Coupon, CouponCode, CouponStatus, Email, LedgerEntry, Member, MemberId,
-    OrderNumber, Points, Reward, VerifiedOrder,
+    OrderNumber, Points, Reversal, ReversalReason, Reward, VerifiedOrder,
 };
 use crate::store::{
     keys, ClaimOutcome, ConversationState, JoinOutcome, LoyaltyStore, MemberAccount, NewMember,
-    RedeemOutcome, StoreError,
+    RedeemOutcome, ReverseOutcome, StoreError,
 };
 
 impl LoyaltyStore for SledStore {
@@ -105,18 +105,25 @@ impl LoyaltyStore for SledStore {
         let outcome = trees.transaction(|(members, orders, ledger)| {
             let acct = tx_account(members, member)?;
             if let Some(raw) = orders.get(&okey)? {
-                let c: Claim = tx(decode("order claim", &raw))?;
-                return Ok(ClaimOutcome::AlreadyClaimed {
-                    by: c.member,
-                    at: c.at,
-                });
+                let record: OrderRecord = tx(decode("order record", &raw))?;
+                if let Some(c) = tx(record.claim())? {
+                    return Ok(ClaimOutcome::AlreadyClaimed {
+                        by: c.member,
+                        at: c.at,
+                    });
+                }
+                if let Some(r) = record.reversal {
+                    return Ok(ClaimOutcome::Reversed {
+                        reason: r.reason,
+                        at: r.at,
+                    });
+                }
+                return abort(Abort::Corrupt("empty order record".into(), None));
             }
             let entry = LedgerEntry::order_credit(order.number.clone(), points, now);
             let acct = tx_append(members, ledger, acct, &entry)?;
-            orders.insert(
-                okey.as_slice(),
-                tx(encode("order claim", &Claim { member, at: now }))?,
-            )?;
+            let record = OrderRecord::claimed(member, now, points);
+            orders.insert(okey.as_slice(), tx(encode("order record", &record))?)?;
             Ok(ClaimOutcome::Credited {
                 points,
                 balance: acct.balance,
@@ -130,13 +137,21 @@ impl LoyaltyStore for SledStore {
         &self,
         order: &OrderNumber,
     ) -> Result<Option<(MemberId, DateTime<Utc>)>, StoreError> {
-        match self.orders.get(keys::order(order))? {
-            Some(raw) => {
-                let c: Claim = decode("order claim", &raw)?;
-                Ok(Some((c.member, c.at)))
-            }
-            None => Ok(None),
-        }
+        let claim = self.order_record(order)?.map(|r| r.claim()).transpose()?;
+        Ok(claim.flatten().map(|c| (c.member, c.at)))
+    }
+
+    fn reverse_order(
+        &self,
+        order: &OrderNumber,
+        reason: ReversalReason,
+        now: DateTime<Utc>,
+    ) -> Result<ReverseOutcome, StoreError> {
+        self.reverse(order, reason, now)
+    }
+
+    fn order_reversal(&self, order: &OrderNumber) -> Result<Option<Reversal>, StoreError> {
+        Ok(self.order_record(order)?.and_then(|r| r.reversal))
     }
 
     fn redeem_reward(
