@@ -81,6 +81,10 @@ pub struct ServerSettings {
     /// How long a closing connection may take to shut down before it is dropped.
     #[serde(default = "default_disconnect_timeout_ms")]
     pub disconnect_timeout_ms: u64,
+    /// After SIGTERM: how long draining requests, stopping the workers and closing the store
+    /// may take together before unfinished work is left queued for the next start.
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout_secs: u64,
 }
 
 fn default_max_body_bytes() -> usize {
@@ -100,6 +104,9 @@ fn default_disconnect_timeout_ms() -> u64 {
 }
 fn default_webhook_body_bytes() -> usize {
     1 << 20
+}
+fn default_shutdown_timeout() -> u64 {
+    10
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -292,6 +299,12 @@ impl Settings {
         self.limits
             .validate()
             .map_err(|(key, problem)| ConfigError::Invalid { key, problem })?;
+        if !(1..=300).contains(&self.server.shutdown_timeout_secs) {
+            return Err(bad(
+                "server.shutdown_timeout_secs",
+                "must be between 1 and 300",
+            ));
+        }
         if self.store.flush_gap_us > 100_000 {
             return Err(bad(
                 "store.flush_gap_us",
@@ -581,6 +594,10 @@ mod tests {
             (&[("LOYALTY__SERVER__BIND", "nowhere")], "server.bind"),
             (&[("LOYALTY__SHOP__KIND", "generic")], "shop.verify_url"),
             (&[("LOYALTY__SHOP__TIMEOUT_SECS", "0")], "shop.timeout_secs"),
+            (
+                &[("LOYALTY__SERVER__SHUTDOWN_TIMEOUT_SECS", "0")],
+                "server.shutdown_timeout_secs",
+            ),
             (&[("LOYALTY__PROGRAM__LOCALE", "fr")], "program.locale"),
             (&[("LOYALTY__PROGRAM__COLOUR", "red")], "colour"),
             (

@@ -28,7 +28,8 @@ pub struct Routes {
 }
 
 /// Serves on an already bound `listener`. Signals are left to the caller, which stops the
-/// background workers and the store after the drain.
+/// background workers and the store after the drain; a graceful stop waits at most
+/// `server.shutdown_timeout_secs` for requests in flight.
 pub fn server(
     listener: TcpListener,
     routes: Routes,
@@ -67,7 +68,7 @@ pub fn server(
             .default_service(web::to(not_found))
     })
     .disable_signals()
-    .shutdown_timeout(10)
+    .shutdown_timeout(limits.shutdown_timeout_secs.max(1))
     // Slowloris: the request line and headers must arrive within this, else 408 and close.
     .client_request_timeout(Duration::from_millis(limits.header_timeout_ms))
     .client_disconnect_timeout(Duration::from_millis(limits.disconnect_timeout_ms))

@@ -102,12 +102,31 @@ impl BinaryApp {
 
     /// SIGTERM, then waits for the process to exit.
     pub fn terminate(mut self) -> ExitStatus {
+        self.send_sigterm();
+        self.child.wait().expect("reap")
+    }
+
+    /// Sends SIGTERM and returns at once; [`BinaryApp::wait_exit`] waits for the exit.
+    pub fn send_sigterm(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .expect("run kill");
         assert!(status.success());
-        self.child.wait().expect("reap")
+    }
+
+    /// The exit status once the process has exited, or `None` if it still runs after `limit`.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll the child") {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Everything the process wrote so far, stderr and stdout, line by line.

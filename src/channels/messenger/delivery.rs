@@ -65,7 +65,7 @@ impl Delivery {
             let mut attempt = message.attempts;
             loop {
                 attempt += 1;
-                match self.send_api.send(&message.body).await {
+                match self.send_api.send(&tagged(&message)).await {
                     Ok(_) => {
                         tracing::debug!(attempt, "reply delivered");
                         break;
@@ -98,6 +98,29 @@ impl Delivery {
     }
 }
 
+/// Meta's `message.metadata` limit, in characters.
+const METADATA_MAX_CHARS: usize = 1000;
+
+/// The Send API body with `message.metadata` set to the key of the event it answers. Meta
+/// echoes it back (in `message_echoes`), so a sent message can be traced to its event; the
+/// crash tests use it to prove that each event was answered once. A re-send carries the same
+/// key, so it is recognisable as a re-send.
+fn tagged(message: &OutboundMessage) -> serde_json::Value {
+    let mut body = message.body.clone();
+    if message.in_reply_to.is_empty() {
+        return body;
+    }
+    if let Some(m) = body.get_mut("message").and_then(|m| m.as_object_mut()) {
+        let key: String = message
+            .in_reply_to
+            .chars()
+            .take(METADATA_MAX_CHARS)
+            .collect();
+        m.insert("metadata".into(), serde_json::Value::String(key));
+    }
+    body
+}
+
 fn log_dropped(e: &SendError, attempts: u32) {
     let transient = e.is_transient();
     tracing::error!(error = %chain(e), attempts, transient, "Send API failed for good; reply dropped");
@@ -106,6 +129,21 @@ fn log_dropped(e: &SendError, attempts: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sent_message_names_the_event_it_answers() {
+        let message = OutboundMessage {
+            recipient: "42".into(),
+            body: serde_json::json!({"recipient": {"id": "42"}, "message": {"text": "hi"}}),
+            in_reply_to: format!("page:{}", "m".repeat(2000)),
+            attempts: 0,
+        };
+        let body = tagged(&message);
+        assert_eq!(body["message"]["text"], "hi");
+        let metadata = body["message"]["metadata"].as_str().unwrap();
+        assert!(metadata.starts_with("page:mmm"));
+        assert_eq!(metadata.chars().count(), METADATA_MAX_CHARS);
+    }
 
     #[test]
     fn delays_double_from_the_first_and_stop_at_the_cap() {
