@@ -65,12 +65,15 @@ pub struct Application {
     engine: Arc<Engine>,
     /// `server.shutdown_timeout_secs`.
     shutdown_timeout: Duration,
+    signals: shutdown::Signals,
 }
 
 impl Application {
     /// Opens everything, binds `server.bind` (port 0 picks a free one) and starts the channel
     /// workers. Serving starts with [`Application::run_until_stopped`].
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+        // First, before the socket accepts anything: see `shutdown::Signals`.
+        let signals = shutdown::Signals::listen();
         let Services {
             store,
             program,
@@ -113,6 +116,7 @@ impl Application {
             program,
             engine,
             shutdown_timeout,
+            signals,
         })
     }
 
@@ -149,6 +153,7 @@ impl Application {
             program,
             engine,
             shutdown_timeout,
+            signals,
             ..
         } = self;
         drop((program, engine));
@@ -159,6 +164,7 @@ impl Application {
             server.handle(),
             requested,
             hurry.clone(),
+            signals,
         ));
         let served = server.await;
         let since = shutdown::requested_at(stopping);

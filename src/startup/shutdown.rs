@@ -48,42 +48,72 @@ pub(super) async fn stop_on_request(
     server: ServerHandle,
     requested: oneshot::Sender<Instant>,
     hurry: CancellationToken,
+    mut signals: Signals,
 ) {
     tokio::select! {
         () = stop.cancelled() => tracing::info!("shutdown requested; draining"),
-        () = terminate_signal() => tracing::info!("signal received; draining"),
+        () = signals.next() => tracing::info!("signal received; draining"),
     }
     let _ = requested.send(Instant::now());
     tokio::select! {
         () = server.stop(true) => {}
-        () = terminate_signal() => {
+        () = signals.next() => {
             tracing::warn!("second signal: stopping without waiting for work in flight");
             hurry.cancel();
             server.stop(false).await;
         }
     }
     // The workers and the store may still be stopping: a second signal still hurries them.
-    terminate_signal().await;
+    signals.next().await;
     tracing::warn!("second signal: stopping without waiting for work in flight");
     hurry.cancel();
 }
 
-async fn terminate_signal() {
+/// SIGTERM and SIGINT, listened for from the moment the application is built. A handler
+/// installed only when the stop watcher first runs would leave a window, right after start,
+/// in which SIGTERM kills the process the default way (exit by signal, nothing drained).
+pub(super) struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = term.recv() => {},
-                _ = tokio::signal::ctrl_c() => {},
-            },
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    /// Installs the handlers now; needs a tokio runtime.
+    pub(super) fn listen() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Signals {
+                term: signal(SignalKind::terminate()).ok(),
+                int: signal(SignalKind::interrupt()).ok(),
             }
         }
+        #[cfg(not(unix))]
+        Signals {}
     }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+
+    /// The next SIGTERM or SIGINT (never, for one whose handler could not be installed).
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        {
+            async fn one(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                () = one(&mut self.term) => {},
+                () = one(&mut self.int) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// Waits for the background workers (already told to stop) until `deadline` or a second

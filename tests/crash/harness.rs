@@ -33,9 +33,24 @@ impl Upstreams {
             .unwrap()
             .port();
         let mut env = test_overrides(data_dir.path(), &shop, &graph);
-        let overrides = [("SERVER__BIND", format!("127.0.0.1:{port}"))]
+        // Limits are tested elsewhere (tests/rate_limits.rs); this load must never meet them.
+        let limits = [
+            "CLAIMS_PER_MEMBER",
+            "FAILED_CLAIMS_PER_MEMBER",
+            "REDEMPTIONS_PER_MEMBER",
+            "CLAIMS_PER_IP",
+            "REDEMPTIONS_PER_IP",
+            "ADMIN_PER_IP",
+        ]
+        .map(|budget| (format!("LIMITS__{budget}__MAX"), "1000000".to_owned()));
+        let overrides = [("SERVER__BIND".to_owned(), format!("127.0.0.1:{port}"))]
             .into_iter()
-            .chain(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+            .chain(limits)
+            .chain(
+                extra
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+            );
         for (key, value) in overrides {
             let key = format!("LOYALTY__{key}");
             env.retain(|(k, _)| *k != key);
