@@ -4,7 +4,7 @@
 
 use super::send_api::{SendApi, SendError};
 use super::worker::chain;
-use crate::store::{durability, EventQueue, OutboundMessage};
+use crate::store::{run_durably, EventQueue, OutboundMessage};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -85,10 +85,9 @@ impl Delivery {
                     }
                 }
             }
-            // The "delivered" mark rides on the next flush instead of waiting for one: losing it
-            // in a crash means sending the reply again, which an at-least-once outbox allows
-            // anyway (the Send API has no idempotency key), and the window stays milliseconds.
-            let (done, _flush) = durability::deferred(|| self.queue.finish_outbound(id));
+            // Flushed before the customer's next reply is sent: so a crash re-sends at most one
+            // message per customer (docs/crash-safety.md).
+            let done = run_durably(self.queue.as_ref(), |q| q.finish_outbound(id)).await;
             if let Err(e) = done {
                 tracing::error!(error = %chain(&e), "cannot mark the reply done; it may be sent again after a restart");
             }
