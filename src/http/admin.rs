@@ -63,13 +63,7 @@ fn within_address_budget(req: &HttpRequest) -> Result<(), ApiError> {
     let Some(limits) = req.app_data::<web::Data<AdminLimits>>() else {
         return Ok(());
     };
-    let forwarded: Vec<&str> = req
-        .headers()
-        .get_all("x-forwarded-for")
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    let peer = req.peer_addr().map(|a| a.ip());
-    match limits.0.client_ip(peer, forwarded.into_iter()) {
+    match super::client_ip(req, &limits.0) {
         Some(ip) => limits.0.admin_per_ip.acquire(&ip).map_err(|l| {
             tracing::warn!(
                 retry_after_secs = l.retry_after_secs(),

@@ -103,13 +103,7 @@ fn within_address_budget(
         Endpoint::Redeem => &limits.redemptions_per_ip,
         _ => return Ok(()),
     };
-    let forwarded: Vec<&str> = req
-        .headers()
-        .get_all("x-forwarded-for")
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    let peer = req.peer_addr().map(|a| a.ip());
-    let Some(ip) = limits.client_ip(peer, forwarded.into_iter()) else {
+    let Some(ip) = crate::http::client_ip(req, limits) else {
         return Ok(());
     };
     limiter.acquire(&ip).map_err(|l: Limited| {
