@@ -19,22 +19,31 @@ use crate::store::{
 
 impl LoyaltyStore for SledStore {
     fn member(&self, id: MemberId) -> Result<Option<MemberAccount>, StoreError> {
-        Ok(self.account(id)?.map(Account::view))
+        let out = self.account(id)?.map(Account::view);
+        self.commit.settle_read()?;
+        Ok(out)
     }
 
     fn member_by_identity(&self, who: &ChatIdentity) -> Result<Option<MemberAccount>, StoreError> {
-        self.account_via(&self.identities, &keys::identity(who))
+        let out = self.account_via(&self.identities, &keys::identity(who))?;
+        self.commit.settle_read()?;
+        Ok(out)
     }
 
     fn member_by_email(&self, email: &Email) -> Result<Option<MemberAccount>, StoreError> {
-        self.account_via(&self.emails, &keys::email(email))
+        let out = self.account_via(&self.emails, &keys::email(email))?;
+        self.commit.settle_read()?;
+        Ok(out)
     }
 
     fn ledger(&self, id: MemberId) -> Result<Vec<LedgerEntry>, StoreError> {
-        self.ledger
+        let out = self
+            .ledger
             .scan_prefix(keys::member(id))
             .map(|kv| Ok(decode("ledger entry", &kv?.1)?))
-            .collect()
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.commit.settle_read()?;
+        Ok(out)
     }
 
     fn members(&self) -> Result<Vec<MemberAccount>, StoreError> {
@@ -138,6 +147,7 @@ impl LoyaltyStore for SledStore {
         order: &OrderNumber,
     ) -> Result<Option<(MemberId, DateTime<Utc>)>, StoreError> {
         let claim = self.order_record(order)?.map(|r| r.claim()).transpose()?;
+        self.commit.settle_read()?;
         Ok(claim.flatten().map(|c| (c.member, c.at)))
     }
 
@@ -293,7 +303,9 @@ impl LoyaltyStore for SledStore {
     }
 
     fn coupon(&self, code: &CouponCode) -> Result<Option<Coupon>, StoreError> {
-        self.read_coupon(code.as_str().as_bytes())
+        let out = self.read_coupon(code.as_str().as_bytes())?;
+        self.commit.settle_read()?;
+        Ok(out)
     }
 
     fn coupons_of(&self, member: MemberId) -> Result<Vec<Coupon>, StoreError> {
