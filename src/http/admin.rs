@@ -4,8 +4,11 @@
 //! checked, so guessing the token is as slow as using it.
 //!
 //! `GET /admin/members?email=<email>`: a member, their balance and their ledger.
+//! `GET|PUT /admin/messenger/processing` `{"held": bool}`: hold back Messenger processing
+//! (webhooks are still recorded and acknowledged), e.g. while the shop is down for maintenance.
 
 use super::ApiError;
+use crate::channels::messenger::Messenger;
 use crate::config::Secret;
 use crate::domain::{Email, EntryKind, LedgerEntry};
 use crate::limits::Limits;
@@ -18,15 +21,50 @@ use serde::{Deserialize, Serialize};
 use std::future::{ready, Ready};
 use std::sync::Arc;
 
-/// Registers the admin routes; call only when the admin token is set.
-pub fn configure(cfg: &mut web::ServiceConfig, program: Arc<Program>, token: Secret) {
-    cfg.service(
-        web::scope("/admin")
-            .app_data(web::Data::new(AdminToken(token)))
-            .app_data(web::Data::new(AdminLimits(Arc::clone(program.limits()))))
-            .app_data(web::Data::from(program))
-            .route("/members", web::get().to(member)),
-    );
+/// Registers the admin routes; call only when the admin token is set. `messenger`: the
+/// enabled Messenger channel, whose processing can be held back.
+pub fn configure(
+    cfg: &mut web::ServiceConfig,
+    program: Arc<Program>,
+    token: Secret,
+    messenger: Option<Arc<Messenger>>,
+) {
+    let mut scope = web::scope("/admin")
+        .app_data(web::Data::new(AdminToken(token)))
+        .app_data(web::Data::new(AdminLimits(Arc::clone(program.limits()))))
+        .app_data(web::Data::from(program))
+        .route("/members", web::get().to(member));
+    if let Some(m) = messenger {
+        scope = scope
+            .app_data(web::Data::from(m))
+            .route("/messenger/processing", web::get().to(processing))
+            .route("/messenger/processing", web::put().to(set_processing));
+    }
+    cfg.service(scope);
+}
+
+/// `{"held": true}` holds back the processing of new Messenger events (see
+/// [`Messenger::hold_processing`]); `{"held": false}` lets it go.
+#[derive(Debug, Deserialize, Serialize)]
+struct Processing {
+    held: bool,
+}
+
+async fn processing(_: Admin, messenger: web::Data<Messenger>) -> HttpResponse {
+    HttpResponse::Ok().json(Processing {
+        held: messenger.processing_held(),
+    })
+}
+
+async fn set_processing(
+    _: Admin,
+    messenger: web::Data<Messenger>,
+    body: web::Json<Processing>,
+) -> HttpResponse {
+    messenger.hold_processing(body.held);
+    HttpResponse::Ok().json(Processing {
+        held: messenger.processing_held(),
+    })
 }
 
 struct AdminToken(Secret);

@@ -25,11 +25,12 @@ pub fn configure(
     program: Arc<Program>,
     admin_token: &Secret,
     max_body: usize,
+    messenger: Option<Arc<crate::channels::messenger::Messenger>>,
 ) {
     extractor_limits(cfg, max_body);
     health::configure(cfg);
     if admin_token.is_set() {
-        admin::configure(cfg, program, admin_token.clone());
+        admin::configure(cfg, program, admin_token.clone(), messenger);
     }
 }
 

@@ -52,7 +52,13 @@ pub fn server(
             .wrap(from_fn(limit_body_time))
             .wrap(from_fn(log_request))
             .configure(|cfg| {
-                super::configure(cfg, Arc::clone(&r.program), &r.admin_token, max_body)
+                super::configure(
+                    cfg,
+                    Arc::clone(&r.program),
+                    &r.admin_token,
+                    max_body,
+                    r.messenger.clone(),
+                )
             })
             .configure(|cfg| {
                 super::shop_webhook::configure(cfg, Arc::clone(&r.program), &r.shop_secret)

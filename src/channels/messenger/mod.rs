@@ -65,6 +65,8 @@ pub struct Messenger {
     intake: mpsc::UnboundedSender<Vec<InboundEvent>>,
     /// Taken by [`Messenger::spawn`]; until then new events wait in the channel.
     intake_rx: Mutex<Option<mpsc::UnboundedReceiver<Vec<InboundEvent>>>>,
+    /// `true` while the operator holds processing back (see [`Messenger::hold_processing`]).
+    held: tokio::sync::watch::Sender<bool>,
 }
 
 impl Messenger {
@@ -94,6 +96,7 @@ impl Messenger {
             worker: Arc::new(worker),
             intake,
             intake_rx: Mutex::new(Some(intake_rx)),
+            held: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -124,7 +127,26 @@ impl Messenger {
             .expect("intake lock poisoned")
             .take()
             .expect("Messenger::spawn called twice");
-        tokio::spawn(Arc::clone(&self.worker).run(intake, shutdown))
+        let held = self.held.subscribe();
+        tokio::spawn(Arc::clone(&self.worker).run(intake, held, shutdown))
+    }
+
+    /// Holds back (or lets go) the processing of newly received events. Webhooks are still
+    /// recorded durably and answered 200, so Meta loses nothing and keeps the webhook healthy,
+    /// while nothing is asked of the shop or sent to customers: for shop maintenance. Events
+    /// already in a customer's lane still finish. A restart lets go.
+    pub fn hold_processing(&self, hold: bool) {
+        self.held.send_replace(hold);
+        tracing::warn!(
+            channel = "messenger",
+            hold,
+            "processing of new events held back or let go"
+        );
+    }
+
+    /// Whether processing is held back.
+    pub fn processing_held(&self) -> bool {
+        *self.held.borrow()
     }
 
     /// Passes freshly recorded events to the worker. If the worker has stopped they stay
