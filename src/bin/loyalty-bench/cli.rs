@@ -10,7 +10,7 @@ usage: loyalty-bench [--seconds N] [--connections C] [--members N] [--only W[,W.
   --connections C   concurrent closed-loop connections (default 64; 4 with --smoke)
   --members N       fill the store with N members before the service starts, and report
                     bytes per member, cold start time and memory (a new process)
-  --only W,...      run only these workloads: bare, intake, e2e, claim, redeem
+  --only W,...      run only these workloads: bare, held, intake, e2e, claim, redeem
                     (the bare ceiling always runs: every ratio needs it)
   --smoke           a short run of every workload that fails (exit 1) on any error or
                     on zero throughput; for CI";
@@ -30,6 +30,7 @@ pub struct Options {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Workload {
     Bare,
+    Held,
     Intake,
     EndToEnd,
     Claim,
@@ -40,6 +41,7 @@ impl Workload {
     fn parse(name: &str) -> Result<Workload, String> {
         Ok(match name {
             "bare" => Workload::Bare,
+            "held" => Workload::Held,
             "intake" => Workload::Intake,
             "e2e" => Workload::EndToEnd,
             "claim" => Workload::Claim,

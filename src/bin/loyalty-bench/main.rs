@@ -153,12 +153,18 @@ async fn workloads(
     } else {
         None
     };
+    let held = if options.runs(Workload::Held) {
+        Some(messenger::run_held_intake(options, fakes, service).await?)
+    } else {
+        None
+    };
     let intake = if options.runs(Workload::Intake) {
         Some(messenger::run_intake(options, fakes, service).await)
     } else {
         None
     };
     let mut rows = vec![Row::new("bare actix-web: read body, 200", bare)];
+    rows.extend(held);
     rows.extend(intake);
     rows.extend(e2e);
     rows.extend(manychat);

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 
 pub const APP_SECRET: &str = "bench-meta-app-secret";
 pub const MANYCHAT_TOKEN: &str = "bench-manychat-token";
+pub const ADMIN_TOKEN: &str = "bench-admin-token";
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 /// A rate-limit budget no bench run can spend.
 const UNREACHABLE: &str = "4000000000";
@@ -132,6 +133,7 @@ fn overrides(dir: &Path, fakes: &Fakes) -> Vec<(String, String)> {
         ),
         ("MESSENGER__GRAPH_API_URL", fakes.send_api_url.clone()),
         ("MANYCHAT__TOKEN", MANYCHAT_TOKEN.to_owned()),
+        ("ADMIN__TOKEN", ADMIN_TOKEN.to_owned()),
         ("SHOP__KIND", "generic".to_owned()),
         ("SHOP__VERIFY_URL", format!("{}/verify", fakes.shop_url)),
         ("SHOP__COUPON_URL", format!("{}/coupons", fakes.shop_url)),
