@@ -50,10 +50,20 @@ impl Registry {
             .filter(|p| p.extension().is_some_and(|x| x == "toml"))
             .collect();
         paths.sort();
-        let mut files = Vec::new();
+        let mut texts = Vec::new();
         for path in paths {
             let text =
                 std::fs::read_to_string(&path).map_err(|e| FlowError::new(&path, e.to_string()))?;
+            texts.push((path, text));
+        }
+        Self::from_texts(texts)
+    }
+
+    /// Parses and checks flow files given as (path, text), in that order: [`Registry::load`]
+    /// without the directory.
+    pub fn from_texts(texts: Vec<(PathBuf, String)>) -> Result<Registry, FlowError> {
+        let mut files = Vec::new();
+        for (path, text) in texts {
             let file: FlowFile =
                 toml::from_str(&text).map_err(|e| FlowError::new(&path, e.to_string()))?;
             files.push((path, file));

@@ -95,7 +95,8 @@ impl GenericShop {
     }
 }
 
-fn parse_answer(bytes: &[u8]) -> Result<ShopOrder, ShopError> {
+/// Reads the shop's answer to a verify request (the body of a 200). Public for the fuzz target.
+pub fn parse_answer(bytes: &[u8]) -> Result<ShopOrder, ShopError> {
     let a: VerifyAnswer =
         serde_json::from_slice(bytes).map_err(|e| ShopError::BadAnswer(e.to_string()))?;
     let number = match &a.order_number {

@@ -6,7 +6,7 @@ mod fixture;
 mod generic;
 
 pub use fixture::FixtureShop;
-pub use generic::{GenericShop, SIGNATURE_HEADER};
+pub use generic::{parse_answer as parse_generic_answer, GenericShop, SIGNATURE_HEADER};
 
 use crate::domain::{Email, OrderNumber, OrderStatus};
 use chrono::{DateTime, Utc};
@@ -15,7 +15,7 @@ use rust_decimal::Decimal;
 
 /// Reads a shop's `total`, given as a JSON string (`"59.90"`) or a JSON number (`59.90`), from
 /// its raw text: a number is never turned into a float on the way, so every digit counts.
-pub(crate) fn amount_from_json(raw: &serde_json::value::RawValue) -> Result<Decimal, String> {
+pub fn amount_from_json(raw: &serde_json::value::RawValue) -> Result<Decimal, String> {
     let text = raw.get().trim();
     let digits = match serde_json::from_str::<String>(text) {
         Ok(s) => s,

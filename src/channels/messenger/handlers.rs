@@ -3,6 +3,7 @@
 //! Processing happens later in the worker; Meta wants its answer within 5 seconds.
 
 use super::{webhook, Messenger};
+use crate::config::Secret;
 use crate::signature::{secrets_match, verify_sha256_header};
 use crate::store::{InboundEvent, StoreError};
 use actix_web::http::header::ContentType;
@@ -51,22 +52,20 @@ pub async fn receive(
     req: HttpRequest,
     body: web::Bytes,
 ) -> HttpResponse {
-    let secret = &messenger.settings.app_secret;
     let header = req
         .headers()
         .get(SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok());
-    // An empty app secret would make every attacker's empty-key HMAC valid.
-    if !secret.is_set() || !verify_sha256_header(secret.expose().as_bytes(), &body, header) {
-        tracing::warn!(
-            signed = header.is_some(),
-            "webhook refused: bad or missing signature"
-        );
-        return HttpResponse::Unauthorized().finish();
-    }
-    let events = match webhook::parse_notification(&body) {
+    let events = match accept_notification(&messenger.settings.app_secret, header, &body) {
         Ok(events) => events,
-        Err(e) => {
+        Err(Refused::Signature) => {
+            tracing::warn!(
+                signed = header.is_some(),
+                "webhook refused: bad or missing signature"
+            );
+            return HttpResponse::Unauthorized().finish();
+        }
+        Err(Refused::Body(e)) => {
             tracing::warn!(error = %e, "webhook refused: not a Page notification");
             // Same body shape as the rest of the API: a stable code and a precise message.
             return HttpResponse::BadRequest().json(serde_json::json!({
@@ -89,6 +88,31 @@ pub async fn receive(
     HttpResponse::Ok()
         .content_type(ContentType::plaintext())
         .body("EVENT_RECEIVED")
+}
+
+/// Why a delivery is refused before anything is recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    #[error("bad or missing signature")]
+    Signature,
+    #[error(transparent)]
+    Body(#[from] webhook::WebhookError),
+}
+
+/// Everything [`receive`] decides before touching the store: the signature over the raw bytes
+/// first, then the parse. Public so the fuzz target drives exactly this path.
+pub fn accept_notification(
+    app_secret: &Secret,
+    signature: Option<&str>,
+    body: &[u8],
+) -> Result<Vec<InboundEvent>, Refused> {
+    // An empty app secret would make every attacker's empty-key HMAC valid.
+    if !app_secret.is_set()
+        || !verify_sha256_header(app_secret.expose().as_bytes(), body, signature)
+    {
+        return Err(Refused::Signature);
+    }
+    Ok(webhook::parse_notification(body)?)
 }
 
 /// Inline on this worker thread (one insert-if-absent per event); only the flush is awaited.

@@ -15,8 +15,9 @@ mod webhook;
 mod worker;
 
 pub use delivery::RetryPolicy;
+pub use handlers::{accept_notification, Refused};
 pub use send_api::SendError;
-pub use webhook::WebhookError;
+pub use webhook::{input_of, parse_notification, WebhookError};
 
 use crate::config::MessengerSettings;
 use crate::domain::Profile;
