@@ -3,13 +3,16 @@
 //! environment after that.
 
 use crate::domain::{Catalogue, Points, Reward};
+use crate::limits::LimitSettings;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// A secret string: never printed by `Debug` or `Display`.
-#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+/// A secret string: never printed by `Debug` (there is no `Display`), and not comparable with
+/// `==`, which would take longer the more leading bytes match. Compare presented values with
+/// [`crate::signature::secrets_match`] or [`crate::signature::bearer_matches`].
+#[derive(Clone, Default, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);
 
@@ -47,6 +50,8 @@ pub struct Settings {
     pub manychat: ManychatSettings,
     pub shop: ShopSettings,
     pub admin: AdminSettings,
+    #[serde(default)]
+    pub limits: LimitSettings,
     #[serde(default = "default_flows_dir")]
     pub flows_dir: PathBuf,
 }
@@ -60,6 +65,48 @@ fn default_flows_dir() -> PathBuf {
 pub struct ServerSettings {
     pub bind: String,
     pub public_url: String,
+    /// Largest request body on every route but the Messenger webhook; larger ones get 413
+    /// before they are read.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Time to send the request line and headers (slowloris); then 408 and the connection closes.
+    #[serde(default = "default_header_timeout_ms")]
+    pub header_timeout_ms: u64,
+    /// Time from the headers to the end of the body; then 408 and the connection closes.
+    #[serde(default = "default_body_timeout_ms")]
+    pub body_timeout_ms: u64,
+    /// How long an idle keep-alive connection stays open; 0 closes after each response.
+    #[serde(default = "default_keep_alive_secs")]
+    pub keep_alive_secs: u64,
+    /// How long a closing connection may take to shut down before it is dropped.
+    #[serde(default = "default_disconnect_timeout_ms")]
+    pub disconnect_timeout_ms: u64,
+    /// After SIGTERM: how long draining requests, stopping the workers and closing the store
+    /// may take together before unfinished work is left queued for the next start.
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout_secs: u64,
+}
+
+fn default_max_body_bytes() -> usize {
+    64 * 1024
+}
+fn default_header_timeout_ms() -> u64 {
+    5_000
+}
+fn default_body_timeout_ms() -> u64 {
+    10_000
+}
+fn default_keep_alive_secs() -> u64 {
+    5
+}
+fn default_disconnect_timeout_ms() -> u64 {
+    1_000
+}
+fn default_webhook_body_bytes() -> usize {
+    1 << 20
+}
+fn default_shutdown_timeout() -> u64 {
+    10
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -69,10 +116,18 @@ pub struct StoreSettings {
     /// sled page-cache size; RSS follows it.
     #[serde(default = "default_cache")]
     pub cache_capacity_mb: u64,
+    /// Group commit: the least time between the starts of two flushes, in µs. Writers arriving
+    /// in between share the next flush; a lone writer after a quiet spell does not wait.
+    #[serde(default = "default_flush_gap")]
+    pub flush_gap_us: u64,
 }
 
 fn default_cache() -> u64 {
     64
+}
+
+fn default_flush_gap() -> u64 {
+    1000
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -104,6 +159,9 @@ pub struct MessengerSettings {
     pub verify_token: Secret,
     pub page_access_token: Secret,
     pub graph_api_url: String,
+    /// Largest webhook body (Meta batches events, so it is larger than the other routes').
+    #[serde(default = "default_webhook_body_bytes")]
+    pub max_body_bytes: usize,
 }
 
 impl MessengerSettings {
@@ -214,12 +272,12 @@ impl Settings {
                 apply_override(&mut value, &var, rest, &raw)?;
             }
         }
-        let settings: Settings =
-            value
-                .try_into()
-                .map_err(|e: toml::de::Error| ConfigError::Shape {
-                    message: e.message().to_owned(),
-                })?;
+        let settings: Settings = value
+            .try_into()
+            // The whole text, not `message()`: it ends with the key ("in `limits.x.max`").
+            .map_err(|e: toml::de::Error| ConfigError::Shape {
+                message: e.to_string().trim().replace('\n', " "),
+            })?;
         settings.validate()?;
         Ok(settings)
     }
@@ -236,6 +294,22 @@ impl Settings {
             .map_err(|e| bad("server.public_url", &format!("not a URL: {e}")))?;
         if !matches!(public.scheme(), "http" | "https") {
             return Err(bad("server.public_url", "must be http or https"));
+        }
+        self.validate_server()?;
+        self.limits
+            .validate()
+            .map_err(|(key, problem)| ConfigError::Invalid { key, problem })?;
+        if !(1..=300).contains(&self.server.shutdown_timeout_secs) {
+            return Err(bad(
+                "server.shutdown_timeout_secs",
+                "must be between 1 and 300",
+            ));
+        }
+        if self.store.flush_gap_us > 100_000 {
+            return Err(bad(
+                "store.flush_gap_us",
+                "must be at most 100000 (0.1 s): every durable answer waits for it",
+            ));
         }
         let rate = self.program.points_per_currency_unit;
         if rate <= Decimal::ZERO || rate > Decimal::from(1000) {
@@ -326,6 +400,44 @@ impl Settings {
                     "shop.secret",
                     "required for kind = \"generic\" (set LOYALTY__SHOP__SECRET)",
                 ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Timeouts and body sizes: each within a range that keeps the service usable.
+    fn validate_server(&self) -> Result<(), ConfigError> {
+        const MIB: u64 = 1 << 20;
+        let s = &self.server;
+        let checks = [
+            (
+                "server.max_body_bytes",
+                s.max_body_bytes as u64,
+                1024,
+                16 * MIB,
+            ),
+            (
+                "messenger.max_body_bytes",
+                self.messenger.max_body_bytes as u64,
+                64 * 1024,
+                16 * MIB,
+            ),
+            ("server.header_timeout_ms", s.header_timeout_ms, 100, 60_000),
+            ("server.body_timeout_ms", s.body_timeout_ms, 100, 300_000),
+            ("server.keep_alive_secs", s.keep_alive_secs, 0, 3600),
+            (
+                "server.disconnect_timeout_ms",
+                s.disconnect_timeout_ms,
+                0,
+                60_000,
+            ),
+        ];
+        for (key, value, min, max) in checks {
+            if !(min..=max).contains(&value) {
+                return Err(ConfigError::Invalid {
+                    key: key.into(),
+                    problem: format!("must be between {min} and {max}"),
+                });
             }
         }
         Ok(())
@@ -482,8 +594,43 @@ mod tests {
             (&[("LOYALTY__SERVER__BIND", "nowhere")], "server.bind"),
             (&[("LOYALTY__SHOP__KIND", "generic")], "shop.verify_url"),
             (&[("LOYALTY__SHOP__TIMEOUT_SECS", "0")], "shop.timeout_secs"),
+            (
+                &[("LOYALTY__SERVER__SHUTDOWN_TIMEOUT_SECS", "0")],
+                "server.shutdown_timeout_secs",
+            ),
             (&[("LOYALTY__PROGRAM__LOCALE", "fr")], "program.locale"),
             (&[("LOYALTY__PROGRAM__COLOUR", "red")], "colour"),
+            (
+                &[("LOYALTY__SERVER__BODY_TIMEOUT_MS", "0")],
+                "server.body_timeout_ms",
+            ),
+            (
+                &[("LOYALTY__SERVER__MAX_BODY_BYTES", "10")],
+                "server.max_body_bytes",
+            ),
+            (
+                &[("LOYALTY__MESSENGER__MAX_BODY_BYTES", "999999999")],
+                "messenger.max_body_bytes",
+            ),
+            (
+                &[(
+                    "LOYALTY__LIMITS__FAILED_CLAIMS_PER_MEMBER__WINDOW_SECS",
+                    "0",
+                )],
+                "limits.failed_claims_per_member.window_secs",
+            ),
+            (
+                &[("LOYALTY__LIMITS__ADMIN_PER_IP__MAX", "-1")],
+                "limits.admin_per_ip.max",
+            ),
+            (
+                &[("LOYALTY__LIMITS__TRUSTED_PROXIES", "10.0.0.1, proxy")],
+                "limits.trusted_proxies",
+            ),
+            (
+                &[("LOYALTY__LIMITS__MAX_TRACKED_KEYS", "5")],
+                "limits.max_tracked_keys",
+            ),
         ];
         for (env, key) in cases {
             let e = load(BASE, env).unwrap_err().to_string();
@@ -505,20 +652,86 @@ mod tests {
     }
 
     #[test]
-    fn secrets_are_redacted_in_debug_output() {
+    fn every_secret_is_redacted_in_debug_output() {
+        let secrets = [
+            ("LOYALTY__MESSENGER__APP_SECRET", "app-secret-111"),
+            ("LOYALTY__MESSENGER__VERIFY_TOKEN", "verify-token-222"),
+            ("LOYALTY__MESSENGER__PAGE_ACCESS_TOKEN", "page-token-333"),
+            ("LOYALTY__MANYCHAT__TOKEN", "manychat-token-444"),
+            ("LOYALTY__ADMIN__TOKEN", "admin-token-555"),
+            ("LOYALTY__SHOP__SECRET", "shop-secret-666"),
+        ];
+        let s = load(BASE, &secrets).unwrap();
+        for dbg in [format!("{s:?}"), format!("{s:#?}")] {
+            for (var, value) in secrets {
+                assert!(!dbg.contains(value), "{var} shows in {dbg}");
+            }
+            assert_eq!(dbg.matches("[redacted]").count(), secrets.len(), "{dbg}");
+        }
+        assert_eq!(format!("{:?}", Secret::new("x")), "[redacted]");
+        assert_eq!(format!("{:?}", Secret::default()), "[empty]");
+    }
+
+    #[test]
+    fn the_committed_limits_are_the_documented_defaults() {
+        let s = load(BASE, &[]).unwrap();
+        let defaults = LimitSettings::default();
+        assert_eq!(s.limits.rates(), defaults.rates());
+        assert_eq!(s.limits.trusted_proxies, defaults.trusted_proxies);
+        assert_eq!(s.limits.max_tracked_keys, defaults.max_tracked_keys);
+        let server = (
+            s.server.max_body_bytes,
+            s.server.header_timeout_ms,
+            s.server.body_timeout_ms,
+            s.server.keep_alive_secs,
+            s.server.disconnect_timeout_ms,
+        );
+        assert_eq!(server, (65536, 5000, 10_000, 5, 1000));
+        assert_eq!(s.messenger.max_body_bytes, 1 << 20);
+        // Every key is documented in docs/limits.md.
+        let doc = include_str!("../docs/limits.md");
+        let mut keys: Vec<String> = s
+            .limits
+            .rates()
+            .iter()
+            .map(|(k, _)| k.to_string())
+            .collect();
+        keys.extend(
+            [
+                "limits.trusted_proxies",
+                "limits.max_tracked_keys",
+                "server.max_body_bytes",
+                "server.header_timeout_ms",
+                "server.body_timeout_ms",
+                "server.keep_alive_secs",
+                "server.disconnect_timeout_ms",
+                "messenger.max_body_bytes",
+            ]
+            .map(String::from),
+        );
+        for key in keys {
+            assert!(
+                doc.contains(&format!("`{key}")),
+                "{key} is not in docs/limits.md"
+            );
+        }
+    }
+
+    #[test]
+    fn any_limit_can_be_set_from_the_environment() {
         let s = load(
             BASE,
             &[
-                ("LOYALTY__MANYCHAT__TOKEN", "tok-123"),
-                ("LOYALTY__ADMIN__TOKEN", "adm-456"),
+                ("LOYALTY__LIMITS__FAILED_CLAIMS_PER_MEMBER__MAX", "2"),
+                ("LOYALTY__LIMITS__ADMIN_PER_IP__WINDOW_SECS", "10"),
+                ("LOYALTY__LIMITS__TRUSTED_PROXIES", "10.0.0.1,::1"),
+                ("LOYALTY__SERVER__BODY_TIMEOUT_MS", "250"),
             ],
         )
         .unwrap();
-        let dbg = format!("{s:?}");
-        assert!(
-            !dbg.contains("tok-123") && !dbg.contains("adm-456"),
-            "{dbg}"
-        );
-        assert!(dbg.contains("[redacted]"));
+        assert_eq!(s.limits.failed_claims_per_member.max, 2);
+        assert_eq!(s.limits.admin_per_ip.window_secs, 10);
+        assert_eq!(s.limits.trusted_proxies, "10.0.0.1,::1");
+        assert_eq!(s.server.body_timeout_ms, 250);
     }
 }

@@ -7,7 +7,9 @@
 //! - [`program`]: the use cases (join, claim, balance, redeem); orders side effects.
 //! - [`flows`]: the flow engine; conversations as data from `flows/`.
 //! - [`channels`]: Messenger and ManyChat wire formats to and from the engine.
-//! - [`http`]: the HTTP surface (health, admin, error mapping) and [`startup`] wiring.
+//! - [`http`]: the HTTP surface (health, admin, error mapping, body and time limits) and
+//!   [`startup`] wiring.
+//! - [`limits`]: rate limits per member and per client address (order-number guessing).
 //! - [`cli`], [`chat`], [`telemetry`]: the binary's command line, terminal chat and logging.
 //!
 //! Dependencies point inwards: `http`/`channels` → `flows` → `program` → `{store, shop}` → `domain`.
@@ -19,6 +21,7 @@ pub mod config;
 pub mod domain;
 pub mod flows;
 pub mod http;
+pub mod limits;
 pub mod program;
 pub mod shop;
 pub mod signature;

@@ -8,6 +8,11 @@ use loyalty_bot::startup::Application;
 use std::io::Write;
 use std::process::ExitCode;
 
+/// sled allocates and frees a node copy per write; glibc's allocator showed up in the
+/// profile (`_int_malloc`, `malloc_consolidate`), mimalloc keeps per-thread free lists.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let command = match Command::parse(std::env::args().skip(1)) {

@@ -1,14 +1,17 @@
 //! The use cases every channel shares: join, claim an order, show a balance, redeem a reward.
 //! This is the only code that orders side effects: ask the shop, then commit atomically (and
-//! durably) in the store, and only then report success to the caller.
+//! durably) in the store, and only then report success to the caller. Rate limits come first:
+//! a refused claim or redemption reads nothing, asks the shop nothing and changes nothing.
 
 use crate::domain::{
     points_for, Catalogue, ChatIdentity, Coupon, CouponCode, CouponStatus, Email, Member, MemberId,
-    OrderNumber, OrderStatus, Points, Profile, Reward,
+    OrderNumber, OrderStatus, Points, Profile, ReversalReason, Reward,
 };
+use crate::limits::{Limited, Limits};
 use crate::shop::{CouponRequest, Shop, ShopError};
 use crate::store::{
-    ClaimOutcome, JoinOutcome, LoyaltyStore, MemberAccount, NewMember, RedeemOutcome, StoreError,
+    ClaimOutcome, JoinOutcome, LoyaltyStore, MemberAccount, NewMember, RedeemOutcome,
+    ReverseOutcome, StoreError,
 };
 use chrono::{DateTime, Duration, Utc};
 use std::sync::Arc;
@@ -58,6 +61,8 @@ pub enum ClaimResult {
     NotPaid(OrderStatus),
     OtherCurrency(String),
     ShopUnavailable,
+    /// Too many claims (or failed claims) by this member lately; nothing was looked up.
+    Limited(Limited),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +82,8 @@ pub enum RedeemResult {
     ShopUnavailable {
         balance: Points,
     },
+    /// Too many redemptions by this member lately; nothing was spent.
+    Limited(Limited),
 }
 
 pub struct Program {
@@ -84,6 +91,7 @@ pub struct Program {
     shop: Arc<dyn Shop>,
     catalogue: Catalogue,
     rules: Rules,
+    limits: Arc<Limits>,
 }
 
 impl Program {
@@ -98,7 +106,19 @@ impl Program {
             shop,
             catalogue,
             rules,
+            limits: Arc::new(Limits::unlimited()),
         }
+    }
+
+    /// The rate limits to apply (the default is none: start-up always sets them).
+    pub fn with_limits(mut self, limits: Arc<Limits>) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The limits, also for the HTTP layer's per-address budgets.
+    pub fn limits(&self) -> &Arc<Limits> {
+        &self.limits
     }
 
     pub fn catalogue(&self) -> &Catalogue {
@@ -113,23 +133,18 @@ impl Program {
         &self.store
     }
 
-    /// Runs a store operation on the blocking pool (sled and the group-commit wait block),
-    /// inside the caller's tracing span.
-    pub async fn blocking<T, F>(&self, f: F) -> Result<T, ProgramError>
+    /// Runs one store operation (a point read or write, microseconds) on the current thread
+    /// and returns once its effect is durable; the flush is awaited, not blocked on.
+    pub async fn durably<T, F>(&self, f: F) -> Result<T, ProgramError>
     where
-        T: Send + 'static,
-        F: FnOnce(&dyn LoyaltyStore) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&dyn LoyaltyStore) -> Result<T, StoreError>,
     {
-        let store = Arc::clone(&self.store);
-        let span = tracing::Span::current();
-        let out =
-            tokio::task::spawn_blocking(move || span.in_scope(|| f(store.as_ref()))).await??;
-        Ok(out)
+        Ok(crate::store::run_durably(self.store.as_ref(), f).await?)
     }
 
     pub async fn account(&self, who: &ChatIdentity) -> Result<Option<MemberAccount>, ProgramError> {
         let who = who.clone();
-        self.blocking(move |s| s.member_by_identity(&who)).await
+        self.durably(move |s| s.member_by_identity(&who)).await
     }
 
     pub async fn join(
@@ -144,7 +159,7 @@ impl Program {
             profile,
             bonus: self.rules.signup_bonus,
         };
-        let out = self.blocking(move |s| s.join(new, Utc::now())).await?;
+        let out = self.durably(move |s| s.join(new, Utc::now())).await?;
         Ok(match out {
             JoinOutcome::Joined(a) => {
                 tracing::info!(member.id = %a.member.id, "member joined");
@@ -155,7 +170,33 @@ impl Program {
         })
     }
 
+    /// Claims an order for a member, within the member's claim budgets. An unknown order, or
+    /// one claimed by someone else, is charged to the tighter failed-claims budget: that is
+    /// what guessing order numbers looks like.
     pub async fn claim(
+        &self,
+        member: &Member,
+        order: OrderNumber,
+    ) -> Result<ClaimResult, ProgramError> {
+        let id = member.id;
+        if let Err(limited) = self.limits.start_claim(id) {
+            tracing::warn!(member.id = %id, retry_after_secs = limited.retry_after_secs(), "claim refused: rate limit");
+            return Ok(ClaimResult::Limited(limited));
+        }
+        // A claim abandoned half-way (the caller went away) keeps its failed-claim token:
+        // it comes back with the refill, and erring that way never helps a guesser.
+        let result = self.claim_within_limits(member, order).await;
+        let failed = matches!(
+            result,
+            Ok(ClaimResult::NotFound | ClaimResult::AlreadyClaimedByOther)
+        );
+        if !failed {
+            self.limits.claim_did_not_fail(id);
+        }
+        result
+    }
+
+    async fn claim_within_limits(
         &self,
         member: &Member,
         order: OrderNumber,
@@ -163,7 +204,7 @@ impl Program {
         let id = member.id;
         // Cheap early answer for repeat claims; the store's index is the real guard.
         let o = order.clone();
-        if let Some((by, at)) = self.blocking(move |s| s.order_claim(&o)).await? {
+        if let Some((by, at)) = self.durably(move |s| s.order_claim(&o)).await? {
             return self.already_claimed(id, by, at).await;
         }
         let found = match self.shop.find_order(&order, &member.email).await {
@@ -197,7 +238,7 @@ impl Program {
             status: shop_order.status,
         };
         let out = self
-            .blocking(move |s| s.claim_order(id, &verified, points, Utc::now()))
+            .durably(move |s| s.claim_order(id, &verified, points, Utc::now()))
             .await?;
         match out {
             ClaimOutcome::Credited { points, balance } => {
@@ -209,6 +250,10 @@ impl Program {
                 })
             }
             ClaimOutcome::AlreadyClaimed { by, at } => self.already_claimed(id, by, at).await,
+            // The shop's refund beat the claim (its verify answer was older than the refund).
+            ClaimOutcome::Reversed { reason, .. } => {
+                Ok(ClaimResult::NotPaid(reason.order_status()))
+            }
         }
     }
 
@@ -226,7 +271,7 @@ impl Program {
     }
 
     pub async fn balance(&self, member: MemberId) -> Result<Points, ProgramError> {
-        let acc = self.blocking(move |s| s.member(member)).await?;
+        let acc = self.durably(move |s| s.member(member)).await?;
         Ok(acc.map(|a| a.balance).unwrap_or_default())
     }
 
@@ -239,17 +284,21 @@ impl Program {
         reward_id: &str,
         request: Option<&str>,
     ) -> Result<RedeemResult, ProgramError> {
+        let id = member.id;
+        if let Err(limited) = self.limits.redemptions_per_member.acquire(&id) {
+            tracing::warn!(member.id = %id, retry_after_secs = limited.retry_after_secs(), "redemption refused: rate limit");
+            return Ok(RedeemResult::Limited(limited));
+        }
         let Some(reward) = self.catalogue.get(reward_id).cloned() else {
             return Ok(RedeemResult::UnknownReward);
         };
-        let id = member.id;
         let now = Utc::now();
         let expires_at = now + Duration::days(i64::from(self.rules.coupon_valid_days));
         let code = CouponCode::generate(&reward.id);
         let r = reward.clone();
         let req = request.map(str::to_owned);
         let out = self
-            .blocking(move |s| s.redeem_reward(id, &r, code, expires_at, now, req.as_deref()))
+            .durably(move |s| s.redeem_reward(id, &r, code, expires_at, now, req.as_deref()))
             .await?;
         let (coupon, reward) = match out {
             RedeemOutcome::InsufficientPoints { balance, needed } => {
@@ -294,11 +343,11 @@ impl Program {
         if let Err(e) = self.shop.create_coupon(&request).await {
             log_shop_error(&e, "coupon creation");
             let balance = self
-                .blocking(move |s| s.cancel_coupon(&code, Utc::now()))
+                .durably(move |s| s.cancel_coupon(&code, Utc::now()))
                 .await?;
             return Ok(RedeemResult::ShopUnavailable { balance });
         }
-        let coupon = self.blocking(move |s| s.confirm_coupon(&code)).await?;
+        let coupon = self.durably(move |s| s.confirm_coupon(&code)).await?;
         let balance = self.balance(id).await?;
         if coupon.status != CouponStatus::Issued {
             return Ok(RedeemResult::ShopUnavailable { balance });
@@ -311,6 +360,19 @@ impl Program {
         })
     }
 
+    /// The shop refunded or cancelled an order: take back what it credited, once per order,
+    /// ever (see [`crate::domain::reversals`] for the policy). An order nobody has claimed is
+    /// recorded so that its later claims are refused. Nothing is sent to the member: the
+    /// balance and the ledger show the reversal.
+    pub async fn reverse_order(
+        &self,
+        order: OrderNumber,
+        reason: ReversalReason,
+    ) -> Result<ReverseOutcome, ProgramError> {
+        self.durably(move |s| s.reverse_order(&order, reason, Utc::now()))
+            .await
+    }
+
     /// The coupon once its first attempt has settled (issued or cancelled), or as it is after
     /// [`SETTLE_WAIT`].
     async fn settled(&self, mut coupon: Coupon) -> Result<Coupon, ProgramError> {
@@ -318,7 +380,7 @@ impl Program {
         while coupon.status == CouponStatus::Pending && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             let code = coupon.code.clone();
-            match self.blocking(move |s| s.coupon(&code)).await? {
+            match self.durably(move |s| s.coupon(&code)).await? {
                 Some(c) => coupon = c,
                 None => break,
             }
@@ -330,11 +392,11 @@ impl Program {
     /// customer never saw their code, so the points go back (the code, if the shop made it,
     /// is unguessable and unknown to anyone).
     pub async fn recover_pending_coupons(&self) -> Result<usize, ProgramError> {
-        let pending = self.blocking(|s| s.pending_coupons()).await?;
+        let pending = self.durably(|s| s.pending_coupons()).await?;
         let n = pending.len();
         for c in pending {
             let code = c.code.clone();
-            self.blocking(move |s| s.cancel_coupon(&code, Utc::now()))
+            self.durably(move |s| s.cancel_coupon(&code, Utc::now()))
                 .await?;
             tracing::warn!(member.id = %c.member, "pending coupon from an interrupted redemption cancelled; points restored");
         }

@@ -147,3 +147,48 @@ async fn a_missing_flows_dir_stops_the_start() {
     let res = try_spawn_app_with(|s| s.flows_dir = "no-such-flows".into()).await;
     assert!(matches!(res, Err(StartupError::Flows { .. })));
 }
+
+async fn put_processing(app: &common::TestApp, held: bool) -> serde_json::Value {
+    let res = app
+        .client()
+        .put(app.url("/admin/messenger/processing"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({ "held": held }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn held_processing_still_acknowledges_webhooks_and_answers_them_once_let_go() {
+    let app = spawn_app().await;
+    let unauthorized = app
+        .client()
+        .put(app.url("/admin/messenger/processing"))
+        .json(&serde_json::json!({ "held": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthorized.status(), 401);
+    assert_eq!(put_processing(&app, true).await["held"], true);
+
+    let body = std::fs::read(common::repo_path(
+        "fixtures/messenger/messenger-text-message.json",
+    ))
+    .unwrap();
+    let res = app
+        .post_messenger_webhook("/webhooks/messenger", &body)
+        .await;
+    assert_eq!(res.status(), 200, "held: still recorded and acknowledged");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(app.graph_api.sent().is_empty(), "held: nothing is sent");
+
+    assert_eq!(put_processing(&app, false).await["held"], false);
+    let sent = app
+        .graph_api
+        .wait_for_sent(1, std::time::Duration::from_secs(10))
+        .await;
+    assert_eq!(sent.len(), 1, "let go: the held event is answered once");
+}

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use loyalty_bot::domain::{
-    Channel, ChatIdentity, CouponCode, Email, OrderNumber, OrderStatus, Points, Profile, Reward,
-    VerifiedOrder,
+    Channel, ChatIdentity, CouponCode, Email, OrderNumber, OrderStatus, Points, Profile,
+    ReversalReason, Reward, VerifiedOrder,
 };
 use loyalty_bot::store::{
     ClaimOutcome, EventQueue, InboundEvent, JoinOutcome, LoyaltyStore, NewMember, RedeemOutcome,
@@ -93,6 +93,10 @@ fn one_round(store: &SledStore, tag: &str) {
         panic!("60 points did not buy a 30-point reward");
     };
     println!("ACK coupon {}", coupon.code);
+    store
+        .reverse_order(&order.number, ReversalReason::Refunded, now)
+        .unwrap();
+    println!("ACK reversal {tag}9");
     let event = InboundEvent {
         key: format!("mid-{tag}"),
         sender: tag.into(),
@@ -147,6 +151,10 @@ fn acknowledged_writes_survive_kill_9() {
             "claim" => {
                 let number = OrderNumber::parse(key).unwrap();
                 assert!(store.order_claim(&number).unwrap().is_some(), "{ack}");
+            }
+            "reversal" => {
+                let number = OrderNumber::parse(key).unwrap();
+                assert!(store.order_reversal(&number).unwrap().is_some(), "{ack}");
             }
             "coupon" => {
                 let code = CouponCode::from_stored(key.into());

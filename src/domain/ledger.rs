@@ -12,6 +12,9 @@ pub enum EntryKind {
     Redemption,
     /// Gives back the points of a redemption whose coupon the shop did not create.
     RedemptionReversal,
+    /// Takes back an order's credit because the shop refunded or cancelled the order; at most
+    /// the balance (see [`super::reversals`]), the rest is recorded as `shortfall`.
+    OrderReversal,
 }
 
 /// One ledger line. `points` is signed: credits are positive, redemptions negative.
@@ -25,6 +28,10 @@ pub struct LedgerEntry {
     pub reward_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coupon_code: Option<String>,
+    /// For an [`EntryKind::OrderReversal`]: the part of the order's credit that was already
+    /// spent and so not debited (`-points + shortfall` is what the order had credited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shortfall: Option<Points>,
     pub at: DateTime<Utc>,
 }
 
@@ -56,6 +63,20 @@ impl LedgerEntry {
         }
     }
 
+    /// Debits `taken` for a refunded or cancelled order; `shortfall` was spent already.
+    pub fn order_reversal(
+        order: OrderNumber,
+        taken: Points,
+        shortfall: Points,
+        at: DateTime<Utc>,
+    ) -> Self {
+        LedgerEntry {
+            order_number: Some(order),
+            shortfall: Some(shortfall),
+            ..Self::new(EntryKind::OrderReversal, -signed(taken), at)
+        }
+    }
+
     fn new(kind: EntryKind, points: i64, at: DateTime<Utc>) -> Self {
         LedgerEntry {
             kind,
@@ -63,6 +84,7 @@ impl LedgerEntry {
             order_number: None,
             reward_id: None,
             coupon_code: None,
+            shortfall: None,
             at,
         }
     }

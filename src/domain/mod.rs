@@ -6,6 +6,7 @@ pub mod ledger;
 pub mod members;
 pub mod orders;
 pub mod points;
+pub mod reversals;
 pub mod rewards;
 
 pub use coupons::{Coupon, CouponCode, CouponStatus};
@@ -13,6 +14,7 @@ pub use ledger::{EntryKind, LedgerEntry};
 pub use members::{Channel, ChatIdentity, Email, Member, MemberId, Profile};
 pub use orders::{points_for, OrderNumber, OrderStatus, VerifiedOrder};
 pub use points::Points;
+pub use reversals::{Reversal, ReversalReason};
 pub use rewards::{Catalogue, Reward};
 
 /// A value from outside failed the domain's rules.

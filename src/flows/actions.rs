@@ -8,6 +8,7 @@ use super::turn::{Awaiting, Choice, Reply, Turn};
 use crate::domain::{
     Catalogue, ChatIdentity, Email, OrderNumber, OrderStatus, Points, Profile, Reward,
 };
+use crate::limits::Limited;
 use crate::program::{ClaimResult, JoinResult, Program, ProgramError, RedeemResult};
 use crate::store::MemberAccount;
 use std::collections::BTreeMap;
@@ -25,6 +26,7 @@ pub struct Ctx<'a> {
     pub request: Option<String>,
     replies: Vec<Reply>,
     points_changed: bool,
+    limited: Option<Limited>,
 }
 
 impl<'a> Ctx<'a> {
@@ -48,6 +50,7 @@ impl<'a> Ctx<'a> {
             request: None,
             replies: vec![],
             points_changed: false,
+            limited: None,
         }
     }
 
@@ -242,6 +245,7 @@ impl<'a> Ctx<'a> {
                 "other_currency"
             }
             ClaimResult::ShopUnavailable => "shop_unavailable",
+            ClaimResult::Limited(limited) => return Ok(self.limited(limited, "claims_limited")),
         };
         Ok((outcome, extra, outcome == "credited"))
     }
@@ -278,8 +282,22 @@ impl<'a> Ctx<'a> {
                 self.refresh().await?;
                 "shop_unavailable"
             }
+            RedeemResult::Limited(limited) => {
+                return Ok(self.limited(limited, "redemptions_limited"))
+            }
         };
         Ok((outcome, extra, outcome == "redeemed"))
+    }
+
+    /// A rate limit said no: the engine's own polite message (not a flow outcome, so every
+    /// flow file gets it without declaring it), and the flow ends.
+    fn limited(&mut self, limited: Limited, message: &'static str) -> (&'static str, Vars, bool) {
+        let mut extra = Vars::new();
+        let minutes = limited.retry_after_secs().div_ceil(60);
+        extra.insert("wait_minutes", minutes.to_string());
+        self.say_with(message, &extra);
+        self.limited = Some(limited);
+        ("limited", Vars::new(), false)
     }
 
     pub fn finish(self, awaiting: Option<Awaiting>) -> Turn {
@@ -289,6 +307,7 @@ impl<'a> Ctx<'a> {
             balance: self.account.as_ref().map(|a| a.balance),
             points_changed: self.points_changed,
             awaiting,
+            limited: self.limited.map(|l| l.retry_after),
         }
     }
 }

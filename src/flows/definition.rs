@@ -33,6 +33,7 @@ pub const PLACEHOLDERS: &[&str] = &[
     "reward_status",
     "valid_days",
     "gap",
+    "wait_minutes",
 ];
 
 #[derive(Debug, thiserror::Error)]

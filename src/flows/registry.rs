@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Messages the engine itself uses, so every locale must have them.
-const ENGINE_MESSAGES: [&str; 10] = [
+const ENGINE_MESSAGES: [&str; 12] = [
     "help",
     "name_fallback",
     "status_can_redeem",
@@ -19,6 +19,8 @@ const ENGINE_MESSAGES: [&str; 10] = [
     "order_status_cancelled",
     "order_status_refunded",
     "order_status_other",
+    "claims_limited",
+    "redemptions_limited",
 ];
 
 #[derive(Debug, Clone)]

@@ -115,6 +115,9 @@ pub struct Turn {
     /// True when this turn changed the balance (join, claim, redeem).
     pub points_changed: bool,
     pub awaiting: Option<Awaiting>,
+    /// Set when a rate limit refused the action (nothing changed, and the replies say so
+    /// politely): how long until it is allowed again. ManyChat answers 429 with it.
+    pub limited: Option<std::time::Duration>,
 }
 
 /// Payloads the engine understands. Channels use them as quick-reply and button payloads.

@@ -1,11 +1,17 @@
 //! The operator API, behind `Authorization: Bearer <admin.token>`. With an empty token the
-//! routes are not registered at all (404), so a forgotten token never opens them.
+//! routes are not registered at all (404), so a forgotten token never opens them. Each client
+//! address has a budget of admin requests (`limits.admin_per_ip`), spent before the token is
+//! checked, so guessing the token is as slow as using it.
 //!
 //! `GET /admin/members?email=<email>`: a member, their balance and their ledger.
+//! `GET|PUT /admin/messenger/processing` `{"held": bool}`: hold back Messenger processing
+//! (webhooks are still recorded and acknowledged), e.g. while the shop is down for maintenance.
 
 use super::ApiError;
+use crate::channels::messenger::Messenger;
 use crate::config::Secret;
 use crate::domain::{Email, EntryKind, LedgerEntry};
+use crate::limits::Limits;
 use crate::program::Program;
 use crate::signature;
 use crate::store::MemberAccount;
@@ -15,17 +21,54 @@ use serde::{Deserialize, Serialize};
 use std::future::{ready, Ready};
 use std::sync::Arc;
 
-/// Registers the admin routes; call only when the admin token is set.
-pub fn configure(cfg: &mut web::ServiceConfig, program: Arc<Program>, token: Secret) {
-    cfg.service(
-        web::scope("/admin")
-            .app_data(web::Data::new(AdminToken(token)))
-            .app_data(web::Data::from(program))
-            .route("/members", web::get().to(member)),
-    );
+/// Registers the admin routes; call only when the admin token is set. `messenger`: the
+/// enabled Messenger channel, whose processing can be held back.
+pub fn configure(
+    cfg: &mut web::ServiceConfig,
+    program: Arc<Program>,
+    token: Secret,
+    messenger: Option<Arc<Messenger>>,
+) {
+    let mut scope = web::scope("/admin")
+        .app_data(web::Data::new(AdminToken(token)))
+        .app_data(web::Data::new(AdminLimits(Arc::clone(program.limits()))))
+        .app_data(web::Data::from(program))
+        .route("/members", web::get().to(member));
+    if let Some(m) = messenger {
+        scope = scope
+            .app_data(web::Data::from(m))
+            .route("/messenger/processing", web::get().to(processing))
+            .route("/messenger/processing", web::put().to(set_processing));
+    }
+    cfg.service(scope);
+}
+
+/// `{"held": true}` holds back the processing of new Messenger events (see
+/// [`Messenger::hold_processing`]); `{"held": false}` lets it go.
+#[derive(Debug, Deserialize, Serialize)]
+struct Processing {
+    held: bool,
+}
+
+async fn processing(_: Admin, messenger: web::Data<Messenger>) -> HttpResponse {
+    HttpResponse::Ok().json(Processing {
+        held: messenger.processing_held(),
+    })
+}
+
+async fn set_processing(
+    _: Admin,
+    messenger: web::Data<Messenger>,
+    body: web::Json<Processing>,
+) -> HttpResponse {
+    messenger.hold_processing(body.held);
+    HttpResponse::Ok().json(Processing {
+        held: messenger.processing_held(),
+    })
 }
 
 struct AdminToken(Secret);
+struct AdminLimits(Arc<Limits>);
 
 /// Proof that the request carried the admin token. Extracted first, so a caller without the
 /// token learns nothing else (not even whether the query was valid).
@@ -36,6 +79,9 @@ impl FromRequest for Admin {
     type Future = Ready<Result<Admin, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        if let Err(e) = within_address_budget(req) {
+            return ready(Err(e));
+        }
         let header = req
             .headers()
             .get(actix_web::http::header::AUTHORIZATION)
@@ -48,6 +94,22 @@ impl FromRequest for Admin {
         } else {
             Err(ApiError::Unauthorized)
         })
+    }
+}
+
+fn within_address_budget(req: &HttpRequest) -> Result<(), ApiError> {
+    let Some(limits) = req.app_data::<web::Data<AdminLimits>>() else {
+        return Ok(());
+    };
+    match super::client_ip(req, &limits.0) {
+        Some(ip) => limits.0.admin_per_ip.acquire(&ip).map_err(|l| {
+            tracing::warn!(
+                retry_after_secs = l.retry_after_secs(),
+                "admin request refused: rate limit"
+            );
+            ApiError::from(l)
+        }),
+        None => Ok(()),
     }
 }
 
@@ -72,6 +134,9 @@ struct EntryView {
     order_number: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reward_id: Option<String>,
+    /// Order reversals: the part of the credit already spent, so not debited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shortfall: Option<u64>,
     /// RFC 3339, UTC.
     at: String,
 }
@@ -95,6 +160,7 @@ impl From<LedgerEntry> for EntryView {
             points: e.points,
             order_number: e.order_number.map(|o| o.as_str().to_owned()),
             reward_id: e.reward_id,
+            shortfall: e.shortfall.map(|p| p.0),
             at: e.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         }
     }
@@ -108,7 +174,7 @@ async fn member(
 ) -> Result<HttpResponse, ApiError> {
     let email = Email::parse(&q.email).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let found = program
-        .blocking(move |s| match s.member_by_email(&email)? {
+        .durably(move |s| match s.member_by_email(&email)? {
             Some(account) => {
                 let ledger = s.ledger(account.member.id)?;
                 Ok(Some((account, ledger)))

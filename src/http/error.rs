@@ -3,6 +3,7 @@
 //! query, oversized bodies) are routed here too, so every error a client sees has one shape.
 
 use crate::program::ProgramError;
+use actix_web::http::header::RETRY_AFTER;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
@@ -13,12 +14,23 @@ use std::fmt;
 pub enum ApiError {
     #[error("missing or wrong bearer token")]
     Unauthorized,
+    /// A signed webhook whose signature header is missing or does not match the body.
+    #[error("missing or wrong signature")]
+    BadSignature,
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     BadRequest(String),
+    /// Well-formed, but an event this endpoint does not act on (a typo must not pass as 200).
+    #[error("{0}")]
+    UnsupportedEvent(String),
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// The client took longer than `server.body_timeout_ms` to send its body.
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
+    #[error("too many requests; retry after {retry_after_secs} s")]
+    TooManyRequests { retry_after_secs: u64 },
     /// Anything the client cannot fix. The body stays generic; the log gets the source chain.
     #[error("internal error")]
     Internal(#[source] Box<dyn StdError + Send + Sync>),
@@ -33,9 +45,13 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::Unauthorized => "unauthorized",
+            ApiError::BadSignature => "bad_signature",
             ApiError::NotFound(_) => "not_found",
             ApiError::BadRequest(_) => "bad_request",
+            ApiError::UnsupportedEvent(_) => "unsupported_event",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::RequestTimeout => "request_timeout",
+            ApiError::TooManyRequests { .. } => "rate_limited",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -69,10 +85,13 @@ struct Body<'a> {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::BadSignature => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::UnsupportedEvent(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -83,13 +102,31 @@ impl ResponseError for ApiError {
             tracing::error!(error = ?self, "request failed");
         }
         let mut res = HttpResponse::build(self.status_code());
-        if let ApiError::Unauthorized = self {
-            res.insert_header(("WWW-Authenticate", "Bearer"));
+        match self {
+            ApiError::Unauthorized => {
+                res.insert_header(("WWW-Authenticate", "Bearer"));
+            }
+            ApiError::TooManyRequests { retry_after_secs } => {
+                res.insert_header((RETRY_AFTER, *retry_after_secs));
+            }
+            // The rest of that body may still be on its way; the connection is not reusable.
+            ApiError::RequestTimeout => {
+                res.force_close();
+            }
+            _ => {}
         }
         res.json(Body {
             code: self.code(),
             message: self.to_string(),
         })
+    }
+}
+
+impl From<crate::limits::Limited> for ApiError {
+    fn from(l: crate::limits::Limited) -> Self {
+        ApiError::TooManyRequests {
+            retry_after_secs: l.retry_after_secs(),
+        }
     }
 }
 
@@ -115,6 +152,12 @@ mod tests {
     fn every_kind_has_its_status() {
         let cases = [
             (ApiError::Unauthorized, 401, "unauthorized"),
+            (ApiError::BadSignature, 401, "bad_signature"),
+            (
+                ApiError::UnsupportedEvent("x".into()),
+                422,
+                "unsupported_event",
+            ),
             (ApiError::NotFound("x".into()), 404, "not_found"),
             (ApiError::BadRequest("x".into()), 400, "bad_request"),
             (
@@ -122,10 +165,27 @@ mod tests {
                 413,
                 "payload_too_large",
             ),
+            (ApiError::RequestTimeout, 408, "request_timeout"),
+            (
+                ApiError::TooManyRequests {
+                    retry_after_secs: 7,
+                },
+                429,
+                "rate_limited",
+            ),
         ];
         for (e, status, code) in cases {
             assert_eq!(e.status_code().as_u16(), status, "{code}");
             assert_eq!(e.code(), code);
         }
+    }
+
+    #[test]
+    fn too_many_requests_says_when_to_retry() {
+        let res = ApiError::TooManyRequests {
+            retry_after_secs: 42,
+        }
+        .error_response();
+        assert_eq!(res.headers().get(RETRY_AFTER).unwrap(), "42");
     }
 }

@@ -1,37 +1,68 @@
 //! The actix `HttpServer`: one `App` per worker with health, admin, the enabled channels, and
-//! a JSON 404 for everything else (including a disabled channel's routes).
+//! a JSON 404 for everything else (including a disabled channel's routes). It also sets the
+//! connection timeouts that keep slow clients from holding connections (`[server]`).
 
-use super::{ApiError, BODY_LIMIT};
+use super::body::{limit_body_time, BodyTimeout};
+use super::ApiError;
 use crate::channels::{manychat::Manychat, messenger::Messenger};
-use crate::config::Secret;
+use crate::config::{Secret, ServerSettings};
+use crate::limits::BodyLimit;
 use crate::program::Program;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
-use actix_web::http::{header::CONTENT_TYPE, StatusCode};
+use actix_web::http::{header::CONTENT_TYPE, KeepAlive, StatusCode};
 use actix_web::middleware::{from_fn, ErrorHandlerResponse, ErrorHandlers, Next};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, ResponseError};
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What the routes need. A channel that is `None` is disabled: its routes answer 404.
 pub struct Routes {
     pub program: Arc<Program>,
     pub admin_token: Secret,
+    /// `shop.secret`: signs the shop's order webhook; empty disables it.
+    pub shop_secret: Secret,
     pub messenger: Option<Arc<Messenger>>,
     pub manychat: Option<Arc<Manychat>>,
 }
 
 /// Serves on an already bound `listener`. Signals are left to the caller, which stops the
-/// background workers and the store after the drain.
-pub fn server(listener: TcpListener, routes: Routes) -> std::io::Result<Server> {
+/// background workers and the store after the drain; a graceful stop waits at most
+/// `server.shutdown_timeout_secs` for requests in flight.
+pub fn server(
+    listener: TcpListener,
+    routes: Routes,
+    limits: &ServerSettings,
+) -> std::io::Result<Server> {
     let routes = Arc::new(routes);
+    let max_body = limits.max_body_bytes;
+    let body_timeout = BodyTimeout(Duration::from_millis(limits.body_timeout_ms));
+    let keep_alive = match limits.keep_alive_secs {
+        0 => KeepAlive::Disabled,
+        secs => KeepAlive::Timeout(Duration::from_secs(secs)),
+    };
     let server = HttpServer::new(move || {
         let r = Arc::clone(&routes);
+        // Middleware order, inside out: the 413 shape, the body deadline (which must see the
+        // final response), then the log line.
         App::new()
-            .wrap(oversized_bodies_as_api_errors())
+            .app_data(body_timeout)
+            .wrap(oversized_bodies_as_api_errors(max_body))
+            .wrap(from_fn(limit_body_time))
             .wrap(from_fn(log_request))
-            .configure(|cfg| super::configure(cfg, Arc::clone(&r.program), &r.admin_token))
+            .configure(|cfg| {
+                super::configure(
+                    cfg,
+                    Arc::clone(&r.program),
+                    &r.admin_token,
+                    max_body,
+                    r.messenger.clone(),
+                )
+            })
+            .configure(|cfg| {
+                super::shop_webhook::configure(cfg, Arc::clone(&r.program), &r.shop_secret)
+            })
             .configure(|cfg| {
                 if let Some(m) = &r.messenger {
                     m.configure(cfg);
@@ -43,7 +74,11 @@ pub fn server(listener: TcpListener, routes: Routes) -> std::io::Result<Server> 
             .default_service(web::to(not_found))
     })
     .disable_signals()
-    .shutdown_timeout(10)
+    .shutdown_timeout(limits.shutdown_timeout_secs.max(1))
+    // Slowloris: the request line and headers must arrive within this, else 408 and close.
+    .client_request_timeout(Duration::from_millis(limits.header_timeout_ms))
+    .client_disconnect_timeout(Duration::from_millis(limits.disconnect_timeout_ms))
+    .keep_alive(keep_alive)
     .listen(listener)?
     .run();
     Ok(server)
@@ -74,22 +109,27 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 }
 
 /// `web::Bytes` bodies (signed webhooks) have no error handler of their own in actix; this
-/// rewrites their plain-text 413 into the [`ApiError`] shape. JSON answers pass untouched.
-fn oversized_bodies_as_api_errors() -> ErrorHandlers<BoxBody> {
-    ErrorHandlers::new().handler(StatusCode::PAYLOAD_TOO_LARGE, |res: ServiceResponse| {
-        let is_json = res
-            .headers()
-            .get(CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-        if is_json {
-            return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
-        }
-        let (req, _) = res.into_parts();
-        let body = ApiError::PayloadTooLarge { limit: BODY_LIMIT }.error_response();
-        Ok(ErrorHandlerResponse::Response(
-            ServiceResponse::new(req, body).map_into_right_body(),
-        ))
-    })
+/// rewrites their plain-text 413 into the [`ApiError`] shape, naming the route's limit (a
+/// [`BodyLimit`] next to its `PayloadConfig`, else `max_body`). JSON answers pass untouched.
+fn oversized_bodies_as_api_errors(max_body: usize) -> ErrorHandlers<BoxBody> {
+    ErrorHandlers::new().handler(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        move |res: ServiceResponse| {
+            let is_json = res
+                .headers()
+                .get(CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+            if is_json {
+                return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+            }
+            let (req, _) = res.into_parts();
+            let limit = req.app_data::<BodyLimit>().map_or(max_body, |l| l.0);
+            let body = ApiError::PayloadTooLarge { limit }.error_response();
+            Ok(ErrorHandlerResponse::Response(
+                ServiceResponse::new(req, body).map_into_right_body(),
+            ))
+        },
+    )
 }
 
 #[cfg(test)]
@@ -98,11 +138,13 @@ mod tests {
     use actix_web::test::{call_service, init_service, read_body_json, TestRequest};
     use serde_json::Value;
 
+    const BODY_LIMIT: usize = 64 * 1024;
+
     async fn answer(req: TestRequest) -> (u16, Value) {
         let app = init_service(
             App::new()
-                .wrap(oversized_bodies_as_api_errors())
-                .configure(super::super::limits)
+                .wrap(oversized_bodies_as_api_errors(BODY_LIMIT))
+                .configure(|cfg| super::super::extractor_limits(cfg, BODY_LIMIT))
                 .route(
                     "/bytes",
                     web::post().to(|b: web::Bytes| async move { b.len().to_string() }),

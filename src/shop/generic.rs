@@ -72,10 +72,14 @@ impl GenericShop {
 
     async fn post_signed(&self, url: &str, body: Vec<u8>) -> Result<reqwest::Response, ShopError> {
         let sig = signature::hmac_sha256_hex(self.secret.expose().as_bytes(), &body);
+        let mut sig = reqwest::header::HeaderValue::try_from(format!("sha256={sig}"))
+            .expect("hex is a valid header value");
+        // Kept out of `Debug` output of the request and out of HTTP/2 header compression.
+        sig.set_sensitive(true);
         self.client
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(SIGNATURE_HEADER, format!("sha256={sig}"))
+            .header(SIGNATURE_HEADER, sig)
             .body(body)
             .send()
             .await
@@ -190,6 +194,22 @@ mod tests {
         assert_eq!(o.email.as_str(), "jane@example.com");
         let o = parse_answer(br#"{"order_number":"A-7","email":"a@b.co","total":"42.50","currency":"USD","status":"completed"}"#).unwrap();
         assert_eq!(o.total.to_string(), "42.50");
+    }
+
+    #[test]
+    fn the_shop_secret_is_redacted_in_debug_output() {
+        let shop = GenericShop::new(
+            "http://127.0.0.1:9/verify".into(),
+            "http://127.0.0.1:9/coupons".into(),
+            Secret::new("shop-secret-123"),
+            5,
+        )
+        .unwrap();
+        let shown = format!("{shop:?}");
+        assert!(
+            !shown.contains("shop-secret-123") && shown.contains("[redacted]"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ mod fixture;
 mod generic;
 
 pub use fixture::FixtureShop;
-pub use generic::{parse_answer as parse_generic_answer, GenericShop};
+pub use generic::{parse_answer as parse_generic_answer, GenericShop, SIGNATURE_HEADER};
 
 use crate::domain::{Email, OrderNumber, OrderStatus};
 use chrono::{DateTime, Utc};

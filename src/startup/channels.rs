@@ -59,6 +59,12 @@ impl Channels {
             );
             None
         };
+        if !settings.shop.secret.is_set() {
+            tracing::info!(
+                empty = "shop.secret",
+                "shop webhook disabled: keys are empty"
+            );
+        }
         if !settings.admin.token.is_set() {
             tracing::info!(empty = "admin.token", "admin API disabled: keys are empty");
         }

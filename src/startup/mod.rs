@@ -20,6 +20,7 @@ use channels::Channels;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -62,12 +63,17 @@ pub struct Application {
     store: Arc<SledStore>,
     program: Arc<Program>,
     engine: Arc<Engine>,
+    /// `server.shutdown_timeout_secs`.
+    shutdown_timeout: Duration,
+    signals: shutdown::Signals,
 }
 
 impl Application {
     /// Opens everything, binds `server.bind` (port 0 picks a free one) and starts the channel
     /// workers. Serving starts with [`Application::run_until_stopped`].
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+        // First, before the socket accepts anything: see `shutdown::Signals`.
+        let signals = shutdown::Signals::listen();
         let Services {
             store,
             program,
@@ -84,10 +90,21 @@ impl Application {
         let routes = http::Routes {
             program: Arc::clone(&program),
             admin_token: settings.admin.token.clone(),
+            shop_secret: settings.shop.secret.clone(),
             messenger: channels.messenger,
             manychat: channels.manychat,
         };
-        let server = http::server(listener, routes).map_err(StartupError::Server)?;
+        let shutdown_timeout = Duration::from_secs(settings.server.shutdown_timeout_secs);
+        if settings.shop.timeout_secs >= settings.server.shutdown_timeout_secs {
+            tracing::warn!(
+                shop.timeout_secs = settings.shop.timeout_secs,
+                server.shutdown_timeout_secs = settings.server.shutdown_timeout_secs,
+                "shop timeout not below the shutdown timeout: a request waiting on the shop at \
+                 shutdown may be cut off"
+            );
+        }
+        let server =
+            http::server(listener, routes, &settings.server).map_err(StartupError::Server)?;
         tracing::info!(%address, "listening");
         Ok(Application {
             port: address.port(),
@@ -98,6 +115,8 @@ impl Application {
             store,
             program,
             engine,
+            shutdown_timeout,
+            signals,
         })
     }
 
@@ -119,8 +138,11 @@ impl Application {
         Arc::clone(&self.engine)
     }
 
-    /// Serves until SIGTERM, SIGINT or the [`ShutdownHandle`]; then drains requests, stops the
-    /// background workers, and flushes and closes the store, in that order.
+    /// Serves until SIGTERM, SIGINT or the [`ShutdownHandle`]; then stops accepting, drains
+    /// requests, stops the background workers at a safe point, and flushes and closes the
+    /// store, in that order and within `server.shutdown_timeout_secs` in all (see
+    /// [`shutdown`]). Returns `Ok` after a graceful stop, also when workers had to be stopped
+    /// at the deadline: their unfinished work is in the store for the next start.
     pub async fn run_until_stopped(self) -> Result<(), StartupError> {
         let Application {
             server,
@@ -130,20 +152,29 @@ impl Application {
             store,
             program,
             engine,
+            shutdown_timeout,
+            signals,
             ..
         } = self;
         drop((program, engine));
-        let watcher = tokio::spawn(shutdown::stop_on_request(stop, server.handle()));
+        let (requested, stopping) = tokio::sync::oneshot::channel();
+        let hurry = CancellationToken::new();
+        let watcher = tokio::spawn(shutdown::stop_on_request(
+            stop,
+            server.handle(),
+            requested,
+            hurry.clone(),
+            signals,
+        ));
         let served = server.await;
-        watcher.abort();
+        let since = shutdown::requested_at(stopping);
+        let deadline = since + shutdown_timeout;
         workers.cancel();
-        for task in background {
-            if let Err(e) = task.await {
-                tracing::error!(error = %e, "a background worker panicked");
-            }
-        }
-        shutdown::close_store(store).await;
-        tracing::info!("stopped");
+        shutdown::stop_workers(background, deadline, &hurry).await;
+        shutdown::close_store(store, deadline, &hurry).await;
+        watcher.abort();
+        let elapsed_ms = u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX);
+        tracing::info!(elapsed_ms, "stopped");
         served.map_err(StartupError::Server)
     }
 }

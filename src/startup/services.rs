@@ -5,6 +5,7 @@ use super::StartupError;
 use crate::config::{Settings, ShopKind};
 use crate::domain::Points;
 use crate::flows::Engine;
+use crate::limits::{Limits, SystemClock};
 use crate::program::{Program, Rules};
 use crate::shop::{FixtureShop, GenericShop, Shop};
 use crate::store::{LoyaltyStore, SledStore};
@@ -20,20 +21,26 @@ pub struct Services {
 impl Services {
     pub async fn open(settings: &Settings) -> Result<Services, StartupError> {
         let cache_bytes = settings.store.cache_capacity_mb * 1024 * 1024;
-        let store = SledStore::open(&settings.store.path, cache_bytes).map_err(|source| {
-            StartupError::Store {
-                path: settings.store.path.clone(),
-                source,
-            }
-        })?;
+        let gap = std::time::Duration::from_micros(settings.store.flush_gap_us);
+        let store =
+            SledStore::open_tuned(&settings.store.path, cache_bytes, gap).map_err(|source| {
+                StartupError::Store {
+                    path: settings.store.path.clone(),
+                    source,
+                }
+            })?;
         let store = Arc::new(store);
         let dyn_store: Arc<dyn LoyaltyStore> = store.clone();
-        let program = Arc::new(Program::new(
-            dyn_store,
-            build_shop(settings)?,
-            settings.catalogue(),
-            rules(settings),
-        ));
+        let limits = Limits::new(&settings.limits, Arc::new(SystemClock::new()));
+        let program = Arc::new(
+            Program::new(
+                dyn_store,
+                build_shop(settings)?,
+                settings.catalogue(),
+                rules(settings),
+            )
+            .with_limits(Arc::new(limits)),
+        );
         let engine = Arc::new(build_engine(Arc::clone(&program), settings)?);
         let recovered = program
             .recover_pending_coupons()

@@ -1,13 +1,26 @@
-//! Graceful shutdown: a signal or a [`ShutdownHandle`] stops the HTTP server (which drains),
-//! then the application stops its workers and closes the store last.
+//! Graceful shutdown. A signal (SIGTERM, SIGINT) or a [`ShutdownHandle`] stops the HTTP server:
+//! it stops accepting connections at once and lets requests in flight finish. Then the
+//! application stops its background workers at a safe point and flushes and closes the store.
+//! All of it shares one budget, `server.shutdown_timeout_secs`, counted from the request to
+//! stop: a worker still busy when it runs out (say, waiting on a slow Send API) is stopped
+//! where it is. That loses nothing, because everything a worker has not finished is in the
+//! store (an event not marked done runs again, a reply not marked delivered is sent again; see
+//! `docs/crash-safety.md`). A second signal spends what is left of the budget at once.
 
 use crate::store::SledStore;
 use actix_web::dev::ServerHandle;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// Asks a running [`Application`] to stop gracefully, as SIGTERM does.
+/// However late it is, holders of the store get this long to let go of it before the final
+/// flush, so that an in-process restart (the tests) can open it again.
+const CLOSE_GRACE: Duration = Duration::from_millis(500);
+
+/// Asks a running [`Application`](super::Application) to stop gracefully, as SIGTERM does.
 #[derive(Debug, Clone)]
 pub struct ShutdownHandle(CancellationToken);
 
@@ -21,39 +34,133 @@ impl ShutdownHandle {
     }
 }
 
-pub(super) async fn stop_on_request(stop: CancellationToken, server: ServerHandle) {
-    tokio::select! {
-        () = stop.cancelled() => tracing::info!("shutdown requested; draining"),
-        () = terminate_signal() => tracing::info!("signal received; draining"),
-    }
-    server.stop(true).await;
+/// When the stop was requested, as [`stop_on_request`] noted it; now if the server stopped
+/// by itself (it failed).
+pub(super) fn requested_at(mut requested: oneshot::Receiver<Instant>) -> Instant {
+    requested.try_recv().unwrap_or_else(|_| Instant::now())
 }
 
-async fn terminate_signal() {
+/// Waits for a stop request, notes its time in `requested`, then stops the server gracefully
+/// (it stops accepting at once and drains for up to its own shutdown timeout). A second signal
+/// cancels `hurry`: the server, the workers and the store stop without waiting any longer.
+pub(super) async fn stop_on_request(
+    stop: CancellationToken,
+    server: ServerHandle,
+    requested: oneshot::Sender<Instant>,
+    hurry: CancellationToken,
+    mut signals: Signals,
+) {
+    tokio::select! {
+        () = stop.cancelled() => tracing::info!("shutdown requested; draining"),
+        () = signals.next() => tracing::info!("signal received; draining"),
+    }
+    let _ = requested.send(Instant::now());
+    tokio::select! {
+        () = server.stop(true) => {}
+        () = signals.next() => {
+            tracing::warn!("second signal: stopping without waiting for work in flight");
+            hurry.cancel();
+            server.stop(false).await;
+        }
+    }
+    // The workers and the store may still be stopping: a second signal still hurries them.
+    signals.next().await;
+    tracing::warn!("second signal: stopping without waiting for work in flight");
+    hurry.cancel();
+}
+
+/// SIGTERM and SIGINT, listened for from the moment the application is built. A handler
+/// installed only when the stop watcher first runs would leave a window, right after start,
+/// in which SIGTERM kills the process the default way (exit by signal, nothing drained).
+pub(super) struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = term.recv() => {},
-                _ = tokio::signal::ctrl_c() => {},
-            },
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    /// Installs the handlers now; needs a tokio runtime.
+    pub(super) fn listen() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Signals {
+                term: signal(SignalKind::terminate()).ok(),
+                int: signal(SignalKind::interrupt()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    /// The next SIGTERM or SIGINT (never, for one whose handler could not be installed).
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        {
+            async fn one(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                () = one(&mut self.term) => {},
+                () = one(&mut self.int) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Waits for the background workers (already told to stop) until `deadline` or a second
+/// signal; any still running then are aborted where they are.
+pub(super) async fn stop_workers(
+    mut tasks: Vec<JoinHandle<()>>,
+    deadline: Instant,
+    hurry: &CancellationToken,
+) {
+    let all = futures_util::future::join_all(tasks.iter_mut());
+    let finished = tokio::select! {
+        done = tokio::time::timeout_at(deadline, all) => done.ok(),
+        () = hurry.cancelled() => None,
+    };
+    match finished {
+        Some(results) => {
+            for e in results.into_iter().filter_map(Result::err) {
+                tracing::error!(error = %e, "a background worker panicked");
+            }
+        }
+        None => {
+            let running = tasks.iter().filter(|t| !t.is_finished()).count();
+            tracing::warn!(
+                workers = running,
+                "workers still busy at the shutdown deadline; stopped where they were (their \
+                 unfinished events and replies stay queued for the next start)"
+            );
+            for task in &tasks {
+                task.abort();
             }
         }
     }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
 }
 
-/// Flushes and closes the store once nobody else holds it.
-pub(super) async fn close_store(store: Arc<SledStore>) {
+/// Flushes the store, once nobody else holds it or at `deadline` (or a second signal),
+/// whichever comes first.
+pub(super) async fn close_store(
+    store: Arc<SledStore>,
+    deadline: Instant,
+    hurry: &CancellationToken,
+) {
     // actix workers drop their handlers (and store clones) just after the server future
-    // resolves, on their own threads. Waiting (bounded) lets the final flush cover every write
-    // and frees sled's file lock for a restart in the same process.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while Arc::strong_count(&store) > 1 && tokio::time::Instant::now() < deadline {
+    // resolves, on their own threads, and aborted tasks drop theirs when next polled. Waiting
+    // for them lets the final flush cover every write and frees sled's file lock for a restart
+    // in the same process.
+    let deadline = deadline.max(Instant::now() + CLOSE_GRACE);
+    while Arc::strong_count(&store) > 1 && Instant::now() < deadline && !hurry.is_cancelled() {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     if Arc::strong_count(&store) > 1 {
@@ -61,7 +168,11 @@ pub(super) async fn close_store(store: Arc<SledStore>) {
             "the store is still in use at shutdown; it closes when the last user drops it"
         );
     }
-    if let Err(e) = store.flush_now() {
-        tracing::error!(error = %e, "final store flush failed");
+    // Every store write already waits for its own flush; this one is for anything else.
+    let flushed = tokio::task::spawn_blocking(move || store.flush_now()).await;
+    match flushed {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "final store flush failed"),
+        Err(e) => tracing::error!(error = %e, "final store flush panicked"),
     }
 }

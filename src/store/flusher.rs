@@ -7,11 +7,16 @@
 //! runs waits for `n + 1`, so one sync covers all of them.
 //!
 //! `Db::flush_async` is never used: on sled 0.34.7 it deadlocks under concurrency (sled #1308).
+//!
+//! A writer either blocks ([`GroupCommit::wait`]) or, inside a deferred scope (see
+//! [`super::durability`]), takes a [`Mark`] and awaits [`GroupCommit::durable`]: async waiters
+//! are woken through a `watch` channel, a waker each (a task, not a parked thread per request).
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::durability::{self, Durable, Mark};
 use super::StoreError;
 
 /// A flush slower than this is logged: a long one once stalled webhook answers for seconds.
@@ -28,8 +33,39 @@ struct Shared {
     state: Mutex<Epochs>,
     /// Wakes the flusher: a writer asked for a flush.
     work: Condvar,
-    /// Wakes the writers: a flush completed.
+    /// Wakes the blocked writers: a flush completed.
     done: Condvar,
+    /// Wakes the async writers: the latest [`Outcome`].
+    outcome: tokio::sync::watch::Sender<Outcome>,
+}
+
+/// What async waiters need to know after each flush.
+#[derive(Clone, Default)]
+struct Outcome {
+    completed: u64,
+    succeeded: u64,
+    failure: Option<sled::Error>,
+}
+
+impl Outcome {
+    /// `None` while the flush for `target` has not finished.
+    fn verdict(&self, target: u64) -> Option<Result<(), StoreError>> {
+        if self.completed < target {
+            return None;
+        }
+        Some(if self.succeeded >= target {
+            Ok(())
+        } else {
+            Err(failure(self.failure.as_ref()))
+        })
+    }
+}
+
+fn failure(e: Option<&sled::Error>) -> StoreError {
+    match e {
+        Some(e) => e.clone().into(),
+        None => StoreError::Backend("flush to disk failed".into()),
+    }
 }
 
 #[derive(Default)]
@@ -51,18 +87,19 @@ struct Epochs {
 }
 
 impl GroupCommit {
-    /// Starts the flusher thread for `db`.
-    pub fn start(db: sled::Db) -> Result<Self, StoreError> {
+    /// Starts the flusher thread for `db`; consecutive flushes start at least `gap` apart.
+    pub fn start(db: sled::Db, gap: Duration) -> Result<Self, StoreError> {
         let shared = Arc::new(Shared {
             db,
             state: Mutex::new(Epochs::default()),
             work: Condvar::new(),
             done: Condvar::new(),
+            outcome: tokio::sync::watch::Sender::new(Outcome::default()),
         });
         let worker = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("sled-flusher".into())
-            .spawn(move || worker.run())
+            .spawn(move || worker.run(gap))
             .map_err(|e| StoreError::Backend(Box::new(e)))?;
         Ok(GroupCommit {
             shared,
@@ -71,16 +108,15 @@ impl GroupCommit {
     }
 
     /// Blocks until everything written before this call is on disk. Call it after the write,
-    /// from a thread that may block (tokio's blocking pool, not an async task).
+    /// from a thread that may block. Inside a deferred scope it returns at once and the scope
+    /// awaits the flush instead.
     pub fn wait(&self) -> Result<(), StoreError> {
-        let mut st = self.shared.lock();
-        // A flush numbered `started` or lower may have begun before our write finished, so it
-        // does not count: we need the next one.
-        let target = st.started + 1;
-        if st.requested < target {
-            st.requested = target;
-            self.shared.work.notify_one();
+        let mark = self.request();
+        if durability::take_over(mark) {
+            return Ok(());
         }
+        let target = mark.0;
+        let mut st = self.shared.lock();
         while st.completed < target {
             st = self
                 .shared
@@ -91,9 +127,50 @@ impl GroupCommit {
         if st.succeeded >= target {
             return Ok(());
         }
-        Err(match &st.failure {
-            Some(e) => e.clone().into(),
-            None => StoreError::Backend("flush to disk failed".into()),
+        Err(failure(st.failure.as_ref()))
+    }
+
+    /// After a read whose answer may reach a customer: while some writer still waits for its
+    /// flush, what was just read may include that unflushed write (another request's claim, a
+    /// credit in a balance), so the reader waits for the next flush as well. With nobody
+    /// waiting it costs nothing. (A writer between its sled write and its request for a flush,
+    /// a few microseconds with no await between them, is not seen: documented, not closed.)
+    pub fn settle_read(&self) -> Result<(), StoreError> {
+        let pending = {
+            let st = self.shared.lock();
+            st.requested > st.completed
+        };
+        if pending {
+            self.wait()
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Asks for the first flush that starts after this call and returns its number.
+    pub fn request(&self) -> Mark {
+        let mut st = self.shared.lock();
+        // A flush numbered `started` or lower may have begun before our write finished, so it
+        // does not count: we need the next one.
+        let target = st.started + 1;
+        if st.requested < target {
+            st.requested = target;
+            self.shared.work.notify_one();
+        }
+        Mark(target)
+    }
+
+    /// Resolves once flush `mark` (or a later one) has succeeded.
+    pub fn durable(&self, mark: Mark) -> Durable {
+        let mut outcome = self.shared.outcome.subscribe();
+        Box::pin(async move {
+            let seen = outcome
+                .wait_for(|o| o.completed >= mark.0)
+                .await
+                // The sender lives as long as the store; it only goes away at shutdown.
+                .map_err(|_| StoreError::Backend("the store was closed".into()))?;
+            seen.verdict(mark.0)
+                .unwrap_or_else(|| Err(StoreError::Backend("flush state went back".into())))
         })
     }
 
@@ -121,8 +198,14 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn run(&self) {
+    fn run(&self, gap: Duration) {
+        let mut last: Option<Instant> = None;
         loop {
+            // Waiting here, before taking the next epoch, lets the writers arriving meanwhile
+            // join this flush instead of each paying for one of their own.
+            if let Some(wait) = last.and_then(|l| gap.checked_sub(l.elapsed())) {
+                std::thread::sleep(wait);
+            }
             let epoch = {
                 let mut st = self.lock();
                 while st.requested <= st.started && !st.shutdown {
@@ -135,7 +218,13 @@ impl Shared {
                 st.started
             };
             let began = Instant::now();
-            let result = self.db.flush();
+            last = Some(began);
+            // A panic here would end the thread and leave every waiter hanging for good; as a
+            // failed flush, the waiters get an error and the next flush may still succeed.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.db.flush()))
+                .unwrap_or_else(|_| {
+                    Err(sled::Error::ReportableBug("the sled flush panicked".into()))
+                });
             let elapsed = began.elapsed();
             if elapsed > SLOW_FLUSH {
                 tracing::warn!(elapsed_ms = elapsed.as_millis() as u64, "slow sled flush");
@@ -150,7 +239,14 @@ impl Shared {
                     st.failure = Some(e);
                 }
             }
+            let outcome = Outcome {
+                completed: st.completed,
+                succeeded: st.succeeded,
+                failure: st.failure.clone(),
+            };
+            drop(st);
             self.done.notify_all();
+            self.outcome.send_replace(outcome);
         }
     }
 }
@@ -169,7 +265,7 @@ mod tests {
     #[test]
     fn many_concurrent_writers_share_fewer_flushes_than_writers() {
         let (_dir, db) = temp_db();
-        let gc = Arc::new(GroupCommit::start(db.clone()).unwrap());
+        let gc = Arc::new(GroupCommit::start(db.clone(), Duration::ZERO).unwrap());
         let writers = 32;
         let rounds = 4;
         let barrier = Arc::new(Barrier::new(writers));
@@ -199,7 +295,7 @@ mod tests {
     #[test]
     fn a_wait_is_served_by_a_flush_that_started_after_it() {
         let (_dir, db) = temp_db();
-        let gc = GroupCommit::start(db.clone()).unwrap();
+        let gc = GroupCommit::start(db.clone(), Duration::ZERO).unwrap();
         for i in 0..3u64 {
             db.insert(i.to_be_bytes(), vec![1]).unwrap();
             gc.wait().unwrap();
@@ -208,10 +304,63 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn async_waiters_share_flushes_and_each_gets_a_fresh_one() {
+        let (_dir, db) = temp_db();
+        let gc = Arc::new(GroupCommit::start(db.clone(), Duration::from_millis(2)).unwrap());
+        let mut waits = tokio::task::JoinSet::new();
+        for i in 0..64u64 {
+            let (db, gc) = (db.clone(), Arc::clone(&gc));
+            waits.spawn(async move {
+                db.insert(i.to_be_bytes(), vec![0u8; 32]).unwrap();
+                let mark = gc.request();
+                gc.durable(mark).await.unwrap();
+                // Served by a flush numbered at least as high as the one it asked for.
+                assert!(gc.flush_count() >= mark.0);
+            });
+        }
+        while let Some(done) = waits.join_next().await {
+            done.unwrap();
+        }
+        let flushes = gc.flush_count();
+        assert!((1..64).contains(&flushes), "{flushes} flushes for 64 waits");
+    }
+
+    #[test]
+    fn a_wait_inside_a_deferred_scope_returns_a_mark_instead_of_blocking() {
+        let (_dir, db) = temp_db();
+        let gc = GroupCommit::start(db, Duration::ZERO).unwrap();
+        let ((), mark) = durability::deferred(|| gc.wait().unwrap());
+        let mark = mark.expect("the wait was deferred");
+        futures_util::FutureExt::now_or_never(gc.durable(Mark(u64::MAX)))
+            .is_none()
+            .then_some(())
+            .expect("a flush that never ran cannot be awaited as done");
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(gc.durable(mark))
+            .unwrap();
+        assert!(gc.flush_count() >= mark.0);
+    }
+
+    #[test]
+    fn a_read_while_a_writer_waits_waits_for_the_next_flush_too() {
+        let (_dir, db) = temp_db();
+        // The gap holds flush 2 back long enough for the read to see it pending.
+        let gc = GroupCommit::start(db, Duration::from_millis(300)).unwrap();
+        gc.wait().unwrap(); // flush 1: nothing before it, so no gap
+        let ((), idle) = durability::deferred(|| gc.settle_read().unwrap());
+        assert_eq!(idle, None, "with no writer waiting a read costs nothing");
+        let writer = gc.request();
+        let ((), read) = durability::deferred(|| gc.settle_read().unwrap());
+        assert_eq!(read, Some(writer), "the read waits for the writer's flush");
+    }
+
     #[test]
     fn dropping_stops_the_flusher_thread() {
         let (_dir, db) = temp_db();
-        let gc = GroupCommit::start(db).unwrap();
+        let gc = GroupCommit::start(db, Duration::ZERO).unwrap();
         gc.wait().unwrap();
         drop(gc); // would hang here if the thread ignored shutdown
     }

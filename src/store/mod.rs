@@ -1,18 +1,21 @@
 //! The store seam: every method is one atomic, durable domain operation. When a method returns
 //! `Ok`, its effect is on disk (group-committed flush), so a reply that announces it survives
 //! `kill -9`. Backends (sled today) implement [`LoyaltyStore`] and [`EventQueue`]; flows and
-//! handlers only ever see these traits.
+//! handlers only ever see these traits, and call them through [`run_durably`], which awaits
+//! the flush instead of parking a thread on it.
 
+pub mod durability;
 mod flusher;
 mod keys;
 mod sled_store;
 
+pub use durability::{run_durably, AwaitDurable};
 pub use flusher::GroupCommit;
 pub use sled_store::SledStore;
 
 use crate::domain::{
     ChatIdentity, Coupon, CouponCode, Email, LedgerEntry, Member, MemberId, OrderNumber, Points,
-    Profile, Reward, VerifiedOrder,
+    Profile, Reversal, ReversalReason, Reward, VerifiedOrder,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -62,11 +65,29 @@ pub enum ClaimOutcome {
         points: Points,
         balance: Points,
     },
-    /// The order was credited before (to `by`, at `at`); nothing changed.
+    /// The order was credited before (to `by`, at `at`); nothing changed. A claimed order
+    /// stays claimed after a reversal, so this is also the answer for reversed claims.
     AlreadyClaimed {
         by: MemberId,
         at: DateTime<Utc>,
     },
+    /// The shop refunded or cancelled the order before anyone claimed it; nothing changed.
+    Reversed {
+        reason: ReversalReason,
+        at: DateTime<Utc>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReverseOutcome {
+    /// The order's credit was taken back now (at most the balance; see
+    /// [`crate::domain::reversals`]). `balance` is the member's balance afterwards.
+    Reversed { reversal: Reversal, balance: Points },
+    /// Nobody had claimed the order: the reversal is recorded and every later claim of the
+    /// order is refused.
+    RecordedBeforeClaim { reversal: Reversal },
+    /// The order was reversed before (this `reversal`); nothing changed.
+    AlreadyReversed { reversal: Reversal },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,7 +123,7 @@ pub struct ConversationState {
     pub data: serde_json::Value,
 }
 
-pub trait LoyaltyStore: Send + Sync + 'static {
+pub trait LoyaltyStore: AwaitDurable + Send + Sync + 'static {
     fn member(&self, id: MemberId) -> Result<Option<MemberAccount>, StoreError>;
     fn member_by_identity(&self, who: &ChatIdentity) -> Result<Option<MemberAccount>, StoreError>;
     fn member_by_email(&self, email: &Email) -> Result<Option<MemberAccount>, StoreError>;
@@ -124,11 +145,26 @@ pub trait LoyaltyStore: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<ClaimOutcome, StoreError>;
 
-    /// Who claimed an order, if anyone.
+    /// Who claimed an order, if anyone (reversed or not: a claim is forever).
     fn order_claim(
         &self,
         order: &OrderNumber,
     ) -> Result<Option<(MemberId, DateTime<Utc>)>, StoreError>;
+
+    /// Takes back what a refunded or cancelled order credited, atomically and once per order,
+    /// ever: a ledger entry debits the credit, capped at the balance (the rest is recorded as
+    /// shortfall), and the order stays claimed. An order nobody claimed gets the reversal
+    /// recorded so that later claims are refused. Concurrent calls, and calls concurrent with
+    /// a claim of the same order, serialise on the order.
+    fn reverse_order(
+        &self,
+        order: &OrderNumber,
+        reason: ReversalReason,
+        now: DateTime<Utc>,
+    ) -> Result<ReverseOutcome, StoreError>;
+
+    /// The reversal of an order, if the shop reported one.
+    fn order_reversal(&self, order: &OrderNumber) -> Result<Option<Reversal>, StoreError>;
 
     /// Deducts the reward's points and records a pending coupon in one atomic step; never takes
     /// a balance below zero, even under concurrent calls. `request` identifies the customer's
@@ -193,7 +229,7 @@ pub struct OutboundMessage {
 }
 
 /// A durable queue for one chat channel: inbound events (de-duplicated) and outbound replies.
-pub trait EventQueue: Send + Sync + 'static {
+pub trait EventQueue: AwaitDurable + Send + Sync + 'static {
     /// Records events durably, skipping keys seen before. Returns the ones that were new.
     fn record_inbound(&self, events: Vec<InboundEvent>) -> Result<Vec<InboundEvent>, StoreError>;
     /// Events recorded but not processed yet, ordered by sender then timestamp.

@@ -1,5 +1,6 @@
 //! `BinaryApp`: the real `loyalty-bot` binary as a child process, configured with the committed
-//! `config.toml` plus `LOYALTY__…` environment overrides, for crash and shutdown tests.
+//! `config.toml` plus `LOYALTY__…` environment overrides, for crash, shutdown and log tests.
+//! Everything it writes (stderr and stdout) is captured.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -11,35 +12,56 @@ pub struct BinaryApp {
     pub address: String,
     child: Child,
     logs: Arc<Mutex<String>>,
+    /// The threads draining stdout and stderr; they end when the process does.
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl BinaryApp {
     /// Starts `loyalty-bot serve --config <repo>/config.toml` with only `env` set (plus
-    /// `RUST_LOG`), binds port 0, and returns once `/healthz` answers.
+    /// `RUST_LOG=info`), binds port 0, and returns once `/healthz` answers.
     pub async fn start(env: &[(String, String)]) -> BinaryApp {
+        Self::start_logging(env, "info").await
+    }
+
+    /// Like [`BinaryApp::start`], with `RUST_LOG` set to `filter`.
+    pub async fn start_logging(env: &[(String, String)], filter: &str) -> BinaryApp {
         let mut child = Command::new(env!("CARGO_BIN_EXE_loyalty-bot"))
             .args(["serve", "--config"])
             .arg(super::repo_path("config.toml"))
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .env_clear()
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", filter)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start the loyalty-bot binary");
         let logs = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let stderr = child.stderr.take().expect("piped stderr");
+        let (stderr, stdout) = (child.stderr.take(), child.stdout.take());
+        // Drains both pipes for the child's whole life, so neither fills and blocks it.
         let sink = Arc::clone(&logs);
-        // Drains stderr for the child's whole life, so the pipe never fills and blocks it.
-        std::thread::spawn(move || {
+        let stderr_reader = std::thread::spawn(move || {
             let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            for line in BufReader::new(stderr.expect("piped stderr"))
+                .lines()
+                .map_while(Result::ok)
+            {
                 if let Some(addr) = listening_address(&line) {
                     tx.take().map(|tx| tx.send(addr));
                 }
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let sink = Arc::clone(&logs);
+        let stdout_reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout.expect("piped stdout"))
+                .lines()
+                .map_while(Result::ok)
+            {
                 let mut l = sink.lock().unwrap();
                 l.push_str(&line);
                 l.push('\n');
@@ -53,6 +75,7 @@ impl BinaryApp {
             address: format!("http://{addr}"),
             child,
             logs,
+            readers: vec![stderr_reader, stdout_reader],
         };
         app.wait_healthy().await;
         app
@@ -79,16 +102,50 @@ impl BinaryApp {
 
     /// SIGTERM, then waits for the process to exit.
     pub fn terminate(mut self) -> ExitStatus {
+        self.send_sigterm();
+        self.child.wait().expect("reap")
+    }
+
+    /// Sends SIGTERM and returns at once; [`BinaryApp::wait_exit`] waits for the exit.
+    pub fn send_sigterm(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .expect("run kill");
         assert!(status.success());
-        self.child.wait().expect("reap")
     }
 
+    /// The exit status once the process has exited, or `None` if it still runs after `limit`.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll the child") {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Everything the process wrote so far, stderr and stdout, line by line.
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().clone()
+    }
+
+    /// SIGTERM, waits for the exit and for the last line written, then returns everything
+    /// the process wrote.
+    pub fn terminate_and_collect(mut self) -> String {
+        let readers = std::mem::take(&mut self.readers);
+        let logs = Arc::clone(&self.logs);
+        let status = self.terminate();
+        assert!(status.success(), "the binary exited with {status}");
+        for reader in readers {
+            reader.join().expect("log reader thread");
+        }
+        let text = logs.lock().unwrap().clone();
+        text
     }
 }
 

@@ -33,6 +33,8 @@ struct State {
     /// PSID → (first_name, locale).
     profiles: HashMap<String, (String, Option<String>)>,
     profile_lookups: usize,
+    /// `message.metadata` → indexes into `requests` of the accepted messages carrying it.
+    by_metadata: HashMap<String, Vec<usize>>,
 }
 
 /// Clones share the server and its records.
@@ -100,6 +102,11 @@ impl FakeGraphApi {
             .collect()
     }
 
+    /// How many Send API requests arrived so far (cheap, for polling).
+    pub fn received(&self) -> usize {
+        self.lock().requests.len()
+    }
+
     /// Every request, including the ones the fake failed.
     pub fn requests(&self) -> Vec<GraphRequest> {
         self.lock().requests.clone()
@@ -163,6 +170,15 @@ impl FakeGraphApi {
     /// Waits this long before answering each call.
     pub fn set_delay(&self, delay: Duration) {
         self.lock().delay = delay;
+    }
+
+    /// The accepted messages whose `message.metadata` is `metadata` (the key of the event they
+    /// answer), oldest first. Cheap: an index, for tests that poll it under load.
+    pub fn sent_for(&self, metadata: &str) -> Vec<Value> {
+        let s = self.lock();
+        s.by_metadata.get(metadata).map_or_else(Vec::new, |at| {
+            at.iter().map(|&i| s.requests[i].body.clone()).collect()
+        })
     }
 
     /// Waits until at least `n` messages were accepted and returns them; panics on timeout.
@@ -256,6 +272,12 @@ async fn messages(
         }
         None => (400, graph_error(100, None, "(#100) Invalid parameter")),
     };
+    if status == 200 {
+        if let Some(m) = body["message"]["metadata"].as_str() {
+            let at = s.requests.len();
+            s.by_metadata.entry(m.to_owned()).or_default().push(at);
+        }
+    }
     s.requests.push(GraphRequest {
         path: req.path().to_owned(),
         query,

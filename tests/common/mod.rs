@@ -12,12 +12,14 @@ mod app;
 mod binary;
 mod chat_process;
 pub mod graph_api;
+mod raw;
 mod shop;
 
 pub use app::{spawn_app, spawn_app_with, try_spawn_app_with, TestApp};
 pub use binary::BinaryApp;
 pub use chat_process::ChatProcess;
 pub use graph_api::FakeGraphApi;
+pub use raw::{RawAnswer, RawClient};
 pub use shop::{FakeShop, ShopRequest, SHOP_SECRET};
 
 use serde_json::Value;

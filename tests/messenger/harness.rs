@@ -9,7 +9,8 @@ use loyalty_bot::config::{MessengerSettings, Secret};
 use loyalty_bot::domain::{MemberId, Points};
 use loyalty_bot::flows::{payloads, Choice, Input, InputEvent, Reply, Turn};
 use loyalty_bot::program::ProgramError;
-use loyalty_bot::store::{EventQueue, InboundEvent, OutboundMessage, StoreError};
+use loyalty_bot::store::durability::{Durable, Mark};
+use loyalty_bot::store::{AwaitDurable, EventQueue, InboundEvent, OutboundMessage, StoreError};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet};
 use std::net::TcpListener;
@@ -124,6 +125,13 @@ impl MemQueue {
     }
 }
 
+/// In memory, every write is as durable as it will ever be.
+impl AwaitDurable for MemQueue {
+    fn durable(&self, _mark: Mark) -> Durable {
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
 impl EventQueue for MemQueue {
     fn record_inbound(&self, events: Vec<InboundEvent>) -> Result<Vec<InboundEvent>, StoreError> {
         let mut s = self.state.lock().unwrap();
@@ -206,6 +214,7 @@ impl Channel {
             verify_token: Secret::new(VERIFY_TOKEN),
             page_access_token: Secret::new(PAGE_TOKEN),
             graph_api_url: graph.url(),
+            max_body_bytes: 1 << 20,
         };
         let retry = RetryPolicy {
             max_attempts: MAX_ATTEMPTS,

@@ -1,7 +1,9 @@
 //! Customer journeys over Messenger through the real application: webhook in, engine, sled
 //! store and fake shop, Send API out. Also restarts and `kill -9` with work in flight.
 
-use super::common::{meta_signature, spawn_app, test_overrides, BinaryApp, FakeGraphApi, FakeShop};
+use super::common::{
+    meta_signature, spawn_app, spawn_app_with, test_overrides, BinaryApp, FakeGraphApi, FakeShop,
+};
 use loyalty_bot::flows::payloads;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -262,6 +264,47 @@ async fn a_redelivered_claim_credits_and_answers_once() {
         "no second answer"
     );
     assert_eq!(app.balance_of("max@example.com").await, 50 + 59);
+}
+
+#[tokio::test]
+async fn order_guessing_is_slowed_down_politely_in_chat() {
+    let app = spawn_app_with(|s| {
+        s.limits.failed_claims_per_member = loyalty_bot::limits::RateSettings {
+            max: 2,
+            window_secs: 1800,
+        }
+    })
+    .await;
+    app.shop
+        .add_order("1004", "max@example.com", "59.90", "paid");
+    let max = Psid::new("6915800000000004");
+    let say = |body| exchange(app.client(), app.address(), &app.graph_api, &max, body);
+    say(max.text("join")).await;
+    say(max.tap("Yes, join", payloads::JOIN_YES)).await;
+    say(max.text("max@example.com")).await;
+
+    for guess in ["#9001", "#9002"] {
+        let t = text_of(&say(max.text(guess)).await);
+        assert!(t.contains("couldn't find order"), "{guess}: {t}");
+    }
+    let verified = app.shop.requests().len();
+    // Even his real order waits now: the answer says so, and why, and that nothing changed.
+    let r = say(max.text("#1004")).await;
+    let t = text_of(&r);
+    assert!(
+        t.contains("paused claims for about 15 min") && t.contains("Nothing has changed"),
+        "{t}"
+    );
+    assert!(
+        !quick_reply_payloads(r.last().unwrap()).is_empty(),
+        "the menu follows"
+    );
+    assert_eq!(
+        app.shop.requests().len(),
+        verified,
+        "the shop was not asked"
+    );
+    assert_eq!(app.balance_of("max@example.com").await, 50);
 }
 
 #[tokio::test]

@@ -4,10 +4,14 @@ use crate::load::Plan;
 use std::time::Duration;
 
 pub const USAGE: &str = "\
-usage: loyalty-bench [--seconds N] [--connections C] [--smoke]
+usage: loyalty-bench [--seconds N] [--connections C] [--members N] [--only W[,W...]] [--smoke]
 
   --seconds N       measured seconds per workload (default 10; 1 with --smoke)
   --connections C   concurrent closed-loop connections (default 64; 4 with --smoke)
+  --members N       fill the store with N members before the service starts, and report
+                    bytes per member, cold start time and memory (a new process)
+  --only W,...      run only these workloads: bare, held, intake, e2e, claim, redeem
+                    (the bare ceiling always runs: every ratio needs it)
   --smoke           a short run of every workload that fails (exit 1) on any error or
                     on zero throughput; for CI";
 
@@ -16,18 +20,57 @@ pub struct Options {
     pub seconds: f64,
     pub connections: usize,
     pub smoke: bool,
+    /// `None`: every workload.
+    pub only: Option<Vec<Workload>>,
+    /// Members to fill the store with before the service starts.
+    pub members: Option<u64>,
+}
+
+/// The workloads `--only` can pick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    Bare,
+    Held,
+    Intake,
+    EndToEnd,
+    Claim,
+    Redeem,
+}
+
+impl Workload {
+    fn parse(name: &str) -> Result<Workload, String> {
+        Ok(match name {
+            "bare" => Workload::Bare,
+            "held" => Workload::Held,
+            "intake" => Workload::Intake,
+            "e2e" => Workload::EndToEnd,
+            "claim" => Workload::Claim,
+            "redeem" => Workload::Redeem,
+            other => return Err(format!("unknown workload {other:?} in --only")),
+        })
+    }
 }
 
 impl Options {
     /// `Ok(None)` for `--help`.
     pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
-        let (mut seconds, mut connections, mut smoke) = (None, None, false);
+        let (mut seconds, mut connections, mut smoke, mut only) = (None, None, false, None);
+        let mut members = None;
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--seconds" => seconds = Some(number::<f64>(&arg, args.next())?),
                 "--connections" => connections = Some(number::<usize>(&arg, args.next())?),
                 "--smoke" => smoke = true,
+                "--members" => members = Some(number::<u64>(&arg, args.next())?),
+                "--only" => {
+                    let list = args.next().ok_or("--only needs a list of workloads")?;
+                    only = Some(
+                        list.split(',')
+                            .map(Workload::parse)
+                            .collect::<Result<Vec<_>, _>>()?,
+                    );
+                }
                 "-h" | "--help" => return Ok(None),
                 other => return Err(format!("unknown argument {other:?}")),
             }
@@ -44,7 +87,14 @@ impl Options {
             seconds,
             connections,
             smoke,
+            only,
+            members,
         }))
+    }
+
+    /// Whether `w` is to run.
+    pub fn runs(&self, w: Workload) -> bool {
+        w == Workload::Bare || self.only.as_ref().is_none_or(|o| o.contains(&w))
     }
 
     /// Each workload: a warm-up (a tenth of the window, at most 1 s) that is not measured,

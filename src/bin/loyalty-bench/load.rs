@@ -82,9 +82,17 @@ pub struct Measured {
     /// Latencies in µs of the requests completed in the window, sorted.
     latencies_us: Vec<u32>,
     pub errors: Errors,
+    /// CPU time the whole process (service, fakes, load generator) used during the window.
+    pub cpu: Option<Duration>,
 }
 
 impl Measured {
+    /// Process CPU time per request completed in the window, in µs.
+    pub fn cpu_per_request_us(&self) -> Option<f64> {
+        let n = self.completed();
+        (n > 0).then_some(())?;
+        Some(self.cpu?.as_secs_f64() * 1e6 / n as f64)
+    }
     pub fn completed(&self) -> usize {
         self.latencies_us.len()
     }
@@ -116,6 +124,12 @@ pub async fn run(addr: SocketAddr, plan: Plan, scenario: Arc<dyn Scenario>) -> M
         let (scenario, host) = (Arc::clone(&scenario), host.clone());
         tasks.spawn(drive(addr, host, client, scenario, (start, end)));
     }
+    let cpu = tokio::spawn(async move {
+        tokio::time::sleep_until(start.into()).await;
+        let before = crate::machine::process_cpu()?;
+        tokio::time::sleep_until(end.into()).await;
+        Some(crate::machine::process_cpu()?.saturating_sub(before))
+    });
     let mut measured = Measured {
         window: plan.window,
         ..Measured::default()
@@ -133,6 +147,7 @@ pub async fn run(addr: SocketAddr, plan: Plan, scenario: Arc<dyn Scenario>) -> M
         }
     }
     measured.latencies_us.sort_unstable();
+    measured.cpu = cpu.await.ok().flatten();
     measured
 }
 
@@ -247,6 +262,7 @@ mod tests {
             window: Duration::from_secs(1),
             latencies_us: (1..=100).collect(),
             errors: Errors::default(),
+            cpu: None,
         };
         let at = |p| m.percentile(p).unwrap().as_micros();
         assert_eq!((at(0.5), at(0.95), at(0.99), at(1.0)), (50, 95, 99, 100));

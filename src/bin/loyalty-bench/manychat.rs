@@ -2,7 +2,7 @@
 //! `POST /manychat/redeem` of the free mug by members topped up beforehand. Both include the
 //! shop round trip (verify, or coupon creation). Members join through `POST /manychat/join`.
 
-use crate::cli::Options;
+use crate::cli::{Options, Workload};
 use crate::fakes::{CREDITED_MARKER, TOP_UP_PREFIX};
 use crate::load::{owned_member, Call, Expect, Scenario};
 use crate::report::Row;
@@ -73,22 +73,28 @@ impl Scenario for Redeems {
 }
 
 /// Sets up the members, then measures claims and redemptions.
-pub async fn run(options: &Options, service: &Service) -> anyhow::Result<(Row, Row)> {
+pub async fn run(options: &Options, service: &Service) -> anyhow::Result<Vec<Row>> {
     let plan = options.plan();
     let members = options.members(CLAIM_MEMBERS);
     let client = Setup::new(service)?;
-    client.join(1, members).await?;
-    let claims = Arc::new(Claims {
-        members,
-        clients: options.connections,
-        next_order: AtomicU64::new(FIRST_ORDER),
-    });
-    let claimed = crate::measure("manychat claims", service.addr, plan, claims).await;
-    let mut claims = Row::new("manychat claim (shop verify + credit)", claimed);
-    claims.note(format!(
-        "manychat claims: {members} members, one unique order per request"
-    ));
-
+    let mut rows = Vec::new();
+    if options.runs(Workload::Claim) {
+        client.join(1, members).await?;
+        let claims = Arc::new(Claims {
+            members,
+            clients: options.connections,
+            next_order: AtomicU64::new(FIRST_ORDER),
+        });
+        let claimed = crate::measure("manychat claims", service.addr, plan, claims).await;
+        let mut claims = Row::new("manychat claim (shop verify + credit)", claimed);
+        claims.note(format!(
+            "manychat claims: {members} members, one unique order per request"
+        ));
+        rows.push(claims);
+    }
+    if !options.runs(Workload::Redeem) {
+        return Ok(rows);
+    }
     let redeemers = options.connections * 2;
     client.join(2, redeemers).await?;
     client.top_up(2, redeemers).await?;
@@ -98,7 +104,8 @@ pub async fn run(options: &Options, service: &Service) -> anyhow::Result<(Row, R
     redeems.note(format!(
         "manychat redemptions: {redeemers} members topped up with 1,000,000 points each"
     ));
-    Ok((claims, redeems))
+    rows.push(redeems);
+    Ok(rows)
 }
 
 /// Set-up calls over reqwest: not measured.

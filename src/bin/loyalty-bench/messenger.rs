@@ -100,6 +100,77 @@ pub async fn run_intake(options: &Options, fakes: &Fakes, service: &Service) -> 
     row
 }
 
+/// Webhook intake with processing held back by the operator switch: every 200 still waits
+/// for its events' flush, but no processing competes for the CPUs. Then lets go and times the
+/// worker through the backlog.
+pub async fn run_held_intake(
+    options: &Options,
+    fakes: &Fakes,
+    service: &Service,
+) -> anyhow::Result<Row> {
+    hold(service, true).await?;
+    let before = fakes.replies.count();
+    let scenario = Arc::new(Intake {
+        next: AtomicU64::new(1 << 40),
+    });
+    let measured = crate::measure(
+        "messenger intake, processing held",
+        service.addr,
+        options.plan(),
+        scenario,
+    )
+    .await;
+    // Requests that completed outside the window were recorded too: the backlog is all of them.
+    let recorded = measured.completed();
+    let held_replies = fakes.replies.count() - before;
+    let let_go = std::time::Instant::now();
+    hold(service, false).await?;
+    let deadline = let_go + std::time::Duration::from_secs(120);
+    let mut last = (fakes.replies.count(), let_go);
+    while std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let now = fakes.replies.count();
+        if now != last.0 {
+            last = (now, std::time::Instant::now());
+        } else if last.1.elapsed() > std::time::Duration::from_millis(500) {
+            break;
+        }
+    }
+    let drained = last.0 - before - held_replies;
+    let secs = last.1.duration_since(let_go).as_secs_f64();
+    let mut row = Row::new(
+        "messenger webhook intake, processing held (signed, durable)",
+        measured,
+    );
+    row.note(format!(
+        "held intake: {recorded} events acknowledged in the window while processing was held \
+         ({held_replies} replies meanwhile, from lanes already busy); once let go, the worker sent \
+         {drained} replies in {secs:.1} s ({:.0} replies/s) working through the backlog",
+        drained as f64 / secs.max(1e-3)
+    ));
+    Ok(row)
+}
+
+/// `PUT /admin/messenger/processing`, the operator's switch.
+async fn hold(service: &Service, held: bool) -> anyhow::Result<()> {
+    let res = reqwest::Client::new()
+        .put(format!(
+            "http://{}/admin/messenger/processing",
+            service.addr
+        ))
+        .bearer_auth(crate::service::ADMIN_TOKEN)
+        .json(&serde_json::json!({ "held": held }))
+        .send()
+        .await
+        .context("PUT /admin/messenger/processing")?;
+    anyhow::ensure!(
+        res.status().is_success(),
+        "holding processing answered {}",
+        res.status()
+    );
+    Ok(())
+}
+
 struct Claims {
     replies: Arc<Replies>,
     members: usize,

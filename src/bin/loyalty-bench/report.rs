@@ -29,8 +29,8 @@ impl Row {
 pub fn print(rows: &[Row], options: &Options) {
     let ceiling = rows.first().map_or(0.0, |r| r.measured.rate());
     println!();
-    println!("| workload | req/s | ratio to bare | p50 | p95 | p99 | non-2xx | transport | wrong answer |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| workload | req/s | ratio to bare | p50 | p95 | p99 | CPU µs/req | non-2xx | transport | wrong answer |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for row in rows {
         let m = &row.measured;
         let ratio = if ceiling > 0.0 {
@@ -39,12 +39,14 @@ pub fn print(rows: &[Row], options: &Options) {
             "–".into()
         };
         println!(
-            "| {} | {:.0} | {ratio} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {:.0} | {ratio} | {} | {} | {} | {} | {} | {} | {} |",
             row.name,
             m.rate(),
             ms(m.percentile(0.50)),
             ms(m.percentile(0.95)),
             ms(m.percentile(0.99)),
+            m.cpu_per_request_us()
+                .map_or_else(|| "–".into(), |us| format!("{us:.0}")),
             m.errors.non_2xx,
             m.errors.transport,
             m.errors.wrong,
@@ -52,7 +54,9 @@ pub fn print(rows: &[Row], options: &Options) {
     }
     println!();
     println!(
-        "{} connections; latencies in ms over the requests completed in the {} s window.",
+        "{} connections; latencies in ms over the requests completed in the {} s window; CPU \
+         µs/req is the whole process's (service, fakes, load generator) CPU time in the window \
+         per completed request.",
         options.connections, options.seconds
     );
     for note in rows.iter().flat_map(|r| &r.notes) {
@@ -80,4 +84,41 @@ pub fn smoke_ok(rows: &[Row]) -> bool {
         }
     }
     ok
+}
+
+/// The `--members` figures.
+pub fn print_members(f: &crate::members::Figures) {
+    let p = &f.probe;
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    println!();
+    println!("| store with {} members | value |", f.members);
+    println!("| --- | ---: |");
+    println!(
+        "| filled in (store `join`, all CPUs) | {:.1} s |",
+        f.fill.as_secs_f64()
+    );
+    println!(
+        "| on disk | {:.1} MiB ({:.0} bytes per member) |",
+        f.disk_bytes as f64 / (1024.0 * 1024.0),
+        f.disk_bytes as f64 / f.members.max(1) as f64
+    );
+    let all: Vec<String> = f.open_ms.iter().map(|ms| format!("{ms:.0}")).collect();
+    println!(
+        "| service start on it, median of {} ({} page cache) | {:.0} ms (all: {} ms) |",
+        f.open_ms.len(),
+        if p.cold {
+            "cold"
+        } else {
+            "warm: could not empty the"
+        },
+        p.open_ms,
+        all.join(", ")
+    );
+    println!("| RSS after start | {:.0} MiB |", mib(p.rss_open_kib));
+    println!(
+        "| peak RSS after {} lookups by email (p50 {:.0} µs) | {:.0} MiB |",
+        p.lookups,
+        p.lookup_us_p50,
+        mib(p.rss_peak_kib)
+    );
 }

@@ -14,7 +14,10 @@ use tokio::task::JoinHandle;
 
 pub const APP_SECRET: &str = "bench-meta-app-secret";
 pub const MANYCHAT_TOKEN: &str = "bench-manychat-token";
+pub const ADMIN_TOKEN: &str = "bench-admin-token";
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
+/// A rate-limit budget no bench run can spend.
+const UNREACHABLE: &str = "4000000000";
 
 pub struct Service {
     pub addr: SocketAddr,
@@ -24,18 +27,52 @@ pub struct Service {
     dir: PathBuf,
 }
 
+/// A fresh directory under the system temp dir for one run's store; the service deletes it
+/// when it stops.
+pub fn temp_dir() -> anyhow::Result<PathBuf> {
+    let stamp = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+    let dir = std::env::temp_dir().join(format!("loyalty-bench-{}-{stamp:x}", std::process::id()));
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("create the temp store dir {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Where the service keeps its sled store inside a run's temp dir.
+pub fn db_path(dir: &Path) -> PathBuf {
+    dir.join("db")
+}
+
+fn committed_settings(overrides: Vec<(String, String)>) -> anyhow::Result<Settings> {
+    let config = Path::new(REPO).join("config.toml");
+    let text =
+        std::fs::read_to_string(&config).with_context(|| format!("read {}", config.display()))?;
+    Settings::from_toml(&text, &config, overrides).context("the bench settings are invalid")
+}
+
+/// The committed settings on the store at `db`, with the chat channels off (no secrets): what
+/// the open probe starts.
+pub fn settings_for_probe(db: &Path) -> anyhow::Result<Settings> {
+    let path = |p: PathBuf| p.to_string_lossy().into_owned();
+    committed_settings(
+        [
+            ("SERVER__BIND", "127.0.0.1:0".to_owned()),
+            ("STORE__PATH", path(db.to_path_buf())),
+            ("FLOWS_DIR", path(Path::new(REPO).join("flows"))),
+            (
+                "SHOP__ORDERS_FILE",
+                path(Path::new(REPO).join("fixtures/shop/orders.json")),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (format!("LOYALTY__{k}"), v))
+        .collect(),
+    )
+}
+
 impl Service {
-    pub async fn start(fakes: &Fakes) -> anyhow::Result<Service> {
-        let stamp = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
-        let dir =
-            std::env::temp_dir().join(format!("loyalty-bench-{}-{stamp:x}", std::process::id()));
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("create the temp store dir {}", dir.display()))?;
-        let config = Path::new(REPO).join("config.toml");
-        let text = std::fs::read_to_string(&config)
-            .with_context(|| format!("read {}", config.display()))?;
-        let settings = Settings::from_toml(&text, &config, overrides(&dir, fakes))
-            .context("the bench settings are invalid")?;
+    /// Starts the service on the store in `dir` (fresh, or filled by `--members`).
+    pub async fn start(fakes: &Fakes, dir: PathBuf) -> anyhow::Result<Service> {
+        let settings = committed_settings(overrides(&dir, fakes))?;
         let app = match Application::build(settings).await {
             Ok(app) => app,
             Err(e) => {
@@ -86,7 +123,7 @@ fn overrides(dir: &Path, fakes: &Fakes) -> Vec<(String, String)> {
             "SERVER__PUBLIC_URL",
             "https://loyalty-bench.invalid".to_owned(),
         ),
-        ("STORE__PATH", path(dir.join("db"))),
+        ("STORE__PATH", path(db_path(dir))),
         ("FLOWS_DIR", path(Path::new(REPO).join("flows"))),
         ("MESSENGER__APP_SECRET", APP_SECRET.to_owned()),
         ("MESSENGER__VERIFY_TOKEN", "bench-verify-token".to_owned()),
@@ -96,12 +133,30 @@ fn overrides(dir: &Path, fakes: &Fakes) -> Vec<(String, String)> {
         ),
         ("MESSENGER__GRAPH_API_URL", fakes.send_api_url.clone()),
         ("MANYCHAT__TOKEN", MANYCHAT_TOKEN.to_owned()),
+        ("ADMIN__TOKEN", ADMIN_TOKEN.to_owned()),
         ("SHOP__KIND", "generic".to_owned()),
         ("SHOP__VERIFY_URL", format!("{}/verify", fakes.shop_url)),
         ("SHOP__COUPON_URL", format!("{}/coupons", fakes.shop_url)),
         ("SHOP__SECRET", "bench-shop-secret".to_owned()),
+        // Thousands of requests a second from one address and a few members: every limit is
+        // set far above that, so they are still checked (their cost is measured) but never hit.
+        ("LIMITS__CLAIMS_PER_MEMBER__MAX", UNREACHABLE.to_owned()),
+        (
+            "LIMITS__FAILED_CLAIMS_PER_MEMBER__MAX",
+            UNREACHABLE.to_owned(),
+        ),
+        (
+            "LIMITS__REDEMPTIONS_PER_MEMBER__MAX",
+            UNREACHABLE.to_owned(),
+        ),
+        ("LIMITS__CLAIMS_PER_IP__MAX", UNREACHABLE.to_owned()),
+        ("LIMITS__REDEMPTIONS_PER_IP__MAX", UNREACHABLE.to_owned()),
+        ("LIMITS__ADMIN_PER_IP__MAX", UNREACHABLE.to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (format!("LOYALTY__{k}"), v))
+    // The bench's own `LOYALTY__…` environment comes last and wins: a tuning knob such as
+    // `LOYALTY__STORE__FLUSH_GAP_US=2000` can be tried without editing anything.
+    .chain(std::env::vars().filter(|(k, _)| k.starts_with("LOYALTY__")))
     .collect()
 }

@@ -1,6 +1,8 @@
-//! One request: authenticate (before looking at the body), parse, run the endpoint's flow and
-//! render the turn. Engine failures still answer 200 with an apology, because ManyChat shows
-//! our reply to the customer and an error status would leave them with silence.
+//! One request: authenticate (before looking at the body), check the per-address budget of
+//! claims and redemptions, parse, run the endpoint's flow and render the turn. Engine failures
+//! still answer 200 with an apology, because ManyChat shows our reply to the customer and an
+//! error status would leave them with silence. Rate limits answer 429 with `Retry-After`:
+//! nothing was done, and the caller (ManyChat, or whoever holds the token) must slow down.
 
 use super::endpoint::Endpoint;
 use super::error::ManychatError;
@@ -8,9 +10,12 @@ use super::request::ContactRequest;
 use super::response::{apology, render, Callbacks};
 use super::Manychat;
 use crate::domain::{Channel, ChatIdentity};
+use crate::flows::Turn;
+use crate::limits::{Limited, Limiter};
 use crate::signature::bearer_matches;
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::{HttpRequest, HttpResponse};
+use std::net::IpAddr;
 use tracing::Instrument;
 
 pub(super) async fn handle(
@@ -49,6 +54,7 @@ async fn answer(
     if !bearer_matches(header, mc.token.expose()) {
         return Err(ManychatError::Unauthorized);
     }
+    within_address_budget(mc, endpoint, req)?;
     let contact = ContactRequest::parse(body)?;
     let who = ChatIdentity::new(Channel::Manychat, &contact.subscriber_id)
         .map_err(ManychatError::InvalidSubscriberId)?;
@@ -60,6 +66,7 @@ async fn answer(
         .run(endpoint.flow(), &who, &contact.profile, vars)
         .await
     {
+        Ok(turn) if turn.limited.is_some() => return Err(contact_limited(&turn)),
         Ok(turn) => {
             let route = |payload: &str| mc.engine.route_payload(payload);
             render(
@@ -79,6 +86,46 @@ async fn answer(
         }
     };
     Ok(HttpResponse::Ok().json(v2))
+}
+
+/// Claims and redemptions per client address. ManyChat calls from a few servers on behalf of
+/// every contact, so this budget is shared by all of them: generous, a backstop against a
+/// leaked token or a guessing campaign spread over many contacts. Checked after the token, so
+/// strangers cannot spend ManyChat's budget.
+fn within_address_budget(
+    mc: &Manychat,
+    endpoint: Endpoint,
+    req: &HttpRequest,
+) -> Result<(), ManychatError> {
+    let limits = mc.engine.program().limits();
+    let limiter: &Limiter<IpAddr> = match endpoint {
+        Endpoint::Claim => &limits.claims_per_ip,
+        Endpoint::Redeem => &limits.redemptions_per_ip,
+        _ => return Ok(()),
+    };
+    let Some(ip) = crate::http::client_ip(req, limits) else {
+        return Ok(());
+    };
+    limiter.acquire(&ip).map_err(|l: Limited| {
+        let secs = l.retry_after_secs();
+        ManychatError::RateLimited {
+            scope: "client address",
+            retry_after_secs: secs,
+            message: format!("too many requests from this address; retry after {secs} s"),
+        }
+    })
+}
+
+/// The contact's own budget ran out: the engine's polite message, in their language, is the
+/// 429's `message` (ManyChat shows no content of an error answer; see `docs/limits.md`).
+fn contact_limited(turn: &Turn) -> ManychatError {
+    let retry_after = turn.limited.unwrap_or_default();
+    let text: Vec<&str> = turn.replies.iter().map(|r| r.text.as_str()).collect();
+    ManychatError::RateLimited {
+        scope: "contact",
+        retry_after_secs: Limited { retry_after }.retry_after_secs(),
+        message: text.join("\n\n"),
+    }
 }
 
 #[cfg(test)]

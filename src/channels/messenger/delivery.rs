@@ -3,8 +3,8 @@
 //! outbox only once it is delivered or dropped.
 
 use super::send_api::{SendApi, SendError};
-use super::worker::{blocking, chain};
-use crate::store::{EventQueue, OutboundMessage};
+use super::worker::chain;
+use crate::store::{run_durably, EventQueue, OutboundMessage};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -65,7 +65,7 @@ impl Delivery {
             let mut attempt = message.attempts;
             loop {
                 attempt += 1;
-                match self.send_api.send(&message.body).await {
+                match self.send_api.send(&tagged(&message)).await {
                     Ok(_) => {
                         tracing::debug!(attempt, "reply delivered");
                         break;
@@ -85,13 +85,39 @@ impl Delivery {
                     }
                 }
             }
-            if let Err(e) = blocking(&self.queue, move |q| q.finish_outbound(id)).await {
+            // Flushed before the customer's next reply is sent: so a crash re-sends at most one
+            // message per customer (docs/crash-safety.md).
+            let done = run_durably(self.queue.as_ref(), |q| q.finish_outbound(id)).await;
+            if let Err(e) = done {
                 tracing::error!(error = %chain(&e), "cannot mark the reply done; it may be sent again after a restart");
             }
         }
         .instrument(span)
         .await
     }
+}
+
+/// Meta's `message.metadata` limit, in characters.
+const METADATA_MAX_CHARS: usize = 1000;
+
+/// The Send API body with `message.metadata` set to the key of the event it answers. Meta
+/// echoes it back (in `message_echoes`), so a sent message can be traced to its event; the
+/// crash tests use it to prove that each event was answered once. A re-send carries the same
+/// key, so it is recognisable as a re-send.
+fn tagged(message: &OutboundMessage) -> serde_json::Value {
+    let mut body = message.body.clone();
+    if message.in_reply_to.is_empty() {
+        return body;
+    }
+    if let Some(m) = body.get_mut("message").and_then(|m| m.as_object_mut()) {
+        let key: String = message
+            .in_reply_to
+            .chars()
+            .take(METADATA_MAX_CHARS)
+            .collect();
+        m.insert("metadata".into(), serde_json::Value::String(key));
+    }
+    body
 }
 
 fn log_dropped(e: &SendError, attempts: u32) {
@@ -102,6 +128,21 @@ fn log_dropped(e: &SendError, attempts: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sent_message_names_the_event_it_answers() {
+        let message = OutboundMessage {
+            recipient: "42".into(),
+            body: serde_json::json!({"recipient": {"id": "42"}, "message": {"text": "hi"}}),
+            in_reply_to: format!("page:{}", "m".repeat(2000)),
+            attempts: 0,
+        };
+        let body = tagged(&message);
+        assert_eq!(body["message"]["text"], "hi");
+        let metadata = body["message"]["metadata"].as_str().unwrap();
+        assert!(metadata.starts_with("page:mmm"));
+        assert_eq!(metadata.chars().count(), METADATA_MAX_CHARS);
+    }
 
     #[test]
     fn delays_double_from_the_first_and_stop_at_the_cap() {

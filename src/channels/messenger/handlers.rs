@@ -115,13 +115,13 @@ pub fn accept_notification(
     Ok(webhook::parse_notification(body)?)
 }
 
+/// Inline on this worker thread (one insert-if-absent per event); only the flush is awaited.
 async fn record(
     messenger: &Messenger,
     events: Vec<InboundEvent>,
 ) -> Result<Vec<InboundEvent>, StoreError> {
-    let queue = std::sync::Arc::clone(&messenger.worker.queue);
-    let span = tracing::Span::current();
-    tokio::task::spawn_blocking(move || span.in_scope(|| queue.record_inbound(events)))
-        .await
-        .map_err(|e| StoreError::Backend(Box::new(e)))?
+    crate::store::run_durably(messenger.worker.queue.as_ref(), |q| {
+        q.record_inbound(events)
+    })
+    .await
 }

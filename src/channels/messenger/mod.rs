@@ -22,6 +22,7 @@ pub use webhook::{input_of, parse_notification, WebhookError};
 use crate::config::MessengerSettings;
 use crate::domain::Profile;
 use crate::flows::{Engine, Input, Reply, Turn};
+use crate::limits::BodyLimit;
 use crate::program::ProgramError;
 use crate::store::{EventQueue, InboundEvent};
 use actix_web::web;
@@ -30,10 +31,6 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use worker::Worker;
-
-/// Webhook bodies above this are refused (413) before the signature check. Meta batches
-/// events, but a batch of text messages stays far below it.
-const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// The engine as the worker sees it: one input in, one turn out. A seam so that the channel can
 /// be tested against a scripted conversation.
@@ -69,6 +66,8 @@ pub struct Messenger {
     intake: mpsc::UnboundedSender<Vec<InboundEvent>>,
     /// Taken by [`Messenger::spawn`]; until then new events wait in the channel.
     intake_rx: Mutex<Option<mpsc::UnboundedReceiver<Vec<InboundEvent>>>>,
+    /// `true` while the operator holds processing back (see [`Messenger::hold_processing`]).
+    held: tokio::sync::watch::Sender<bool>,
 }
 
 impl Messenger {
@@ -98,6 +97,7 @@ impl Messenger {
             worker: Arc::new(worker),
             intake,
             intake_rx: Mutex::new(Some(intake_rx)),
+            held: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -106,7 +106,10 @@ impl Messenger {
         cfg.service(
             web::resource("/webhooks/messenger")
                 .app_data(web::Data::from(Arc::clone(self)))
-                .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
+                // Bodies above `messenger.max_body_bytes` are refused (413) before the signature
+                // check. Meta batches events, but a batch of text messages stays far below it.
+                .app_data(web::PayloadConfig::new(self.settings.max_body_bytes))
+                .app_data(BodyLimit(self.settings.max_body_bytes))
                 .route(web::get().to(handlers::verify))
                 .route(web::post().to(handlers::receive)),
         );
@@ -125,7 +128,26 @@ impl Messenger {
             .expect("intake lock poisoned")
             .take()
             .expect("Messenger::spawn called twice");
-        tokio::spawn(Arc::clone(&self.worker).run(intake, shutdown))
+        let held = self.held.subscribe();
+        tokio::spawn(Arc::clone(&self.worker).run(intake, held, shutdown))
+    }
+
+    /// Holds back (or lets go) the processing of newly received events. Webhooks are still
+    /// recorded durably and answered 200, so Meta loses nothing and keeps the webhook healthy,
+    /// while nothing is asked of the shop or sent to customers: for shop maintenance. Events
+    /// already in a customer's lane still finish. A restart lets go.
+    pub fn hold_processing(&self, hold: bool) {
+        self.held.send_replace(hold);
+        tracing::warn!(
+            channel = "messenger",
+            hold,
+            "processing of new events held back or let go"
+        );
+    }
+
+    /// Whether processing is held back.
+    pub fn processing_held(&self) -> bool {
+        *self.held.borrow()
     }
 
     /// Passes freshly recorded events to the worker. If the worker has stopped they stay

@@ -10,7 +10,7 @@ use super::send_api::SendApi;
 use super::{render, webhook, Conversation};
 use crate::domain::{Channel, ChatIdentity};
 use crate::flows::{Input, Reply};
-use crate::store::{EventQueue, InboundEvent, OutboundMessage, StoreError};
+use crate::store::{run_durably, EventQueue, InboundEvent, OutboundMessage, StoreError};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -76,6 +76,7 @@ impl Worker {
     pub(super) async fn run(
         self: Arc<Self>,
         mut intake: UnboundedReceiver<Vec<InboundEvent>>,
+        mut held: tokio::sync::watch::Receiver<bool>,
         shutdown: CancellationToken,
     ) {
         let mut lanes = JoinSet::new();
@@ -84,9 +85,12 @@ impl Worker {
         let mut prune =
             tokio::time::interval_at(tokio::time::Instant::now() + PRUNE_EVERY, PRUNE_EVERY);
         loop {
+            let holding = *held.borrow_and_update();
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                batch = intake.recv() => {
+                // Held: new events wait in the channel (and, durably, in the inbox).
+                Ok(()) = held.changed() => {}
+                batch = intake.recv(), if !holding => {
                     let Some(events) = batch else { break };
                     for event in events.into_iter().filter(|e| !resumed.contains(&e.key)) {
                         self.enqueue(Job::Process(event), &mut lanes, &shutdown);
@@ -193,7 +197,7 @@ impl Worker {
                 })
                 .collect();
             let (key, queued) = (event.key.clone(), outbound.clone());
-            match blocking(&self.queue, move |q| q.finish_inbound(&key, queued)).await {
+            match run_durably(self.queue.as_ref(), |q| q.finish_inbound(&key, queued)).await {
                 Ok(ids) => {
                     for (id, message) in ids.into_iter().zip(outbound) {
                         if shutdown.is_cancelled() {

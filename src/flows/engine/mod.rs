@@ -91,11 +91,14 @@ impl Engine {
     pub async fn converse(&self, input: Input) -> Result<Turn, ProgramError> {
         let who = input.who.clone();
         let key = who.clone();
-        let saved: Saved = self
+        let stored = self
             .program
-            .blocking(move |s| s.conversation(&key))
+            .durably(move |s| s.conversation(&key))
             .await?
-            .and_then(|c| serde_json::from_value(c.data).ok())
+            .map(|c| c.data);
+        let saved: Saved = stored
+            .clone()
+            .and_then(|data| serde_json::from_value(data).ok())
             .unwrap_or_default();
         let account = self.program.account(&who).await?;
         if let Some(a) = &account {
@@ -142,9 +145,14 @@ impl Engine {
         };
         let data = serde_json::to_value(&state).unwrap_or_default();
         let turn = ctx.finish(paused.map(|p| self.awaiting(&p)));
-        self.program
-            .blocking(move |s| s.save_conversation(&who, &ConversationState { data }))
-            .await?;
+        // Most turns (a claim, a balance) neither start nor end a question: writing the same
+        // state again would cost a write and a flush per message for nothing.
+        let empty = serde_json::to_value(Saved::default()).unwrap_or_default();
+        if stored.as_ref().unwrap_or(&empty) != &data {
+            self.program
+                .durably(move |s| s.save_conversation(&who, &ConversationState { data }))
+                .await?;
+        }
         Ok(turn)
     }
 

@@ -5,36 +5,45 @@ use chrono::{DateTime, Utc};
 use sled::transaction::Transactional;
 
 use super::records::{
-    abort, decode, decode_id, encode, tx, tx_account, tx_append, Abort, Account, Claim,
+    abort, decode, decode_id, encode, tx, tx_account, tx_append, Abort, Account, OrderRecord,
 };
 use super::SledStore;
 use crate::domain::{
     ChatIdentity, Coupon, CouponCode, CouponStatus, Email, LedgerEntry, Member, MemberId,
-    OrderNumber, Points, Reward, VerifiedOrder,
+    OrderNumber, Points, Reversal, ReversalReason, Reward, VerifiedOrder,
 };
 use crate::store::{
     keys, ClaimOutcome, ConversationState, JoinOutcome, LoyaltyStore, MemberAccount, NewMember,
-    RedeemOutcome, StoreError,
+    RedeemOutcome, ReverseOutcome, StoreError,
 };
 
 impl LoyaltyStore for SledStore {
     fn member(&self, id: MemberId) -> Result<Option<MemberAccount>, StoreError> {
-        Ok(self.account(id)?.map(Account::view))
+        let out = self.account(id)?.map(Account::view);
+        self.commit.settle_read()?;
+        Ok(out)
     }
 
     fn member_by_identity(&self, who: &ChatIdentity) -> Result<Option<MemberAccount>, StoreError> {
-        self.account_via(&self.identities, &keys::identity(who))
+        let out = self.account_via(&self.identities, &keys::identity(who))?;
+        self.commit.settle_read()?;
+        Ok(out)
     }
 
     fn member_by_email(&self, email: &Email) -> Result<Option<MemberAccount>, StoreError> {
-        self.account_via(&self.emails, &keys::email(email))
+        let out = self.account_via(&self.emails, &keys::email(email))?;
+        self.commit.settle_read()?;
+        Ok(out)
     }
 
     fn ledger(&self, id: MemberId) -> Result<Vec<LedgerEntry>, StoreError> {
-        self.ledger
+        let out = self
+            .ledger
             .scan_prefix(keys::member(id))
             .map(|kv| Ok(decode("ledger entry", &kv?.1)?))
-            .collect()
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.commit.settle_read()?;
+        Ok(out)
     }
 
     fn members(&self) -> Result<Vec<MemberAccount>, StoreError> {
@@ -105,18 +114,25 @@ impl LoyaltyStore for SledStore {
         let outcome = trees.transaction(|(members, orders, ledger)| {
             let acct = tx_account(members, member)?;
             if let Some(raw) = orders.get(&okey)? {
-                let c: Claim = tx(decode("order claim", &raw))?;
-                return Ok(ClaimOutcome::AlreadyClaimed {
-                    by: c.member,
-                    at: c.at,
-                });
+                let record: OrderRecord = tx(decode("order record", &raw))?;
+                if let Some(c) = tx(record.claim())? {
+                    return Ok(ClaimOutcome::AlreadyClaimed {
+                        by: c.member,
+                        at: c.at,
+                    });
+                }
+                if let Some(r) = record.reversal {
+                    return Ok(ClaimOutcome::Reversed {
+                        reason: r.reason,
+                        at: r.at,
+                    });
+                }
+                return abort(Abort::Corrupt("empty order record".into(), None));
             }
             let entry = LedgerEntry::order_credit(order.number.clone(), points, now);
             let acct = tx_append(members, ledger, acct, &entry)?;
-            orders.insert(
-                okey.as_slice(),
-                tx(encode("order claim", &Claim { member, at: now }))?,
-            )?;
+            let record = OrderRecord::claimed(member, now, points);
+            orders.insert(okey.as_slice(), tx(encode("order record", &record))?)?;
             Ok(ClaimOutcome::Credited {
                 points,
                 balance: acct.balance,
@@ -130,13 +146,22 @@ impl LoyaltyStore for SledStore {
         &self,
         order: &OrderNumber,
     ) -> Result<Option<(MemberId, DateTime<Utc>)>, StoreError> {
-        match self.orders.get(keys::order(order))? {
-            Some(raw) => {
-                let c: Claim = decode("order claim", &raw)?;
-                Ok(Some((c.member, c.at)))
-            }
-            None => Ok(None),
-        }
+        let claim = self.order_record(order)?.map(|r| r.claim()).transpose()?;
+        self.commit.settle_read()?;
+        Ok(claim.flatten().map(|c| (c.member, c.at)))
+    }
+
+    fn reverse_order(
+        &self,
+        order: &OrderNumber,
+        reason: ReversalReason,
+        now: DateTime<Utc>,
+    ) -> Result<ReverseOutcome, StoreError> {
+        self.reverse(order, reason, now)
+    }
+
+    fn order_reversal(&self, order: &OrderNumber) -> Result<Option<Reversal>, StoreError> {
+        Ok(self.order_record(order)?.and_then(|r| r.reversal))
     }
 
     fn redeem_reward(
@@ -278,7 +303,9 @@ impl LoyaltyStore for SledStore {
     }
 
     fn coupon(&self, code: &CouponCode) -> Result<Option<Coupon>, StoreError> {
-        self.read_coupon(code.as_str().as_bytes())
+        let out = self.read_coupon(code.as_str().as_bytes())?;
+        self.commit.settle_read()?;
+        Ok(out)
     }
 
     fn coupons_of(&self, member: MemberId) -> Result<Vec<Coupon>, StoreError> {

@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
-use crate::domain::{CouponCode, LedgerEntry, Member, MemberId, Points};
+use crate::domain::{CouponCode, LedgerEntry, Member, MemberId, Points, Reversal};
 use crate::store::{keys, InboundEvent, MemberAccount, StoreError};
 
 /// A member as stored: the cached balance and the next ledger sequence travel with the member,
@@ -28,11 +28,60 @@ impl Account {
     }
 }
 
-/// Who claimed an order, and when.
-#[derive(Debug, Serialize, Deserialize)]
+/// Who claimed an order, when, and for how many points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Claim {
     pub member: MemberId,
     pub at: DateTime<Utc>,
+    /// `None` for claims stored before reversals existed: their points are in the ledger.
+    pub points: Option<Points>,
+}
+
+/// Everything the store knows about one order number, under one key of the `orders` tree: its
+/// claim and its reversal. Keeping both in one record makes a claim and a reversal of the same
+/// order write the same key, so sled serialises them: neither can miss the other.
+///
+/// Stored flat (`{"member":…,"at":…,"points":…,"reversal":{…}}`) so that records written
+/// before reversals existed (`{"member":…,"at":…}`) read unchanged. A record with a reversal
+/// and no member is a refund that arrived before any claim.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(super) struct OrderRecord {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    member: Option<MemberId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    points: Option<Points>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reversal: Option<Reversal>,
+}
+
+impl OrderRecord {
+    /// The record of a fresh claim.
+    pub fn claimed(member: MemberId, at: DateTime<Utc>, points: Points) -> Self {
+        OrderRecord {
+            member: Some(member),
+            at: Some(at),
+            points: Some(points),
+            reversal: None,
+        }
+    }
+
+    /// The claim, if the order was claimed; an error if the record is half a claim.
+    pub fn claim(&self) -> Result<Option<Claim>, Abort> {
+        match (self.member, self.at) {
+            (Some(member), Some(at)) => Ok(Some(Claim {
+                member,
+                at,
+                points: self.points,
+            })),
+            (None, None) => Ok(None),
+            _ => Err(Abort::Corrupt(
+                "order record with half a claim".into(),
+                None,
+            )),
+        }
+    }
 }
 
 /// An inbox slot: the event while it waits, only its done-at time once processed (the key alone

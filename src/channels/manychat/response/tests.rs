@@ -42,7 +42,7 @@ fn balance_and_membership_become_field_and_tag_actions() {
         member: Some(MemberId(1)),
         balance: Some(Points(50)),
         points_changed: true,
-        awaiting: None,
+        ..Turn::default()
     };
     let v = to_json(&turn, &Profile::default());
     assert_eq!(v["version"], "v2");

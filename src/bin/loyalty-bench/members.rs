@@ -1,0 +1,221 @@
+//! `--members N`: fills a fresh store with N members through the store's own `join` (the
+//! records the service writes, not a shortcut), then measures what a shop owner sizes a server
+//! by: bytes on disk per member, the time the real service needs to start on that store with
+//! the page cache emptied (cold), and the resident memory of that process.
+
+use anyhow::Context;
+use loyalty_bot::domain::{Channel, ChatIdentity, Email, Points, Profile};
+use loyalty_bot::store::{durability, LoyaltyStore, NewMember, SledStore};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The hidden sub-command the parent runs in a child process for the cold-start figures.
+pub const PROBE_FLAG: &str = "--probe-open";
+
+/// Members written per deferred scope: one flush per batch instead of one per join.
+const BATCH: u64 = 2_000;
+
+/// What `--members` measured.
+pub struct Figures {
+    pub members: u64,
+    pub fill: Duration,
+    pub disk_bytes: u64,
+    /// The median start's probe.
+    pub probe: Probe,
+    /// Every start's time, fastest first.
+    pub open_ms: Vec<f64>,
+}
+
+/// What the child process reports.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Probe {
+    /// From the start of `Application::build` until it is ready to serve.
+    pub open_ms: f64,
+    /// Resident memory right after the start.
+    pub rss_open_kib: u64,
+    /// Peak resident memory after looking up `lookups` random members by email.
+    pub rss_peak_kib: u64,
+    pub lookups: u64,
+    pub lookup_us_p50: f64,
+    /// The page cache was emptied for the store's files before the start.
+    pub cold: bool,
+}
+
+pub fn identity(n: u64) -> ChatIdentity {
+    ChatIdentity::new(Channel::Messenger, &format!("9{n:015}")).expect("a valid PSID")
+}
+
+pub fn email(n: u64) -> Email {
+    Email::parse(&format!("member-{n}@bulk.example")).expect("a valid email")
+}
+
+/// Fills `path` with `n` members on all CPUs, then flushes and closes the store.
+pub fn fill(path: &Path, n: u64, cache_bytes: u64) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let store = SledStore::open(path, cache_bytes).context("open the store to fill")?;
+    let threads = std::thread::available_parallelism().map_or(2, usize::from) as u64;
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let store = &store;
+                scope.spawn(move || -> anyhow::Result<()> {
+                    let mut i = t;
+                    while i < n {
+                        let (done, _mark) = durability::deferred(|| -> anyhow::Result<()> {
+                            for _ in 0..BATCH {
+                                if i >= n {
+                                    break;
+                                }
+                                let member = NewMember {
+                                    identity: identity(i),
+                                    email: email(i),
+                                    profile: Profile {
+                                        first_name: Some("Bulk".into()),
+                                        locale: Some("en_US".into()),
+                                    },
+                                    bonus: Points(50),
+                                };
+                                store.join(member, chrono::Utc::now())?;
+                                i += threads;
+                            }
+                            Ok(())
+                        });
+                        done?;
+                        if t == 0 && i % 100_000 < threads * BATCH {
+                            eprintln!("  {} members written", i.min(n));
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join()
+                .map_err(|_| anyhow::anyhow!("a filling thread panicked"))??;
+        }
+        Ok(())
+    })?;
+    store.flush_now().context("flush the filled store")?;
+    drop(store);
+    Ok(started.elapsed())
+}
+
+/// Bytes of every file under `dir`.
+pub fn disk_bytes(dir: &Path) -> std::io::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        total += if meta.is_dir() {
+            disk_bytes(&entry.path())?
+        } else {
+            meta.len()
+        };
+    }
+    Ok(total)
+}
+
+/// Drops `dir`'s files from the page cache (after syncing them, since dirty pages stay),
+/// so the next open reads from disk. Returns whether every file was evicted.
+pub fn evict(dir: &Path) -> bool {
+    let mut all = true;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            all &= evict(&path);
+            continue;
+        }
+        let Ok(file) = std::fs::File::open(&path) else {
+            all = false;
+            continue;
+        };
+        let synced = file.sync_all().is_ok();
+        let advised = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).is_ok();
+        all &= synced && advised;
+    }
+    all
+}
+
+/// Runs this binary as a child that starts the service on `db` and reports a [`Probe`].
+pub fn probe_in_child(db: &Path, members: u64, cold: bool) -> anyhow::Result<Probe> {
+    let exe = std::env::current_exe().context("find the bench binary")?;
+    let out = std::process::Command::new(exe)
+        .arg(PROBE_FLAG)
+        .arg(db)
+        .arg(members.to_string())
+        .arg(if cold { "cold" } else { "warm" })
+        .output()
+        .context("run the open probe")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "the open probe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(line.trim()).with_context(|| format!("read the probe's answer {line:?}"))
+}
+
+/// The child's side: `--probe-open <db dir> <members> <cold|warm>`; prints one JSON line.
+pub async fn probe_main(args: &[String]) -> anyhow::Result<()> {
+    let [db, members, cold] = args else {
+        anyhow::bail!("usage: {PROBE_FLAG} <db dir> <members> <cold|warm>");
+    };
+    let db = PathBuf::from(db);
+    let members: u64 = members.parse().context("members")?;
+    let settings = crate::service::settings_for_probe(&db)?;
+    let started = Instant::now();
+    let app = loyalty_bot::startup::Application::build(settings)
+        .await
+        .context("start the service on the filled store")?;
+    let open_ms = started.elapsed().as_secs_f64() * 1e3;
+    let rss_open_kib = status_kib("VmRSS:").unwrap_or(0);
+    let program = app.program();
+    let lookups = 20_000.min(members);
+    let mut times = Vec::with_capacity(lookups as usize);
+    // Spread over the whole key space: a lookup of member i touches its own part of the tree.
+    let step = (members / lookups.max(1)).max(1);
+    for k in 0..lookups {
+        let n = (k * step + k % step) % members;
+        let email = email(n);
+        let t = Instant::now();
+        let found = program
+            .durably(move |s| s.member_by_email(&email))
+            .await
+            .context("look a member up")?;
+        times.push(t.elapsed());
+        anyhow::ensure!(found.is_some(), "member {n} is missing");
+    }
+    times.sort_unstable();
+    let lookup_us_p50 = times
+        .get(times.len() / 2)
+        .map_or(0.0, |d| d.as_secs_f64() * 1e6);
+    let probe = Probe {
+        open_ms,
+        rss_open_kib,
+        rss_peak_kib: status_kib("VmHWM:").unwrap_or(0),
+        lookups,
+        lookup_us_p50,
+        cold: cold == "cold",
+    };
+    println!("{}", serde_json::to_string(&probe)?);
+    let stop = app.shutdown_handle();
+    let run = tokio::spawn(app.run_until_stopped());
+    stop.shutdown();
+    run.await.context("the probe's service panicked")??;
+    Ok(())
+}
+
+/// A `/proc/self/status` field in KiB.
+fn status_kib(field: &str) -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}

@@ -1,0 +1,133 @@
+//! Waiting for durability without blocking a thread: store operations run inline on the
+//! caller's (async) thread inside a [`deferred`] scope, and the caller then awaits the flush
+//! that makes them durable.
+//!
+//! Every store method is durable when it returns; a backend that must flush calls
+//! [`take_over`] first, and when the call runs inside a deferred scope the scope records what
+//! to wait for instead of the method blocking. [`run_durably`] is the only way the service
+//! uses it, so "returned" still means "on disk" wherever a result reaches a customer. A thread
+//! parked per operation (and the wake-ups to hand its result back) was what the intake
+//! profile showed; a waker per operation costs almost nothing.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+
+use super::StoreError;
+
+/// A backend's position in its write-ahead order: everything written before it is durable
+/// once a flush numbered `mark` or later has succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Mark(pub u64);
+
+/// A boxed future resolving when the writes up to a [`Mark`] are durable.
+pub type Durable = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'static>>;
+
+/// What a backend that defers flushing must offer: an awaitable flush.
+pub trait AwaitDurable {
+    /// Resolves once everything written before `mark` was taken is on disk.
+    fn durable(&self, mark: Mark) -> Durable;
+}
+
+thread_local! {
+    /// `Some(highest mark so far)` inside a deferred scope on this thread.
+    static SCOPE: Cell<Option<Option<Mark>>> = const { Cell::new(None) };
+}
+
+/// Called by a backend about to block for `mark`: `true` means a deferred scope took the wait
+/// over (return at once; the scope's owner awaits it), `false` means block as usual.
+pub fn take_over(mark: Mark) -> bool {
+    SCOPE.with(|scope| match scope.get() {
+        Some(highest) => {
+            scope.set(Some(Some(highest.map_or(mark, |h| h.max(mark)))));
+            true
+        }
+        None => false,
+    })
+}
+
+/// Runs `f` with the durability waits of the store calls it makes deferred; returns its result
+/// and the mark to await (`None` when nothing needs a flush). `f` must not await: the scope is
+/// this thread's.
+pub fn deferred<R>(f: impl FnOnce() -> R) -> (R, Option<Mark>) {
+    /// Restores the enclosing scope even if `f` panics, so a later call on this thread is not
+    /// silently deferred.
+    struct Restore(Option<Option<Mark>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SCOPE.with(|s| s.set(self.0));
+        }
+    }
+    let outer = SCOPE.with(|s| s.replace(Some(None)));
+    let restore = Restore(outer);
+    let out = f();
+    let mine = SCOPE.with(|s| s.get()).flatten();
+    drop(restore);
+    // A nested scope's waits still bind the enclosing one.
+    if let (Some(m), Some(_)) = (mine, outer) {
+        take_over(m);
+    }
+    (out, mine)
+}
+
+/// Runs one store operation on the current thread and returns once its effect is durable,
+/// without parking a thread for the flush. Meant for point operations (microseconds); long
+/// scans belong on the blocking pool.
+pub async fn run_durably<S, T>(
+    store: &S,
+    f: impl FnOnce(&S) -> Result<T, StoreError>,
+) -> Result<T, StoreError>
+where
+    S: AwaitDurable + ?Sized,
+{
+    let (out, mark) = deferred(|| f(store));
+    let out = out?;
+    if let Some(mark) = mark {
+        store.durable(mark).await?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outside_a_scope_nothing_is_taken_over() {
+        assert!(!take_over(Mark(1)));
+    }
+
+    #[test]
+    fn a_scope_keeps_the_highest_mark() {
+        let ((), mark) = deferred(|| {
+            assert!(take_over(Mark(3)));
+            assert!(take_over(Mark(7)));
+            assert!(take_over(Mark(5)));
+        });
+        assert_eq!(mark, Some(Mark(7)));
+        assert!(!take_over(Mark(1)), "the scope ended");
+    }
+
+    #[test]
+    fn a_scope_without_writes_needs_no_wait() {
+        let (n, mark) = deferred(|| 42);
+        assert_eq!((n, mark), (42, None));
+    }
+
+    #[test]
+    fn a_nested_scope_also_binds_the_outer_one() {
+        let (inner, outer) = deferred(|| {
+            take_over(Mark(2));
+            deferred(|| take_over(Mark(9))).1
+        });
+        assert_eq!(inner, Some(Mark(9)));
+        assert_eq!(outer, Some(Mark(9)));
+    }
+
+    #[test]
+    fn a_panic_inside_a_scope_ends_it() {
+        let caught = std::panic::catch_unwind(|| deferred(|| panic!("boom")));
+        assert!(caught.is_err());
+        assert!(!take_over(Mark(1)), "no scope may survive the panic");
+    }
+}

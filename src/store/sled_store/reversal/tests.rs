@@ -1,0 +1,229 @@
+//! Order reversals on the sled store, one rule per test.
+
+use super::super::records::{encode, OrderRecord};
+use super::super::SledStore;
+use crate::domain::*;
+use crate::store::*;
+use chrono::{Duration, Utc};
+use std::sync::Arc;
+
+fn open() -> (tempfile::TempDir, SledStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path(), 8 << 20).unwrap();
+    (dir, store)
+}
+
+fn join(store: &SledStore, psid: &str) -> MemberId {
+    let new = NewMember {
+        identity: ChatIdentity::new(Channel::Messenger, psid).unwrap(),
+        email: Email::parse(&format!("{psid}@example.com")).unwrap(),
+        profile: Profile::default(),
+        bonus: Points(50),
+    };
+    match store.join(new, Utc::now()).unwrap() {
+        JoinOutcome::Joined(a) => a.member.id,
+        other => panic!("expected a new member, got {other:?}"),
+    }
+}
+
+fn number(n: &str) -> OrderNumber {
+    OrderNumber::parse(n).unwrap()
+}
+
+fn claim(store: &SledStore, id: MemberId, n: &str, points: u64) -> ClaimOutcome {
+    let order = VerifiedOrder {
+        number: number(n),
+        email: Email::parse("ana@example.com").unwrap(),
+        total: "42".parse().unwrap(),
+        currency: "EUR".into(),
+        status: OrderStatus::Paid,
+    };
+    store
+        .claim_order(id, &order, Points(points), Utc::now())
+        .unwrap()
+}
+
+fn reverse(store: &SledStore, n: &str) -> ReverseOutcome {
+    store
+        .reverse_order(&number(n), ReversalReason::Refunded, Utc::now())
+        .unwrap()
+}
+
+fn balance(store: &SledStore, id: MemberId) -> Points {
+    store.member(id).unwrap().unwrap().balance
+}
+
+#[test]
+fn a_reversal_debits_the_orders_credit_once() {
+    let (_d, store) = open();
+    let id = join(&store, "ana");
+    claim(&store, id, "1001", 42);
+    let ReverseOutcome::Reversed {
+        reversal,
+        balance: after,
+    } = reverse(&store, "1001")
+    else {
+        panic!("expected a reversal");
+    };
+    assert_eq!(after, Points(50));
+    assert_eq!(reversal.member, Some(id));
+    assert_eq!(
+        (reversal.credited, reversal.taken, reversal.shortfall),
+        (Points(42), Points(42), Points::ZERO)
+    );
+    let again = store
+        .reverse_order(&number("#1001"), ReversalReason::Cancelled, Utc::now())
+        .unwrap();
+    assert_eq!(again, ReverseOutcome::AlreadyReversed { reversal });
+    assert_eq!(balance(&store, id), Points(50));
+    let ledger = store.ledger(id).unwrap();
+    let last = ledger.last().unwrap();
+    assert_eq!(ledger.len(), 3);
+    assert_eq!(
+        (last.kind, last.points, last.shortfall),
+        (EntryKind::OrderReversal, -42, Some(Points::ZERO))
+    );
+}
+
+#[test]
+fn a_spent_credit_is_debited_down_to_zero_and_the_rest_recorded_as_shortfall() {
+    let (_d, store) = open();
+    let id = join(&store, "ana");
+    claim(&store, id, "1001", 42);
+    let now = Utc::now();
+    let reward = Reward {
+        id: "bag".into(),
+        title: "Bag".into(),
+        points: Points(80),
+        product_ids: vec![],
+        checkout_url: "https://shop.example/".into(),
+    };
+    let code = CouponCode::generate("bag");
+    let spent = store.redeem_reward(id, &reward, code, now + Duration::days(30), now, None);
+    assert!(matches!(spent, Ok(RedeemOutcome::Reserved { balance, .. }) if balance == Points(12)));
+    let ReverseOutcome::Reversed {
+        reversal,
+        balance: after,
+    } = reverse(&store, "1001")
+    else {
+        panic!("expected a reversal");
+    };
+    assert_eq!(after, Points::ZERO);
+    assert_eq!(
+        (reversal.taken, reversal.shortfall),
+        (Points(12), Points(30))
+    );
+    let last = store.ledger(id).unwrap().pop().unwrap();
+    assert_eq!((last.points, last.shortfall), (-12, Some(Points(30))));
+}
+
+#[test]
+fn a_refund_before_the_claim_blocks_every_later_claim() {
+    let (_d, store) = open();
+    let id = join(&store, "ana");
+    let first = reverse(&store, "a-7");
+    let ReverseOutcome::RecordedBeforeClaim { reversal } = first else {
+        panic!("expected a recorded reversal, got {first:?}");
+    };
+    assert_eq!(reversal.member, None);
+    assert!(matches!(
+        claim(&store, id, "A-7", 42),
+        ClaimOutcome::Reversed {
+            reason: ReversalReason::Refunded,
+            ..
+        }
+    ));
+    assert_eq!(balance(&store, id), Points(50));
+    assert_eq!(store.order_claim(&number("A-7")).unwrap(), None);
+    assert!(matches!(
+        reverse(&store, "A-7"),
+        ReverseOutcome::AlreadyReversed { .. }
+    ));
+}
+
+#[test]
+fn a_reversed_order_stays_claimed_by_its_member() {
+    let (_d, store) = open();
+    let (ana, max) = (join(&store, "ana"), join(&store, "max"));
+    claim(&store, ana, "1001", 42);
+    reverse(&store, "1001");
+    for who in [ana, max] {
+        assert!(matches!(
+            claim(&store, who, "1001", 42),
+            ClaimOutcome::AlreadyClaimed { by, .. } if by == ana
+        ));
+    }
+    assert_eq!(
+        store.order_claim(&number("1001")).unwrap().map(|c| c.0),
+        Some(ana)
+    );
+    assert_eq!(
+        (balance(&store, ana), balance(&store, max)),
+        (Points(50), Points(50))
+    );
+}
+
+#[test]
+fn a_claim_stored_before_reversals_existed_is_reversed_by_its_ledger_credit() {
+    let (_d, store) = open();
+    let id = join(&store, "ana");
+    claim(&store, id, "1001", 42);
+    // Rewrite the record as older versions stored it: member and time, no points.
+    let key = crate::store::keys::order(&number("1001"));
+    let legacy = serde_json::json!({"member": id.0, "at": Utc::now()});
+    store
+        .orders
+        .insert(&key, serde_json::to_vec(&legacy).unwrap())
+        .unwrap();
+    let ReverseOutcome::Reversed { reversal, .. } = reverse(&store, "1001") else {
+        panic!("expected a reversal");
+    };
+    assert_eq!(reversal.credited, Points(42));
+    assert_eq!(balance(&store, id), Points(50));
+}
+
+#[test]
+fn an_order_record_reads_old_claims_and_round_trips() {
+    let old: OrderRecord =
+        serde_json::from_str(r#"{"member":7,"at":"2026-01-01T00:00:00Z"}"#).unwrap();
+    let c = old.claim().unwrap().unwrap();
+    assert_eq!((c.member, c.points), (MemberId(7), None));
+    let half: OrderRecord = serde_json::from_str(r#"{"member":7}"#).unwrap();
+    assert!(half.claim().is_err());
+    let fresh = OrderRecord::claimed(MemberId(7), Utc::now(), Points(3));
+    let back: OrderRecord = serde_json::from_slice(&encode("r", &fresh).unwrap()).unwrap();
+    assert_eq!(back.claim().unwrap().unwrap().points, Some(Points(3)));
+}
+
+#[test]
+fn concurrent_reversals_and_claims_of_one_order_settle_it_once() {
+    let (_d, store) = open();
+    let store = Arc::new(store);
+    let members: Vec<_> = (0..4).map(|i| join(&store, &format!("p{i}"))).collect();
+    // Each thread says what it achieved: a credit, or a first (not repeated) reversal.
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let (store, id) = (Arc::clone(&store), members[i % 4]);
+            std::thread::spawn(move || match i % 2 {
+                0 => matches!(claim(&store, id, "1001", 42), ClaimOutcome::Credited { .. }),
+                _ => !matches!(
+                    reverse(&store, "1001"),
+                    ReverseOutcome::AlreadyReversed { .. }
+                ),
+            })
+        })
+        .collect();
+    let won: Vec<bool> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let credits = won.iter().step_by(2).filter(|w| **w).count();
+    let reversals = won.iter().skip(1).step_by(2).filter(|w| **w).count();
+    assert!(credits <= 1, "credited {credits} times");
+    assert_eq!(reversals, 1, "reversed {reversals} times");
+    // Either a claim came first (credited, then taken back) or the refund did (no credit).
+    let reversal = store
+        .order_reversal(&number("1001"))
+        .unwrap()
+        .expect("reversed");
+    assert_eq!(reversal.member.is_some(), credits == 1);
+    let total: u64 = members.iter().map(|m| balance(&store, *m).0).sum();
+    assert_eq!(total, 4 * 50);
+}
