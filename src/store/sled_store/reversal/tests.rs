@@ -49,6 +49,14 @@ fn reverse(store: &SledStore, n: &str) -> ReverseOutcome {
         .unwrap()
 }
 
+/// A reversal that must take points back: its record and the balance after it.
+fn reversed(store: &SledStore, n: &str) -> (Reversal, Points) {
+    match reverse(store, n) {
+        ReverseOutcome::Reversed { reversal, balance } => (reversal, balance),
+        other => panic!("expected a reversal, got {other:?}"),
+    }
+}
+
 fn balance(store: &SledStore, id: MemberId) -> Points {
     store.member(id).unwrap().unwrap().balance
 }
@@ -58,13 +66,7 @@ fn a_reversal_debits_the_orders_credit_once() {
     let (_d, store) = open();
     let id = join(&store, "ana");
     claim(&store, id, "1001", 42);
-    let ReverseOutcome::Reversed {
-        reversal,
-        balance: after,
-    } = reverse(&store, "1001")
-    else {
-        panic!("expected a reversal");
-    };
+    let (reversal, after) = reversed(&store, "1001");
     assert_eq!(after, Points(50));
     assert_eq!(reversal.member, Some(id));
     assert_eq!(
@@ -101,13 +103,7 @@ fn a_spent_credit_is_debited_down_to_zero_and_the_rest_recorded_as_shortfall() {
     let code = CouponCode::generate("bag");
     let spent = store.redeem_reward(id, &reward, code, now + Duration::days(30), now, None);
     assert!(matches!(spent, Ok(RedeemOutcome::Reserved { balance, .. }) if balance == Points(12)));
-    let ReverseOutcome::Reversed {
-        reversal,
-        balance: after,
-    } = reverse(&store, "1001")
-    else {
-        panic!("expected a reversal");
-    };
+    let (reversal, after) = reversed(&store, "1001");
     assert_eq!(after, Points::ZERO);
     assert_eq!(
         (reversal.taken, reversal.shortfall),
@@ -175,9 +171,7 @@ fn a_claim_stored_before_reversals_existed_is_reversed_by_its_ledger_credit() {
         .orders
         .insert(&key, serde_json::to_vec(&legacy).unwrap())
         .unwrap();
-    let ReverseOutcome::Reversed { reversal, .. } = reverse(&store, "1001") else {
-        panic!("expected a reversal");
-    };
+    let (reversal, _) = reversed(&store, "1001");
     assert_eq!(reversal.credited, Points(42));
     assert_eq!(balance(&store, id), Points(50));
 }
