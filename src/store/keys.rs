@@ -33,6 +33,11 @@ pub fn outbox(id: u64) -> [u8; 8] {
     id.to_be_bytes()
 }
 
+/// `journal`: a record of the sled store's atomic writes, big-endian in the order taken.
+pub fn journal(id: u64) -> [u8; 8] {
+    id.to_be_bytes()
+}
+
 /// `identities` and `conversations`: the identity's stable key (`messenger:6915…`).
 pub fn identity(who: &ChatIdentity) -> Vec<u8> {
     who.key().into_bytes()

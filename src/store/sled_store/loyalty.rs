@@ -1,8 +1,7 @@
 //! [`LoyaltyStore`] on sled: members, the ledger, order claims, coupons and conversations.
-//! Each mutation is one multi-tree transaction followed by a group-committed flush.
+//! Each mutation is one atomic operation (see `atomic.rs`) followed by a group-committed flush.
 
 use chrono::{DateTime, Utc};
-use sled::transaction::Transactional;
 
 use super::records::{
     abort, decode, decode_id, encode, tx, tx_account, tx_append, Abort, Account, OrderRecord,
@@ -37,11 +36,13 @@ impl LoyaltyStore for SledStore {
     }
 
     fn ledger(&self, id: MemberId) -> Result<Vec<LedgerEntry>, StoreError> {
-        let out = self
-            .ledger
-            .scan_prefix(keys::member(id))
-            .map(|kv| Ok(decode("ledger entry", &kv?.1)?))
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        // Under the writer lock: a scan must not see half of an operation.
+        let out = self.atomic.read(|| {
+            self.ledger
+                .scan_prefix(keys::member(id))
+                .map(|kv| Ok(decode("ledger entry", &kv?.1)?))
+                .collect::<Result<Vec<_>, StoreError>>()
+        })?;
         self.commit.settle_read()?;
         Ok(out)
     }
@@ -59,40 +60,42 @@ impl LoyaltyStore for SledStore {
         // The counter starts at 0; +1 keeps 0 free so it never looks like a real member.
         let id = MemberId(self.db.generate_id()? + 1);
         let (ikey, ekey) = (keys::identity(&new.identity), keys::email(&new.email));
-        let trees = (&self.members, &self.identities, &self.emails, &self.ledger);
-        let outcome = trees.transaction(|(members, identities, emails, ledger)| {
-            if let Some(raw) = identities.get(&ikey)? {
-                let existing = tx(decode_id(&raw))?;
-                return Ok(JoinOutcome::AlreadyMember(
-                    tx_account(members, existing)?.view(),
-                ));
-            }
-            if emails.get(&ekey)?.is_some() {
-                return Ok(JoinOutcome::EmailTaken);
-            }
-            let member = Member {
-                id,
-                email: new.email.clone(),
-                identity: new.identity.clone(),
-                first_name: new.profile.first_name.clone(),
-                locale: new.profile.locale.clone(),
-                joined_at: now,
-            };
-            let fresh = Account {
-                member,
-                balance: Points::ZERO,
-                next_seq: 0,
-            };
-            let acct = tx_append(
-                members,
-                ledger,
-                fresh,
-                &LedgerEntry::signup_bonus(new.bonus, now),
-            )?;
-            identities.insert(ikey.as_slice(), &keys::member(id))?;
-            emails.insert(ekey.as_slice(), &keys::member(id))?;
-            Ok(JoinOutcome::Joined(acct.view()))
-        })?;
+        let trees = [&self.members, &self.identities, &self.emails, &self.ledger];
+        let outcome = self
+            .atomic
+            .run(trees, |[members, identities, emails, ledger]| {
+                if let Some(raw) = identities.get(&ikey)? {
+                    let existing = tx(decode_id(&raw))?;
+                    return Ok(JoinOutcome::AlreadyMember(
+                        tx_account(&members, existing)?.view(),
+                    ));
+                }
+                if emails.get(&ekey)?.is_some() {
+                    return Ok(JoinOutcome::EmailTaken);
+                }
+                let member = Member {
+                    id,
+                    email: new.email.clone(),
+                    identity: new.identity.clone(),
+                    first_name: new.profile.first_name.clone(),
+                    locale: new.profile.locale.clone(),
+                    joined_at: now,
+                };
+                let fresh = Account {
+                    member,
+                    balance: Points::ZERO,
+                    next_seq: 0,
+                };
+                let acct = tx_append(
+                    &members,
+                    &ledger,
+                    fresh,
+                    &LedgerEntry::signup_bonus(new.bonus, now),
+                )?;
+                identities.insert(ikey.as_slice(), &keys::member(id))?;
+                emails.insert(ekey.as_slice(), &keys::member(id))?;
+                Ok(JoinOutcome::Joined(acct.view()))
+            })?;
         // Even a refusal waits: the state it reports may come from a concurrent join that has
         // not been flushed yet, and the reply must not announce what a crash could undo.
         self.commit.wait()?;
@@ -110,9 +113,9 @@ impl LoyaltyStore for SledStore {
         now: DateTime<Utc>,
     ) -> Result<ClaimOutcome, StoreError> {
         let okey = keys::order(&order.number);
-        let trees = (&self.members, &self.orders, &self.ledger);
-        let outcome = trees.transaction(|(members, orders, ledger)| {
-            let acct = tx_account(members, member)?;
+        let trees = [&self.members, &self.orders, &self.ledger];
+        let outcome = self.atomic.run(trees, |[members, orders, ledger]| {
+            let acct = tx_account(&members, member)?;
             if let Some(raw) = orders.get(&okey)? {
                 let record: OrderRecord = tx(decode("order record", &raw))?;
                 if let Some(c) = tx(record.claim())? {
@@ -130,7 +133,7 @@ impl LoyaltyStore for SledStore {
                 return abort(Abort::Corrupt("empty order record".into(), None));
             }
             let entry = LedgerEntry::order_credit(order.number.clone(), points, now);
-            let acct = tx_append(members, ledger, acct, &entry)?;
+            let acct = tx_append(&members, &ledger, acct, &entry)?;
             let record = OrderRecord::claimed(member, now, points);
             orders.insert(okey.as_slice(), tx(encode("order record", &record))?)?;
             Ok(ClaimOutcome::Credited {
@@ -175,16 +178,17 @@ impl LoyaltyStore for SledStore {
     ) -> Result<RedeemOutcome, StoreError> {
         let ckey = code.as_str().as_bytes();
         let rkey = request.map(|r| keys::member_request(member, r));
-        let trees = (
+        let trees = [
             &self.members,
             &self.ledger,
             &self.coupons,
             &self.member_coupons,
             &self.pending_coupons,
             &self.redeem_requests,
-        );
-        let outcome =
-            trees.transaction(|(members, ledger, coupons, by_member, pending, requests)| {
+        ];
+        let outcome = self.atomic.run(
+            trees,
+            |[members, ledger, coupons, by_member, pending, requests]| {
                 if let Some(rkey) = &rkey {
                     if let Some(first) = requests.get(rkey.as_slice())? {
                         let Some(raw) = coupons.get(&first)? else {
@@ -194,7 +198,7 @@ impl LoyaltyStore for SledStore {
                             ));
                         };
                         let coupon: Coupon = tx(decode("coupon", &raw))?;
-                        let acct = tx_account(members, member)?;
+                        let acct = tx_account(&members, member)?;
                         return Ok(RedeemOutcome::Repeated {
                             coupon,
                             balance: acct.balance,
@@ -208,7 +212,7 @@ impl LoyaltyStore for SledStore {
                         None,
                     ));
                 }
-                let acct = tx_account(members, member)?;
+                let acct = tx_account(&members, member)?;
                 if acct.balance < reward.points {
                     return Ok(RedeemOutcome::InsufficientPoints {
                         balance: acct.balance,
@@ -217,7 +221,7 @@ impl LoyaltyStore for SledStore {
                 }
                 let seq = acct.next_seq;
                 let entry = LedgerEntry::redemption(&reward.id, code.as_str(), reward.points, now);
-                let acct = tx_append(members, ledger, acct, &entry)?;
+                let acct = tx_append(&members, &ledger, acct, &entry)?;
                 let coupon = Coupon {
                     code: code.clone(),
                     member,
@@ -238,7 +242,8 @@ impl LoyaltyStore for SledStore {
                     coupon,
                     balance: acct.balance,
                 })
-            })?;
+            },
+        )?;
         self.commit.wait()?;
         Ok(outcome)
     }
@@ -247,7 +252,8 @@ impl LoyaltyStore for SledStore {
     /// `Cancelled`), because its points were given back and issuing it now would make it free.
     fn confirm_coupon(&self, code: &CouponCode) -> Result<Coupon, StoreError> {
         let ckey = code.as_str().as_bytes();
-        let coupon = (&self.coupons, &self.pending_coupons).transaction(|(coupons, pending)| {
+        let trees = [&self.coupons, &self.pending_coupons];
+        let coupon = self.atomic.run(trees, |[coupons, pending]| {
             let Some(raw) = coupons.get(ckey)? else {
                 return abort(Abort::UnknownCoupon(code.clone()));
             };
@@ -271,30 +277,31 @@ impl LoyaltyStore for SledStore {
     /// so giving the points back would pay the reward twice. Returns the balance either way.
     fn cancel_coupon(&self, code: &CouponCode, now: DateTime<Utc>) -> Result<Points, StoreError> {
         let ckey = code.as_str().as_bytes();
-        let trees = (
+        let trees = [
             &self.coupons,
             &self.pending_coupons,
             &self.members,
             &self.ledger,
-        );
+        ];
         let (status, balance, member) =
-            trees.transaction(|(coupons, pending, members, ledger)| {
-                let Some(raw) = coupons.get(ckey)? else {
-                    return abort(Abort::UnknownCoupon(code.clone()));
-                };
-                let mut coupon: Coupon = tx(decode("coupon", &raw))?;
-                let acct = tx_account(members, coupon.member)?;
-                if coupon.status != CouponStatus::Pending {
-                    return Ok((coupon.status, acct.balance, coupon.member));
-                }
-                coupon.status = CouponStatus::Cancelled;
-                coupons.insert(ckey, tx(encode("coupon", &coupon))?)?;
-                pending.remove(ckey)?;
-                let entry =
-                    LedgerEntry::reversal(&coupon.reward_id, code.as_str(), coupon.points, now);
-                let acct = tx_append(members, ledger, acct, &entry)?;
-                Ok((CouponStatus::Pending, acct.balance, coupon.member))
-            })?;
+            self.atomic
+                .run(trees, |[coupons, pending, members, ledger]| {
+                    let Some(raw) = coupons.get(ckey)? else {
+                        return abort(Abort::UnknownCoupon(code.clone()));
+                    };
+                    let mut coupon: Coupon = tx(decode("coupon", &raw))?;
+                    let acct = tx_account(&members, coupon.member)?;
+                    if coupon.status != CouponStatus::Pending {
+                        return Ok((coupon.status, acct.balance, coupon.member));
+                    }
+                    coupon.status = CouponStatus::Cancelled;
+                    coupons.insert(ckey, tx(encode("coupon", &coupon))?)?;
+                    pending.remove(ckey)?;
+                    let entry =
+                        LedgerEntry::reversal(&coupon.reward_id, code.as_str(), coupon.points, now);
+                    let acct = tx_append(&members, &ledger, acct, &entry)?;
+                    Ok((CouponStatus::Pending, acct.balance, coupon.member))
+                })?;
         self.commit.wait()?;
         if status == CouponStatus::Issued {
             tracing::warn!(member.id = %member, "cancel of an issued coupon refused");
@@ -309,17 +316,21 @@ impl LoyaltyStore for SledStore {
     }
 
     fn coupons_of(&self, member: MemberId) -> Result<Vec<Coupon>, StoreError> {
-        let mut out = Vec::new();
-        for kv in self.member_coupons.scan_prefix(keys::member(member)) {
-            let (_, code) = kv?;
-            match self.read_coupon(&code)? {
-                Some(c) => out.push(c),
-                None => {
-                    return Err(Abort::Corrupt("coupon index points nowhere".into(), None).into())
+        self.atomic.read(|| {
+            let mut out = Vec::new();
+            for kv in self.member_coupons.scan_prefix(keys::member(member)) {
+                let (_, code) = kv?;
+                match self.read_coupon(&code)? {
+                    Some(c) => out.push(c),
+                    None => {
+                        return Err(
+                            Abort::Corrupt("coupon index points nowhere".into(), None).into()
+                        )
+                    }
                 }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     fn pending_coupons(&self) -> Result<Vec<Coupon>, StoreError> {

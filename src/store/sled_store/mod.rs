@@ -11,14 +11,19 @@
 //! - `conversations`: chat identity key → `ConversationState`
 //! - `inbox`: event key → `Inbox` (pending event or done-at time); `outbox`: id → reply
 //!
-//! Business operations span trees and run as sled transactions; every balance change rewrites
-//! the member's `Account`, so concurrent operations on one member conflict and retry instead
-//! of interleaving. Webhook intake avoids transactions (3x slower here): one insert-if-absent
-//! per event. Every mutating method waits for a group-committed flush before returning.
+//! - `journal`: the redo record of a multi-key operation while it is being applied
 //!
-//! Submodules: `records` (stored shapes, codec, transaction helpers), `loyalty`
-//! ([`super::LoyaltyStore`]), `reversal` (order reversals), `queue` ([`super::EventQueue`]).
+//! Business operations span trees and run as atomic operations (`atomic.rs`: a writer lock and
+//! a redo journal; sled's own transactions stop the whole database and sync twice each). Every
+//! balance change rewrites the member's `Account`. Webhook intake takes no lock: one
+//! insert-if-absent per event. Every mutating method waits for a group-committed flush before
+//! returning.
+//!
+//! Submodules: `atomic` (the writer lock and journal), `records` (stored shapes, codec, closure
+//! helpers), `loyalty` ([`super::LoyaltyStore`]), `reversal` (order reversals), `queue`
+//! ([`super::EventQueue`]).
 
+mod atomic;
 mod loyalty;
 mod queue;
 mod records;
@@ -35,6 +40,7 @@ use super::durability::{AwaitDurable, Durable, Mark};
 use super::flusher::GroupCommit;
 use super::{keys, MemberAccount, StoreError};
 use crate::domain::{Coupon, MemberId};
+use atomic::Atomic;
 use records::{decode, decode_id, Account};
 
 /// The sled store; share it as `Arc<SledStore>`. Dropping it stops the flusher thread.
@@ -52,6 +58,7 @@ pub struct SledStore {
     conversations: Tree,
     inbox: Tree,
     outbox: Tree,
+    atomic: Atomic,
     commit: GroupCommit,
     db: sled::Db,
 }
@@ -95,6 +102,7 @@ impl SledStore {
             conversations: tree("conversations")?,
             inbox: tree("inbox")?,
             outbox: tree("outbox")?,
+            atomic: Atomic::recover(&db)?,
             commit: GroupCommit::start(db.clone(), flush_gap)?,
             db,
         };

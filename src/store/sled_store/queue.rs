@@ -1,9 +1,10 @@
 //! [`EventQueue`] on sled: the de-duplicating inbox and the ordered outbox of one channel.
-//! Intake is the webhook's hot path, so it uses one insert-if-absent per event instead of a
-//! transaction; finishing an event is a transaction because it spans both trees.
+//! Intake is the webhook's hot path, so it uses one insert-if-absent per event, outside the
+//! writer lock; finishing an event is an atomic operation because it spans both trees. The two
+//! cannot undo each other: intake only creates absent keys, and finishing only rewrites a key
+//! that intake (or a redelivery) had already created.
 
 use chrono::{DateTime, Utc};
-use sled::transaction::Transactional;
 
 use super::records::{decode, encode, tx, Abort, Inbox};
 use super::SledStore;
@@ -48,7 +49,7 @@ impl EventQueue for SledStore {
         Ok(out)
     }
 
-    /// Marks the event done and queues its replies in one transaction. An event already done
+    /// Marks the event done and queues its replies in one atomic operation. An event already done
     /// queues nothing (a replayed processing step cannot send twice); an unknown key is recorded
     /// as done with its replies queued.
     fn finish_inbound(
@@ -69,18 +70,20 @@ impl EventQueue for SledStore {
             .iter()
             .map(|r| encode("outbound message", r))
             .collect::<Result<Vec<_>, _>>()?;
-        let queued = (&self.inbox, &self.outbox).transaction(|(inbox, outbox)| {
-            if let Some(raw) = inbox.get(key)? {
-                if let Inbox::Done { .. } = tx(decode::<Inbox>("inbox entry", &raw))? {
-                    return Ok(Vec::new());
+        let queued = self
+            .atomic
+            .run([&self.inbox, &self.outbox], |[inbox, outbox]| {
+                if let Some(raw) = inbox.get(key)? {
+                    if let Inbox::Done { .. } = tx(decode::<Inbox>("inbox entry", &raw))? {
+                        return Ok(Vec::new());
+                    }
                 }
-            }
-            inbox.insert(key, done.as_slice())?;
-            for (id, body) in ids.iter().zip(&bodies) {
-                outbox.insert(&keys::outbox(*id), body.as_slice())?;
-            }
-            Ok(ids.clone())
-        })?;
+                inbox.insert(key, done.as_slice())?;
+                for (id, body) in ids.iter().zip(&bodies) {
+                    outbox.insert(&keys::outbox(*id), body.as_slice())?;
+                }
+                Ok(ids.clone())
+            })?;
         self.commit.wait()?;
         Ok(queued)
     }

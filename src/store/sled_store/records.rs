@@ -1,12 +1,12 @@
 //! What the sled store keeps in its trees, how values are encoded, and the helpers that
-//! transaction closures share. Closures may rerun, so these helpers only read, write and
-//! describe failures ([`Abort`]); they never log or act.
+//! atomic operations' closures share. These helpers only read, stage writes and describe
+//! failures ([`Abort`]); they never log or act.
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
+use super::atomic::TxTree;
 use crate::domain::{CouponCode, LedgerEntry, Member, MemberId, Points, Reversal};
 use crate::store::{keys, InboundEvent, MemberAccount, StoreError};
 
@@ -93,8 +93,7 @@ pub(super) enum Inbox<E = InboundEvent> {
     Done { at: DateTime<Utc> },
 }
 
-/// Why a transaction gave up. Kept apart from [`StoreError`] because the closure may rerun and
-/// must only describe, not act.
+/// Why an atomic operation gave up, described inside its closure and acted on by the caller.
 #[derive(Debug)]
 pub(super) enum Abort {
     UnknownMember(MemberId),
@@ -112,19 +111,26 @@ impl From<Abort> for StoreError {
     }
 }
 
-impl From<TransactionError<Abort>> for StoreError {
-    fn from(e: TransactionError<Abort>) -> Self {
+/// How an atomic operation's closure fails: a rule said no ([`Abort`]) or sled failed.
+#[derive(Debug)]
+pub(super) enum TxError {
+    Abort(Abort),
+    Storage(sled::Error),
+}
+
+impl From<TxError> for StoreError {
+    fn from(e: TxError) -> Self {
         match e {
-            TransactionError::Abort(a) => a.into(),
-            TransactionError::Storage(e) => e.into(),
+            TxError::Abort(a) => a.into(),
+            TxError::Storage(e) => e.into(),
         }
     }
 }
 
-pub(super) type Tx<T> = Result<T, ConflictableTransactionError<Abort>>;
+pub(super) type Tx<T> = Result<T, TxError>;
 
 pub(super) fn abort<T>(a: Abort) -> Tx<T> {
-    Err(ConflictableTransactionError::Abort(a))
+    Err(TxError::Abort(a))
 }
 
 pub(super) fn encode<T: Serialize>(what: &str, v: &T) -> Result<Vec<u8>, Abort> {
@@ -141,12 +147,12 @@ pub(super) fn decode_id(bytes: &[u8]) -> Result<MemberId, Abort> {
         .ok_or_else(|| Abort::Corrupt("member id in an index".into(), None))
 }
 
-/// Lifts a plain [`Abort`] result into a transaction result.
+/// Lifts a plain [`Abort`] result into an operation closure's result.
 pub(super) fn tx<T>(r: Result<T, Abort>) -> Tx<T> {
-    r.map_err(ConflictableTransactionError::Abort)
+    r.map_err(TxError::Abort)
 }
 
-pub(super) fn tx_account(members: &TransactionalTree, id: MemberId) -> Tx<Account> {
+pub(super) fn tx_account(members: &TxTree<'_>, id: MemberId) -> Tx<Account> {
     match members.get(keys::member(id))? {
         Some(raw) => tx(decode("member record", &raw)),
         None => abort(Abort::UnknownMember(id)),
@@ -156,8 +162,8 @@ pub(super) fn tx_account(members: &TransactionalTree, id: MemberId) -> Tx<Accoun
 /// Appends `entry` to the member's ledger and moves the cached balance by exactly the entry's
 /// signed points, so the balance equals the ledger sum by construction.
 pub(super) fn tx_append(
-    members: &TransactionalTree,
-    ledger: &TransactionalTree,
+    members: &TxTree<'_>,
+    ledger: &TxTree<'_>,
     mut acct: Account,
     entry: &LedgerEntry,
 ) -> Tx<Account> {

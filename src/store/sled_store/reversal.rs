@@ -1,9 +1,8 @@
-//! Order reversals on sled: one transaction over the `orders` record, the member's `Account`
+//! Order reversals on sled: one atomic operation over the `orders` record, the member's `Account`
 //! and the ledger, then the group-committed flush. The rules are in
 //! [`crate::domain::reversals`]; this file only applies them atomically.
 
 use chrono::{DateTime, Utc};
-use sled::transaction::Transactional;
 
 use super::records::{abort, decode, encode, tx, tx_account, tx_append, Abort, OrderRecord};
 use super::SledStore;
@@ -19,10 +18,10 @@ impl SledStore {
     ) -> Result<ReverseOutcome, StoreError> {
         let okey = keys::order(order);
         // Claims stored before reversals existed do not carry their points; their ledger
-        // entry does, and it never changes, so it is read once here, outside the transaction.
+        // entry does, and it never changes, so it is read once here, outside the operation.
         let legacy = self.legacy_credit(order)?;
-        let trees = (&self.orders, &self.members, &self.ledger);
-        let outcome = trees.transaction(|(orders, members, ledger)| {
+        let trees = [&self.orders, &self.members, &self.ledger];
+        let outcome = self.atomic.run(trees, |[orders, members, ledger]| {
             let mut record: OrderRecord = match orders.get(&okey)? {
                 Some(raw) => tx(decode("order record", &raw))?,
                 None => OrderRecord::default(),
@@ -40,7 +39,7 @@ impl SledStore {
                             None,
                         ));
                     };
-                    let acct = tx_account(members, claim.member)?;
+                    let acct = tx_account(&members, claim.member)?;
                     let reversal =
                         Reversal::of_credit(reason, now, claim.member, credited, acct.balance);
                     let entry = LedgerEntry::order_reversal(
@@ -49,7 +48,7 @@ impl SledStore {
                         reversal.shortfall,
                         now,
                     );
-                    let acct = tx_append(members, ledger, acct, &entry)?;
+                    let acct = tx_append(&members, &ledger, acct, &entry)?;
                     (reversal, Some(acct.balance))
                 }
             };
