@@ -233,7 +233,7 @@ impl LoyaltyStore for SledStore {
                     status: CouponStatus::Pending,
                 };
                 coupons.insert(ckey, tx(encode("coupon", &coupon))?)?;
-                by_member.insert(&keys::member_seq(member, seq), ckey)?;
+                by_member.insert(keys::member_seq(member, seq), ckey)?;
                 pending.insert(ckey, &[])?;
                 if let Some(rkey) = &rkey {
                     requests.insert(rkey.as_slice(), ckey)?;

@@ -80,7 +80,7 @@ impl EventQueue for SledStore {
                 }
                 inbox.insert(key, done.as_slice())?;
                 for (id, body) in ids.iter().zip(&bodies) {
-                    outbox.insert(&keys::outbox(*id), body.as_slice())?;
+                    outbox.insert(keys::outbox(*id), body.as_slice())?;
                 }
                 Ok(ids.clone())
             })?;

@@ -176,11 +176,11 @@ pub(super) fn tx_append(
         ));
     };
     ledger.insert(
-        &keys::member_seq(id, acct.next_seq),
+        keys::member_seq(id, acct.next_seq),
         tx(encode("ledger entry", entry))?,
     )?;
     acct.next_seq += 1;
     acct.balance = Points(balance);
-    members.insert(&keys::member(id), tx(encode("member record", &acct))?)?;
+    members.insert(keys::member(id), tx(encode("member record", &acct))?)?;
     Ok(acct)
 }
