@@ -134,12 +134,23 @@ impl Program {
     }
 
     /// Runs one store operation (a point read or write, microseconds) on the current thread
-    /// and returns once its effect is durable; the flush is awaited, not blocked on.
+    /// and returns once its effect is durable; the flush is awaited, not blocked on. Inside a
+    /// channel's [`crate::store::collecting`] scope the wait is left to the channel, which
+    /// awaits once before it answers.
     pub async fn durably<T, F>(&self, f: F) -> Result<T, ProgramError>
     where
         F: FnOnce(&dyn LoyaltyStore) -> Result<T, StoreError>,
     {
         Ok(crate::store::run_durably(self.store.as_ref(), f).await?)
+    }
+
+    /// [`Program::durably`] that is on disk when it returns, whatever the scope: for a write
+    /// that a side effect outside the store (the shop making a coupon) must not overtake.
+    async fn durably_now<T, F>(&self, f: F) -> Result<T, ProgramError>
+    where
+        F: FnOnce(&dyn LoyaltyStore) -> Result<T, StoreError>,
+    {
+        Ok(crate::store::run_durably_now(self.store.as_ref(), f).await?)
     }
 
     pub async fn account(&self, who: &ChatIdentity) -> Result<Option<MemberAccount>, ProgramError> {
@@ -297,8 +308,10 @@ impl Program {
         let code = CouponCode::generate(&reward.id);
         let r = reward.clone();
         let req = request.map(str::to_owned);
+        // Durable before the shop is asked: a crash after the coupon exists there must find
+        // the pending coupon here (start-up gives its points back).
         let out = self
-            .durably(move |s| s.redeem_reward(id, &r, code, expires_at, now, req.as_deref()))
+            .durably_now(move |s| s.redeem_reward(id, &r, code, expires_at, now, req.as_deref()))
             .await?;
         let (coupon, reward) = match out {
             RedeemOutcome::InsufficientPoints { balance, needed } => {

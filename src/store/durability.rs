@@ -2,6 +2,13 @@
 //! caller's (async) thread inside a [`deferred`] scope, and the caller then awaits the flush
 //! that makes them durable.
 //!
+//! A whole turn (one customer request) can also be [`collecting`]: its operations then record
+//! their marks instead of awaiting each one, and the channel awaits the highest mark once,
+//! before it tells the customer anything. One flush wait per turn instead of one per store
+//! call: the rule that matters is "nothing is announced before it is durable", and the flush
+//! that covers the last mark covers every earlier one. An operation that is followed by a side
+//! effect outside the store (a coupon made at the shop) uses [`run_durably_now`] instead.
+//!
 //! Every store method is durable when it returns; a backend that must flush calls
 //! [`take_over`] first, and when the call runs inside a deferred scope the scope records what
 //! to wait for instead of the method blocking. [`run_durably`] is the only way the service
@@ -71,9 +78,30 @@ pub fn deferred<R>(f: impl FnOnce() -> R) -> (R, Option<Mark>) {
 }
 
 /// Runs one store operation on the current thread and returns once its effect is durable,
-/// without parking a thread for the flush. Meant for point operations (microseconds); long
-/// scans belong on the blocking pool.
+/// without parking a thread for the flush; inside a [`collecting`] scope it returns at once and
+/// the scope's owner awaits. Meant for point operations (microseconds); long scans belong on
+/// the blocking pool.
 pub async fn run_durably<S, T>(
+    store: &S,
+    f: impl FnOnce(&S) -> Result<T, StoreError>,
+) -> Result<T, StoreError>
+where
+    S: AwaitDurable + ?Sized,
+{
+    let (out, mark) = deferred(|| f(store));
+    let out = out?;
+    if let Some(mark) = mark {
+        if !collect(mark) {
+            store.durable(mark).await?;
+        }
+    }
+    Ok(out)
+}
+
+/// [`run_durably`] that always awaits, also inside a [`collecting`] scope: for a write that
+/// must be on disk before a side effect outside the store. Its flush also covers every mark
+/// the scope collected so far.
+pub async fn run_durably_now<S, T>(
     store: &S,
     f: impl FnOnce(&S) -> Result<T, StoreError>,
 ) -> Result<T, StoreError>
@@ -86,6 +114,30 @@ where
         store.durable(mark).await?;
     }
     Ok(out)
+}
+
+tokio::task_local! {
+    /// The highest mark collected by the current task's [`collecting`] scope.
+    static COLLECTED: Cell<Option<Mark>>;
+}
+
+/// Runs `fut` with the durability waits of its [`run_durably`] calls collected; returns its
+/// output and the mark to await before announcing anything it did (`None`: nothing to wait
+/// for). The caller must await that mark (or a later one) before answering.
+pub async fn collecting<F: Future>(fut: F) -> (F::Output, Option<Mark>) {
+    COLLECTED
+        .scope(Cell::new(None), async {
+            let out = fut.await;
+            (out, COLLECTED.with(Cell::get))
+        })
+        .await
+}
+
+/// Inside a [`collecting`] scope: adds `mark` to it and returns `true`.
+fn collect(mark: Mark) -> bool {
+    COLLECTED
+        .try_with(|c| c.set(Some(c.get().map_or(mark, |m| m.max(mark)))))
+        .is_ok()
 }
 
 #[cfg(test)]
@@ -122,6 +174,54 @@ mod tests {
         });
         assert_eq!(inner, Some(Mark(9)));
         assert_eq!(outer, Some(Mark(9)));
+    }
+
+    /// Counts the marks awaited; every mark is durable at once.
+    struct Counting(std::sync::atomic::AtomicU64);
+
+    impl AwaitDurable for Counting {
+        fn durable(&self, _: Mark) -> Durable {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    fn write(mark: u64) -> impl FnOnce(&Counting) -> Result<u64, StoreError> {
+        move |_| {
+            take_over(Mark(mark));
+            Ok(mark)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_collecting_scope_awaits_nothing_and_returns_the_highest_mark() {
+        let store = Counting(Default::default());
+        let ((), mark) = collecting(async {
+            run_durably(&store, write(4)).await.unwrap();
+            run_durably(&store, write(2)).await.unwrap();
+        })
+        .await;
+        assert_eq!(mark, Some(Mark(4)));
+        assert_eq!(store.0.into_inner(), 0);
+    }
+
+    #[tokio::test]
+    async fn outside_a_collecting_scope_each_operation_awaits_its_flush() {
+        let store = Counting(Default::default());
+        run_durably(&store, write(1)).await.unwrap();
+        run_durably(&store, write(2)).await.unwrap();
+        assert_eq!(store.0.into_inner(), 2);
+    }
+
+    #[tokio::test]
+    async fn run_durably_now_awaits_even_inside_a_collecting_scope() {
+        let store = Counting(Default::default());
+        let ((), mark) = collecting(async {
+            run_durably_now(&store, write(3)).await.unwrap();
+        })
+        .await;
+        assert_eq!(store.0.into_inner(), 1);
+        assert_eq!(mark, None, "an awaited mark needs no second wait");
     }
 
     #[test]

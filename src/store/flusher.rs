@@ -115,6 +115,10 @@ impl GroupCommit {
         if durability::take_over(mark) {
             return Ok(());
         }
+        self.block_for(mark)
+    }
+
+    fn block_for(&self, mark: Mark) -> Result<(), StoreError> {
         let target = mark.0;
         let mut st = self.shared.lock();
         while st.completed < target {
@@ -132,19 +136,22 @@ impl GroupCommit {
 
     /// After a read whose answer may reach a customer: while some writer still waits for its
     /// flush, what was just read may include that unflushed write (another request's claim, a
-    /// credit in a balance), so the reader waits for the next flush as well. With nobody
-    /// waiting it costs nothing. (A writer between its sled write and its request for a flush,
-    /// a few microseconds with no await between them, is not seen: documented, not closed.)
+    /// credit in a balance), so the reader waits for the flush those writers wait for (not a
+    /// new one: every write the read can have seen asked for it already). With nobody waiting
+    /// it costs nothing. (A writer between its sled write and its request for a flush, a few
+    /// microseconds with no await between them, is not seen: documented, not closed.)
     pub fn settle_read(&self) -> Result<(), StoreError> {
-        let pending = {
+        let target = {
             let st = self.shared.lock();
-            st.requested > st.completed
+            if st.requested <= st.completed {
+                return Ok(());
+            }
+            Mark(st.requested)
         };
-        if pending {
-            self.wait()
-        } else {
-            Ok(())
+        if durability::take_over(target) {
+            return Ok(());
         }
+        self.block_for(target)
     }
 
     /// Asks for the first flush that starts after this call and returns its number.

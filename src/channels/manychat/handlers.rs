@@ -13,6 +13,7 @@ use crate::domain::{Channel, ChatIdentity};
 use crate::flows::Turn;
 use crate::limits::{Limited, Limiter};
 use crate::signature::bearer_matches;
+use crate::store::collecting;
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::{HttpRequest, HttpResponse};
 use std::net::IpAddr;
@@ -61,11 +62,17 @@ async fn answer(
     tracing::Span::current().record("subscriber.id", who.id.as_str());
 
     let vars = contact.vars_for(endpoint);
-    let v2 = match mc
-        .engine
-        .run(endpoint.flow(), &who, &contact.profile, vars)
-        .await
-    {
+    // One flush wait for the whole turn, before the answer announces anything it did.
+    let (turn, mark) =
+        collecting(mc.engine.run(endpoint.flow(), &who, &contact.profile, vars)).await;
+    let turn = match mark {
+        Some(mark) => match mc.engine.program().store().durable(mark).await {
+            Ok(()) => turn,
+            Err(e) => Err(e.into()),
+        },
+        None => turn,
+    };
+    let v2 = match turn {
         Ok(turn) if turn.limited.is_some() => return Err(contact_limited(&turn)),
         Ok(turn) => {
             let route = |payload: &str| mc.engine.route_payload(payload);

@@ -10,7 +10,9 @@ use super::send_api::SendApi;
 use super::{render, webhook, Conversation};
 use crate::domain::{Channel, ChatIdentity};
 use crate::flows::{Input, Reply};
-use crate::store::{run_durably, EventQueue, InboundEvent, OutboundMessage, StoreError};
+use crate::store::{
+    collecting, run_durably, EventQueue, InboundEvent, OutboundMessage, StoreError,
+};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -232,10 +234,13 @@ impl Worker {
             request_id: Some(event.key.clone()),
         };
         // On its own task, so that even a bug that panics is answered (with the apology) and
-        // finishes the event instead of taking the customer's lane down with it.
+        // finishes the event instead of taking the customer's lane down with it. Collecting:
+        // the turn's store operations do not wait for their flushes one by one, because
+        // nothing is sent before `finish_inbound`, whose own (later) flush covers them all.
         let conversation = Arc::clone(&self.conversation);
         let run = tokio::spawn(
-            async move { conversation.converse(input).await }.instrument(tracing::Span::current()),
+            async move { collecting(conversation.converse(input)).await.0 }
+                .instrument(tracing::Span::current()),
         );
         match run.await {
             Ok(Ok(turn)) => {
