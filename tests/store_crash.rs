@@ -101,7 +101,7 @@ fn one_round(store: &SledStore, tag: &str) {
         key: format!("mid-{tag}"),
         sender: tag.into(),
         timestamp_ms: 1,
-        payload: serde_json::json!({}),
+        payload: serde_json::json!({}).into(),
     };
     store.record_inbound(vec![event]).unwrap();
     println!("ACK inbound mid-{tag}");

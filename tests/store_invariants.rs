@@ -527,7 +527,7 @@ fn a_reopened_store_keeps_members_ledgers_coupons_reversals_conversations_and_qu
             key: k.into(),
             sender: "psid-0".into(),
             timestamp_ms: 1,
-            payload: serde_json::json!({}),
+            payload: serde_json::json!({}).into(),
         });
         store.record_inbound(events.to_vec()).unwrap();
         let reply = OutboundMessage {

@@ -212,8 +212,41 @@ pub struct InboundEvent {
     /// Event time in milliseconds, for ordering per sender.
     pub timestamp_ms: i64,
     /// The channel's event, as JSON, to be parsed again by the channel when processed.
-    pub payload: serde_json::Value,
+    pub payload: EventPayload,
 }
+
+/// A channel event's JSON text, kept as received: the webhook hot path copies it instead of
+/// building (and cloning) a `serde_json::Value` tree, and it is stored as the same JSON.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EventPayload(Box<serde_json::value::RawValue>);
+
+impl EventPayload {
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// Copies one JSON value's text (as found inside a parsed body).
+    pub fn from_raw(raw: &serde_json::value::RawValue) -> Self {
+        EventPayload(raw.to_owned())
+    }
+}
+
+impl From<serde_json::Value> for EventPayload {
+    fn from(v: serde_json::Value) -> Self {
+        // A `Value` always serializes.
+        EventPayload(serde_json::value::to_raw_value(&v).expect("a JSON value serializes"))
+    }
+}
+
+impl PartialEq for EventPayload {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Eq for EventPayload {}
 
 /// A reply waiting to be delivered, in order, to one recipient.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

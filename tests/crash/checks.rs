@@ -359,7 +359,7 @@ pub fn unrecorded(store: &SledStore, acked: &[Acked]) -> Vec<String> {
             key: a.key.clone(),
             sender: a.psid.clone(),
             timestamp_ms: a.timestamp_ms,
-            payload: a.event.clone(),
+            payload: a.event.clone().into(),
         })
         .collect();
     let unknown = store.record_inbound(again).expect("inbox writable");

@@ -3,9 +3,9 @@
 //! No I/O here; `handlers` does the signature check and the recording.
 
 use crate::flows::InputEvent;
-use crate::store::InboundEvent;
+use crate::store::{EventPayload, InboundEvent};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// The body cannot be a Messenger webhook notification.
 #[derive(Debug, thiserror::Error)]
@@ -17,19 +17,20 @@ pub enum WebhookError {
 }
 
 #[derive(Deserialize)]
-struct Envelope {
+struct Envelope<'a> {
     object: String,
-    #[serde(default)]
-    entry: Vec<Entry>,
+    #[serde(default, borrow)]
+    entry: Vec<Entry<'a>>,
 }
 
 /// One Page's slice of a notification. `standby[]` (another app owns the thread) is not read:
-/// we must not answer conversations we do not own.
+/// we must not answer conversations we do not own. Events stay raw JSON text here: each is
+/// parsed once into [`Event`] and stored as the text it came as.
 #[derive(Deserialize)]
-struct Entry {
+struct Entry<'a> {
     id: Id,
-    #[serde(default)]
-    messaging: Vec<Value>,
+    #[serde(default, borrow)]
+    messaging: Vec<&'a RawValue>,
 }
 
 /// Meta sends ids as strings, but they exceed 2^53, so a number is accepted and kept exact.
@@ -104,7 +105,7 @@ struct Optin {
 /// deliveries, reactions and unknown kinds are left out; so are single events that lack a
 /// sender (logged), because refusing the whole batch would make Meta redeliver it forever.
 pub fn parse_notification(body: &[u8]) -> Result<Vec<InboundEvent>, WebhookError> {
-    let envelope: Envelope = serde_json::from_slice(body).map_err(WebhookError::Malformed)?;
+    let envelope: Envelope<'_> = serde_json::from_slice(body).map_err(WebhookError::Malformed)?;
     if envelope.object != "page" {
         return Err(WebhookError::NotPage(envelope.object));
     }
@@ -112,7 +113,7 @@ pub fn parse_notification(body: &[u8]) -> Result<Vec<InboundEvent>, WebhookError
     for entry in envelope.entry {
         let page = entry.id.into_string();
         for raw in entry.messaging {
-            match serde_json::from_value::<Event>(raw.clone()) {
+            match serde_json::from_str::<Event>(raw.get()) {
                 Ok(event) => out.extend(record_for(&page, event, raw)),
                 Err(e) => {
                     tracing::warn!(channel = "messenger", error = %e, "skipping unreadable event")
@@ -124,7 +125,7 @@ pub fn parse_notification(body: &[u8]) -> Result<Vec<InboundEvent>, WebhookError
 }
 
 /// The recordable form of one event, or `None` for kinds we do not act on.
-fn record_for(page: &str, event: Event, raw: Value) -> Option<InboundEvent> {
+fn record_for(page: &str, event: Event, raw: &RawValue) -> Option<InboundEvent> {
     let sender = event.sender.id.into_string();
     let ts = event.timestamp;
     let derived = |kind: &str, reference: Option<&str>| {
@@ -154,7 +155,7 @@ fn record_for(page: &str, event: Event, raw: Value) -> Option<InboundEvent> {
         key,
         sender,
         timestamp_ms: ts,
-        payload: raw,
+        payload: EventPayload::from_raw(raw),
     })
 }
 
@@ -163,8 +164,8 @@ const GET_STARTED_PAYLOADS: &[&str] = &["GET_STARTED", "GET_STARTED_PAYLOAD", "G
 
 /// What the customer did, for the engine. `None`: nothing to answer (a marketing opt-in
 /// without a `ref`; the feature is retired and a reply would be unsolicited).
-pub fn input_of(payload: &Value) -> Option<InputEvent> {
-    let event: Event = serde_json::from_value(payload.clone()).ok()?;
+pub fn input_of(payload: &EventPayload) -> Option<InputEvent> {
+    let event: Event = serde_json::from_str(payload.get()).ok()?;
     if let Some(m) = event.message {
         if let Some(p) = m
             .quick_reply
@@ -209,6 +210,7 @@ pub fn input_of(payload: &Value) -> Option<InputEvent> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     fn fixture(name: &str) -> Vec<u8> {
         let path = format!("{}/fixtures/messenger/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -313,6 +315,7 @@ mod tests {
         let event = |payload: &str| {
             serde_json::json!({"sender":{"id":"1"},"recipient":{"id":"2"},"timestamp":5,
                 "postback":{"title":"x","payload":payload}})
+            .into()
         };
         assert_eq!(
             input_of(&event("GET_STARTED")),

@@ -144,7 +144,7 @@ mod tests {
             key: key.into(),
             sender: sender.into(),
             timestamp_ms: ts,
-            payload: serde_json::json!({"text": key}),
+            payload: serde_json::json!({"text": key}).into(),
         }
     }
 
@@ -159,6 +159,24 @@ mod tests {
 
     fn keys_of(events: &[InboundEvent]) -> Vec<&str> {
         events.iter().map(|e| e.key.as_str()).collect()
+    }
+
+    #[test]
+    fn inbox_slots_written_by_earlier_versions_still_read() {
+        let pending = br#"{"state":"pending","event":{"key":"p:m1","sender":"7","timestamp_ms":3,"payload":{"message":{"mid":"m1","text":"hi"}}}}"#;
+        let Inbox::Pending { event } = decode::<Inbox>("inbox entry", pending).unwrap() else {
+            panic!("a pending slot reads as pending");
+        };
+        assert_eq!(
+            event.payload.get(),
+            r#"{"message":{"mid":"m1","text":"hi"}}"#
+        );
+        let done = br#"{"state":"done","at":"2026-11-01T10:00:00Z"}"#;
+        assert!(matches!(
+            decode::<Inbox>("inbox entry", done).unwrap(),
+            Inbox::Done { .. }
+        ));
+        assert!(decode::<Inbox>("inbox entry", br#"{"state":"pending"}"#).is_err());
     }
 
     #[test]

@@ -85,12 +85,40 @@ impl OrderRecord {
 }
 
 /// An inbox slot: the event while it waits, only its done-at time once processed (the key alone
-/// is what de-duplicates redeliveries).
-#[derive(Debug, Serialize, Deserialize)]
+/// is what de-duplicates redeliveries). Stored as `{"state":"pending","event":{…}}` or
+/// `{"state":"done","at":…}`.
+#[derive(Debug, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub(super) enum Inbox<E = InboundEvent> {
     Pending { event: E },
     Done { at: DateTime<Utc> },
+}
+
+/// Read through a flat struct rather than serde's internally tagged enum: that one buffers the
+/// fields first, and a buffered event's raw JSON payload cannot be read back.
+impl<'de> Deserialize<'de> for Inbox {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        enum State {
+            Pending,
+            Done,
+        }
+        #[derive(Deserialize)]
+        struct Flat {
+            state: State,
+            event: Option<InboundEvent>,
+            at: Option<DateTime<Utc>>,
+        }
+        use serde::de::Error;
+        let flat = Flat::deserialize(d)?;
+        match (flat.state, flat.event, flat.at) {
+            (State::Pending, Some(event), _) => Ok(Inbox::Pending { event }),
+            (State::Done, _, Some(at)) => Ok(Inbox::Done { at }),
+            (State::Pending, None, _) => Err(D::Error::missing_field("event")),
+            (State::Done, _, None) => Err(D::Error::missing_field("at")),
+        }
+    }
 }
 
 /// Why an atomic operation gave up, described inside its closure and acted on by the caller.
