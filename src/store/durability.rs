@@ -34,6 +34,51 @@ pub type Durable = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 
 pub trait AwaitDurable {
     /// Resolves once everything written before `mark` was taken is on disk.
     fn durable(&self, mark: Mark) -> Durable;
+
+    /// How its flushes have gone since it opened (diagnostics; `None`: not tracked).
+    fn flush_stats(&self) -> Option<FlushStats> {
+        None
+    }
+}
+
+/// Flush durations since the store opened, counted per bucket, so that the difference of two
+/// readings describes the time between them. A slow flush holds every waiting answer, so the
+/// tail buckets explain tail latencies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlushStats {
+    /// Flushes that took less than [`FlushStats::BUCKETS_MS`]`[i]` (and at least the bucket
+    /// before); the last count is everything slower.
+    pub counts: [u64; 8],
+}
+
+impl FlushStats {
+    pub const BUCKETS_MS: [u64; 7] = [1, 2, 5, 10, 20, 50, 100];
+
+    /// The bucket of a flush that took `ms` milliseconds.
+    pub fn bucket(ms: u64) -> usize {
+        Self::BUCKETS_MS
+            .iter()
+            .position(|&b| ms < b)
+            .unwrap_or(Self::BUCKETS_MS.len())
+    }
+
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// Flushes that took `ms` or longer (`ms` one of [`FlushStats::BUCKETS_MS`]).
+    pub fn at_least(&self, ms: u64) -> u64 {
+        self.counts[Self::bucket(ms)..].iter().sum()
+    }
+
+    /// What happened between `earlier` and this reading.
+    pub fn since(&self, earlier: &FlushStats) -> FlushStats {
+        let mut counts = self.counts;
+        for (c, e) in counts.iter_mut().zip(earlier.counts) {
+            *c = c.saturating_sub(e);
+        }
+        FlushStats { counts }
+    }
 }
 
 thread_local! {
@@ -222,6 +267,20 @@ mod tests {
         .await;
         assert_eq!(store.0.into_inner(), 1);
         assert_eq!(mark, None, "an awaited mark needs no second wait");
+    }
+
+    #[test]
+    fn flush_stats_count_per_bucket_and_subtract() {
+        let mut s = FlushStats::default();
+        for ms in [0, 1, 4, 19, 20, 99, 100, 5000] {
+            s.counts[FlushStats::bucket(ms)] += 1;
+        }
+        assert_eq!(s.counts, [1, 1, 1, 0, 1, 1, 1, 2]);
+        assert_eq!((s.total(), s.at_least(20), s.at_least(100)), (8, 4, 2));
+        let mut later = s;
+        later.counts[7] += 1;
+        assert_eq!(later.since(&s).at_least(100), 1);
+        assert_eq!(later.since(&s).total(), 1);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::durability::{self, Durable, Mark};
+use super::durability::{self, Durable, FlushStats, Mark};
 use super::StoreError;
 
 /// A flush slower than this is logged: a long one once stalled webhook answers for seconds.
@@ -83,6 +83,8 @@ struct Epochs {
     failure: Option<sled::Error>,
     /// How many flushes ran, for tests and diagnostics.
     flushes: u64,
+    /// Their durations.
+    stats: FlushStats,
     shutdown: bool,
 }
 
@@ -185,6 +187,11 @@ impl GroupCommit {
     pub fn flush_count(&self) -> u64 {
         self.shared.lock().flushes
     }
+
+    /// How long they took.
+    pub fn stats(&self) -> FlushStats {
+        self.shared.lock().stats
+    }
 }
 
 impl Drop for GroupCommit {
@@ -239,6 +246,8 @@ impl Shared {
             let mut st = self.lock();
             st.completed = epoch;
             st.flushes += 1;
+            let ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+            st.stats.counts[FlushStats::bucket(ms)] += 1;
             match result {
                 Ok(_) => st.succeeded = epoch,
                 Err(e) => {

@@ -9,7 +9,7 @@ mod flusher;
 mod keys;
 mod sled_store;
 
-pub use durability::{collecting, run_durably, run_durably_now, AwaitDurable, Mark};
+pub use durability::{collecting, run_durably, run_durably_now, AwaitDurable, FlushStats, Mark};
 pub use flusher::GroupCommit;
 pub use sled_store::SledStore;
 

@@ -4,10 +4,14 @@ use crate::load::Plan;
 use std::time::Duration;
 
 pub const USAGE: &str = "\
-usage: loyalty-bench [--seconds N] [--connections C] [--members N] [--only W[,W...]] [--smoke]
+usage: loyalty-bench [--seconds N] [--connections C] [--rate R] [--members N] [--only W[,W...]]
+                     [--smoke]
 
   --seconds N       measured seconds per workload (default 10; 1 with --smoke)
   --connections C   concurrent closed-loop connections (default 64; 4 with --smoke)
+  --rate R          also run the Messenger and ManyChat claims paced (open loop) at R
+                    requests/s over the same connections, latency counted from each request's
+                    scheduled time (default 3000; 50 with --smoke; 0 skips the paced runs)
   --members N       fill the store with N members before the service starts, and report
                     bytes per member, cold start time and memory (a new process)
   --only W,...      run only these workloads: bare, held, intake, e2e, claim, redeem
@@ -24,6 +28,8 @@ pub struct Options {
     pub only: Option<Vec<Workload>>,
     /// Members to fill the store with before the service starts.
     pub members: Option<u64>,
+    /// Requests per second of the paced claim runs; `None`: no paced runs.
+    pub rate: Option<f64>,
 }
 
 /// The workloads `--only` can pick.
@@ -55,7 +61,7 @@ impl Options {
     /// `Ok(None)` for `--help`.
     pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
         let (mut seconds, mut connections, mut smoke, mut only) = (None, None, false, None);
-        let mut members = None;
+        let (mut members, mut rate) = (None, None);
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
             match arg.as_str() {
@@ -63,6 +69,7 @@ impl Options {
                 "--connections" => connections = Some(number::<usize>(&arg, args.next())?),
                 "--smoke" => smoke = true,
                 "--members" => members = Some(number::<u64>(&arg, args.next())?),
+                "--rate" => rate = Some(number::<f64>(&arg, args.next())?),
                 "--only" => {
                     let list = args.next().ok_or("--only needs a list of workloads")?;
                     only = Some(
@@ -83,12 +90,17 @@ impl Options {
         if connections == 0 || connections > 4096 {
             return Err("--connections must be between 1 and 4096".into());
         }
+        let rate = rate.unwrap_or(if smoke { 50.0 } else { 3000.0 });
+        if !(0.0..=1_000_000.0).contains(&rate) {
+            return Err("--rate must be between 0 and 1000000".into());
+        }
         Ok(Some(Options {
             seconds,
             connections,
             smoke,
             only,
             members,
+            rate: (rate > 0.0).then_some(rate),
         }))
     }
 
@@ -105,6 +117,7 @@ impl Options {
             clients: self.connections,
             warmup: (window / 10).min(Duration::from_secs(1)),
             window,
+            rate: None,
         }
     }
 
@@ -143,6 +156,8 @@ mod tests {
         assert_eq!(o.connections, 8);
         let o = parse(&[]).unwrap().unwrap();
         assert_eq!((o.seconds, o.connections, o.smoke), (10.0, 64, false));
+        assert_eq!(o.rate, Some(3000.0));
+        assert_eq!(parse(&["--rate", "0"]).unwrap().unwrap().rate, None);
     }
 
     #[test]
@@ -152,6 +167,7 @@ mod tests {
             &["--seconds", "x"],
             &["--seconds", "0"],
             &["--connections", "0"],
+            &["--rate", "-1"],
             &["--fast"],
         ] {
             assert!(parse(args).is_err(), "{args:?}");

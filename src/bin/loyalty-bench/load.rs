@@ -1,7 +1,14 @@
-//! The closed-loop load generator: `clients` virtual clients, each on its own keep-alive
-//! HTTP/1.1 connection (hyper, no pool), sending one request at a time, for a warm-up and then
-//! a measured window. A request counts when it completes inside the window; its latency goes
+//! The load generator: `clients` virtual clients, each on its own keep-alive HTTP/1.1
+//! connection (hyper, no pool), sending one request at a time, for a warm-up and then a
+//! measured window. A request counts when it completes inside the window; its latency goes
 //! into one sorted `Vec` (exact percentiles). Errors are counted over the whole run.
+//!
+//! Closed loop (the default): each client sends its next request as soon as the previous one
+//! completed, so the service runs flat out and the figures are its capacity; latency there is
+//! mostly queueing (64 requests in flight / throughput). Paced ([`Plan::rate`], open loop like
+//! wrk2): each client sends on a fixed schedule, together `rate` requests per second, and a
+//! request's latency counts from its scheduled time, so a slow answer that delays the next send
+//! is charged to that request too (no coordinated omission). That is latency *at* a given load.
 
 use crate::fakes::Reply;
 use http_body_util::{BodyExt, Full};
@@ -24,6 +31,18 @@ pub struct Plan {
     pub clients: usize,
     pub warmup: Duration,
     pub window: Duration,
+    /// Paced: requests per second over all clients; `None`: closed loop.
+    pub rate: Option<f64>,
+}
+
+impl Plan {
+    /// This plan, paced at `rate` requests per second.
+    pub fn paced(self, rate: f64) -> Plan {
+        Plan {
+            rate: Some(rate),
+            ..self
+        }
+    }
 }
 
 /// One request to send, and what makes it a success.
@@ -84,6 +103,8 @@ pub struct Measured {
     pub errors: Errors,
     /// CPU time the whole process (service, fakes, load generator) used during the window.
     pub cpu: Option<Duration>,
+    /// The service's group-commit flushes during the workload (warm-up included).
+    pub flushes: Option<loyalty_bot::store::FlushStats>,
 }
 
 impl Measured {
@@ -120,9 +141,19 @@ pub async fn run(addr: SocketAddr, plan: Plan, scenario: Arc<dyn Scenario>) -> M
     let end = start + plan.window;
     let host = HeaderValue::from_str(&addr.to_string()).unwrap_or(HeaderValue::from_static("x"));
     let mut tasks = tokio::task::JoinSet::new();
+    // Paced: each client every `clients / rate` seconds, the clients spread evenly over it.
+    let pace = plan
+        .rate
+        .filter(|r| *r > 0.0)
+        .map(|r| Duration::from_secs_f64(plan.clients as f64 / r));
+    let began = Instant::now();
     for client in 0..plan.clients {
         let (scenario, host) = (Arc::clone(&scenario), host.clone());
-        tasks.spawn(drive(addr, host, client, scenario, (start, end)));
+        let schedule = pace.map(|every| Schedule {
+            next: began + every.mul_f64(client as f64 / plan.clients as f64),
+            every,
+        });
+        tasks.spawn(drive(addr, host, client, scenario, (start, end), schedule));
     }
     let cpu = tokio::spawn(async move {
         tokio::time::sleep_until(start.into()).await;
@@ -151,13 +182,22 @@ pub async fn run(addr: SocketAddr, plan: Plan, scenario: Arc<dyn Scenario>) -> M
     measured
 }
 
+/// A paced client's send times.
+struct Schedule {
+    next: Instant,
+    every: Duration,
+}
+
 /// One virtual client: reconnects after transport errors, stops starting requests at `end`.
+/// Paced, it waits for each scheduled time (or sends at once when running late) and measures
+/// from that time.
 async fn drive(
     addr: SocketAddr,
     host: HeaderValue,
     client: usize,
     scenario: Arc<dyn Scenario>,
     (start, end): (Instant, Instant),
+    mut schedule: Option<Schedule>,
 ) -> (Vec<u32>, Errors) {
     let (mut latencies, mut errors) = (Vec::new(), Errors::default());
     let mut conn: Option<SendRequest<Full<Bytes>>> = None;
@@ -174,9 +214,20 @@ async fn drive(
                 }
             },
         };
+        let sent = match schedule.as_mut() {
+            Some(s) => {
+                let at = s.next;
+                s.next += s.every;
+                if at >= end {
+                    break;
+                }
+                tokio::time::sleep_until(at.into()).await;
+                at
+            }
+            None => Instant::now(),
+        };
         let call = scenario.call(client, seq);
         seq += 1;
-        let sent = Instant::now();
         match exchange(sender, &host, call).await {
             Ok(done) if done >= start && done <= end => {
                 let us = done.saturating_duration_since(sent).as_micros();
@@ -263,6 +314,7 @@ mod tests {
             latencies_us: (1..=100).collect(),
             errors: Errors::default(),
             cpu: None,
+            flushes: None,
         };
         let at = |p| m.percentile(p).unwrap().as_micros();
         assert_eq!((at(0.5), at(0.95), at(0.99), at(1.0)), (50, 95, 99, 100));

@@ -166,9 +166,26 @@ async fn workloads(
     let mut rows = vec![Row::new("bare actix-web: read body, 200", bare)];
     rows.extend(held);
     rows.extend(intake);
-    rows.extend(e2e);
+    rows.extend(e2e.into_iter().flatten());
     rows.extend(manychat);
     Ok(rows)
+}
+
+/// One workload against the service, with its flushes counted.
+pub async fn measure_service(
+    name: &str,
+    service: &Service,
+    plan: Plan,
+    scenario: Arc<dyn Scenario>,
+) -> Measured {
+    let store = service.program().store().clone();
+    let before = store.flush_stats();
+    let mut measured = measure(name, service.addr, plan, scenario).await;
+    measured.flushes = store
+        .flush_stats()
+        .zip(before)
+        .map(|(after, before)| after.since(&before));
+    measured
 }
 
 /// One workload against `addr`, with progress on stderr.

@@ -85,12 +85,27 @@ pub async fn run(options: &Options, service: &Service) -> anyhow::Result<Vec<Row
             clients: options.connections,
             next_order: AtomicU64::new(FIRST_ORDER),
         });
-        let claimed = crate::measure("manychat claims", service.addr, plan, claims).await;
-        let mut claims = Row::new("manychat claim (shop verify + credit)", claimed);
-        claims.note(format!(
+        let claimed = crate::measure_service(
+            "manychat claims",
+            service,
+            plan,
+            Arc::clone(&claims) as Arc<dyn Scenario>,
+        )
+        .await;
+        let mut row = Row::new("manychat claim (shop verify + credit)", claimed);
+        row.note(format!(
             "manychat claims: {members} members, one unique order per request"
         ));
-        rows.push(claims);
+        rows.push(row);
+        if let Some(rate) = options.rate {
+            let paced = plan.paced(rate);
+            let claimed =
+                crate::measure_service("manychat claims, paced", service, paced, claims).await;
+            rows.push(Row::new(
+                format!("manychat claim, paced at {rate:.0}/s"),
+                claimed,
+            ));
+        }
     }
     if !options.runs(Workload::Redeem) {
         return Ok(rows);
@@ -99,7 +114,7 @@ pub async fn run(options: &Options, service: &Service) -> anyhow::Result<Vec<Row
     client.join(2, redeemers).await?;
     client.top_up(2, redeemers).await?;
     let redeems = Arc::new(Redeems { members: redeemers });
-    let redeemed = crate::measure("manychat redemptions", service.addr, plan, redeems).await;
+    let redeemed = crate::measure_service("manychat redemptions", service, plan, redeems).await;
     let mut redeems = Row::new("manychat redeem (coupon at shop + debit)", redeemed);
     redeems.note(format!(
         "manychat redemptions: {redeemers} members topped up with 1,000,000 points each"

@@ -91,7 +91,8 @@ pub async fn run_intake(options: &Options, fakes: &Fakes, service: &Service) -> 
     let scenario = Arc::new(Intake {
         next: AtomicU64::new(0),
     });
-    let measured = crate::measure("messenger intake", service.addr, options.plan(), scenario).await;
+    let measured =
+        crate::measure_service("messenger intake", service, options.plan(), scenario).await;
     let replies = fakes.replies.count() - before;
     let mut row = Row::new("messenger webhook intake (signed, durable)", measured);
     row.note(format!(
@@ -115,9 +116,9 @@ pub async fn run_held_intake(
     let scenario = Arc::new(Intake {
         next: AtomicU64::new(1 << 40),
     });
-    let measured = crate::measure(
+    let measured = crate::measure_service(
         "messenger intake, processing held",
-        service.addr,
+        service,
         options.plan(),
         scenario,
     )
@@ -184,7 +185,8 @@ impl Scenario for Claims {
     fn call(&self, client: usize, seq: u64) -> Call {
         let member = owned_member(client, self.clients, self.members, seq);
         let psid = psid(2, member);
-        let order = self.next_order.fetch_add(1, Ordering::Relaxed).to_string();
+        let order_n = self.next_order.fetch_add(1, Ordering::Relaxed);
+        let order = order_n.to_string();
         let text = match seq % 3 {
             0 => format!("#{order}"),
             1 => format!("order {order}"),
@@ -193,7 +195,8 @@ impl Scenario for Claims {
         let reply = self.replies.expect(&psid, &order);
         signed(
             "/webhooks/messenger",
-            webhook_body(&psid, &mid('c', seq << 16 | client as u64), &text),
+            // The order number is unique per call, also across runs: so is the mid.
+            webhook_body(&psid, &mid('c', order_n), &text),
             Expect::Reply(reply),
         )
     }
@@ -204,7 +207,7 @@ pub async fn run_claims(
     options: &Options,
     fakes: &Fakes,
     service: &Service,
-) -> anyhow::Result<Row> {
+) -> anyhow::Result<Vec<Row>> {
     let members = options.members(CLAIM_MEMBERS);
     join_members(service, members).await?;
     let scenario = Arc::new(Claims {
@@ -213,7 +216,13 @@ pub async fn run_claims(
         clients: options.connections,
         next_order: AtomicU64::new(FIRST_ORDER),
     });
-    let measured = crate::measure("messenger claims", service.addr, options.plan(), scenario).await;
+    let measured = crate::measure_service(
+        "messenger claims",
+        service,
+        options.plan(),
+        Arc::clone(&scenario) as Arc<dyn Scenario>,
+    )
+    .await;
     let mut row = Row::new(
         "messenger claim, webhook → Send API reply (events/s)",
         measured,
@@ -221,7 +230,17 @@ pub async fn run_claims(
     row.note(format!(
         "messenger claims: {members} members; latency = webhook sent → reply received by the fake Send API"
     ));
-    Ok(row)
+    let mut rows = vec![row];
+    if let Some(rate) = options.rate {
+        let plan = options.plan().paced(rate);
+        let measured =
+            crate::measure_service("messenger claims, paced", service, plan, scenario).await;
+        rows.push(Row::new(
+            format!("messenger claim, paced at {rate:.0}/s: webhook → Send API reply"),
+            measured,
+        ));
+    }
+    Ok(rows)
 }
 
 /// Joins `n` Messenger members through the program (the join flow's last step).

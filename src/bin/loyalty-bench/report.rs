@@ -6,15 +6,15 @@ use std::time::Duration;
 
 /// One workload's line in the table.
 pub struct Row {
-    pub name: &'static str,
+    pub name: String,
     pub measured: Measured,
     notes: Vec<String>,
 }
 
 impl Row {
-    pub fn new(name: &'static str, measured: Measured) -> Row {
+    pub fn new(name: impl Into<String>, measured: Measured) -> Row {
         Row {
-            name,
+            name: name.into(),
             measured,
             notes: Vec::new(),
         }
@@ -59,8 +59,29 @@ pub fn print(rows: &[Row], options: &Options) {
          per completed request.",
         options.connections, options.seconds
     );
+    if let Some(rate) = options.rate {
+        println!(
+            "Rows marked \"paced\" ran open loop at {rate:.0} requests/s offered over the same \
+             connections; their latency counts from each request's scheduled send time."
+        );
+    }
     for note in rows.iter().flat_map(|r| &r.notes) {
         println!("- {note}");
+    }
+    println!();
+    println!("Group-commit flushes during each workload (warm-up included); a slow one holds every answer waiting on it:");
+    for row in rows {
+        if let Some(f) = &row.measured.flushes {
+            println!(
+                "- {}: {} flushes; ≥ 10 ms: {}, ≥ 20 ms: {}, ≥ 50 ms: {}, ≥ 100 ms: {}",
+                row.name,
+                f.total(),
+                f.at_least(10),
+                f.at_least(20),
+                f.at_least(50),
+                f.at_least(100)
+            );
+        }
     }
 }
 

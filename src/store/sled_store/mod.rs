@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use sled::Tree;
 
-use super::durability::{AwaitDurable, Durable, Mark};
+use super::durability::{AwaitDurable, Durable, FlushStats, Mark};
 use super::flusher::GroupCommit;
 use super::{keys, MemberAccount, StoreError};
 use crate::domain::{Coupon, MemberId};
@@ -66,6 +66,10 @@ pub struct SledStore {
 impl AwaitDurable for SledStore {
     fn durable(&self, mark: Mark) -> Durable {
         self.commit.durable(mark)
+    }
+
+    fn flush_stats(&self) -> Option<FlushStats> {
+        Some(self.commit.stats())
     }
 }
 
