@@ -117,6 +117,23 @@ async fn server_errors_and_garbage_are_errors_not_orders() {
 }
 
 #[tokio::test]
+async fn a_redirect_is_reported_not_followed() {
+    let fake = FakeShop::start().await;
+    let shop = adapter(&fake, SHOP_SECRET);
+    for code in [301, 302, 307, 308] {
+        fake.fail_verify_with(code);
+        let res = shop
+            .find_order(&order("1001"), &email("jane@example.com"))
+            .await;
+        assert!(
+            matches!(res, Err(ShopError::Status(s)) if s == code),
+            "{code}: {res:?}"
+        );
+    }
+    assert_eq!(fake.requests().len(), 4, "nothing was sent anywhere else");
+}
+
+#[tokio::test]
 async fn an_unreachable_shop_is_reported_as_such() {
     let fake = FakeShop::start().await;
     let shop = adapter(&fake, SHOP_SECRET);

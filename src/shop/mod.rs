@@ -91,6 +91,8 @@ pub enum ShopError {
     CouponRefused(u16),
     #[error("the shop's order data is unreadable: {0}")]
     Fixture(String),
+    #[error("the shop URL {0:?} is not a valid http(s) URL")]
+    BadUrl(String),
 }
 
 pub trait Shop: Send + Sync + 'static {

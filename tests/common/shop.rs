@@ -195,7 +195,12 @@ async fn receive(req: &HttpRequest, body: &[u8], shared: &Shared) -> Result<Valu
 
 fn status(code: u16) -> HttpResponse {
     let status = actix_web::http::StatusCode::from_u16(code).expect("valid status");
-    HttpResponse::build(status).json(json!({"error": "fake shop told to fail"}))
+    let mut res = HttpResponse::build(status);
+    if status.is_redirection() {
+        // Somewhere a client that follows redirects would go (and answer differently).
+        res.insert_header(("Location", "/moved"));
+    }
+    res.json(json!({"error": "fake shop told to fail"}))
 }
 
 async fn verify(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {

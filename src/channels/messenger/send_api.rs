@@ -73,30 +73,32 @@ struct GraphError {
 /// Posts message bodies to `{graph_api_url}/me/messages`.
 pub struct SendApi {
     http: reqwest::Client,
-    endpoint: String,
-    token: Secret,
+    /// `{graph_api_url}/me/messages?access_token=…`, parsed once (a URL parsed per message
+    /// showed in the benchmark's profile). It holds the page token: never log or print it
+    /// (errors are stripped of their URL, and this type has no `Debug`).
+    endpoint: reqwest::Url,
 }
 
 impl SendApi {
+    /// `graph_api_url` was validated with the settings; an unparsable one is a bug there.
     pub fn new(graph_api_url: &str, token: Secret) -> Self {
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("a client with timeouts only always builds");
-        SendApi {
-            http,
-            endpoint: format!("{}/me/messages", graph_api_url.trim_end_matches('/')),
-            token,
-        }
+        let base = format!("{}/me/messages", graph_api_url.trim_end_matches('/'));
+        let endpoint = reqwest::Url::parse_with_params(&base, [("access_token", token.expose())])
+            .expect("graph_api_url is validated at start-up");
+        SendApi { http, endpoint }
     }
 
     /// Sends one message body; `Ok` carries the new message id when Meta returns one.
     pub async fn send(&self, body: &Value) -> Result<Option<String>, SendError> {
         let response = self
             .http
-            .post(&self.endpoint)
-            .query(&[("access_token", self.token.expose())])
+            .post(self.endpoint.clone())
             .json(body)
             .send()
             .await
