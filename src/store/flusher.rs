@@ -12,6 +12,7 @@
 //! [`super::durability`]), takes a [`Mark`] and awaits [`GroupCommit::durable`]: async waiters
 //! are woken through a `watch` channel, a waker each (a task, not a parked thread per request).
 
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -30,6 +31,9 @@ pub struct GroupCommit {
 
 struct Shared {
     db: sled::Db,
+    /// Writers between their first sled write and their request for a flush (see
+    /// [`GroupCommit::writing`]): what they wrote is visible but no flush has been asked for.
+    unrequested: AtomicUsize,
     state: Mutex<Epochs>,
     /// Wakes the flusher: a writer asked for a flush.
     work: Condvar,
@@ -93,6 +97,7 @@ impl GroupCommit {
     pub fn start(db: sled::Db, gap: Duration) -> Result<Self, StoreError> {
         let shared = Arc::new(Shared {
             db,
+            unrequested: AtomicUsize::new(0),
             state: Mutex::new(Epochs::default()),
             work: Condvar::new(),
             done: Condvar::new(),
@@ -114,6 +119,21 @@ impl GroupCommit {
     /// awaits the flush instead.
     pub fn wait(&self) -> Result<(), StoreError> {
         let mark = self.request();
+        self.wait_for(mark)
+    }
+
+    /// Marks the start of a write: call before the first sled write, then
+    /// [`Writing::wait`] after the last. While a write is open, [`GroupCommit::settle_read`]
+    /// asks for a fresh flush, since a reader may already see part of it.
+    pub fn writing(&self) -> Writing<'_> {
+        self.shared.unrequested.fetch_add(1, SeqCst);
+        Writing {
+            commit: self,
+            requested: false,
+        }
+    }
+
+    fn wait_for(&self, mark: Mark) -> Result<(), StoreError> {
         if durability::take_over(mark) {
             return Ok(());
         }
@@ -136,24 +156,26 @@ impl GroupCommit {
         Err(failure(st.failure.as_ref()))
     }
 
-    /// After a read whose answer may reach a customer: while some writer still waits for its
-    /// flush, what was just read may include that unflushed write (another request's claim, a
-    /// credit in a balance), so the reader waits for the flush those writers wait for (not a
-    /// new one: every write the read can have seen asked for it already). With nobody waiting
-    /// it costs nothing. (A writer between its sled write and its request for a flush, a few
-    /// microseconds with no await between them, is not seen: documented, not closed.)
+    /// After a read whose answer may reach a customer: while some write is not yet durable,
+    /// what was just read may include it (another request's claim, a credit in a balance), so
+    /// the reader waits for a flush that starts after its read. That covers writes whose flush
+    /// is pending and writes still open ([`GroupCommit::writing`]: applied in part, their
+    /// flush not yet asked for; a multi-key operation is such a write for tens of
+    /// microseconds). With nothing pending it costs nothing.
     pub fn settle_read(&self) -> Result<(), StoreError> {
-        let target = {
+        // The counter is read after the data (the caller read first): a writer whose data
+        // the read saw has either raised it already, or has requested its flush.
+        let open = self.shared.unrequested.load(SeqCst) > 0;
+        let pending = {
             let st = self.shared.lock();
-            if st.requested <= st.completed {
-                return Ok(());
-            }
-            Mark(st.requested)
+            // `succeeded`, not `completed`: after a failed flush nothing is durable yet.
+            st.requested > st.succeeded
         };
-        if durability::take_over(target) {
-            return Ok(());
+        if open || pending {
+            self.wait()
+        } else {
+            Ok(())
         }
-        self.block_for(target)
     }
 
     /// Asks for the first flush that starts after this call and returns its number.
@@ -191,6 +213,36 @@ impl GroupCommit {
     /// How long they took.
     pub fn stats(&self) -> FlushStats {
         self.shared.lock().stats
+    }
+}
+
+/// An open write; see [`GroupCommit::writing`].
+#[must_use = "a write must end with `wait`, or be dropped after a failure"]
+pub struct Writing<'a> {
+    commit: &'a GroupCommit,
+    requested: bool,
+}
+
+impl Writing<'_> {
+    /// The write is complete: asks for its flush and waits for it (inside a deferred scope,
+    /// leaves the wait to the scope), like [`GroupCommit::wait`].
+    pub fn wait(mut self) -> Result<(), StoreError> {
+        let mark = self.commit.request();
+        self.requested = true;
+        let commit = self.commit;
+        drop(self);
+        commit.wait_for(mark)
+    }
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        // Dropped without `wait` (the operation failed part-way): whatever it did write still
+        // gets a flush, so that readers settle on it. Only then is the write no longer open.
+        if !self.requested {
+            let _ = self.commit.request();
+        }
+        self.commit.shared.unrequested.fetch_sub(1, SeqCst);
     }
 }
 
@@ -371,6 +423,37 @@ mod tests {
         let writer = gc.request();
         let ((), read) = durability::deferred(|| gc.settle_read().unwrap());
         assert_eq!(read, Some(writer), "the read waits for the writer's flush");
+    }
+
+    #[test]
+    fn a_read_during_an_open_write_asks_for_a_flush_after_it() {
+        let (_dir, db) = temp_db();
+        let gc = GroupCommit::start(db, Duration::ZERO).unwrap();
+        gc.wait().unwrap();
+        let before = gc.flush_count();
+        // A multi-key operation has applied part of its writes and not yet asked for a flush:
+        // nothing is pending, yet a read may see those writes.
+        let writing = gc.writing();
+        gc.settle_read().unwrap();
+        assert!(
+            gc.flush_count() > before,
+            "the read waited for a flush that started after it"
+        );
+        writing.wait().unwrap();
+        let settled = gc.flush_count();
+        gc.settle_read().unwrap();
+        assert_eq!(gc.flush_count(), settled, "nothing open or pending: no wait");
+    }
+
+    #[test]
+    fn a_write_dropped_after_a_failure_still_gets_its_flush() {
+        let (_dir, db) = temp_db();
+        let gc = GroupCommit::start(db, Duration::ZERO).unwrap();
+        gc.wait().unwrap();
+        let before = gc.flush_count();
+        drop(gc.writing());
+        gc.settle_read().unwrap();
+        assert!(gc.flush_count() > before);
     }
 
     #[test]

@@ -39,8 +39,9 @@ pub(super) struct Atomic {
 struct State {
     /// Key of the next journal record.
     next: u64,
-    /// A write set whose application failed half-way (an I/O error): it is completed before
-    /// anything else is written, so no later operation builds on half of it.
+    /// A write set journaled and being applied, or whose application failed half-way (an I/O
+    /// error, a panic): it is completed before anything else is written, so no later operation
+    /// builds on half of it.
     unfinished: Option<(u64, Vec<Write>)>,
 }
 
@@ -150,15 +151,12 @@ impl Atomic {
             _ => {
                 let id = state.next;
                 state.next += 1;
-                let key = super::keys::journal(id);
-                self.journal.insert(key, encode(&writes))?;
-                if let Err(e) = apply(&self.db, &writes).and_then(|()| {
-                    self.journal.remove(key)?;
-                    Ok(())
-                }) {
-                    state.unfinished = Some((id, writes));
-                    return Err(e);
-                }
+                self.journal
+                    .insert(super::keys::journal(id), encode(&writes))?;
+                // Recorded as unfinished before applying: if applying fails or panics half-way,
+                // the next operation (or the next open) completes it first.
+                state.unfinished = Some((id, writes));
+                self.finish_unfinished(&mut state)?;
             }
         }
         Ok(out)
@@ -167,7 +165,12 @@ impl Atomic {
     /// Runs a multi-key read under the writer lock, so it sees no operation half-applied.
     pub fn read<T>(&self, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
         let mut state = self.lock();
-        self.finish_unfinished(&mut state)?;
+        if state.unfinished.is_some() {
+            self.finish_unfinished(&mut state)?;
+            // Those writes had no flush of their own (they failed earlier); this read may show
+            // them, so they go to disk first. A rare recovery path: a blocking flush is fine.
+            self.db.flush()?;
+        }
         f()
     }
 

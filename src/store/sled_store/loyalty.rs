@@ -61,6 +61,7 @@ impl LoyaltyStore for SledStore {
         let id = MemberId(self.db.generate_id()? + 1);
         let (ikey, ekey) = (keys::identity(&new.identity), keys::email(&new.email));
         let trees = [&self.members, &self.identities, &self.emails, &self.ledger];
+        let writing = self.commit.writing();
         let outcome = self
             .atomic
             .run(trees, |[members, identities, emails, ledger]| {
@@ -98,7 +99,7 @@ impl LoyaltyStore for SledStore {
             })?;
         // Even a refusal waits: the state it reports may come from a concurrent join that has
         // not been flushed yet, and the reply must not announce what a crash could undo.
-        self.commit.wait()?;
+        writing.wait()?;
         if let JoinOutcome::Joined(a) = &outcome {
             tracing::info!(member.id = %a.member.id, email = %new.email.masked(), "member joined");
         }
@@ -114,6 +115,7 @@ impl LoyaltyStore for SledStore {
     ) -> Result<ClaimOutcome, StoreError> {
         let okey = keys::order(&order.number);
         let trees = [&self.members, &self.orders, &self.ledger];
+        let writing = self.commit.writing();
         let outcome = self.atomic.run(trees, |[members, orders, ledger]| {
             let acct = tx_account(&members, member)?;
             if let Some(raw) = orders.get(&okey)? {
@@ -141,7 +143,7 @@ impl LoyaltyStore for SledStore {
                 balance: acct.balance,
             })
         })?;
-        self.commit.wait()?;
+        writing.wait()?;
         Ok(outcome)
     }
 
@@ -186,6 +188,7 @@ impl LoyaltyStore for SledStore {
             &self.pending_coupons,
             &self.redeem_requests,
         ];
+        let writing = self.commit.writing();
         let outcome = self.atomic.run(
             trees,
             |[members, ledger, coupons, by_member, pending, requests]| {
@@ -244,7 +247,7 @@ impl LoyaltyStore for SledStore {
                 })
             },
         )?;
-        self.commit.wait()?;
+        writing.wait()?;
         Ok(outcome)
     }
 
@@ -253,6 +256,7 @@ impl LoyaltyStore for SledStore {
     fn confirm_coupon(&self, code: &CouponCode) -> Result<Coupon, StoreError> {
         let ckey = code.as_str().as_bytes();
         let trees = [&self.coupons, &self.pending_coupons];
+        let writing = self.commit.writing();
         let coupon = self.atomic.run(trees, |[coupons, pending]| {
             let Some(raw) = coupons.get(ckey)? else {
                 return abort(Abort::UnknownCoupon(code.clone()));
@@ -265,7 +269,7 @@ impl LoyaltyStore for SledStore {
             }
             Ok(coupon)
         })?;
-        self.commit.wait()?;
+        writing.wait()?;
         if coupon.status == CouponStatus::Cancelled {
             tracing::warn!(member.id = %coupon.member, "confirm of a cancelled coupon refused");
         }
@@ -283,6 +287,7 @@ impl LoyaltyStore for SledStore {
             &self.members,
             &self.ledger,
         ];
+        let writing = self.commit.writing();
         let (status, balance, member) =
             self.atomic
                 .run(trees, |[coupons, pending, members, ledger]| {
@@ -294,15 +299,17 @@ impl LoyaltyStore for SledStore {
                     if coupon.status != CouponStatus::Pending {
                         return Ok((coupon.status, acct.balance, coupon.member));
                     }
-                    coupon.status = CouponStatus::Cancelled;
-                    coupons.insert(ckey, tx(encode("coupon", &coupon))?)?;
-                    pending.remove(ckey)?;
+                    // The refund is staged (so applied) before the status: whoever sees the
+                    // coupon cancelled also sees the points back.
                     let entry =
                         LedgerEntry::reversal(&coupon.reward_id, code.as_str(), coupon.points, now);
                     let acct = tx_append(&members, &ledger, acct, &entry)?;
+                    coupon.status = CouponStatus::Cancelled;
+                    coupons.insert(ckey, tx(encode("coupon", &coupon))?)?;
+                    pending.remove(ckey)?;
                     Ok((CouponStatus::Pending, acct.balance, coupon.member))
                 })?;
-        self.commit.wait()?;
+        writing.wait()?;
         if status == CouponStatus::Issued {
             tracing::warn!(member.id = %member, "cancel of an issued coupon refused");
         }
@@ -361,13 +368,15 @@ impl LoyaltyStore for SledStore {
         who: &ChatIdentity,
         state: &ConversationState,
     ) -> Result<(), StoreError> {
-        self.conversations
-            .insert(keys::identity(who), encode("conversation", state)?)?;
-        self.commit.wait()
+        let value = encode("conversation", state)?;
+        let writing = self.commit.writing();
+        self.conversations.insert(keys::identity(who), value)?;
+        writing.wait()
     }
 
     fn clear_conversation(&self, who: &ChatIdentity) -> Result<(), StoreError> {
+        let writing = self.commit.writing();
         self.conversations.remove(keys::identity(who))?;
-        self.commit.wait()
+        writing.wait()
     }
 }

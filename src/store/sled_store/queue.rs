@@ -16,6 +16,7 @@ impl EventQueue for SledStore {
             return Ok(events);
         }
         let mut fresh = Vec::with_capacity(events.len());
+        let writing = self.commit.writing();
         for event in events {
             let slot = encode("inbox entry", &Inbox::Pending { event: &event })?;
             // Insert-if-absent: the key alone de-duplicates, so no transaction is needed.
@@ -30,7 +31,7 @@ impl EventQueue for SledStore {
         }
         // Wait even when every event was a duplicate: the first copy may still be unflushed,
         // and acknowledging the redelivery would let a crash lose the event.
-        self.commit.wait()?;
+        writing.wait()?;
         Ok(fresh)
     }
 
@@ -70,6 +71,7 @@ impl EventQueue for SledStore {
             .iter()
             .map(|r| encode("outbound message", r))
             .collect::<Result<Vec<_>, _>>()?;
+        let writing = self.commit.writing();
         let queued = self
             .atomic
             .run([&self.inbox, &self.outbox], |[inbox, outbox]| {
@@ -84,7 +86,7 @@ impl EventQueue for SledStore {
                 }
                 Ok(ids.clone())
             })?;
-        self.commit.wait()?;
+        writing.wait()?;
         Ok(queued)
     }
 
@@ -101,8 +103,9 @@ impl EventQueue for SledStore {
     }
 
     fn finish_outbound(&self, id: u64) -> Result<(), StoreError> {
+        let writing = self.commit.writing();
         self.outbox.remove(keys::outbox(id))?;
-        self.commit.wait()
+        writing.wait()
     }
 
     fn prune_inbound(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {

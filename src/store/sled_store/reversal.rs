@@ -21,6 +21,7 @@ impl SledStore {
         // entry does, and it never changes, so it is read once here, outside the operation.
         let legacy = self.legacy_credit(order)?;
         let trees = [&self.orders, &self.members, &self.ledger];
+        let writing = self.commit.writing();
         let outcome = self.atomic.run(trees, |[orders, members, ledger]| {
             let mut record: OrderRecord = match orders.get(&okey)? {
                 Some(raw) => tx(decode("order record", &raw))?,
@@ -60,7 +61,7 @@ impl SledStore {
             })
         })?;
         // A repeat waits too: the first reversal may be a concurrent one not flushed yet.
-        self.commit.wait()?;
+        writing.wait()?;
         match &outcome {
             ReverseOutcome::Reversed { reversal: r, .. } => tracing::info!(
                 order = %order,
