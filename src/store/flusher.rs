@@ -442,7 +442,11 @@ mod tests {
         writing.wait().unwrap();
         let settled = gc.flush_count();
         gc.settle_read().unwrap();
-        assert_eq!(gc.flush_count(), settled, "nothing open or pending: no wait");
+        assert_eq!(
+            gc.flush_count(),
+            settled,
+            "nothing open or pending: no wait"
+        );
     }
 
     #[test]
