@@ -133,14 +133,7 @@ pub async fn run_durably<S, T>(
 where
     S: AwaitDurable + ?Sized,
 {
-    let (out, mark) = deferred(|| f(store));
-    let out = out?;
-    if let Some(mark) = mark {
-        if !collect(mark) {
-            store.durable(mark).await?;
-        }
-    }
-    Ok(out)
+    run(store, f, Wait::UnlessCollecting).await
 }
 
 /// [`run_durably`] that always awaits, also inside a [`collecting`] scope: for a write that
@@ -153,10 +146,30 @@ pub async fn run_durably_now<S, T>(
 where
     S: AwaitDurable + ?Sized,
 {
+    run(store, f, Wait::Always).await
+}
+
+/// Whether a [`collecting`] scope may take an operation's flush wait over.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    UnlessCollecting,
+    Always,
+}
+
+async fn run<S, T>(
+    store: &S,
+    f: impl FnOnce(&S) -> Result<T, StoreError>,
+    wait: Wait,
+) -> Result<T, StoreError>
+where
+    S: AwaitDurable + ?Sized,
+{
     let (out, mark) = deferred(|| f(store));
     let out = out?;
     if let Some(mark) = mark {
-        store.durable(mark).await?;
+        if wait == Wait::Always || !collect(mark) {
+            store.durable(mark).await?;
+        }
     }
     Ok(out)
 }
