@@ -225,6 +225,22 @@ mod tests {
     }
 
     #[test]
+    fn a_shop_url_that_is_not_http_is_refused_at_start() {
+        for bad in ["not a url", "ftp://shop.example/verify", ""] {
+            let made = GenericShop::new(
+                bad.into(),
+                "http://127.0.0.1:9/coupons".into(),
+                Secret::new("s"),
+                5,
+            );
+            assert!(
+                matches!(made, Err(ShopError::BadUrl(ref u)) if u == bad),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
     fn garbage_answers_are_errors_not_orders() {
         for bad in [
             &b"not json"[..],

@@ -15,6 +15,8 @@
 //! uses it, so "returned" still means "on disk" wherever a result reaches a customer. A thread
 //! parked per operation (and the wake-ups to hand its result back) was what the intake
 //! profile showed; a waker per operation costs almost nothing.
+//!
+//! [`FlushStats`] is what a backend tells about its flushes' durations (for the benchmark).
 
 use std::cell::Cell;
 use std::future::Future;

@@ -120,11 +120,6 @@ impl SledStore {
         self.commit.wait()
     }
 
-    /// How many group-commit flushes have run since opening (diagnostics and tests).
-    pub fn flush_count(&self) -> u64 {
-        self.commit.flush_count()
-    }
-
     fn account(&self, id: MemberId) -> Result<Option<Account>, StoreError> {
         match self.members.get(keys::member(id))? {
             Some(raw) => Ok(Some(decode("member record", &raw)?)),
