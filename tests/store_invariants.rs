@@ -538,7 +538,7 @@ fn a_reopened_store_keeps_members_ledgers_coupons_reversals_conversations_and_qu
         };
         let ids = store.finish_inbound("m1", vec![reply]).unwrap();
         let id = member_id(&store, 0);
-        (id, ids[0])
+        (id, ids[0].clone())
     };
 
     let store = open(&dir);
@@ -576,10 +576,11 @@ fn a_reopened_store_keeps_members_ledgers_coupons_reversals_conversations_and_qu
         .into_iter()
         .map(|(id, _)| id)
         .collect();
-    assert_eq!(outbox, [outbox_id]);
+    assert_eq!(outbox, [outbox_id.clone()]);
     check_invariants(&store, &acks).unwrap();
 
-    // Counters resume past what was used before the restart: no reused ids.
+    // Counters resume past what was used before the restart: no reused ids, and replies queued
+    // after the restart come after the ones queued before it.
     apply(&store, &Op::Join { who: 1, email: 1 }, &acks);
     let newcomer = member_id(&store, 1);
     assert!(newcomer > id);
@@ -592,7 +593,18 @@ fn a_reopened_store_keeps_members_ledgers_coupons_reversals_conversations_and_qu
             attempts: 0,
         }],
     );
-    assert!(later.unwrap()[0] > outbox_id);
+    let later = later.unwrap();
+    let queued: Vec<_> = store
+        .pending_outbound()
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(
+        queued,
+        [outbox_id, later[0].clone()],
+        "queue order survives a restart"
+    );
 }
 
 /// The id of the member behind test identity `i`; panics if they never joined.

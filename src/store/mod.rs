@@ -261,22 +261,42 @@ pub struct OutboundMessage {
     pub attempts: u32,
 }
 
+/// Names one queued reply: the event it answers and its place among that event's replies.
+/// `Outbox` names a reply queued by a version that kept replies in a separate outbox; such a
+/// store still delivers them after an upgrade.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ReplyId {
+    Event { key: String, index: u32 },
+    Outbox(u64),
+}
+
+impl std::fmt::Display for ReplyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReplyId::Event { key, index } => write!(f, "{key}#{index}"),
+            ReplyId::Outbox(id) => write!(f, "outbox {id}"),
+        }
+    }
+}
+
 /// A durable queue for one chat channel: inbound events (de-duplicated) and outbound replies.
 pub trait EventQueue: AwaitDurable + Send + Sync + 'static {
     /// Records events durably, skipping keys seen before. Returns the ones that were new.
     fn record_inbound(&self, events: Vec<InboundEvent>) -> Result<Vec<InboundEvent>, StoreError>;
     /// Events recorded but not processed yet, ordered by sender then timestamp.
     fn pending_inbound(&self) -> Result<Vec<InboundEvent>, StoreError>;
-    /// Atomically marks an event processed and queues its replies; returns the outbox ids.
+    /// Atomically marks an event processed and queues its replies; returns their ids, in order.
+    /// An event already processed queues nothing and returns no ids.
     fn finish_inbound(
         &self,
         key: &str,
         replies: Vec<OutboundMessage>,
-    ) -> Result<Vec<u64>, StoreError>;
+    ) -> Result<Vec<ReplyId>, StoreError>;
     /// Replies not delivered yet, in the order they were queued.
-    fn pending_outbound(&self) -> Result<Vec<(u64, OutboundMessage)>, StoreError>;
-    /// The reply was delivered, or failed for good: forget it.
-    fn finish_outbound(&self, id: u64) -> Result<(), StoreError>;
+    fn pending_outbound(&self) -> Result<Vec<(ReplyId, OutboundMessage)>, StoreError>;
+    /// The reply was delivered, or failed for good: forget it. One event's replies are
+    /// finished in order.
+    fn finish_outbound(&self, id: &ReplyId) -> Result<(), StoreError>;
     /// Forgets processed event keys older than `before` (Meta stops redelivering after hours).
     fn prune_inbound(&self, before: DateTime<Utc>) -> Result<usize, StoreError>;
 }

@@ -10,7 +10,9 @@ use loyalty_bot::domain::{MemberId, Points};
 use loyalty_bot::flows::{payloads, Choice, Input, InputEvent, Reply, Turn};
 use loyalty_bot::program::ProgramError;
 use loyalty_bot::store::durability::{Durable, Mark};
-use loyalty_bot::store::{AwaitDurable, EventQueue, InboundEvent, OutboundMessage, StoreError};
+use loyalty_bot::store::{
+    AwaitDurable, EventQueue, InboundEvent, OutboundMessage, ReplyId, StoreError,
+};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet};
 use std::net::TcpListener;
@@ -108,7 +110,7 @@ pub struct MemQueue {
 struct MemState {
     seen: HashSet<String>,
     pending: Vec<InboundEvent>,
-    outbox: BTreeMap<u64, OutboundMessage>,
+    outbox: BTreeMap<u64, (ReplyId, OutboundMessage)>,
     next_id: u64,
 }
 
@@ -151,30 +153,40 @@ impl EventQueue for MemQueue {
         &self,
         key: &str,
         replies: Vec<OutboundMessage>,
-    ) -> Result<Vec<u64>, StoreError> {
+    ) -> Result<Vec<ReplyId>, StoreError> {
         let mut s = self.state.lock().unwrap();
         s.pending.retain(|e| e.key != key);
         let mut ids = Vec::new();
-        for reply in replies {
+        for (index, reply) in (0..).zip(replies) {
             s.next_id += 1;
-            let id = s.next_id;
-            s.outbox.insert(id, reply);
+            let (seq, id) = (
+                s.next_id,
+                ReplyId::Event {
+                    key: key.into(),
+                    index,
+                },
+            );
+            s.outbox.insert(seq, (id.clone(), reply));
             ids.push(id);
         }
         Ok(ids)
     }
-    fn pending_outbound(&self) -> Result<Vec<(u64, OutboundMessage)>, StoreError> {
+    fn pending_outbound(&self) -> Result<Vec<(ReplyId, OutboundMessage)>, StoreError> {
         Ok(self
             .state
             .lock()
             .unwrap()
             .outbox
-            .iter()
-            .map(|(k, v)| (*k, v.clone()))
+            .values()
+            .cloned()
             .collect())
     }
-    fn finish_outbound(&self, id: u64) -> Result<(), StoreError> {
-        self.state.lock().unwrap().outbox.remove(&id);
+    fn finish_outbound(&self, id: &ReplyId) -> Result<(), StoreError> {
+        self.state
+            .lock()
+            .unwrap()
+            .outbox
+            .retain(|_, (queued, _)| queued != id);
         Ok(())
     }
     fn prune_inbound(&self, _before: chrono::DateTime<chrono::Utc>) -> Result<usize, StoreError> {

@@ -1,10 +1,10 @@
 //! Delivers queued replies through the Send API: transient failures are retried with
-//! exponential backoff, permanent ones are logged and dropped, and a reply leaves the durable
-//! outbox only once it is delivered or dropped.
+//! exponential backoff, permanent ones are logged and dropped, and a reply counts as delivered
+//! in the store only once it is delivered or dropped.
 
 use super::send_api::{SendApi, SendError};
 use super::worker::chain;
-use crate::store::{run_durably, EventQueue, OutboundMessage};
+use crate::store::{run_durably, EventQueue, OutboundMessage, ReplyId};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -55,12 +55,12 @@ impl Delivery {
     /// for good. On shutdown during a backoff it stays queued for the next start.
     pub(super) async fn deliver(
         &self,
-        id: u64,
+        id: ReplyId,
         message: OutboundMessage,
         shutdown: &CancellationToken,
     ) {
         let span = tracing::info_span!("messenger_send", channel = "messenger",
-            messenger.psid = %message.recipient, reply.id = id);
+            messenger.psid = %message.recipient, reply.id = %id);
         async {
             let mut attempt = message.attempts;
             loop {
@@ -87,7 +87,7 @@ impl Delivery {
             }
             // Flushed before the customer's next reply is sent: so a crash re-sends at most one
             // message per customer (docs/crash-safety.md).
-            let done = run_durably(self.queue.as_ref(), |q| q.finish_outbound(id)).await;
+            let done = run_durably(self.queue.as_ref(), move |q| q.finish_outbound(&id)).await;
             if let Err(e) = done {
                 tracing::error!(error = %chain(&e), "cannot mark the reply done; it may be sent again after a restart");
             }

@@ -11,7 +11,7 @@ use super::{render, webhook, Conversation};
 use crate::domain::{Channel, ChatIdentity};
 use crate::flows::{Input, Reply};
 use crate::store::{
-    collecting, run_durably, EventQueue, InboundEvent, OutboundMessage, StoreError,
+    collecting, run_durably, EventQueue, InboundEvent, OutboundMessage, ReplyId, StoreError,
 };
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -29,7 +29,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// Work for one customer's lane.
 enum Job {
     /// A reply queued before a restart.
-    Deliver(u64, OutboundMessage),
+    Deliver(ReplyId, OutboundMessage),
     Process(InboundEvent),
 }
 
@@ -203,7 +203,7 @@ impl Worker {
                 Ok(ids) => {
                     for (id, message) in ids.into_iter().zip(outbound) {
                         if shutdown.is_cancelled() {
-                            return; // the rest stays in the outbox for the next start
+                            return; // the rest stays queued for the next start
                         }
                         self.delivery.deliver(id, message, shutdown).await;
                     }

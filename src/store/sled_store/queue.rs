@@ -1,14 +1,16 @@
-//! [`EventQueue`] on sled: the de-duplicating inbox and the ordered outbox of one channel.
-//! Intake is the webhook's hot path, so it uses one insert-if-absent per event, outside the
-//! writer lock; finishing an event is an atomic operation because it spans both trees. The two
-//! cannot undo each other: intake only creates absent keys, and finishing only rewrites a key
-//! that intake (or a redelivery) had already created.
+//! [`EventQueue`] on sled: the de-duplicating inbox of one channel, whose slots also hold the
+//! replies each event queued until they are delivered. Every write here is a compare-and-swap
+//! of one inbox slot, so none of them takes the writer lock or the journal: intake creates an
+//! absent slot, finishing turns a pending (or absent) slot into a done one with its replies,
+//! delivery advances a done slot's delivered count, and pruning removes an old done slot.
+//! Each is atomic in sled by itself and each re-reads the slot when it lost a race.
 
 use chrono::{DateTime, Utc};
+use sled::IVec;
 
-use super::records::{decode, encode, tx, Abort, Inbox};
+use super::records::{decode, encode, Abort, Inbox, State, StateOnly};
 use super::SledStore;
-use crate::store::{keys, EventQueue, InboundEvent, OutboundMessage, StoreError};
+use crate::store::{keys, EventQueue, InboundEvent, OutboundMessage, ReplyId, StoreError};
 
 impl EventQueue for SledStore {
     fn record_inbound(&self, events: Vec<InboundEvent>) -> Result<Vec<InboundEvent>, StoreError> {
@@ -19,7 +21,7 @@ impl EventQueue for SledStore {
         let writing = self.commit.writing();
         for event in events {
             let slot = encode("inbox entry", &Inbox::Pending { event: &event })?;
-            // Insert-if-absent: the key alone de-duplicates, so no transaction is needed.
+            // Insert-if-absent: the key alone de-duplicates.
             let absent: Option<&[u8]> = None;
             if self
                 .inbox
@@ -38,8 +40,11 @@ impl EventQueue for SledStore {
     fn pending_inbound(&self) -> Result<Vec<InboundEvent>, StoreError> {
         let mut out = Vec::new();
         for kv in self.inbox.iter() {
-            if let Inbox::Pending { event } = decode::<Inbox>("inbox entry", &kv?.1)? {
-                out.push(event);
+            let (_, v) = kv?;
+            if state_of(&v)? == State::Pending {
+                if let Inbox::Pending { event } = decode::<Inbox>("inbox entry", &v)? {
+                    out.push(event);
+                }
             }
         }
         out.sort_by(|a, b| {
@@ -50,61 +55,115 @@ impl EventQueue for SledStore {
         Ok(out)
     }
 
-    /// Marks the event done and queues its replies in one atomic operation. An event already done
-    /// queues nothing (a replayed processing step cannot send twice); an unknown key is recorded
-    /// as done with its replies queued.
+    /// Turns the event's slot into a done one holding its replies. An event already done
+    /// queues nothing (a replayed processing step cannot send twice); an unknown key is
+    /// recorded as done with its replies queued.
     fn finish_inbound(
         &self,
         key: &str,
         replies: Vec<OutboundMessage>,
-    ) -> Result<Vec<u64>, StoreError> {
-        // Ids and time are taken outside the closure, which must stay pure. Ids from sled's
-        // persistent counter only grow, also across restarts, so outbox order is queue order.
-        // (Two finishes racing for one recipient could commit out of id order; the processor
-        // handles one sender's events one at a time, which rules that out.)
-        let ids = replies
-            .iter()
-            .map(|_| self.db.generate_id())
-            .collect::<Result<Vec<u64>, _>>()?;
-        let done = encode("inbox entry", &Inbox::<()>::Done { at: Utc::now() })?;
-        let bodies = replies
-            .iter()
-            .map(|r| encode("outbound message", r))
-            .collect::<Result<Vec<_>, _>>()?;
+    ) -> Result<Vec<ReplyId>, StoreError> {
+        let count = u32::try_from(replies.len())
+            .map_err(|_| StoreError::Backend("too many replies for one event".into()))?;
+        // sled's persistent counter only grows, also across restarts: queue order. Only
+        // events with replies need a place in it.
+        let seq = if replies.is_empty() {
+            0
+        } else {
+            self.db.generate_id()? + 1
+        };
+        let done = encode(
+            "inbox entry",
+            &Inbox::<()>::Done {
+                at: Utc::now(),
+                replies,
+                delivered: 0,
+                seq,
+            },
+        )?;
         let writing = self.commit.writing();
-        let queued = self
-            .atomic
-            .run([&self.inbox, &self.outbox], |[inbox, outbox]| {
-                if let Some(raw) = inbox.get(key)? {
-                    if let Inbox::Done { .. } = tx(decode::<Inbox>("inbox entry", &raw))? {
-                        return Ok(Vec::new());
+        let mut current = self.inbox.get(key)?;
+        loop {
+            if let Some(raw) = &current {
+                if state_of(raw)? == State::Done {
+                    writing.wait()?;
+                    return Ok(Vec::new());
+                }
+            }
+            match self
+                .inbox
+                .compare_and_swap(key, current.as_ref(), Some(done.as_slice()))?
+            {
+                Ok(()) => break,
+                Err(lost) => current = lost.current,
+            }
+        }
+        writing.wait()?;
+        Ok((0..count)
+            .map(|index| ReplyId::Event {
+                key: key.to_owned(),
+                index,
+            })
+            .collect())
+    }
+
+    fn pending_outbound(&self) -> Result<Vec<(ReplyId, OutboundMessage)>, StoreError> {
+        // Replies a version with a separate outbox left queued go first: they are older.
+        let mut out = Vec::new();
+        for kv in self.outbox.iter() {
+            let (k, v) = kv?;
+            let id = keys::read_u64(&k).ok_or_else(|| Abort::Corrupt("outbox key".into(), None))?;
+            out.push((ReplyId::Outbox(id), decode("outbound message", &v)?));
+        }
+        let mut queued = Vec::new();
+        for kv in self.inbox.iter() {
+            let (k, v) = kv?;
+            if state_of(&v)? != State::Done {
+                continue;
+            }
+            if let Inbox::Done {
+                replies,
+                delivered,
+                seq,
+                ..
+            } = decode::<Inbox>("inbox entry", &v)?
+            {
+                let key = String::from_utf8(k.to_vec())
+                    .map_err(|_| Abort::Corrupt("inbox key".into(), None))?;
+                for (index, reply) in replies.into_iter().enumerate().skip(delivered as usize) {
+                    let index = index as u32; // fewer than u32::MAX replies: see finish_inbound
+                    queued.push((seq, index, key.clone(), reply));
+                }
+            }
+        }
+        queued.sort_by_key(|q| (q.0, q.1));
+        out.extend(
+            queued
+                .into_iter()
+                .map(|(_, index, key, reply)| (ReplyId::Event { key, index }, reply)),
+        );
+        Ok(out)
+    }
+
+    fn finish_outbound(&self, id: &ReplyId) -> Result<(), StoreError> {
+        let writing = self.commit.writing();
+        match id {
+            ReplyId::Outbox(id) => {
+                self.outbox.remove(keys::outbox(*id))?;
+            }
+            ReplyId::Event { key, index } => {
+                let mut current = self.inbox.get(key)?;
+                while let Some(raw) = current {
+                    let Some(next) = delivered(&raw, *index)? else {
+                        break; // already marked, or the slot is not a done one
+                    };
+                    match self.inbox.compare_and_swap(key, Some(&raw), Some(next))? {
+                        Ok(()) => break,
+                        Err(lost) => current = lost.current,
                     }
                 }
-                inbox.insert(key, done.as_slice())?;
-                for (id, body) in ids.iter().zip(&bodies) {
-                    outbox.insert(keys::outbox(*id), body.as_slice())?;
-                }
-                Ok(ids.clone())
-            })?;
-        writing.wait()?;
-        Ok(queued)
-    }
-
-    fn pending_outbound(&self) -> Result<Vec<(u64, OutboundMessage)>, StoreError> {
-        self.outbox
-            .iter()
-            .map(|kv| {
-                let (k, v) = kv?;
-                let id =
-                    keys::read_u64(&k).ok_or_else(|| Abort::Corrupt("outbox key".into(), None))?;
-                Ok((id, decode("outbound message", &v)?))
-            })
-            .collect()
-    }
-
-    fn finish_outbound(&self, id: u64) -> Result<(), StoreError> {
-        let writing = self.commit.writing();
-        self.outbox.remove(keys::outbox(id))?;
+            }
+        }
         writing.wait()
     }
 
@@ -112,9 +171,14 @@ impl EventQueue for SledStore {
         let mut pruned = 0;
         for kv in self.inbox.iter() {
             let (k, v) = kv?;
-            if let Inbox::Done { at } = decode::<Inbox>("inbox entry", &v)? {
-                // Compare-and-swap so a slot rewritten since we read it is left alone.
+            if state_of(&v)? != State::Done {
+                continue;
+            }
+            if let Inbox::Done { at, replies, .. } = decode::<Inbox>("inbox entry", &v)? {
+                // Undelivered replies keep their slot. Compare-and-swap, so a slot rewritten
+                // since we read it is left alone.
                 if at < before
+                    && replies.is_empty()
                     && self
                         .inbox
                         .compare_and_swap(&k, Some(&v), None as Option<&[u8]>)?
@@ -129,6 +193,43 @@ impl EventQueue for SledStore {
         }
         Ok(pruned)
     }
+}
+
+fn state_of(raw: &[u8]) -> Result<State, StoreError> {
+    Ok(decode::<StateOnly>("inbox entry", raw)?.state)
+}
+
+/// The done slot `raw` with reply `index` (and every one before it) counted as delivered, its
+/// replies dropped once all are; `None` when there is nothing to change.
+fn delivered(raw: &IVec, index: u32) -> Result<Option<Vec<u8>>, StoreError> {
+    let Inbox::Done {
+        at,
+        replies,
+        delivered,
+        seq,
+    } = decode::<Inbox>("inbox entry", raw)?
+    else {
+        return Ok(None);
+    };
+    if index < delivered || index as usize >= replies.len() {
+        return Ok(None);
+    }
+    let slot = if index as usize + 1 == replies.len() {
+        Inbox::<()>::Done {
+            at,
+            replies: Vec::new(),
+            delivered: 0,
+            seq: 0,
+        }
+    } else {
+        Inbox::Done {
+            at,
+            replies,
+            delivered: index + 1,
+            seq,
+        }
+    };
+    Ok(Some(encode("inbox entry", &slot)?))
 }
 
 #[cfg(test)]
@@ -211,6 +312,10 @@ mod tests {
         );
     }
 
+    fn ids_of(queued: &[(ReplyId, OutboundMessage)]) -> Vec<ReplyId> {
+        queued.iter().map(|(id, _)| id.clone()).collect()
+    }
+
     #[test]
     fn finishing_an_event_queues_its_replies_in_order_once() {
         let (_d, store) = open();
@@ -218,7 +323,13 @@ mod tests {
         let ids = store
             .finish_inbound("m1", vec![reply("m1", 0), reply("m1", 1)])
             .unwrap();
-        assert!(ids[0] < ids[1]);
+        assert_eq!(
+            ids,
+            [0, 1].map(|index| ReplyId::Event {
+                key: "m1".into(),
+                index
+            })
+        );
         assert!(store.pending_inbound().unwrap().is_empty());
         // A replayed processing step must not send the replies twice.
         assert!(store
@@ -226,11 +337,9 @@ mod tests {
             .unwrap()
             .is_empty());
         let queued = store.pending_outbound().unwrap();
-        let order: Vec<_> = queued
-            .iter()
-            .map(|(id, m)| (*id, m.body["n"].as_u64()))
-            .collect();
-        assert_eq!(order, [(ids[0], Some(0)), (ids[1], Some(1))]);
+        let order: Vec<_> = queued.iter().map(|(_, m)| m.body["n"].as_u64()).collect();
+        assert_eq!(order, [Some(0), Some(1)]);
+        assert_eq!(ids_of(&queued), ids);
         // A done event is still a duplicate for redeliveries.
         assert!(store
             .record_inbound(vec![event("m1", "a", 1)])
@@ -239,19 +348,63 @@ mod tests {
     }
 
     #[test]
-    fn a_delivered_reply_leaves_the_outbox() {
+    fn delivered_replies_leave_the_queue_one_by_one_and_a_repeat_changes_nothing() {
         let (_d, store) = open();
         let ids = store
             .finish_inbound("m1", vec![reply("m1", 0), reply("m1", 1)])
             .unwrap();
-        store.finish_outbound(ids[0]).unwrap();
-        let left: Vec<_> = store
-            .pending_outbound()
+        store.finish_outbound(&ids[0]).unwrap();
+        assert_eq!(ids_of(&store.pending_outbound().unwrap()), [ids[1].clone()]);
+        // Marking the first again (a retried mark after an error) does not lose the second.
+        store.finish_outbound(&ids[0]).unwrap();
+        assert_eq!(ids_of(&store.pending_outbound().unwrap()), [ids[1].clone()]);
+        store.finish_outbound(&ids[1]).unwrap();
+        assert!(store.pending_outbound().unwrap().is_empty());
+        // Once all are out, the slot is a plain done slot again.
+        let raw = store.inbox.get("m1").unwrap().unwrap();
+        assert!(!String::from_utf8_lossy(&raw).contains("replies"));
+        assert!(store
+            .finish_inbound("m1", vec![reply("m1", 9)])
             .unwrap()
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
-        assert_eq!(left, [ids[1]]);
+            .is_empty());
+    }
+
+    #[test]
+    fn queued_replies_come_back_in_the_order_their_events_finished() {
+        let (_d, store) = open();
+        // Keys sort the other way round from the finishing order.
+        let z = store.finish_inbound("z", vec![reply("z", 0)]).unwrap();
+        let a = store
+            .finish_inbound("a", vec![reply("a", 1), reply("a", 2)])
+            .unwrap();
+        store.finish_inbound("m", Vec::new()).unwrap();
+        let expected: Vec<ReplyId> = z.into_iter().chain(a).collect();
+        assert_eq!(ids_of(&store.pending_outbound().unwrap()), expected);
+    }
+
+    #[test]
+    fn replies_queued_in_a_separate_outbox_by_an_older_version_are_still_delivered_first() {
+        let (_d, store) = open();
+        let old = encode("outbound message", &reply("old", 7)).unwrap();
+        store.outbox.insert(keys::outbox(41), old).unwrap();
+        let new = store.finish_inbound("m1", vec![reply("m1", 0)]).unwrap();
+        let queued = store.pending_outbound().unwrap();
+        assert_eq!(ids_of(&queued), [ReplyId::Outbox(41), new[0].clone()]);
+        assert_eq!(queued[0].1.body["n"], 7);
+        store.finish_outbound(&ReplyId::Outbox(41)).unwrap();
+        assert_eq!(ids_of(&store.pending_outbound().unwrap()), new);
+    }
+
+    #[test]
+    fn a_done_slot_written_before_replies_moved_into_it_still_reads() {
+        let (_d, store) = open();
+        let old = br#"{"state":"done","at":"2026-11-01T10:00:00Z"}"#;
+        store.inbox.insert("m1", &old[..]).unwrap();
+        assert!(store.pending_outbound().unwrap().is_empty());
+        assert!(store
+            .finish_inbound("m1", vec![reply("m1", 0)])
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
@@ -274,6 +427,17 @@ mod tests {
             1
         );
         assert_eq!(keys_of(&store.pending_inbound().unwrap()), ["waiting"]);
+        // A done event whose reply is not delivered yet keeps its slot (and its reply).
+        let ids = store
+            .finish_inbound("waiting", vec![reply("waiting", 0)])
+            .unwrap();
+        assert_eq!(
+            store
+                .prune_inbound(Utc::now() + Duration::seconds(1))
+                .unwrap(),
+            0
+        );
+        assert_eq!(ids_of(&store.pending_outbound().unwrap()), ids);
         // Once pruned, the key counts as new again (Meta has stopped redelivering by then).
         assert_eq!(
             store

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::atomic::TxTree;
 use crate::domain::{CouponCode, LedgerEntry, Member, MemberId, Points, Reversal};
-use crate::store::{keys, InboundEvent, MemberAccount, StoreError};
+use crate::store::{keys, InboundEvent, MemberAccount, OutboundMessage, StoreError};
 
 /// A member as stored: the cached balance and the next ledger sequence travel with the member,
 /// so every ledger append rewrites this record and conflicting writers serialise on it.
@@ -84,14 +84,34 @@ impl OrderRecord {
     }
 }
 
-/// An inbox slot: the event while it waits, only its done-at time once processed (the key alone
-/// is what de-duplicates redeliveries). Stored as `{"state":"pending","event":{…}}` or
-/// `{"state":"done","at":…}`.
+/// An inbox slot: the event while it waits; once processed, its done-at time and the replies
+/// it queued until they are all delivered (the key alone is what de-duplicates redeliveries).
+/// Keeping the replies in the event's own slot makes "processed, with these replies" and each
+/// "delivered" one single-key write, atomic in sled without the writer lock or the journal.
+/// Stored as `{"state":"pending","event":{…}}` or `{"state":"done","at":…}`, the latter with
+/// `"replies":[…],"delivered":n,"seq":s` while some are undelivered.
 #[derive(Debug, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub(super) enum Inbox<E = InboundEvent> {
-    Pending { event: E },
-    Done { at: DateTime<Utc> },
+    Pending {
+        event: E,
+    },
+    Done {
+        at: DateTime<Utc>,
+        /// The replies in order; emptied once all are delivered.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        replies: Vec<OutboundMessage>,
+        /// How many of `replies`, from the first, are delivered or dropped for good.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        delivered: u32,
+        /// Queue order across events, for resuming after a restart (a sled-generated id).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        seq: u64,
+    },
+}
+
+fn is_zero<T: Default + PartialEq>(n: &T) -> bool {
+    *n == T::default()
 }
 
 /// Read through a flat struct rather than serde's internally tagged enum: that one buffers the
@@ -99,26 +119,44 @@ pub(super) enum Inbox<E = InboundEvent> {
 impl<'de> Deserialize<'de> for Inbox {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
-        #[serde(rename_all = "snake_case")]
-        enum State {
-            Pending,
-            Done,
-        }
-        #[derive(Deserialize)]
         struct Flat {
             state: State,
             event: Option<InboundEvent>,
             at: Option<DateTime<Utc>>,
+            #[serde(default)]
+            replies: Vec<OutboundMessage>,
+            #[serde(default)]
+            delivered: u32,
+            #[serde(default)]
+            seq: u64,
         }
         use serde::de::Error;
         let flat = Flat::deserialize(d)?;
         match (flat.state, flat.event, flat.at) {
             (State::Pending, Some(event), _) => Ok(Inbox::Pending { event }),
-            (State::Done, _, Some(at)) => Ok(Inbox::Done { at }),
+            (State::Done, _, Some(at)) => Ok(Inbox::Done {
+                at,
+                replies: flat.replies,
+                delivered: flat.delivered,
+                seq: flat.seq,
+            }),
             (State::Pending, None, _) => Err(D::Error::missing_field("event")),
             (State::Done, _, None) => Err(D::Error::missing_field("at")),
         }
     }
+}
+
+/// An inbox slot's state alone: skims past the rest of the value without building it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum State {
+    Pending,
+    Done,
+}
+
+#[derive(Deserialize)]
+pub(super) struct StateOnly {
+    pub state: State,
 }
 
 /// Why an atomic operation gave up, described inside its closure and acted on by the caller.
