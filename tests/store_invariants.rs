@@ -576,7 +576,7 @@ fn a_reopened_store_keeps_members_ledgers_coupons_reversals_conversations_and_qu
         .into_iter()
         .map(|(id, _)| id)
         .collect();
-    assert_eq!(outbox, [outbox_id.clone()]);
+    assert_eq!(outbox, std::slice::from_ref(&outbox_id));
     check_invariants(&store, &acks).unwrap();
 
     // Counters resume past what was used before the restart: no reused ids, and replies queued
