@@ -3,11 +3,9 @@
 //! timestamps replies and hands each to the request waiting for it, and the bare actix-web
 //! handler that is the framework's ceiling on this machine.
 
-use crate::load::{Call, Expect, Scenario};
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
-use hyper::body::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -181,28 +179,4 @@ async fn send(replies: web::Data<Replies>, body: web::Bytes) -> HttpResponse {
 
 async fn bare(_body: web::Bytes) -> HttpResponse {
     HttpResponse::Ok().finish()
-}
-
-/// The ceiling: the intake workload's body, posted to the bare handler.
-pub struct BareScenario {
-    body: Bytes,
-}
-
-impl BareScenario {
-    pub fn new() -> Self {
-        BareScenario {
-            body: Bytes::from(crate::messenger::sample_webhook_body()),
-        }
-    }
-}
-
-impl Scenario for BareScenario {
-    fn call(&self, _client: usize, _seq: u64) -> Call {
-        Call {
-            path: "/bare",
-            body: self.body.clone(),
-            headers: Vec::new(),
-            expect: Expect::Success,
-        }
-    }
 }

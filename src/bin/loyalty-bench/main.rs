@@ -144,7 +144,7 @@ async fn workloads(
         "bare ceiling",
         fakes.bare_addr,
         plan,
-        Arc::new(fakes::BareScenario::new()),
+        Arc::new(messenger::Intake::bare()),
     )
     .await;
     let manychat = manychat::run(options, service).await?;

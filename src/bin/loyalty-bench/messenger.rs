@@ -47,11 +47,6 @@ fn webhook_body(psid: &str, mid: &str, text: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// The body the bare ceiling posts: an intake body.
-pub fn sample_webhook_body() -> Vec<u8> {
-    webhook_body(&psid(0, 0), &mid('b', 0), TEXTS[0])
-}
-
 fn psid(pool: u64, n: u64) -> String {
     format!("69{pool:02}{n:012}")
 }
@@ -72,25 +67,43 @@ fn signed(path: &'static str, body: Vec<u8>, expect: Expect) -> Call {
     }
 }
 
-struct Intake {
+/// Signed text-message webhooks with unique `mid`s, built per request.
+pub struct Intake {
     next: AtomicU64,
+    path: &'static str,
+    kind: char,
+}
+
+impl Intake {
+    fn new(path: &'static str, kind: char) -> Self {
+        Intake {
+            next: AtomicU64::new(0),
+            path,
+            kind,
+        }
+    }
+
+    /// The bare ceiling's requests: the same as intake's (each built and signed for the
+    /// request), posted to the bare handler. So both rows pay the same load-generator cost
+    /// per request, and the ratio compares only what the servers do with them.
+    pub fn bare() -> Self {
+        Intake::new("/bare", 'b')
+    }
 }
 
 impl Scenario for Intake {
     fn call(&self, _client: usize, _seq: u64) -> Call {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let text = TEXTS[(n % TEXTS.len() as u64) as usize];
-        let body = webhook_body(&psid(1, n % INTAKE_CUSTOMERS), &mid('i', n), text);
-        signed("/webhooks/messenger", body, Expect::Success)
+        let body = webhook_body(&psid(1, n % INTAKE_CUSTOMERS), &mid(self.kind, n), text);
+        signed(self.path, body, Expect::Success)
     }
 }
 
 /// Webhook intake; runs last, because the worker is still answering its backlog afterwards.
 pub async fn run_intake(options: &Options, fakes: &Fakes, service: &Service) -> Row {
     let before = fakes.replies.count();
-    let scenario = Arc::new(Intake {
-        next: AtomicU64::new(0),
-    });
+    let scenario = Arc::new(Intake::new("/webhooks/messenger", 'i'));
     let measured =
         crate::measure_service("messenger intake", service, options.plan(), scenario).await;
     let replies = fakes.replies.count() - before;
@@ -113,9 +126,8 @@ pub async fn run_held_intake(
 ) -> anyhow::Result<Row> {
     hold(service, true).await?;
     let before = fakes.replies.count();
-    let scenario = Arc::new(Intake {
-        next: AtomicU64::new(1 << 40),
-    });
+    // Its own mids ('h'), so none repeats one of the intake run's.
+    let scenario = Arc::new(Intake::new("/webhooks/messenger", 'h'));
     let measured = crate::measure_service(
         "messenger intake, processing held",
         service,

@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use sled::IVec;
 
-use super::records::{decode, encode, Abort, Inbox, State, StateOnly};
+use super::records::{decode, encode, Abort, DoneRaw, Inbox, State, StateOnly};
 use super::SledStore;
 use crate::store::{keys, EventQueue, InboundEvent, OutboundMessage, ReplyId, StoreError};
 
@@ -202,33 +202,20 @@ fn state_of(raw: &[u8]) -> Result<State, StoreError> {
 /// The done slot `raw` with reply `index` (and every one before it) counted as delivered, its
 /// replies dropped once all are; `None` when there is nothing to change.
 fn delivered(raw: &IVec, index: u32) -> Result<Option<Vec<u8>>, StoreError> {
-    let Inbox::Done {
-        at,
-        replies,
-        delivered,
-        seq,
-    } = decode::<Inbox>("inbox entry", raw)?
-    else {
-        return Ok(None);
-    };
-    if index < delivered || index as usize >= replies.len() {
+    if state_of(raw)? != State::Done {
         return Ok(None);
     }
-    let slot = if index as usize + 1 == replies.len() {
-        Inbox::<()>::Done {
-            at,
-            replies: Vec::new(),
-            delivered: 0,
-            seq: 0,
-        }
+    let mut slot: DoneRaw = decode("inbox entry", raw)?;
+    if index < slot.delivered || index as usize >= slot.replies.len() {
+        return Ok(None);
+    }
+    if index as usize + 1 == slot.replies.len() {
+        slot.replies.clear();
+        slot.delivered = 0;
+        slot.seq = 0;
     } else {
-        Inbox::Done {
-            at,
-            replies,
-            delivered: index + 1,
-            seq,
-        }
-    };
+        slot.delivered = index + 1;
+    }
     Ok(Some(encode("inbox entry", &slot)?))
 }
 

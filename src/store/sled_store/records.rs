@@ -146,8 +146,22 @@ impl<'de> Deserialize<'de> for Inbox {
     }
 }
 
+/// A done inbox slot with its replies left as JSON text: marking one delivered rewrites the
+/// slot without building (and re-serializing) every reply's Send API body.
+#[derive(Serialize, Deserialize)]
+pub(super) struct DoneRaw {
+    pub state: State,
+    pub at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replies: Vec<Box<serde_json::value::RawValue>>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub delivered: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub seq: u64,
+}
+
 /// An inbox slot's state alone: skims past the rest of the value without building it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(super) enum State {
     Pending,
