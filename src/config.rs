@@ -127,7 +127,7 @@ fn default_cache() -> u64 {
 }
 
 fn default_flush_gap() -> u64 {
-    1000
+    2000
 }
 
 #[derive(Debug, Clone, Deserialize)]
