@@ -9,6 +9,9 @@
 //! wrk2): each client sends on a fixed schedule, together `rate` requests per second, and a
 //! request's latency counts from its scheduled time, so a slow answer that delays the next send
 //! is charged to that request too (no coordinated omission). That is latency *at* a given load.
+//! An end-to-end request ([`Expect::Reply`]) frees its connection once the webhook is answered,
+//! as Meta's deliveries do; its reply is awaited on the side, still timed from the schedule.
+//! (Closed loop, the client waits for the reply before typing again, like a customer.)
 
 use crate::fakes::Reply;
 use http_body_util::{BodyExt, Full};
@@ -100,6 +103,8 @@ pub struct Measured {
     pub window: Duration,
     /// Latencies in µs of the requests completed in the window, sorted.
     latencies_us: Vec<u32>,
+    /// The same requests as (sent, in ms after the window's start; latency in µs), in no order.
+    timeline: Vec<(u32, u32)>,
     pub errors: Errors,
     /// CPU time the whole process (service, fakes, load generator) used during the window.
     pub cpu: Option<Duration>,
@@ -120,6 +125,28 @@ impl Measured {
     pub fn rate(&self) -> f64 {
         self.completed() as f64 / self.window.as_secs_f64()
     }
+    /// The 99th percentile latency, in ms, of the requests sent in each `slice` of the window, in
+    /// order: a stall shows as a run of high values, a periodic one as a pattern.
+    pub fn p99_by_slice(&self, slice: Duration) -> Vec<f64> {
+        let width = slice.as_millis().max(1) as usize;
+        let slices = (self.window.as_millis() as usize).div_ceil(width);
+        let mut by_slice = vec![Vec::new(); slices];
+        for &(sent_ms, us) in &self.timeline {
+            if let Some(v) = by_slice.get_mut(sent_ms as usize / width) {
+                v.push(us);
+            }
+        }
+        by_slice
+            .into_iter()
+            .filter(|v| !v.is_empty())
+            .map(|mut v| {
+                v.sort_unstable();
+                let rank = ((0.99 * v.len() as f64).ceil() as usize).clamp(1, v.len());
+                f64::from(v[rank - 1]) / 1000.0
+            })
+            .collect()
+    }
+
     /// The latency below which a share `p` (0..=1) of the requests completed.
     pub fn percentile(&self, p: f64) -> Option<Duration> {
         let n = self.latencies_us.len();
@@ -167,8 +194,9 @@ pub async fn run(addr: SocketAddr, plan: Plan, scenario: Arc<dyn Scenario>) -> M
     };
     while let Some(done) = tasks.join_next().await {
         match done {
-            Ok((latencies, errors)) => {
-                measured.latencies_us.extend(latencies);
+            Ok((timeline, errors)) => {
+                measured.latencies_us.extend(timeline.iter().map(|t| t.1));
+                measured.timeline.extend(timeline);
                 measured.errors.add(&errors);
             }
             Err(e) => {
@@ -198,9 +226,11 @@ async fn drive(
     scenario: Arc<dyn Scenario>,
     (start, end): (Instant, Instant),
     mut schedule: Option<Schedule>,
-) -> (Vec<u32>, Errors) {
+) -> (Vec<(u32, u32)>, Errors) {
     let (mut latencies, mut errors) = (Vec::new(), Errors::default());
     let mut conn: Option<SendRequest<Full<Bytes>>> = None;
+    // Paced end-to-end requests whose webhook was answered and whose reply is awaited.
+    let mut replies = tokio::task::JoinSet::new();
     let mut seq = 0;
     while Instant::now() < end {
         let sender = match conn.as_mut() {
@@ -228,21 +258,60 @@ async fn drive(
         };
         let call = scenario.call(client, seq);
         seq += 1;
-        match exchange(sender, &host, call).await {
-            Ok(done) if done >= start && done <= end => {
-                let us = done.saturating_duration_since(sent).as_micros();
-                latencies.push(u32::try_from(us).unwrap_or(u32::MAX));
+        let outcome = match exchange(sender, &host, call).await {
+            Ok(Answered::Later(reply)) if schedule.is_some() => {
+                replies.spawn(async move { (sent, effect(reply).await) });
+                continue;
             }
-            Ok(_) => {}
-            Err(Failure::Status) => errors.non_2xx += 1,
-            Err(Failure::Wrong) => errors.wrong += 1,
-            Err(Failure::Transport) => {
-                errors.transport += 1;
-                conn = None;
-            }
+            Ok(Answered::Later(reply)) => effect(reply).await,
+            Ok(Answered::At(done)) => Ok(done),
+            Err(e) => Err(e),
+        };
+        if let Err(Failure::Transport) = outcome {
+            conn = None;
+        }
+        tally(outcome, sent, (start, end), &mut latencies, &mut errors);
+    }
+    while let Some(waited) = replies.join_next().await {
+        match waited {
+            Ok((sent, outcome)) => tally(outcome, sent, (start, end), &mut latencies, &mut errors),
+            Err(_) => errors.wrong += 1,
         }
     }
     (latencies, errors)
+}
+
+/// Counts one request: when it was sent and its latency from then, if it completed inside the
+/// window, or its error.
+fn tally(
+    outcome: Result<Instant, Failure>,
+    sent: Instant,
+    (start, end): (Instant, Instant),
+    latencies: &mut Vec<(u32, u32)>,
+    errors: &mut Errors,
+) {
+    match outcome {
+        Ok(done) if done >= start && done <= end => {
+            let us = done.saturating_duration_since(sent).as_micros();
+            let at = sent.saturating_duration_since(start).as_millis();
+            latencies.push((
+                u32::try_from(at).unwrap_or(u32::MAX),
+                u32::try_from(us).unwrap_or(u32::MAX),
+            ));
+        }
+        Ok(_) => {}
+        Err(Failure::Status) => errors.non_2xx += 1,
+        Err(Failure::Wrong) => errors.wrong += 1,
+        Err(Failure::Transport) => errors.transport += 1,
+    }
+}
+
+/// When the request's effect arrived: a successful reply at the fake Send API.
+async fn effect(reply: oneshot::Receiver<Reply>) -> Result<Instant, Failure> {
+    match tokio::time::timeout(EFFECT_TIMEOUT, reply).await {
+        Ok(Ok(r)) if r.credited => Ok(r.at),
+        _ => Err(Failure::Wrong),
+    }
 }
 
 async fn connect(addr: SocketAddr) -> std::io::Result<SendRequest<Full<Bytes>>> {
@@ -258,12 +327,20 @@ async fn connect(addr: SocketAddr) -> std::io::Result<SendRequest<Full<Bytes>>> 
     Ok(sender)
 }
 
-/// Sends one call and judges the answer; `Ok` is the instant the request completed.
+/// How far a request got once its HTTP answer was in.
+enum Answered {
+    /// Complete, at this instant.
+    At(Instant),
+    /// The webhook was answered; the request completes when this reply arrives.
+    Later(oneshot::Receiver<Reply>),
+}
+
+/// Sends one call and judges the answer.
 async fn exchange(
     sender: &mut SendRequest<Full<Bytes>>,
     host: &HeaderValue,
     call: Call,
-) -> Result<Instant, Failure> {
+) -> Result<Answered, Failure> {
     sender.ready().await.map_err(|_| Failure::Transport)?;
     let mut request = Request::post(call.path)
         .header(HOST, host)
@@ -289,13 +366,12 @@ async fn exchange(
         return Err(Failure::Status);
     }
     match call.expect {
-        Expect::Success => Ok(Instant::now()),
-        Expect::BodyContains(text) if contains(&body, text.as_bytes()) => Ok(Instant::now()),
+        Expect::Success => Ok(Answered::At(Instant::now())),
+        Expect::BodyContains(text) if contains(&body, text.as_bytes()) => {
+            Ok(Answered::At(Instant::now()))
+        }
         Expect::BodyContains(_) => Err(Failure::Wrong),
-        Expect::Reply(reply) => match tokio::time::timeout(EFFECT_TIMEOUT, reply).await {
-            Ok(Ok(r)) if r.credited => Ok(r.at),
-            _ => Err(Failure::Wrong),
-        },
+        Expect::Reply(reply) => Ok(Answered::Later(reply)),
     }
 }
 
@@ -312,6 +388,7 @@ mod tests {
         let m = Measured {
             window: Duration::from_secs(1),
             latencies_us: (1..=100).collect(),
+            timeline: Vec::new(),
             errors: Errors::default(),
             cpu: None,
             flushes: None,
@@ -320,5 +397,34 @@ mod tests {
         assert_eq!((at(0.5), at(0.95), at(0.99), at(1.0)), (50, 95, 99, 100));
         assert_eq!(m.rate(), 100.0);
         assert!(Measured::default().percentile(0.5).is_none());
+    }
+
+    #[test]
+    fn the_timeline_gives_each_slice_its_own_p99() {
+        // 1 s window, 250 ms slices; the third slice holds a stall.
+        let timeline: Vec<(u32, u32)> = (0..1000u32)
+            .map(|ms| {
+                (
+                    ms,
+                    if (500..750).contains(&ms) {
+                        40_000
+                    } else {
+                        2_000
+                    },
+                )
+            })
+            .collect();
+        let m = Measured {
+            window: Duration::from_secs(1),
+            latencies_us: Vec::new(),
+            timeline,
+            errors: Errors::default(),
+            cpu: None,
+            flushes: None,
+        };
+        assert_eq!(
+            m.p99_by_slice(Duration::from_millis(250)),
+            [2.0, 2.0, 40.0, 2.0]
+        );
     }
 }

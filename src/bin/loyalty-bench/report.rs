@@ -68,6 +68,15 @@ pub fn print(rows: &[Row], options: &Options) {
     for note in rows.iter().flat_map(|r| &r.notes) {
         println!("- {note}");
     }
+    if options.rate.is_some() {
+        println!();
+        println!("p99 in ms of the requests sent in each 250 ms of a paced row's window (a stall shows as a run, a periodic one as a pattern):");
+        for row in rows.iter().filter(|r| r.name.contains("paced")) {
+            let slices = row.measured.p99_by_slice(Duration::from_millis(250));
+            let text: Vec<String> = slices.iter().map(|ms| format!("{ms:.0}")).collect();
+            println!("- {}: {}", row.name, text.join(" "));
+        }
+    }
     println!();
     println!("Group-commit flushes during each workload (warm-up included); a slow one holds every answer waiting on it:");
     for row in rows {
