@@ -109,6 +109,7 @@ pub struct MemQueue {
 #[derive(Default)]
 struct MemState {
     seen: HashSet<String>,
+    finished: HashSet<String>,
     pending: Vec<InboundEvent>,
     outbox: BTreeMap<u64, (ReplyId, OutboundMessage)>,
     next_id: u64,
@@ -155,6 +156,10 @@ impl EventQueue for MemQueue {
         replies: Vec<OutboundMessage>,
     ) -> Result<Vec<ReplyId>, StoreError> {
         let mut s = self.state.lock().unwrap();
+        // Like the sled queue: an event already finished queues nothing the second time.
+        if !s.finished.insert(key.to_owned()) {
+            return Ok(Vec::new());
+        }
         s.pending.retain(|e| e.key != key);
         let mut ids = Vec::new();
         for (index, reply) in (0..).zip(replies) {
@@ -181,12 +186,19 @@ impl EventQueue for MemQueue {
             .cloned()
             .collect())
     }
+    /// Like the sled queue: finishing a reply also finishes the ones before it of its event.
     fn finish_outbound(&self, id: &ReplyId) -> Result<(), StoreError> {
+        let done = |queued: &ReplyId| match (queued, id) {
+            (ReplyId::Event { key: k, index: i }, ReplyId::Event { key, index }) => {
+                k == key && i <= index
+            }
+            _ => queued == id,
+        };
         self.state
             .lock()
             .unwrap()
             .outbox
-            .retain(|_, (queued, _)| queued != id);
+            .retain(|_, (queued, _)| !done(queued));
         Ok(())
     }
     fn prune_inbound(&self, _before: chrono::DateTime<chrono::Utc>) -> Result<usize, StoreError> {

@@ -208,7 +208,9 @@ impl Worker {
                         self.delivery.deliver(id, message, shutdown).await;
                     }
                 }
-                Err(e) => tracing::error!(error = %chain(&e), "cannot record the processed event; it will run again after a restart"),
+                // The write may have landed before the flush failed: then the event is done and
+                // its replies go out after a restart; otherwise the event runs again then.
+                Err(e) => tracing::error!(error = %chain(&e), "cannot confirm the processed event is on disk; it is finished after a restart"),
             }
         }
         .instrument(span)

@@ -10,16 +10,16 @@
 //!   → code; `pending_coupons`: code → empty, the coupons whose shop answer is outstanding
 //! - `conversations`: chat identity key → `ConversationState`
 //! - `inbox`: event key → `Inbox` (the pending event; once processed, the done-at time and the
-//!   replies not delivered yet); `outbox`: id → reply, only read: replies queued by versions
-//!   that kept them there
+//!   replies not delivered yet); `outbox`: id → reply, no longer written: replies queued by
+//!   versions that kept them there, delivered and removed
 //!
 //! - `journal`: the redo record of a multi-key operation while it is being applied
 //!
 //! Business operations span trees and run as atomic operations (`atomic.rs`: a writer lock and
 //! a redo journal; sled's own transactions stop the whole database and sync twice each). Every
 //! balance change rewrites the member's `Account`. The inbox takes no lock: each of its writes
-//! is a compare-and-swap of one slot (see `queue.rs`). Every mutating method waits for a group-committed flush before
-//! returning.
+//! is a compare-and-swap of one slot (see `queue.rs`). Every mutating method waits for a
+//! group-committed flush before returning.
 //!
 //! Submodules: `atomic` (the writer lock and journal), `records` (stored shapes, codec, closure
 //! helpers), `loyalty` ([`super::LoyaltyStore`]), `reversal` (order reversals), `queue`

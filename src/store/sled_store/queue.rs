@@ -118,22 +118,29 @@ impl EventQueue for SledStore {
         let mut queued = Vec::new();
         for kv in self.inbox.iter() {
             let (k, v) = kv?;
-            if state_of(&v)? != State::Done {
-                continue;
-            }
-            if let Inbox::Done {
-                replies,
-                delivered,
-                seq,
-                ..
-            } = decode::<Inbox>("inbox entry", &v)?
-            {
-                let key = String::from_utf8(k.to_vec())
-                    .map_err(|_| Abort::Corrupt("inbox key".into(), None))?;
-                for (index, reply) in replies.into_iter().enumerate().skip(delivered as usize) {
-                    let index = index as u32; // fewer than u32::MAX replies: see finish_inbound
-                    queued.push((seq, index, key.clone(), reply));
+            // One unreadable slot must not keep every other customer's replies from going out
+            // after a restart: it is reported and left where it is.
+            let slot = state_of(&v).and_then(|state| match state {
+                State::Done => Ok(Some(decode::<Inbox>("inbox entry", &v)?)),
+                State::Pending => Ok(None),
+            });
+            let (replies, delivered, seq) = match slot {
+                Ok(Some(Inbox::Done {
+                    replies,
+                    delivered,
+                    seq,
+                    ..
+                })) => (replies, delivered, seq),
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::error!(key = %String::from_utf8_lossy(&k), error = %e, "unreadable inbox slot skipped; its replies, if any, are not sent");
+                    continue;
                 }
+            };
+            let key = String::from_utf8_lossy(&k).into_owned();
+            for (index, reply) in replies.into_iter().enumerate().skip(delivered as usize) {
+                let index = index as u32; // fewer than u32::MAX replies: see finish_inbound
+                queued.push((seq, index, key.clone(), reply));
             }
         }
         queued.sort_by_key(|q| (q.0, q.1));
@@ -380,6 +387,17 @@ mod tests {
         assert_eq!(queued[0].1.body["n"], 7);
         store.finish_outbound(&ReplyId::Outbox(41)).unwrap();
         assert_eq!(ids_of(&store.pending_outbound().unwrap()), new);
+    }
+
+    #[test]
+    fn an_unreadable_slot_does_not_hold_back_the_other_replies() {
+        let (_d, store) = open();
+        let ids = store.finish_inbound("m1", vec![reply("m1", 0)]).unwrap();
+        store
+            .inbox
+            .insert("m0", &br#"{"state":"done","replies":[{"broken"#[..])
+            .unwrap();
+        assert_eq!(ids_of(&store.pending_outbound().unwrap()), ids);
     }
 
     #[test]
