@@ -83,7 +83,7 @@ impl SledStore {
     }
 
     /// [`SledStore::open`] with a group-commit `flush_gap`: the least time between the starts
-    /// of two flushes. Under load a gap of about a millisecond lets each flush serve more
+    /// of two flushes. Under load a gap of a millisecond or two lets each flush serve more
     /// writers; fewer flushes were the largest CPU saving in the benchmark's profile.
     pub fn open_tuned(
         path: &Path,
