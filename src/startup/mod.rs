@@ -50,6 +50,8 @@ pub enum StartupError {
     },
     #[error("the HTTP server failed")]
     Server(#[source] std::io::Error),
+    #[error("the final store flush at shutdown failed; the last writes may not be on disk")]
+    FinalFlush(#[source] StoreError),
 }
 
 /// A running (not yet served) application: the socket is bound, so [`Application::port`] is
@@ -142,7 +144,8 @@ impl Application {
     /// requests, stops the background workers at a safe point, and flushes and closes the
     /// store, in that order and within `server.shutdown_timeout_secs` in all (see
     /// [`shutdown`]). Returns `Ok` after a graceful stop, also when workers had to be stopped
-    /// at the deadline: their unfinished work is in the store for the next start.
+    /// at the deadline: their unfinished work is in the store for the next start. The final
+    /// flush failing is an error (the process then exits 1).
     pub async fn run_until_stopped(self) -> Result<(), StartupError> {
         let Application {
             server,
@@ -171,10 +174,12 @@ impl Application {
         let deadline = since + shutdown_timeout;
         workers.cancel();
         shutdown::stop_workers(background, deadline, &hurry).await;
-        shutdown::close_store(store, deadline, &hurry).await;
+        let closed = shutdown::close_store(store, deadline, &hurry).await;
         watcher.abort();
         let elapsed_ms = u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX);
         tracing::info!(elapsed_ms, "stopped");
-        served.map_err(StartupError::Server)
+        served.map_err(StartupError::Server)?;
+        // A stop that could not put the last writes on disk is not a clean one: exit non-zero.
+        closed.map_err(StartupError::FinalFlush)
     }
 }

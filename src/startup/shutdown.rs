@@ -7,7 +7,7 @@
 //! store (an event not marked done runs again, a reply not marked delivered is sent again; see
 //! `docs/crash-safety.md`). A second signal spends what is left of the budget at once.
 
-use crate::store::SledStore;
+use crate::store::{SledStore, StoreError};
 use actix_web::dev::ServerHandle;
 use std::sync::Arc;
 use std::time::Duration;
@@ -149,12 +149,12 @@ pub(super) async fn stop_workers(
 }
 
 /// Flushes the store, once nobody else holds it or at `deadline` (or a second signal),
-/// whichever comes first.
+/// whichever comes first. An error means the last writes may not be on disk.
 pub(super) async fn close_store(
     store: Arc<SledStore>,
     deadline: Instant,
     hurry: &CancellationToken,
-) {
+) -> Result<(), StoreError> {
     // actix workers drop their handlers (and store clones) just after the server future
     // resolves, on their own threads, and aborted tasks drop theirs when next polled. Waiting
     // for them lets the final flush cover every write and frees sled's file lock for a restart
@@ -171,8 +171,14 @@ pub(super) async fn close_store(
     // Every store write already waits for its own flush; this one is for anything else.
     let flushed = tokio::task::spawn_blocking(move || store.flush_now()).await;
     match flushed {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "final store flush failed"),
-        Err(e) => tracing::error!(error = %e, "final store flush panicked"),
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "final store flush failed");
+            Err(e)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "final store flush panicked");
+            Err(StoreError::Backend(Box::new(e)))
+        }
     }
 }
