@@ -3,7 +3,8 @@
 //! of one inbox slot, so none of them takes the writer lock or the journal: intake creates an
 //! absent slot, finishing turns a pending (or absent) slot into a done one with its replies,
 //! delivery advances a done slot's delivered count, and pruning removes an old done slot.
-//! Each is atomic in sled by itself and each re-reads the slot when it lost a race.
+//! Each is atomic in sled by itself. Finishing and marking delivered re-read the slot when they
+//! lost a race; intake and pruning leave a slot that changed under them alone.
 
 use chrono::{DateTime, Utc};
 use sled::IVec;
