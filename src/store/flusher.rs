@@ -203,11 +203,6 @@ impl GroupCommit {
         })
     }
 
-    /// How many flushes have run so far.
-    pub fn flush_count(&self) -> u64 {
-        self.shared.lock().stats.total()
-    }
-
     /// How long they took.
     pub fn stats(&self) -> FlushStats {
         self.shared.lock().stats
@@ -349,7 +344,7 @@ mod tests {
         for h in handles {
             h.join().unwrap();
         }
-        let flushes = gc.flush_count();
+        let flushes = gc.stats().total();
         let waits = (writers * rounds) as u64;
         assert!(
             flushes >= 1 && flushes < waits,
@@ -365,7 +360,7 @@ mod tests {
             db.insert(i.to_be_bytes(), vec![1]).unwrap();
             gc.wait().unwrap();
             // A lone writer always gets a fresh flush of its own.
-            assert_eq!(gc.flush_count(), i + 1);
+            assert_eq!(gc.stats().total(), i + 1);
         }
     }
 
@@ -381,13 +376,13 @@ mod tests {
                 let mark = gc.request();
                 gc.durable(mark).await.unwrap();
                 // Served by a flush numbered at least as high as the one it asked for.
-                assert!(gc.flush_count() >= mark.0);
+                assert!(gc.stats().total() >= mark.0);
             });
         }
         while let Some(done) = waits.join_next().await {
             done.unwrap();
         }
-        let flushes = gc.flush_count();
+        let flushes = gc.stats().total();
         assert!((1..64).contains(&flushes), "{flushes} flushes for 64 waits");
     }
 
@@ -406,7 +401,7 @@ mod tests {
             .unwrap()
             .block_on(gc.durable(mark))
             .unwrap();
-        assert!(gc.flush_count() >= mark.0);
+        assert!(gc.stats().total() >= mark.0);
     }
 
     #[test]
@@ -427,20 +422,20 @@ mod tests {
         let (_dir, db) = temp_db();
         let gc = GroupCommit::start(db, Duration::ZERO).unwrap();
         gc.wait().unwrap();
-        let before = gc.flush_count();
+        let before = gc.stats().total();
         // A multi-key operation has applied part of its writes and not yet asked for a flush:
         // nothing is pending, yet a read may see those writes.
         let writing = gc.writing();
         gc.settle_read().unwrap();
         assert!(
-            gc.flush_count() > before,
+            gc.stats().total() > before,
             "the read waited for a flush that started after it"
         );
         writing.wait().unwrap();
-        let settled = gc.flush_count();
+        let settled = gc.stats().total();
         gc.settle_read().unwrap();
         assert_eq!(
-            gc.flush_count(),
+            gc.stats().total(),
             settled,
             "nothing open or pending: no wait"
         );
@@ -451,10 +446,10 @@ mod tests {
         let (_dir, db) = temp_db();
         let gc = GroupCommit::start(db, Duration::ZERO).unwrap();
         gc.wait().unwrap();
-        let before = gc.flush_count();
+        let before = gc.stats().total();
         drop(gc.writing());
         gc.settle_read().unwrap();
-        assert!(gc.flush_count() > before);
+        assert!(gc.stats().total() > before);
     }
 
     #[test]

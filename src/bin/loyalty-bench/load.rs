@@ -101,10 +101,9 @@ impl Errors {
 #[derive(Debug, Default)]
 pub struct Measured {
     pub window: Duration,
-    /// Latencies in µs of the requests completed in the window, sorted.
-    latencies_us: Vec<u32>,
-    /// The same requests as (sent, in ms after the window's start; latency in µs), in no order.
-    timeline: Vec<(u32, u32)>,
+    /// The requests completed in the window as (sent, in ms after the window's start; latency
+    /// in µs), sorted by latency.
+    samples: Vec<(u32, u32)>,
     pub errors: Errors,
     /// CPU time the whole process (service, fakes, load generator) used during the window.
     pub cpu: Option<Duration>,
@@ -120,7 +119,7 @@ impl Measured {
         Some(self.cpu?.as_secs_f64() * 1e6 / n as f64)
     }
     pub fn completed(&self) -> usize {
-        self.latencies_us.len()
+        self.samples.len()
     }
     pub fn rate(&self) -> f64 {
         self.completed() as f64 / self.window.as_secs_f64()
@@ -131,7 +130,7 @@ impl Measured {
         let width = slice.as_millis().max(1) as usize;
         let slices = (self.window.as_millis() as usize).div_ceil(width);
         let mut by_slice = vec![Vec::new(); slices];
-        for &(sent_ms, us) in &self.timeline {
+        for &(sent_ms, us) in &self.samples {
             if let Some(v) = by_slice.get_mut(sent_ms as usize / width) {
                 v.push(us);
             }
@@ -149,9 +148,9 @@ impl Measured {
 
     /// The latency below which a share `p` (0..=1) of the requests completed.
     pub fn percentile(&self, p: f64) -> Option<Duration> {
-        let n = self.latencies_us.len();
+        let n = self.samples.len();
         let rank = ((p * n as f64).ceil() as usize).clamp(1, n.max(1));
-        let us = *self.latencies_us.get(rank - 1)?;
+        let (_, us) = *self.samples.get(rank - 1)?;
         Some(Duration::from_micros(u64::from(us)))
     }
 }
@@ -194,9 +193,8 @@ pub async fn run(addr: SocketAddr, plan: Plan, scenario: Arc<dyn Scenario>) -> M
     };
     while let Some(done) = tasks.join_next().await {
         match done {
-            Ok((timeline, errors)) => {
-                measured.latencies_us.extend(timeline.iter().map(|t| t.1));
-                measured.timeline.extend(timeline);
+            Ok((samples, errors)) => {
+                measured.samples.extend(samples);
                 measured.errors.add(&errors);
             }
             Err(e) => {
@@ -205,7 +203,7 @@ pub async fn run(addr: SocketAddr, plan: Plan, scenario: Arc<dyn Scenario>) -> M
             }
         }
     }
-    measured.latencies_us.sort_unstable();
+    measured.samples.sort_unstable_by_key(|&(_, us)| us);
     measured.cpu = cpu.await.ok().flatten();
     measured
 }
@@ -227,7 +225,7 @@ async fn drive(
     (start, end): (Instant, Instant),
     mut schedule: Option<Schedule>,
 ) -> (Vec<(u32, u32)>, Errors) {
-    let (mut latencies, mut errors) = (Vec::new(), Errors::default());
+    let (mut samples, mut errors) = (Vec::new(), Errors::default());
     let mut conn: Option<SendRequest<Full<Bytes>>> = None;
     // Paced end-to-end requests whose webhook was answered and whose reply is awaited.
     let mut replies = tokio::task::JoinSet::new();
@@ -270,15 +268,15 @@ async fn drive(
         if let Err(Failure::Transport) = outcome {
             conn = None;
         }
-        tally(outcome, sent, (start, end), &mut latencies, &mut errors);
+        tally(outcome, sent, (start, end), &mut samples, &mut errors);
     }
     while let Some(waited) = replies.join_next().await {
         match waited {
-            Ok((sent, outcome)) => tally(outcome, sent, (start, end), &mut latencies, &mut errors),
+            Ok((sent, outcome)) => tally(outcome, sent, (start, end), &mut samples, &mut errors),
             Err(_) => errors.wrong += 1,
         }
     }
-    (latencies, errors)
+    (samples, errors)
 }
 
 /// Counts one request: when it was sent and its latency from then, if it completed inside the
@@ -287,14 +285,14 @@ fn tally(
     outcome: Result<Instant, Failure>,
     sent: Instant,
     (start, end): (Instant, Instant),
-    latencies: &mut Vec<(u32, u32)>,
+    samples: &mut Vec<(u32, u32)>,
     errors: &mut Errors,
 ) {
     match outcome {
         Ok(done) if done >= start && done <= end => {
             let us = done.saturating_duration_since(sent).as_micros();
             let at = sent.saturating_duration_since(start).as_millis();
-            latencies.push((
+            samples.push((
                 u32::try_from(at).unwrap_or(u32::MAX),
                 u32::try_from(us).unwrap_or(u32::MAX),
             ));
@@ -387,8 +385,7 @@ mod tests {
     fn percentiles_are_exact_ranks() {
         let m = Measured {
             window: Duration::from_secs(1),
-            latencies_us: (1..=100).collect(),
-            timeline: Vec::new(),
+            samples: (1..=100).map(|us| (0, us)).collect(),
             errors: Errors::default(),
             cpu: None,
             flushes: None,
@@ -402,7 +399,7 @@ mod tests {
     #[test]
     fn the_timeline_gives_each_slice_its_own_p99() {
         // 1 s window, 250 ms slices; the third slice holds a stall.
-        let timeline: Vec<(u32, u32)> = (0..1000u32)
+        let samples: Vec<(u32, u32)> = (0..1000u32)
             .map(|ms| {
                 (
                     ms,
@@ -416,8 +413,7 @@ mod tests {
             .collect();
         let m = Measured {
             window: Duration::from_secs(1),
-            latencies_us: Vec::new(),
-            timeline,
+            samples,
             errors: Errors::default(),
             cpu: None,
             flushes: None,

@@ -162,7 +162,7 @@ impl EventQueue for SledStore {
             ReplyId::Event { key, index } => {
                 let mut current = self.inbox.get(key)?;
                 while let Some(raw) = current {
-                    let Some(next) = delivered(&raw, *index)? else {
+                    let Some(next) = marked_delivered(&raw, *index)? else {
                         break; // already marked, or the slot is not a done one
                     };
                     match self.inbox.compare_and_swap(key, Some(&raw), Some(next))? {
@@ -209,7 +209,7 @@ fn state_of(raw: &[u8]) -> Result<State, StoreError> {
 
 /// The done slot `raw` with reply `index` (and every one before it) counted as delivered, its
 /// replies dropped once all are; `None` when there is nothing to change.
-fn delivered(raw: &IVec, index: u32) -> Result<Option<Vec<u8>>, StoreError> {
+fn marked_delivered(raw: &IVec, index: u32) -> Result<Option<Vec<u8>>, StoreError> {
     if state_of(raw)? != State::Done {
         return Ok(None);
     }
