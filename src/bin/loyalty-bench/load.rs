@@ -423,4 +423,66 @@ mod tests {
             [2.0, 2.0, 40.0, 2.0]
         );
     }
+
+    /// Answers every webhook at once; the scenario's reply arrives `REPLY_AFTER` later.
+    struct SlowReplies;
+
+    const REPLY_AFTER: Duration = Duration::from_millis(300);
+
+    impl Scenario for SlowReplies {
+        fn call(&self, _client: usize, _seq: u64) -> Call {
+            let (tx, rx) = oneshot::channel();
+            tokio::spawn(async move {
+                tokio::time::sleep(REPLY_AFTER).await;
+                let _ = tx.send(Reply {
+                    at: Instant::now(),
+                    credited: true,
+                });
+            });
+            Call {
+                path: "/",
+                body: Bytes::from_static(b"{}"),
+                headers: Vec::new(),
+                expect: Expect::Reply(rx),
+            }
+        }
+    }
+
+    #[actix_web::test]
+    async fn a_paced_end_to_end_request_frees_its_connection_at_the_answer() {
+        use actix_web::{web, App, HttpResponse, HttpServer};
+        let server = HttpServer::new(|| {
+            // Reads the body, as the fakes do: actix closes a connection whose body was not read.
+            App::new().default_service(web::to(|_body: web::Bytes| async {
+                HttpResponse::Ok().finish()
+            }))
+        })
+        .workers(1)
+        .disable_signals()
+        .bind("127.0.0.1:0")
+        .unwrap();
+        let addr = server.addrs()[0];
+        let server = server.run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        // One connection, a send every 50 ms for 1 s. Holding the connection until each reply
+        // (300 ms) would allow about 3 requests; sent on schedule, those whose reply lands in
+        // the window (sent in its first 700 ms) count: about 14.
+        let plan = Plan {
+            clients: 1,
+            warmup: Duration::ZERO,
+            window: Duration::from_secs(1),
+            rate: Some(20.0),
+        };
+        let measured = run(addr, plan, Arc::new(SlowReplies)).await;
+        handle.stop(false).await;
+        assert_eq!(measured.errors.total(), 0, "{:?}", measured.errors);
+        assert!(
+            measured.completed() >= 10,
+            "{} requests completed",
+            measured.completed()
+        );
+        let p50 = measured.percentile(0.5).unwrap();
+        assert!(p50 >= REPLY_AFTER, "latency counts to the reply: {p50:?}");
+    }
 }
