@@ -4,6 +4,7 @@
 
 use crate::domain::{Catalogue, Points, Reward};
 use crate::limits::LimitSettings;
+use crate::store::Durability;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use std::fmt;
@@ -120,6 +121,10 @@ pub struct StoreSettings {
     /// in between share the next flush; a lone writer after a quiet spell does not wait.
     #[serde(default = "default_flush_gap")]
     pub flush_gap_us: u64,
+    /// What an acknowledged write survives: `power_loss` (each flush is `fdatasync`ed) or
+    /// `process_crash` (sled's own flush only).
+    #[serde(default)]
+    pub durability: Durability,
 }
 
 fn default_cache() -> u64 {
@@ -578,6 +583,22 @@ mod tests {
                 "{bad}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn answers_wait_for_power_loss_safety_unless_the_owner_chooses_otherwise() {
+        let s = load(BASE, &[]).unwrap();
+        assert_eq!(s.store.durability, Durability::PowerLoss);
+        let without = BASE.replace("durability = \"power_loss\"", "");
+        assert_ne!(without, BASE, "the committed config names its durability");
+        assert_eq!(
+            load(&without, &[]).unwrap().store.durability,
+            Durability::PowerLoss
+        );
+        let s = load(BASE, &[("LOYALTY__STORE__DURABILITY", "process_crash")]).unwrap();
+        assert_eq!(s.store.durability, Durability::ProcessCrash);
+        let e = load(BASE, &[("LOYALTY__STORE__DURABILITY", "sometimes")]).unwrap_err();
+        assert!(e.to_string().contains("store.durability"), "{e}");
     }
 
     #[test]

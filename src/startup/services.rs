@@ -22,13 +22,16 @@ impl Services {
     pub async fn open(settings: &Settings) -> Result<Services, StartupError> {
         let cache_bytes = settings.store.cache_capacity_mb * 1024 * 1024;
         let gap = std::time::Duration::from_micros(settings.store.flush_gap_us);
-        let store =
-            SledStore::open_tuned(&settings.store.path, cache_bytes, gap).map_err(|source| {
-                StartupError::Store {
-                    path: settings.store.path.clone(),
-                    source,
-                }
-            })?;
+        let store = SledStore::open_tuned(
+            &settings.store.path,
+            cache_bytes,
+            gap,
+            settings.store.durability,
+        )
+        .map_err(|source| StartupError::Store {
+            path: settings.store.path.clone(),
+            source,
+        })?;
         let store = Arc::new(store);
         let dyn_store: Arc<dyn LoyaltyStore> = store.clone();
         let limits = Limits::new(&settings.limits, Arc::new(SystemClock::new()));

@@ -22,7 +22,22 @@ use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 
+use serde::Deserialize;
+
 use super::StoreError;
+
+/// What an acknowledged write survives: what every answer waits for before it goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// Each group-commit flush ends with an `fdatasync` of the log: an acknowledged write
+    /// survives a power loss or a kernel crash, on a disk that honours cache flushes.
+    #[default]
+    PowerLoss,
+    /// sled's own flush only (`sync_file_range`): an acknowledged write survives the process
+    /// dying (`kill -9`, OOM, panic); a power loss can take the last second or so.
+    ProcessCrash,
+}
 
 /// A backend's position in its write-ahead order: everything written before it is durable
 /// once a flush numbered `mark` or later has succeeded.

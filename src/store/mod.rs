@@ -9,7 +9,9 @@ mod flusher;
 mod keys;
 mod sled_store;
 
-pub use durability::{collecting, run_durably, run_durably_now, AwaitDurable, FlushStats, Mark};
+pub use durability::{
+    collecting, run_durably, run_durably_now, AwaitDurable, Durability, FlushStats, Mark,
+};
 pub use flusher::GroupCommit;
 pub use sled_store::SledStore;
 
