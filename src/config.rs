@@ -132,7 +132,7 @@ fn default_cache() -> u64 {
 }
 
 fn default_flush_gap() -> u64 {
-    2000
+    1000
 }
 
 #[derive(Debug, Clone, Deserialize)]

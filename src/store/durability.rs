@@ -39,6 +39,16 @@ pub enum Durability {
     ProcessCrash,
 }
 
+impl Durability {
+    /// As written in `config.toml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Durability::PowerLoss => "power_loss",
+            Durability::ProcessCrash => "process_crash",
+        }
+    }
+}
+
 /// A backend's position in its write-ahead order: everything written before it is durable
 /// once a flush numbered `mark` or later has succeeded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -73,6 +73,7 @@ async fn main() -> ExitCode {
 /// Runs every workload; `Ok(false)` when `--smoke` finds a problem.
 async fn run(options: &Options) -> anyhow::Result<bool> {
     println!("{}", machine::describe(options));
+    println!("{}", service::store_setup()?);
     let dir = service::temp_dir()?;
     let filled = match options.members {
         Some(n) => match prefill(&dir, n) {

@@ -69,6 +69,18 @@ pub fn settings_for_probe(db: &Path) -> anyhow::Result<Settings> {
     )
 }
 
+/// The store settings every run uses (committed, with the bench's `LOYALTY__STORE__…`
+/// environment), for the header: they change what a figure means.
+pub fn store_setup() -> anyhow::Result<String> {
+    let env = std::env::vars().filter(|(k, _)| k.starts_with("LOYALTY__STORE__"));
+    let store = committed_settings(env.collect())?.store;
+    Ok(format!(
+        "store:   sled, durability {}, group-commit gap {} µs",
+        store.durability.as_str(),
+        store.flush_gap_us
+    ))
+}
+
 impl Service {
     /// Starts the service on the store in `dir` (fresh, or filled by `--members`).
     pub async fn start(fakes: &Fakes, dir: PathBuf) -> anyhow::Result<Service> {
@@ -156,7 +168,7 @@ fn overrides(dir: &Path, fakes: &Fakes) -> Vec<(String, String)> {
     .into_iter()
     .map(|(k, v)| (format!("LOYALTY__{k}"), v))
     // The bench's own `LOYALTY__…` environment comes last and wins: a tuning knob such as
-    // `LOYALTY__STORE__FLUSH_GAP_US=2000` can be tried without editing anything.
+    // `LOYALTY__STORE__FLUSH_GAP_US=2000` or `LOYALTY__STORE__DURABILITY=process_crash` can be tried without editing anything.
     .chain(std::env::vars().filter(|(k, _)| k.starts_with("LOYALTY__")))
     .collect()
 }
