@@ -168,7 +168,8 @@ fn overrides(dir: &Path, fakes: &Fakes) -> Vec<(String, String)> {
     .into_iter()
     .map(|(k, v)| (format!("LOYALTY__{k}"), v))
     // The bench's own `LOYALTY__…` environment comes last and wins: a tuning knob such as
-    // `LOYALTY__STORE__FLUSH_GAP_US=2000` or `LOYALTY__STORE__DURABILITY=process_crash` can be tried without editing anything.
+    // `LOYALTY__STORE__FLUSH_GAP_US=2000` or `LOYALTY__STORE__DURABILITY=process_crash` can be
+    // tried without editing anything.
     .chain(std::env::vars().filter(|(k, _)| k.starts_with("LOYALTY__")))
     .collect()
 }
