@@ -106,6 +106,9 @@ fn default_disconnect_timeout_ms() -> u64 {
 fn default_webhook_body_bytes() -> usize {
     1 << 20
 }
+fn default_events_in_memory() -> usize {
+    20_000
+}
 fn default_shutdown_timeout() -> u64 {
     10
 }
@@ -167,6 +170,11 @@ pub struct MessengerSettings {
     /// Largest webhook body (Meta batches events, so it is larger than the other routes').
     #[serde(default = "default_webhook_body_bytes")]
     pub max_body_bytes: usize,
+    /// Received events the worker holds in memory; beyond it they wait only in the store and
+    /// are read back as the worker catches up, so a long shop outage or a hold cannot grow
+    /// memory without bound.
+    #[serde(default = "default_events_in_memory")]
+    pub max_events_in_memory: usize,
 }
 
 impl MessengerSettings {
@@ -426,6 +434,12 @@ impl Settings {
                 self.messenger.max_body_bytes as u64,
                 64 * 1024,
                 16 * MIB,
+            ),
+            (
+                "messenger.max_events_in_memory",
+                self.messenger.max_events_in_memory as u64,
+                1,
+                10_000_000,
             ),
             ("server.header_timeout_ms", s.header_timeout_ms, 100, 60_000),
             ("server.body_timeout_ms", s.body_timeout_ms, 100, 300_000),

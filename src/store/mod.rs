@@ -287,6 +287,18 @@ pub trait EventQueue: AwaitDurable + Send + Sync + 'static {
     fn record_inbound(&self, events: Vec<InboundEvent>) -> Result<Vec<InboundEvent>, StoreError>;
     /// Events recorded but not processed yet, ordered by sender then timestamp.
     fn pending_inbound(&self) -> Result<Vec<InboundEvent>, StoreError>;
+    /// The first `limit` of [`EventQueue::pending_inbound`] (so each sender's events are a
+    /// prefix of theirs in time order), and whether more are pending. A backend overrides it to
+    /// hold no more than `limit` events while it reads: it is how a backlog far larger than
+    /// memory is worked through.
+    fn pending_inbound_first(&self, limit: usize) -> Result<(Vec<InboundEvent>, bool), StoreError> {
+        let mut all = self.pending_inbound()?;
+        let more = all.len() > limit;
+        all.truncate(limit);
+        Ok((all, more))
+    }
+    /// Whether the event is recorded as processed (an unknown key is not).
+    fn inbound_finished(&self, key: &str) -> Result<bool, StoreError>;
     /// Atomically marks an event processed and queues its replies; returns their ids, in order.
     /// An event already processed queues nothing and returns no ids.
     fn finish_inbound(

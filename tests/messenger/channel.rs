@@ -2,12 +2,15 @@
 //! webhook handshake, signatures, intake, de-duplication, per-customer ordering, Send API
 //! delivery with retries, and restarts. Independent of the engine's wording.
 
+use super::common::FakeGraphApi;
 use super::harness::{
     envelope, eventually, text_event, Channel, APP_SECRET, PAGE_TOKEN, VERIFY_TOKEN,
 };
 use loyalty_bot::flows::InputEvent;
 use serde_json::json;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -402,4 +405,95 @@ fn is_apology(sent: &serde_json::Value) -> bool {
     sent["message"]["text"]
         .as_str()
         .is_some_and(|t| t.starts_with("Sorry"))
+}
+
+#[tokio::test]
+async fn a_backlog_beyond_the_memory_limit_waits_in_the_store_and_runs_once_in_order() {
+    const LIMIT: usize = 3;
+    let app =
+        Channel::start_with_memory_limit(Arc::default(), FakeGraphApi::start().await, LIMIT).await;
+    // Slow replies keep the worker behind, so most events must wait in the store.
+    app.graph.set_delay(Duration::from_millis(40));
+    let sampling = CancellationToken::new();
+    let (messenger, queue) = (Arc::clone(&app.messenger), Arc::clone(&app.queue));
+    let stop = sampling.clone();
+    let sampler = tokio::spawn(async move {
+        let (mut most_in_memory, mut most_pending) = (0, 0);
+        while !stop.is_cancelled() {
+            most_in_memory = most_in_memory.max(messenger.events_in_memory());
+            most_pending = most_pending.max(queue.pending_len());
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        (most_in_memory, most_pending)
+    });
+    // Two customers, their events interleaved.
+    let (mut expected_a, mut expected_b) = (Vec::new(), Vec::new());
+    for i in 0..12i64 {
+        let res = app
+            .post_webhook(&text_event(
+                &format!("m_a{i}"),
+                "2001",
+                1000 + i,
+                &format!("a{i}"),
+            ))
+            .await;
+        assert_eq!(res.status(), 200);
+        expected_a.push(format!("you said: a{i}"));
+        if i % 2 == 0 {
+            app.post_webhook(&text_event(
+                &format!("m_b{i}"),
+                "2002",
+                1000 + i,
+                &format!("b{i}"),
+            ))
+            .await;
+            expected_b.push(format!("you said: b{i}"));
+        }
+    }
+    app.graph.wait_for_sent(18, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sampling.cancel();
+    let (most_in_memory, most_pending) = sampler.await.unwrap();
+    assert!(most_in_memory <= LIMIT, "{most_in_memory} events in memory");
+    assert!(
+        most_pending > LIMIT,
+        "the test must make events wait in the store (at most {most_pending} pending)"
+    );
+    // Each event answered once, each customer's in order, across the store's read-backs.
+    assert_eq!(app.graph.sent().len(), 18);
+    assert_eq!(app.graph.texts_to("2001"), expected_a);
+    assert_eq!(app.graph.texts_to("2002"), expected_b);
+    assert_eq!(app.queue.pending_len(), 0);
+    assert_eq!(app.messenger.events_in_memory(), 0);
+}
+
+#[tokio::test]
+async fn a_backlog_larger_than_the_memory_limit_is_worked_through_after_a_restart() {
+    let app = Channel::start_without_worker().await;
+    for i in 0..10i64 {
+        // Posted newest first: the order has to come from the timestamps.
+        let ts = 2000 - i;
+        app.post_webhook(&text_event(
+            &format!("m_r{i}"),
+            &format!("30{}", i % 2),
+            ts,
+            &format!("{ts}"),
+        ))
+        .await;
+    }
+    let (queue, graph) = app.stop().await;
+    let app = Channel::start_with_memory_limit(queue, graph, 2).await;
+    app.graph.wait_for_sent(10, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(app.graph.sent().len(), 10, "each event once");
+    let said = |psid| -> Vec<String> { app.graph.texts_to(psid) };
+    assert_eq!(
+        said("300"),
+        ["1992", "1994", "1996", "1998", "2000"].map(|t| format!("you said: {t}"))
+    );
+    assert_eq!(
+        said("301"),
+        ["1991", "1993", "1995", "1997", "1999"].map(|t| format!("you said: {t}"))
+    );
+    assert_eq!(app.queue.pending_len(), 0);
 }

@@ -150,6 +150,9 @@ impl EventQueue for MemQueue {
         pending.sort_by(|a, b| (&a.sender, a.timestamp_ms).cmp(&(&b.sender, b.timestamp_ms)));
         Ok(pending)
     }
+    fn inbound_finished(&self, key: &str) -> Result<bool, StoreError> {
+        Ok(self.state.lock().unwrap().finished.contains(key))
+    }
     fn finish_inbound(
         &self,
         key: &str,
@@ -211,6 +214,7 @@ pub struct Channel {
     pub graph: FakeGraphApi,
     pub queue: Arc<MemQueue>,
     pub conversation: Arc<Script>,
+    pub messenger: Arc<Messenger>,
     client: reqwest::Client,
     shutdown: CancellationToken,
     worker: Option<JoinHandle<()>>,
@@ -219,26 +223,41 @@ pub struct Channel {
 
 impl Channel {
     pub async fn start() -> Channel {
-        Self::build(Arc::default(), FakeGraphApi::start().await, true).await
+        Self::build(Arc::default(), FakeGraphApi::start().await, true, 20_000).await
+    }
+
+    /// With `messenger.max_events_in_memory = limit`, on `queue` (a fresh one: `Arc::default()`).
+    pub async fn start_with_memory_limit(
+        queue: Arc<MemQueue>,
+        graph: FakeGraphApi,
+        limit: usize,
+    ) -> Channel {
+        Self::build(queue, graph, true, limit).await
     }
 
     /// Records events but never processes them, like a process killed right after the ACK.
     pub async fn start_without_worker() -> Channel {
-        Self::build(Arc::default(), FakeGraphApi::start().await, false).await
+        Self::build(Arc::default(), FakeGraphApi::start().await, false, 20_000).await
     }
 
     /// A new process on the same queue and the same Graph API.
     pub async fn restart(queue: Arc<MemQueue>, graph: FakeGraphApi) -> Channel {
-        Self::build(queue, graph, true).await
+        Self::build(queue, graph, true, 20_000).await
     }
 
-    async fn build(queue: Arc<MemQueue>, graph: FakeGraphApi, run_worker: bool) -> Channel {
+    async fn build(
+        queue: Arc<MemQueue>,
+        graph: FakeGraphApi,
+        run_worker: bool,
+        max_events_in_memory: usize,
+    ) -> Channel {
         let settings = MessengerSettings {
             app_secret: Secret::new(APP_SECRET),
             verify_token: Secret::new(VERIFY_TOKEN),
             page_access_token: Secret::new(PAGE_TOKEN),
             graph_api_url: graph.url(),
             max_body_bytes: 1 << 20,
+            max_events_in_memory,
         };
         let retry = RetryPolicy {
             max_attempts: MAX_ATTEMPTS,
@@ -252,8 +271,9 @@ impl Channel {
         let worker = run_worker.then(|| messenger.spawn(shutdown.clone()));
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let address = format!("http://{}", listener.local_addr().unwrap());
+        let served = Arc::clone(&messenger);
         let server = HttpServer::new(move || {
-            let messenger = Arc::clone(&messenger);
+            let messenger = Arc::clone(&served);
             App::new().configure(move |cfg| messenger.configure(cfg))
         })
         .workers(1)
@@ -268,6 +288,7 @@ impl Channel {
             graph,
             queue,
             conversation,
+            messenger,
             client: reqwest::Client::new(),
             shutdown,
             worker,

@@ -6,6 +6,7 @@
 //! (`render`), records them together with "event done", and delivers them (`send_api`).
 //! No business rules live here, and nothing in this module imports the store backend.
 
+mod backlog;
 mod delivery;
 mod handlers;
 mod profile;
@@ -26,6 +27,7 @@ use crate::limits::BodyLimit;
 use crate::program::ProgramError;
 use crate::store::{EventQueue, InboundEvent};
 use actix_web::web;
+use backlog::Backlog;
 use futures_util::future::BoxFuture;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
@@ -62,8 +64,10 @@ impl Conversation for Engine {
 pub struct Messenger {
     settings: MessengerSettings,
     worker: Arc<Worker>,
-    /// Newly recorded events, from the webhook handler to the worker.
+    /// Newly recorded events, from the webhook handler to the worker; unbounded because
+    /// `backlog` bounds what goes in.
     intake: mpsc::UnboundedSender<Vec<InboundEvent>>,
+    backlog: Arc<Backlog>,
     /// Taken by [`Messenger::spawn`]; until then new events wait in the channel.
     intake_rx: Mutex<Option<mpsc::UnboundedReceiver<Vec<InboundEvent>>>>,
     /// `true` while the operator holds processing back (see [`Messenger::hold_processing`]).
@@ -90,12 +94,21 @@ impl Messenger {
             send_api::SendApi::new(&settings.graph_api_url, settings.page_access_token.clone());
         let profiles =
             profile::Profiles::new(&settings.graph_api_url, settings.page_access_token.clone());
-        let worker = Worker::new(conversation, queue, send_api, profiles, retry);
+        let backlog = Arc::new(Backlog::new(settings.max_events_in_memory));
+        let worker = Worker::new(
+            conversation,
+            queue,
+            send_api,
+            profiles,
+            retry,
+            Arc::clone(&backlog),
+        );
         let (intake, intake_rx) = mpsc::unbounded_channel();
         Arc::new(Messenger {
             settings,
             worker: Arc::new(worker),
             intake,
+            backlog,
             intake_rx: Mutex::new(Some(intake_rx)),
             held: tokio::sync::watch::Sender::new(false),
         })
@@ -150,9 +163,18 @@ impl Messenger {
         *self.held.borrow()
     }
 
-    /// Passes freshly recorded events to the worker. If the worker has stopped they stay
-    /// pending in the store and run after the next start.
+    /// Received events the worker holds in memory now (at most `messenger.max_events_in_memory`;
+    /// the rest wait in the store).
+    pub fn events_in_memory(&self) -> usize {
+        self.backlog.in_memory()
+    }
+
+    /// Passes freshly recorded events to the worker, or leaves them to the store while the
+    /// worker holds as many as it may. If the worker has stopped they stay pending in the store
+    /// and run after the next start.
     fn hand_over(&self, events: Vec<InboundEvent>) {
-        let _ = self.intake.send(events);
+        self.backlog.hand_over(events, |events| {
+            let _ = self.intake.send(events);
+        });
     }
 }

@@ -2,8 +2,10 @@
 //! time, in timestamp order; different customers run in parallel. A lane runs the engine,
 //! records the outcome and the rendered replies in one durable step, then delivers the replies
 //! in order, retrying transient Send API failures. Anything not finished stays in the store and
-//! is picked up again after a restart.
+//! is picked up again after a restart. How many events it holds in memory is bounded; the rest
+//! wait in the store and are read back in order (`backlog.rs`).
 
+use super::backlog::Backlog;
 use super::delivery::{Delivery, RetryPolicy};
 use super::profile::Profiles;
 use super::send_api::SendApi;
@@ -13,7 +15,7 @@ use crate::flows::{Input, Reply};
 use crate::store::{
     collecting, run_durably, EventQueue, InboundEvent, OutboundMessage, ReplyId, StoreError,
 };
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -25,6 +27,8 @@ use tracing::Instrument;
 /// (and unsubscribes the app) after an hour of failures, so a week is ample.
 const KEEP_KEYS: chrono::Duration = chrono::Duration::days(7);
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// How long to wait before reading the store again after a failed read.
+const READ_BACK_RETRY: Duration = Duration::from_secs(1);
 
 /// Work for one customer's lane.
 enum Job {
@@ -50,6 +54,8 @@ pub(super) struct Worker {
     /// Queued jobs per customer; a customer has an entry exactly while their lane runs. A std
     /// mutex: it is held for a few pointer moves and never across an await.
     lanes: Mutex<HashMap<String, VecDeque<Job>>>,
+    /// Counts the `Job::Process` held here (queued or running) against the limit.
+    backlog: Arc<Backlog>,
 }
 
 impl Worker {
@@ -59,8 +65,10 @@ impl Worker {
         send_api: SendApi,
         profiles: Profiles,
         retry: RetryPolicy,
+        backlog: Arc<Backlog>,
     ) -> Self {
         Worker {
+            backlog,
             profiles,
             delivery: Delivery {
                 send_api,
@@ -73,8 +81,9 @@ impl Worker {
         }
     }
 
-    /// Resumes what a previous run left, then takes newly recorded events from `intake` until
-    /// `shutdown`; then waits for every lane to reach a safe point.
+    /// Resumes what a previous run left, then takes newly recorded events from `intake` (or,
+    /// while the hand-off is spilled, from the store) until `shutdown`; then waits for every
+    /// lane to reach a safe point.
     pub(super) async fn run(
         self: Arc<Self>,
         mut intake: UnboundedReceiver<Vec<InboundEvent>>,
@@ -82,19 +91,24 @@ impl Worker {
         shutdown: CancellationToken,
     ) {
         let mut lanes = JoinSet::new();
-        // Events recorded before the snapshot may also sit in `intake`; they must run once.
-        let resumed = self.resume(&mut lanes, &shutdown).await;
+        // Replies first; the events pending in the store follow: the hand-off starts spilled.
+        self.resume_replies(&mut lanes, &shutdown).await;
         let mut prune =
             tokio::time::interval_at(tokio::time::Instant::now() + PRUNE_EVERY, PRUNE_EVERY);
         loop {
             let holding = *held.borrow_and_update();
+            if !holding && !shutdown.is_cancelled() && self.backlog.should_read_back() {
+                self.read_back(&mut lanes, &shutdown).await;
+                continue;
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                // Held: new events wait in the channel (and, durably, in the inbox).
+                // Held: new events wait in the channel (up to the limit) and in the store.
                 Ok(()) = held.changed() => {}
+                () = self.backlog.woken() => {}
                 batch = intake.recv(), if !holding => {
                     let Some(events) = batch else { break };
-                    for event in events.into_iter().filter(|e| !resumed.contains(&e.key)) {
+                    for event in events {
                         self.enqueue(Job::Process(event), &mut lanes, &shutdown);
                     }
                 }
@@ -110,35 +124,65 @@ impl Worker {
         tracing::info!(channel = "messenger", "messenger worker stopped");
     }
 
-    async fn resume(
+    async fn resume_replies(
         self: &Arc<Self>,
         lanes: &mut JoinSet<()>,
         shutdown: &CancellationToken,
-    ) -> HashSet<String> {
+    ) {
         let outbox = blocking(&self.queue, |q| q.pending_outbound()).await.unwrap_or_else(|e| {
             tracing::error!(channel = "messenger", error = %chain(&e), "cannot read pending replies");
             Vec::new()
         });
-        let inbox = blocking(&self.queue, |q| q.pending_inbound()).await.unwrap_or_else(|e| {
-            tracing::error!(channel = "messenger", error = %chain(&e), "cannot read pending events");
-            Vec::new()
-        });
-        if !outbox.is_empty() || !inbox.is_empty() {
+        if !outbox.is_empty() {
             tracing::info!(
                 channel = "messenger",
                 replies = outbox.len(),
-                events = inbox.len(),
-                "resuming unfinished work"
+                "resuming unsent replies"
             );
         }
-        let keys = inbox.iter().map(|e| e.key.clone()).collect();
         for (id, message) in outbox {
             self.enqueue(Job::Deliver(id, message), lanes, shutdown);
         }
-        for event in inbox {
+    }
+
+    /// Reads pending events back from the store while the hand-off is spilled (and at start),
+    /// holding at most the limit; resumes the hand-off once one read found them all. The order
+    /// argument is in `backlog.rs`.
+    async fn read_back(self: &Arc<Self>, lanes: &mut JoinSet<()>, shutdown: &CancellationToken) {
+        let limit = self.backlog.limit();
+        let first = blocking(&self.queue, move |q| q.pending_inbound_first(limit)).await;
+        let events = match first {
+            Ok((events, true)) => events,
+            Ok((_, false)) => {
+                self.backlog.resume();
+                // Read again: what was recorded during the first read was not handed over. Its
+                // size is the limit plus what arrived meanwhile.
+                match blocking(&self.queue, |q| q.pending_inbound()).await {
+                    Ok(events) => events,
+                    Err(e) => {
+                        self.backlog.spill();
+                        return self.read_back_failed(&e).await;
+                    }
+                }
+            }
+            Err(e) => return self.read_back_failed(&e).await,
+        };
+        if !events.is_empty() {
+            tracing::info!(
+                channel = "messenger",
+                events = events.len(),
+                "processing events waiting in the store"
+            );
+        }
+        self.backlog.read_back(events.len());
+        for event in events {
             self.enqueue(Job::Process(event), lanes, shutdown);
         }
-        keys
+    }
+
+    async fn read_back_failed(&self, e: &StoreError) {
+        tracing::error!(channel = "messenger", error = %chain(e), "cannot read pending events; retrying");
+        tokio::time::sleep(READ_BACK_RETRY).await;
     }
 
     fn enqueue(self: &Arc<Self>, job: Job, lanes: &mut JoinSet<()>, shutdown: &CancellationToken) {
@@ -175,7 +219,11 @@ impl Worker {
             };
             match job {
                 Job::Deliver(id, message) => self.delivery.deliver(id, message, &shutdown).await,
-                Job::Process(event) => self.process(event, &shutdown).await,
+                Job::Process(event) => {
+                    // Counted done even if processing panics.
+                    let _done = Done(&self.backlog);
+                    self.process(event, &shutdown).await
+                }
             }
         }
     }
@@ -187,6 +235,13 @@ impl Worker {
         let span = tracing::info_span!("messenger_event", channel = "messenger", messenger.psid = %event.sender,
             event.key = %event.key, member.id = tracing::field::Empty);
         async {
+            // An event can reach its lane twice when the hand-off resumes (`backlog.rs`); the
+            // copies queue in the same lane, so the later one finds the earlier one done.
+            match self.queue.inbound_finished(&event.key) {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %chain(&e), "cannot tell whether the event was processed; processing it"),
+            }
             let replies = self.answer(&event).await;
             let outbound: Vec<OutboundMessage> = replies
                 .iter()
@@ -300,7 +355,17 @@ pub(super) fn chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// Frees a lane's slot if its task panics, so the customer's later events get a new lane.
+/// Counts one event held in memory as done when dropped.
+struct Done<'a>(&'a Backlog);
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        self.0.done(1);
+    }
+}
+
+/// Frees a lane's slot if its task panics, so the customer's later events get a new lane; the
+/// events it still held are counted done (they stay pending in the store).
 struct LaneGuard<'a> {
     worker: &'a Worker,
     customer: &'a str,
@@ -311,7 +376,13 @@ impl Drop for LaneGuard<'_> {
         // After a normal return the slot is already gone (and may belong to a new lane).
         if std::thread::panicking() {
             if let Ok(mut map) = self.worker.lanes.lock() {
-                map.remove(self.customer);
+                if let Some(queued) = map.remove(self.customer) {
+                    let events = queued
+                        .iter()
+                        .filter(|j| matches!(j, Job::Process(_)))
+                        .count();
+                    self.worker.backlog.done(events);
+                }
             }
         }
     }

@@ -56,6 +56,37 @@ impl EventQueue for SledStore {
         Ok(out)
     }
 
+    fn pending_inbound_first(&self, limit: usize) -> Result<(Vec<InboundEvent>, bool), StoreError> {
+        // The `limit` smallest by (sender, timestamp) in a max-heap, so that reading a backlog
+        // of millions holds no more than `limit` of them.
+        let mut first = std::collections::BinaryHeap::with_capacity(limit.saturating_add(1));
+        let mut more = false;
+        for kv in self.inbox.iter() {
+            let (_, v) = kv?;
+            if state_of(&v)? != State::Pending {
+                continue;
+            }
+            if let Inbox::Pending { event } = decode::<Inbox>("inbox entry", &v)? {
+                first.push(Oldest(event));
+                if first.len() > limit {
+                    first.pop();
+                    more = true;
+                }
+            }
+        }
+        let events = first.into_sorted_vec().into_iter().map(|o| o.0).collect();
+        Ok((events, more))
+    }
+
+    fn inbound_finished(&self, key: &str) -> Result<bool, StoreError> {
+        // No wait for the flush: a "done" that a crash could undo only skips a copy of an
+        // event that then runs again after the restart; nothing is announced from it.
+        Ok(match self.inbox.get(key)? {
+            Some(raw) => state_of(&raw)? == State::Done,
+            None => false,
+        })
+    }
+
     /// Turns the event's slot into a done one holding its replies. An event already done
     /// queues nothing (a replayed processing step cannot send twice); an unknown key is
     /// recorded as done with its replies queued.
@@ -203,6 +234,35 @@ impl EventQueue for SledStore {
     }
 }
 
+/// An event ordered as [`EventQueue::pending_inbound`] orders them (the key breaks ties).
+struct Oldest(InboundEvent);
+
+impl Oldest {
+    fn rank(&self) -> (&str, i64, &str) {
+        (&self.0.sender, self.0.timestamp_ms, &self.0.key)
+    }
+}
+
+impl PartialEq for Oldest {
+    fn eq(&self, other: &Self) -> bool {
+        self.rank() == other.rank()
+    }
+}
+
+impl Eq for Oldest {}
+
+impl PartialOrd for Oldest {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Oldest {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.rank().cmp(&other.rank())
+    }
+}
+
 fn state_of(raw: &[u8]) -> Result<State, StoreError> {
     Ok(decode::<StateOnly>("inbox entry", raw)?.state)
 }
@@ -276,6 +336,39 @@ mod tests {
             Inbox::Done { .. }
         ));
         assert!(decode::<Inbox>("inbox entry", br#"{"state":"pending"}"#).is_err());
+    }
+
+    #[test]
+    fn the_first_pending_events_are_whole_prefixes_of_each_senders_events_in_time_order() {
+        let (_d, store) = open();
+        // Keys in an order unlike the events' order, so the inbox's own order cannot pass.
+        let events = [
+            ("k9", "b", 1),
+            ("k1", "b", 3),
+            ("k5", "a", 2),
+            ("k3", "a", 1),
+            ("k7", "b", 2),
+            ("k2", "c", 1),
+        ];
+        store
+            .record_inbound(events.iter().map(|&(k, s, t)| event(k, s, t)).collect())
+            .unwrap();
+        store.finish_inbound("k3", vec![]).unwrap();
+        let (first, more) = store.pending_inbound_first(3).unwrap();
+        assert_eq!(keys_of(&first), ["k5", "k9", "k7"]);
+        assert!(more);
+        let (all, more) = store.pending_inbound_first(5).unwrap();
+        assert_eq!(keys_of(&all), ["k5", "k9", "k7", "k1", "k2"]);
+        assert!(!more);
+        assert_eq!(
+            keys_of(&store.pending_inbound().unwrap()),
+            keys_of(&all),
+            "the same order as the unbounded read"
+        );
+        assert!(store.pending_inbound_first(0).unwrap().0.is_empty());
+        assert!(store.inbound_finished("k3").unwrap());
+        assert!(!store.inbound_finished("k5").unwrap());
+        assert!(!store.inbound_finished("never-seen").unwrap());
     }
 
     #[test]

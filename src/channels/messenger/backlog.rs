@@ -1,0 +1,165 @@
+//! The hand-off from webhook intake to the worker, bounded: at most
+//! `messenger.max_events_in_memory` received events are held in memory. Beyond that the hand-off
+//! "spills": new events wait only in the store (where intake has recorded them before the 200
+//! anyway), and the worker reads them back once it has worked through what it holds.
+//!
+//! Reading back keeps each customer's order. While spilled nothing is handed over, so every
+//! event the worker has not seen is in the store; the worker reads the first events by (sender,
+//! timestamp), a prefix of each customer's, stays spilled while more are pending, and only
+//! resumes the hand-off once a read found everything. Events recorded during that last read are
+//! read again right after the switch; an event that arrives both ways is run once, because a
+//! lane skips an event the store already records as processed.
+
+use std::sync::Mutex;
+use tokio::sync::Notify;
+
+use crate::store::InboundEvent;
+
+pub(super) struct Backlog {
+    limit: usize,
+    state: Mutex<State>,
+    /// Wakes the worker when it should read the store: the hand-off just spilled, or the
+    /// worker's last event from memory is done while spilled.
+    wake: Notify,
+}
+
+struct State {
+    /// Events handed over (or read back) and not yet done.
+    in_memory: usize,
+    spilled: bool,
+}
+
+impl Backlog {
+    /// Starts spilled: at start the store may hold events from before a restart, so the
+    /// worker's first step is to read them back.
+    pub(super) fn new(limit: usize) -> Self {
+        Backlog {
+            limit: limit.max(1),
+            state: Mutex::new(State {
+                in_memory: 0,
+                spilled: true,
+            }),
+            wake: Notify::new(),
+        }
+    }
+
+    pub(super) fn limit(&self) -> usize {
+        self.limit
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Intake: passes freshly recorded `events` to `send` if they fit, else leaves them to the
+    /// store. Under the lock, so that the switch back from spilled (see the module doc) sees
+    /// every hand-off either before or after it.
+    pub(super) fn hand_over(
+        &self,
+        events: Vec<InboundEvent>,
+        send: impl FnOnce(Vec<InboundEvent>),
+    ) {
+        let mut st = self.lock();
+        if !st.spilled && st.in_memory + events.len() <= self.limit {
+            st.in_memory += events.len();
+            send(events);
+        } else if !st.spilled {
+            st.spilled = true;
+            drop(st);
+            tracing::warn!(
+                channel = "messenger",
+                limit = self.limit,
+                "events in memory at the limit: new events wait in the store until the worker catches up"
+            );
+            self.wake.notify_one();
+        }
+    }
+
+    /// The worker read `n` events back from the store.
+    pub(super) fn read_back(&self, n: usize) {
+        self.lock().in_memory += n;
+    }
+
+    /// One event held in memory is done (processed, skipped, or dropped by a failed lane).
+    pub(super) fn done(&self, n: usize) {
+        let mut st = self.lock();
+        st.in_memory = st.in_memory.saturating_sub(n);
+        if st.in_memory == 0 && st.spilled {
+            drop(st);
+            self.wake.notify_one();
+        }
+    }
+
+    /// Whether the worker should read the store now.
+    pub(super) fn should_read_back(&self) -> bool {
+        let st = self.lock();
+        st.spilled && st.in_memory == 0
+    }
+
+    /// The worker found every pending event: hand new ones over again.
+    pub(super) fn resume(&self) {
+        self.lock().spilled = false;
+    }
+
+    /// Reading back failed after the switch: let the next read find what this one missed.
+    pub(super) fn spill(&self) {
+        self.lock().spilled = true;
+    }
+
+    pub(super) async fn woken(&self) {
+        self.wake.notified().await
+    }
+
+    /// Events held in memory now.
+    pub(super) fn in_memory(&self) -> usize {
+        self.lock().in_memory
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(n: usize) -> Vec<InboundEvent> {
+        (0..n)
+            .map(|i| InboundEvent {
+                key: format!("k{i}"),
+                sender: "s".into(),
+                timestamp_ms: i as i64,
+                payload: serde_json::json!({}).into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_hand_off_spills_at_the_limit_and_stays_spilled_until_the_worker_resumes_it() {
+        let b = Backlog::new(3);
+        let mut sent = 0;
+        b.hand_over(events(1), |e| sent += e.len());
+        assert_eq!(sent, 0, "spilled at start: the store is read first");
+        assert!(b.should_read_back());
+        b.resume();
+        b.hand_over(events(2), |e| sent += e.len());
+        b.hand_over(events(2), |e| sent += e.len());
+        assert_eq!(
+            (sent, b.in_memory()),
+            (2, 2),
+            "2 + 2 > 3: the second batch waits"
+        );
+        b.hand_over(events(1), |e| sent += e.len());
+        assert_eq!(
+            sent, 2,
+            "spilled: even a batch that would fit waits in the store"
+        );
+        b.done(1);
+        assert!(!b.should_read_back(), "not while events are in memory");
+        b.done(1);
+        assert!(b.should_read_back());
+        b.read_back(3);
+        assert!(!b.should_read_back());
+        b.done(3);
+        b.resume();
+        b.hand_over(events(3), |e| sent += e.len());
+        assert_eq!((sent, b.in_memory()), (5, 3));
+    }
+}
