@@ -28,16 +28,33 @@ use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_load_loses_and_doubles_nothing() {
-    let started = Instant::now();
     let kills = setting("CRASH_KILLS").unwrap_or(5);
+    kill_9_under_load(kills, &[]).await;
+}
+
+/// With room for only two events in memory (12 customers), the hand-off spills and the worker
+/// keeps reading events back from the store, across the kills: still once each, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_events_wait_in_the_store_loses_and_doubles_nothing() {
+    let logs = kill_9_under_load(3, &[("MESSENGER__MAX_EVENTS_IN_MEMORY", "2")]).await;
+    assert!(
+        logs.contains("new events wait in the store until the worker catches up"),
+        "the hand-off never spilled: the test would prove nothing"
+    );
+}
+
+/// Returns the logs of every process it ran.
+async fn kill_9_under_load(kills: u64, config: &[(&str, &str)]) -> String {
+    let started = Instant::now();
     let seed = setting("CRASH_SEED").unwrap_or_else(rand::random);
-    eprintln!("crash test: CRASH_SEED={seed} CRASH_KILLS={kills}");
+    eprintln!("crash test: CRASH_SEED={seed} CRASH_KILLS={kills} {config:?}");
     let mut rng = StdRng::seed_from_u64(seed);
-    let up = Upstreams::start(&[]).await;
+    let up = Upstreams::start(config).await;
     let load = up.load(seed);
     let mut server = BinaryApp::start(&up.env).await;
     let actors = spawn_load(&load);
 
+    let mut logs = String::new();
     let mut boundaries = Vec::new();
     for _ in 0..kills {
         let pause = Duration::from_millis(rng.gen_range(200..=1500));
@@ -49,6 +66,7 @@ async fn kill_9_under_load_loses_and_doubles_nothing() {
             1 => load.next_ack(Duration::from_secs(2)).await,
             _ => sent_one_more(&up.graph, Duration::from_secs(2)).await,
         }
+        logs.push_str(&server.logs());
         server.kill9();
         // Whatever the dead process sent has been recorded by the fake by now; later requests
         // come from the next process.
@@ -59,6 +77,7 @@ async fn kill_9_under_load_loses_and_doubles_nothing() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     finish(&load, actors).await;
     let redelivery = redeliver_everything(&load, &up.graph).await;
+    logs.push_str(&server.logs());
     let stop_took = stop_gracefully(server, Duration::from_secs(15)).await;
 
     let findings = up.check(&load, &boundaries);
@@ -70,6 +89,7 @@ async fn kill_9_under_load_loses_and_doubles_nothing() {
     assert_no_problems(&load, redelivery, &findings, seed);
     // Each restart can re-send at most the one reply each customer had in flight.
     assert!(findings.resends <= kills as usize * MESSENGER_CUSTOMERS);
+    logs
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -147,7 +147,7 @@ pub async fn run_held_intake(
         let now = fakes.replies.count();
         if now != last.0 {
             last = (now, std::time::Instant::now());
-        } else if last.1.elapsed() > std::time::Duration::from_millis(500) {
+        } else if last.1.elapsed() > std::time::Duration::from_secs(3) {
             break;
         }
     }

@@ -150,6 +150,7 @@ impl Worker {
     /// argument is in `backlog.rs`.
     async fn read_back(self: &Arc<Self>, lanes: &mut JoinSet<()>, shutdown: &CancellationToken) {
         let limit = self.backlog.limit();
+        let started = std::time::Instant::now();
         let first = blocking(&self.queue, move |q| q.pending_inbound_first(limit)).await;
         let events = match first {
             Ok((events, true)) => events,
@@ -171,6 +172,7 @@ impl Worker {
             tracing::info!(
                 channel = "messenger",
                 events = events.len(),
+                read_ms = started.elapsed().as_millis() as u64,
                 "processing events waiting in the store"
             );
         }

@@ -58,23 +58,40 @@ impl EventQueue for SledStore {
 
     fn pending_inbound_first(&self, limit: usize) -> Result<(Vec<InboundEvent>, bool), StoreError> {
         // The `limit` smallest by (sender, timestamp) in a max-heap, so that reading a backlog
-        // of millions holds no more than `limit` of them.
+        // of millions holds no more than `limit` of them. Each slot is parsed once, for its
+        // rank alone; only the chosen ones are decoded whole, at the end.
         let mut first = std::collections::BinaryHeap::with_capacity(limit.saturating_add(1));
         let mut more = false;
         for kv in self.inbox.iter() {
-            let (_, v) = kv?;
-            if state_of(&v)? != State::Pending {
+            let (_, raw) = kv?;
+            let head: Head<'_> = serde_json::from_slice(&raw)
+                .map_err(|e| Abort::Corrupt("inbox entry".into(), Some(e)))?;
+            let Some(event) = head.event.filter(|_| head.state == State::Pending) else {
                 continue;
-            }
-            if let Inbox::Pending { event } = decode::<Inbox>("inbox entry", &v)? {
-                first.push(Oldest(event));
-                if first.len() > limit {
-                    first.pop();
-                    more = true;
+            };
+            let rank = (event.sender, event.timestamp_ms, event.key);
+            if first.len() == limit {
+                more = true;
+                match first.peek() {
+                    Some(Oldest(top, _)) if rank_ref(&rank) < rank_ref(top) => {
+                        first.pop();
+                    }
+                    _ => continue,
                 }
             }
+            let owned = (rank.0.into_owned(), rank.1, rank.2.into_owned());
+            first.push(Oldest(owned, raw.clone()));
         }
-        let events = first.into_sorted_vec().into_iter().map(|o| o.0).collect();
+        let events = first
+            .into_sorted_vec()
+            .into_iter()
+            .map(
+                |Oldest(_, raw)| match decode::<Inbox>("inbox entry", &raw)? {
+                    Inbox::Pending { event } => Ok(event),
+                    Inbox::Done { .. } => Err(Abort::Corrupt("inbox entry".into(), None).into()),
+                },
+            )
+            .collect::<Result<_, StoreError>>()?;
         Ok((events, more))
     }
 
@@ -234,18 +251,36 @@ impl EventQueue for SledStore {
     }
 }
 
-/// An event ordered as [`EventQueue::pending_inbound`] orders them (the key breaks ties).
-struct Oldest(InboundEvent);
-
-impl Oldest {
-    fn rank(&self) -> (&str, i64, &str) {
-        (&self.0.sender, self.0.timestamp_ms, &self.0.key)
-    }
+/// An inbox slot's state and, when pending, what orders its event; the payload is skimmed.
+#[derive(serde::Deserialize)]
+struct Head<'a> {
+    state: State,
+    #[serde(borrow)]
+    event: Option<EventHead<'a>>,
 }
+
+#[derive(serde::Deserialize)]
+struct EventHead<'a> {
+    #[serde(borrow)]
+    key: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    sender: std::borrow::Cow<'a, str>,
+    timestamp_ms: i64,
+}
+
+type Rank = (String, i64, String);
+
+fn rank_ref<S: AsRef<str>>(r: &(S, i64, S)) -> (&str, i64, &str) {
+    (r.0.as_ref(), r.1, r.2.as_ref())
+}
+
+/// A pending slot ordered as [`EventQueue::pending_inbound`] orders events (the key breaks
+/// ties), with its stored bytes.
+struct Oldest(Rank, IVec);
 
 impl PartialEq for Oldest {
     fn eq(&self, other: &Self) -> bool {
-        self.rank() == other.rank()
+        self.0 == other.0
     }
 }
 
@@ -259,7 +294,7 @@ impl PartialOrd for Oldest {
 
 impl Ord for Oldest {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.rank().cmp(&other.rank())
+        self.0.cmp(&other.0)
     }
 }
 
