@@ -648,6 +648,10 @@ mod tests {
                 "messenger.max_body_bytes",
             ),
             (
+                &[("LOYALTY__MESSENGER__MAX_EVENTS_IN_MEMORY", "0")],
+                "messenger.max_events_in_memory",
+            ),
+            (
                 &[(
                     "LOYALTY__LIMITS__FAILED_CLAIMS_PER_MEMBER__WINDOW_SECS",
                     "0",
@@ -723,6 +727,7 @@ mod tests {
         );
         assert_eq!(server, (65536, 5000, 10_000, 5, 1000));
         assert_eq!(s.messenger.max_body_bytes, 1 << 20);
+        assert_eq!(s.messenger.max_events_in_memory, 20_000);
         // Every key is documented in docs/limits.md.
         let doc = include_str!("../docs/limits.md");
         let mut keys: Vec<String> = s
