@@ -285,14 +285,24 @@ impl std::fmt::Display for ReplyId {
 pub trait EventQueue: AwaitDurable + Send + Sync + 'static {
     /// Records events durably, skipping keys seen before. Returns the ones that were new.
     fn record_inbound(&self, events: Vec<InboundEvent>) -> Result<Vec<InboundEvent>, StoreError>;
-    /// Events recorded but not processed yet, ordered by sender then timestamp.
+    /// Events recorded but not processed yet, ordered by sender then timestamp. A slot that
+    /// cannot be read is logged and skipped.
     fn pending_inbound(&self) -> Result<Vec<InboundEvent>, StoreError>;
-    /// The first `limit` of [`EventQueue::pending_inbound`] (so each sender's events are a
-    /// prefix of theirs in time order), and whether more are pending. A backend overrides it to
-    /// hold no more than `limit` events while it reads: it is how a backlog far larger than
-    /// memory is worked through.
-    fn pending_inbound_first(&self, limit: usize) -> Result<(Vec<InboundEvent>, bool), StoreError> {
+    /// The `limit` oldest pending events (by timestamp, then sender and key), in that order,
+    /// and whether more are pending. Each sender's events among them are a prefix of theirs in
+    /// time order, and the customers who have waited longest come first. A backend overrides it
+    /// to hold no more than `limit` events while it reads: it is how a backlog far larger than
+    /// memory is worked through. Events whose key is in `skip` are left out.
+    fn pending_inbound_first(
+        &self,
+        limit: usize,
+        skip: &std::collections::HashSet<String>,
+    ) -> Result<(Vec<InboundEvent>, bool), StoreError> {
         let mut all = self.pending_inbound()?;
+        all.retain(|e| !skip.contains(&e.key));
+        all.sort_by(|a, b| {
+            (a.timestamp_ms, &a.sender, &a.key).cmp(&(b.timestamp_ms, &b.sender, &b.key))
+        });
         let more = all.len() > limit;
         all.truncate(limit);
         Ok((all, more))

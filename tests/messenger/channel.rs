@@ -454,7 +454,12 @@ async fn a_backlog_beyond_the_memory_limit_waits_in_the_store_and_runs_once_in_o
     tokio::time::sleep(Duration::from_millis(300)).await;
     sampling.cancel();
     let (most_in_memory, most_pending) = sampler.await.unwrap();
-    assert!(most_in_memory <= LIMIT, "{most_in_memory} events in memory");
+    // The bound is the limit plus what arrives while the store is being read (backlog.rs);
+    // this client sends one webhook at a time.
+    assert!(
+        most_in_memory <= LIMIT + 1,
+        "{most_in_memory} events in memory"
+    );
     assert!(
         most_pending > LIMIT,
         "the test must make events wait in the store (at most {most_pending} pending)"
@@ -496,4 +501,55 @@ async fn a_backlog_larger_than_the_memory_limit_is_worked_through_after_a_restar
         ["1991", "1993", "1995", "1997", "1999"].map(|t| format!("you said: {t}"))
     );
     assert_eq!(app.queue.pending_len(), 0);
+}
+
+#[tokio::test]
+async fn an_event_whose_recording_failed_after_the_write_runs_when_meta_redelivers_it() {
+    let app = Channel::start().await;
+    let body = text_event("m_f", "4001", 1000, "are my points there");
+    app.queue.fail_next_recording_after_writing();
+    assert_eq!(app.post_webhook(&body).await.status(), 500);
+    // Meta redelivers; the store knows the event already, so this delivery hands nothing over.
+    assert_eq!(app.post_webhook(&body).await.status(), 200);
+    let sent = app.graph.wait_for_sent(1, WAIT).await;
+    assert_eq!(sent[0]["message"]["text"], "you said: are my points there");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(app.graph.sent().len(), 1, "answered once");
+    assert_eq!(app.queue.pending_len(), 0);
+}
+
+#[tokio::test]
+async fn an_event_read_back_that_cannot_finish_is_tried_once_and_does_not_block_the_others() {
+    let app = Channel::start_without_worker().await;
+    app.post_webhook(&text_event("m_stuck", "5001", 1000, "stuck"))
+        .await;
+    app.post_webhook(&text_event("m_next", "5002", 2000, "next"))
+        .await;
+    app.post_webhook(&text_event("m_last", "5001", 3000, "last"))
+        .await;
+    let (queue, graph) = app.stop().await;
+    // The "key" the queue reports is "<page>:<mid>".
+    let stuck_key = queue
+        .pending_keys()
+        .into_iter()
+        .find(|k| k.ends_with("m_stuck"))
+        .unwrap();
+    queue.never_finish(&stuck_key);
+    // Room for one event: each read-back takes the oldest, and the stuck one is oldest.
+    let app = Channel::start_with_memory_limit(queue, graph, 1).await;
+    app.graph.wait_for_sent(2, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let texts: Vec<String> = ["5001", "5002"]
+        .iter()
+        .flat_map(|p| app.graph.texts_to(p))
+        .collect();
+    assert_eq!(texts, ["you said: last", "you said: next"]);
+    let runs = app
+        .conversation
+        .inputs()
+        .iter()
+        .filter(|(_, e)| matches!(e, InputEvent::Text(t) if t == "stuck"))
+        .count();
+    assert_eq!(runs, 1, "run once, then left for the next start");
+    assert_eq!(app.queue.pending_len(), 1);
 }

@@ -104,6 +104,11 @@ impl Conversation for Script {
 #[derive(Default)]
 pub struct MemQueue {
     state: Mutex<MemState>,
+    /// The next `record_inbound` writes its events and then fails, like a flush that failed
+    /// after the write landed.
+    fail_after_recording: std::sync::atomic::AtomicBool,
+    /// Keys whose `finish_inbound` always fails.
+    unfinishable: Mutex<HashSet<String>>,
 }
 
 #[derive(Default)]
@@ -116,9 +121,21 @@ struct MemState {
 }
 
 impl MemQueue {
+    pub fn never_finish(&self, key: &str) {
+        self.unfinishable.lock().unwrap().insert(key.to_owned());
+    }
+
+    pub fn fail_next_recording_after_writing(&self) {
+        self.fail_after_recording
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
     /// Events ever recorded.
     pub fn recorded(&self) -> usize {
         self.state.lock().unwrap().seen.len()
+    }
+    pub fn pending_keys(&self) -> Vec<String> {
+        let s = self.state.lock().unwrap();
+        s.pending.iter().map(|e| e.key.clone()).collect()
     }
     pub fn pending_len(&self) -> usize {
         self.state.lock().unwrap().pending.len()
@@ -143,6 +160,12 @@ impl EventQueue for MemQueue {
             .filter(|e| s.seen.insert(e.key.clone()))
             .collect();
         s.pending.extend(new.iter().cloned());
+        if self
+            .fail_after_recording
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(StoreError::Backend("the flush failed".into()));
+        }
         Ok(new)
     }
     fn pending_inbound(&self) -> Result<Vec<InboundEvent>, StoreError> {
@@ -158,6 +181,9 @@ impl EventQueue for MemQueue {
         key: &str,
         replies: Vec<OutboundMessage>,
     ) -> Result<Vec<ReplyId>, StoreError> {
+        if self.unfinishable.lock().unwrap().contains(key) {
+            return Err(StoreError::Backend("the disk is full".into()));
+        }
         let mut s = self.state.lock().unwrap();
         // Like the sled queue: an event already finished queues nothing the second time.
         if !s.finished.insert(key.to_owned()) {

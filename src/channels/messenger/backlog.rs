@@ -7,9 +7,15 @@
 //! event the worker has not seen is in the store; the worker reads the first events by (sender,
 //! timestamp), a prefix of each customer's, stays spilled while more are pending, and only
 //! resumes the hand-off once a read found everything. Events recorded during that last read are
-//! read again right after the switch; an event that arrives both ways is run once, because a
-//! lane skips an event the store already records as processed.
+//! read again right after the switch, minus those handed over since (they are on their way); an
+//! event that still arrives both ways is run once, because a lane skips an event the store
+//! already records as processed.
+//!
+//! So the bound is the limit plus what arrives while the store is read (one read of the whole
+//! inbox, typically under a second). Unbounded second read on purpose: cutting it short would
+//! let a customer's newest event, handed over in memory, run before older ones left unread.
 
+use std::collections::HashSet;
 use std::sync::Mutex;
 use tokio::sync::Notify;
 
@@ -27,6 +33,9 @@ struct State {
     /// Events handed over (or read back) and not yet done.
     in_memory: usize,
     spilled: bool,
+    /// Between resuming the hand-off and the worker's second read: the keys handed over
+    /// meanwhile, which that read leaves out.
+    catching_up: Option<HashSet<String>>,
 }
 
 impl Backlog {
@@ -38,6 +47,7 @@ impl Backlog {
             state: Mutex::new(State {
                 in_memory: 0,
                 spilled: true,
+                catching_up: None,
             }),
             wake: Notify::new(),
         }
@@ -62,6 +72,9 @@ impl Backlog {
         let mut st = self.lock();
         if !st.spilled && st.in_memory + events.len() <= self.limit {
             st.in_memory += events.len();
+            if let Some(keys) = &mut st.catching_up {
+                keys.extend(events.iter().map(|e| e.key.clone()));
+            }
             send(events);
         } else if !st.spilled {
             st.spilled = true;
@@ -96,14 +109,28 @@ impl Backlog {
         st.spilled && st.in_memory == 0
     }
 
-    /// The worker found every pending event: hand new ones over again.
+    /// The worker found every pending event: hand new ones over again, noting their keys
+    /// until [`Backlog::caught_up`].
     pub(super) fn resume(&self) {
-        self.lock().spilled = false;
+        let mut st = self.lock();
+        st.spilled = false;
+        st.catching_up = Some(HashSet::new());
     }
 
-    /// Reading back failed after the switch: let the next read find what this one missed.
+    /// The keys handed over since [`Backlog::resume`]; stops noting them.
+    pub(super) fn caught_up(&self) -> HashSet<String> {
+        self.lock().catching_up.take().unwrap_or_default()
+    }
+
+    /// Events may be in the store that nobody will hand over (a read after the switch failed,
+    /// or a recording whose flush failed and whose redelivery is then a duplicate): read the
+    /// store again once the worker has worked through what it holds.
     pub(super) fn spill(&self) {
-        self.lock().spilled = true;
+        let mut st = self.lock();
+        st.spilled = true;
+        st.catching_up = None;
+        drop(st);
+        self.wake.notify_one();
     }
 
     pub(super) async fn woken(&self) {
@@ -161,5 +188,19 @@ mod tests {
         b.resume();
         b.hand_over(events(3), |e| sent += e.len());
         assert_eq!((sent, b.in_memory()), (5, 3));
+        let mut keys: Vec<_> = b.caught_up().into_iter().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            ["k0", "k1", "k2"],
+            "what the second read must leave out"
+        );
+        b.done(3);
+        b.hand_over(events(1), |e| sent += e.len());
+        assert!(b.caught_up().is_empty(), "noted only until caught up");
+        b.spill();
+        assert!(!b.should_read_back(), "one event still in memory");
+        b.done(1);
+        assert!(b.should_read_back());
     }
 }

@@ -81,6 +81,7 @@ pub async fn receive(
             Ok(_) => tracing::debug!("redelivered events skipped"),
             Err(e) => {
                 tracing::error!(error = %super::worker::chain(&e), "cannot record webhook events");
+                messenger.recording_failed();
                 return HttpResponse::InternalServerError().finish();
             }
         }

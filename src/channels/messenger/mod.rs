@@ -163,6 +163,13 @@ impl Messenger {
         *self.held.borrow()
     }
 
+    /// Recording failed (the answer is 500, and Meta redelivers): the events may be in the
+    /// store all the same, and the redelivery then finds them known and hands nothing over, so
+    /// the worker is told to read the store once it has worked through what it holds.
+    fn recording_failed(&self) {
+        self.backlog.spill();
+    }
+
     /// Received events the worker holds in memory now (at most `messenger.max_events_in_memory`;
     /// the rest wait in the store).
     pub fn events_in_memory(&self) -> usize {

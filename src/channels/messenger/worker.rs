@@ -15,7 +15,7 @@ use crate::flows::{Input, Reply};
 use crate::store::{
     collecting, run_durably, EventQueue, InboundEvent, OutboundMessage, ReplyId, StoreError,
 };
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -95,10 +95,11 @@ impl Worker {
         self.resume_replies(&mut lanes, &shutdown).await;
         let mut prune =
             tokio::time::interval_at(tokio::time::Instant::now() + PRUNE_EVERY, PRUNE_EVERY);
+        let mut reads = ReadBacks::default();
         loop {
             let holding = *held.borrow_and_update();
             if !holding && !shutdown.is_cancelled() && self.backlog.should_read_back() {
-                self.read_back(&mut lanes, &shutdown).await;
+                self.read_back(&mut lanes, &shutdown, &mut reads).await;
                 continue;
             }
             tokio::select! {
@@ -148,26 +149,43 @@ impl Worker {
     /// Reads pending events back from the store while the hand-off is spilled (and at start),
     /// holding at most the limit; resumes the hand-off once one read found them all. The order
     /// argument is in `backlog.rs`.
-    async fn read_back(self: &Arc<Self>, lanes: &mut JoinSet<()>, shutdown: &CancellationToken) {
+    async fn read_back(
+        self: &Arc<Self>,
+        lanes: &mut JoinSet<()>,
+        shutdown: &CancellationToken,
+        reads: &mut ReadBacks,
+    ) {
         let limit = self.backlog.limit();
         let started = std::time::Instant::now();
-        let first = blocking(&self.queue, move |q| q.pending_inbound_first(limit)).await;
+        let skip = reads.stuck.clone();
+        let first = blocking(&self.queue, move |q| q.pending_inbound_first(limit, &skip)).await;
         let events = match first {
             Ok((events, true)) => events,
             Ok((_, false)) => {
                 self.backlog.resume();
                 // Read again: what was recorded during the first read was not handed over. Its
-                // size is the limit plus what arrived meanwhile.
+                // size is the limit plus what arrived meanwhile, less what was handed over.
                 match blocking(&self.queue, |q| q.pending_inbound()).await {
-                    Ok(events) => events,
+                    Ok(events) => {
+                        let handed = self.backlog.caught_up();
+                        let mut events: Vec<_> = events
+                            .into_iter()
+                            .filter(|e| !handed.contains(&e.key) && !reads.stuck.contains(&e.key))
+                            .collect();
+                        events.sort_by(|a, b| {
+                            (a.timestamp_ms, &a.sender).cmp(&(b.timestamp_ms, &b.sender))
+                        });
+                        events
+                    }
                     Err(e) => {
                         self.backlog.spill();
-                        return self.read_back_failed(&e).await;
+                        return self.read_back_failed(&e, shutdown).await;
                     }
                 }
             }
-            Err(e) => return self.read_back_failed(&e).await,
+            Err(e) => return self.read_back_failed(&e, shutdown).await,
         };
+        let events = reads.leave_out_stuck(events);
         if !events.is_empty() {
             tracing::info!(
                 channel = "messenger",
@@ -182,9 +200,9 @@ impl Worker {
         }
     }
 
-    async fn read_back_failed(&self, e: &StoreError) {
+    async fn read_back_failed(&self, e: &StoreError, shutdown: &CancellationToken) {
         tracing::error!(channel = "messenger", error = %chain(e), "cannot read pending events; retrying");
-        tokio::time::sleep(READ_BACK_RETRY).await;
+        pause(READ_BACK_RETRY, shutdown).await;
     }
 
     fn enqueue(self: &Arc<Self>, job: Job, lanes: &mut JoinSet<()>, shutdown: &CancellationToken) {
@@ -355,6 +373,40 @@ pub(super) fn chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+/// What the worker remembers between reads of the store.
+#[derive(Default)]
+struct ReadBacks {
+    /// The keys of the last batch read back.
+    last: HashSet<String>,
+    /// Events read back, run, and still pending at the next read: their processing could not
+    /// be recorded (a failing store, a lane that panicked). Left to the next start, as before
+    /// this bound existed, instead of running them again and again (and, being the oldest,
+    /// ahead of everyone else).
+    stuck: HashSet<String>,
+}
+
+impl ReadBacks {
+    fn leave_out_stuck(&mut self, events: Vec<InboundEvent>) -> Vec<InboundEvent> {
+        let (stuck, fresh): (Vec<_>, Vec<_>) =
+            events.into_iter().partition(|e| self.last.contains(&e.key));
+        for e in stuck {
+            tracing::error!(channel = "messenger", event.key = %e.key, messenger.psid = %e.sender,
+                "an event read back from the store did not finish; it is left for the next start");
+            self.stuck.insert(e.key);
+        }
+        self.last = fresh.iter().map(|e| e.key.clone()).collect();
+        fresh
+    }
+}
+
+/// Sleeps for `d`, or less if the service is stopping.
+async fn pause(d: Duration, shutdown: &CancellationToken) {
+    tokio::select! {
+        () = tokio::time::sleep(d) => {}
+        () = shutdown.cancelled() => {}
+    }
 }
 
 /// Counts one event held in memory as done when dropped.

@@ -41,11 +41,12 @@ impl EventQueue for SledStore {
     fn pending_inbound(&self) -> Result<Vec<InboundEvent>, StoreError> {
         let mut out = Vec::new();
         for kv in self.inbox.iter() {
-            let (_, v) = kv?;
-            if state_of(&v)? == State::Pending {
-                if let Inbox::Pending { event } = decode::<Inbox>("inbox entry", &v)? {
-                    out.push(event);
-                }
+            let (k, v) = kv?;
+            // One unreadable slot must not stop every other event from running.
+            match decode::<Inbox>("inbox entry", &v) {
+                Ok(Inbox::Pending { event }) => out.push(event),
+                Ok(Inbox::Done { .. }) => {}
+                Err(e) => unreadable(&k, &e.into()),
             }
         }
         out.sort_by(|a, b| {
@@ -56,20 +57,32 @@ impl EventQueue for SledStore {
         Ok(out)
     }
 
-    fn pending_inbound_first(&self, limit: usize) -> Result<(Vec<InboundEvent>, bool), StoreError> {
-        // The `limit` smallest by (sender, timestamp) in a max-heap, so that reading a backlog
-        // of millions holds no more than `limit` of them. Each slot is parsed once, for its
-        // rank alone; only the chosen ones are decoded whole, at the end.
-        let mut first = std::collections::BinaryHeap::with_capacity(limit.saturating_add(1));
+    fn pending_inbound_first(
+        &self,
+        limit: usize,
+        skip: &std::collections::HashSet<String>,
+    ) -> Result<(Vec<InboundEvent>, bool), StoreError> {
+        // The `limit` oldest in a max-heap, so that reading a backlog of millions holds no more
+        // than `limit` of them. Each slot is parsed once, for its rank alone; only the chosen
+        // ones are decoded whole, at the end.
+        let mut first = std::collections::BinaryHeap::with_capacity(limit.min(4096));
         let mut more = false;
         for kv in self.inbox.iter() {
-            let (_, raw) = kv?;
-            let head: Head<'_> = serde_json::from_slice(&raw)
-                .map_err(|e| Abort::Corrupt("inbox entry".into(), Some(e)))?;
+            let (key, raw) = kv?;
+            let head = match serde_json::from_slice::<Head<'_>>(&raw) {
+                Ok(head) => head,
+                Err(e) => {
+                    unreadable(&key, &Abort::Corrupt("inbox entry".into(), Some(e)).into());
+                    continue;
+                }
+            };
             let Some(event) = head.event.filter(|_| head.state == State::Pending) else {
                 continue;
             };
-            let rank = (event.sender, event.timestamp_ms, event.key);
+            if skip.contains(event.key.as_ref()) {
+                continue;
+            }
+            let rank = (event.timestamp_ms, event.sender, event.key);
             if first.len() == limit {
                 more = true;
                 match first.peek() {
@@ -79,7 +92,7 @@ impl EventQueue for SledStore {
                     _ => continue,
                 }
             }
-            let owned = (rank.0.into_owned(), rank.1, rank.2.into_owned());
+            let owned = (rank.0, rank.1.into_owned(), rank.2.into_owned());
             first.push(Oldest(owned, raw.clone()));
         }
         let events = first
@@ -268,14 +281,18 @@ struct EventHead<'a> {
     timestamp_ms: i64,
 }
 
-type Rank = (String, i64, String);
+/// Oldest first: timestamp, then sender and key to break ties.
+type Rank = (i64, String, String);
 
-fn rank_ref<S: AsRef<str>>(r: &(S, i64, S)) -> (&str, i64, &str) {
-    (r.0.as_ref(), r.1, r.2.as_ref())
+fn rank_ref<S: AsRef<str>>(r: &(i64, S, S)) -> (i64, &str, &str) {
+    (r.0, r.1.as_ref(), r.2.as_ref())
 }
 
-/// A pending slot ordered as [`EventQueue::pending_inbound`] orders events (the key breaks
-/// ties), with its stored bytes.
+fn unreadable(key: &[u8], e: &StoreError) {
+    tracing::error!(key = %String::from_utf8_lossy(key), error = %e, "unreadable inbox slot skipped; its event is not processed");
+}
+
+/// A pending slot by [`Rank`], with its stored bytes.
 struct Oldest(Rank, IVec);
 
 impl PartialEq for Oldest {
@@ -374,7 +391,7 @@ mod tests {
     }
 
     #[test]
-    fn the_first_pending_events_are_whole_prefixes_of_each_senders_events_in_time_order() {
+    fn the_first_pending_events_are_the_oldest_and_whole_prefixes_of_each_senders() {
         let (_d, store) = open();
         // Keys in an order unlike the events' order, so the inbox's own order cannot pass.
         let events = [
@@ -389,18 +406,27 @@ mod tests {
             .record_inbound(events.iter().map(|&(k, s, t)| event(k, s, t)).collect())
             .unwrap();
         store.finish_inbound("k3", vec![]).unwrap();
-        let (first, more) = store.pending_inbound_first(3).unwrap();
-        assert_eq!(keys_of(&first), ["k5", "k9", "k7"]);
+        let none = Default::default();
+        // A slot nobody can read is skipped, not fatal to every other event.
+        store.inbox.insert("garbled", &b"{not json"[..]).unwrap();
+        let (first, more) = store.pending_inbound_first(3, &none).unwrap();
+        assert_eq!(keys_of(&first), ["k9", "k2", "k5"]);
         assert!(more);
-        let (all, more) = store.pending_inbound_first(5).unwrap();
-        assert_eq!(keys_of(&all), ["k5", "k9", "k7", "k1", "k2"]);
+        let (all, more) = store.pending_inbound_first(5, &none).unwrap();
+        assert_eq!(keys_of(&all), ["k9", "k2", "k5", "k7", "k1"]);
         assert!(!more);
+        let pending = store.pending_inbound().unwrap();
+        let mut unbounded = keys_of(&pending);
+        unbounded.sort();
         assert_eq!(
-            keys_of(&store.pending_inbound().unwrap()),
-            keys_of(&all),
-            "the same order as the unbounded read"
+            unbounded,
+            ["k1", "k2", "k5", "k7", "k9"],
+            "the same events as the unbounded read"
         );
-        assert!(store.pending_inbound_first(0).unwrap().0.is_empty());
+        assert!(store.pending_inbound_first(0, &none).unwrap().0.is_empty());
+        let skip = ["k9".to_owned(), "k5".to_owned()].into();
+        let (rest, more) = store.pending_inbound_first(2, &skip).unwrap();
+        assert_eq!((keys_of(&rest), more), (vec!["k2", "k7"], true));
         assert!(store.inbound_finished("k3").unwrap());
         assert!(!store.inbound_finished("k5").unwrap());
         assert!(!store.inbound_finished("never-seen").unwrap());
