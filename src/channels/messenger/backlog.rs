@@ -89,7 +89,7 @@ impl Backlog {
     }
 
     /// The worker read `n` events back from the store.
-    pub(super) fn read_back(&self, n: usize) {
+    pub(super) fn took_from_store(&self, n: usize) {
         self.lock().in_memory += n;
     }
 
@@ -182,7 +182,7 @@ mod tests {
         assert!(!b.should_read_back(), "not while events are in memory");
         b.done(1);
         assert!(b.should_read_back());
-        b.read_back(3);
+        b.took_from_store(3);
         assert!(!b.should_read_back());
         b.done(3);
         b.resume();

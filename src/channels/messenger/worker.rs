@@ -157,7 +157,8 @@ impl Worker {
     ) {
         let limit = self.backlog.limit();
         let started = std::time::Instant::now();
-        let skip = reads.stuck.clone();
+        let skip = Arc::new(reads.stuck.clone());
+        let again = Arc::clone(&skip);
         let first = blocking(&self.queue, move |q| q.pending_inbound_first(limit, &skip)).await;
         let events = match first {
             Ok((events, true)) => events,
@@ -165,17 +166,14 @@ impl Worker {
                 self.backlog.resume();
                 // Read again: what was recorded during the first read was not handed over. Its
                 // size is the limit plus what arrived meanwhile, less what was handed over.
-                match blocking(&self.queue, |q| q.pending_inbound()).await {
-                    Ok(events) => {
+                let all = move |q: &dyn EventQueue| q.pending_inbound_first(usize::MAX, &again);
+                match blocking(&self.queue, all).await {
+                    Ok((events, _)) => {
                         let handed = self.backlog.caught_up();
-                        let mut events: Vec<_> = events
-                            .into_iter()
-                            .filter(|e| !handed.contains(&e.key) && !reads.stuck.contains(&e.key))
-                            .collect();
-                        events.sort_by(|a, b| {
-                            (a.timestamp_ms, &a.sender).cmp(&(b.timestamp_ms, &b.sender))
-                        });
                         events
+                            .into_iter()
+                            .filter(|e| !handed.contains(&e.key))
+                            .collect()
                     }
                     Err(e) => {
                         self.backlog.spill();
@@ -194,7 +192,7 @@ impl Worker {
                 "processing events waiting in the store"
             );
         }
-        self.backlog.read_back(events.len());
+        self.backlog.took_from_store(events.len());
         for event in events {
             self.enqueue(Job::Process(event), lanes, shutdown);
         }
