@@ -170,8 +170,8 @@ impl Messenger {
         self.backlog.spill();
     }
 
-    /// Received events the worker holds in memory now (at most `messenger.max_events_in_memory`;
-    /// the rest wait in the store).
+    /// Received events the worker holds in memory now: `messenger.max_events_in_memory`, plus
+    /// what arrives while the store is being read (`backlog.rs`); the rest wait in the store.
     pub fn events_in_memory(&self) -> usize {
         self.backlog.in_memory()
     }
