@@ -473,6 +473,38 @@ async fn a_backlog_beyond_the_memory_limit_waits_in_the_store_and_runs_once_in_o
 }
 
 #[tokio::test]
+async fn a_customer_whose_event_hangs_does_not_hold_back_the_backlog_waiting_in_the_store() {
+    let app = Channel::start_without_worker().await;
+    // The oldest event hangs (a shop that does not answer); 15 other customers wait behind it.
+    app.post_webhook(&text_event("m_hold", "6000", 1000, "hold"))
+        .await;
+    for i in 1..=15i64 {
+        app.post_webhook(&text_event(
+            &format!("m_o{i}"),
+            &format!("60{i:02}"),
+            1000 + i,
+            &format!("o{i}"),
+        ))
+        .await;
+    }
+    let (queue, graph) = app.stop().await;
+    // Room for 4: the first read-back takes the hanging event and three others.
+    let app = Channel::start_with_memory_limit(queue, graph, 4).await;
+    let sent = app.graph.wait_for_sent(15, WAIT).await;
+    assert!(
+        sent.iter().all(|m| m["recipient"]["id"] != "6000"),
+        "the hanging event is still hanging"
+    );
+    assert!(app.messenger.events_in_memory() <= 4);
+    app.conversation.let_go();
+    app.graph.wait_for_sent(16, WAIT).await;
+    assert_eq!(app.graph.texts_to("6000"), ["you said: held"]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(app.graph.sent().len(), 16, "each event once");
+    assert_eq!(app.queue.pending_len(), 0);
+}
+
+#[tokio::test]
 async fn a_backlog_larger_than_the_memory_limit_is_worked_through_after_a_restart() {
     let app = Channel::start_without_worker().await;
     for i in 0..10i64 {

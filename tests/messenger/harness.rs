@@ -52,15 +52,31 @@ pub async fn eventually(cond: impl Fn() -> bool, what: &str) {
     }
 }
 
-/// Answers "you said: <text>" (with one quick reply), fails on "boom", and notes every input.
-#[derive(Default)]
+/// Answers "you said: <text>" (with one quick reply), fails on "boom", waits on "hold" until
+/// the test lets it go (like a shop that does not answer), and notes every input.
 pub struct Script {
     inputs: Mutex<Vec<(String, InputEvent)>>,
+    held: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for Script {
+    fn default() -> Self {
+        Script {
+            inputs: Mutex::default(),
+            held: Arc::new(tokio::sync::Semaphore::new(0)),
+        }
+    }
 }
 
 impl Script {
     pub fn inputs(&self) -> Vec<(String, InputEvent)> {
         self.inputs.lock().unwrap().clone()
+    }
+
+    /// Lets every "hold" conversation, waiting or to come, go on.
+    pub fn let_go(&self) {
+        self.held
+            .add_permits(tokio::sync::Semaphore::MAX_PERMITS / 2);
     }
 }
 
@@ -79,24 +95,35 @@ impl Conversation for Script {
             InputEvent::Text(t) if t == "panic" => {
                 return Box::pin(async { panic!("a bug in the engine") })
             }
+            InputEvent::Text(t) if t == "hold" => {
+                let held = Arc::clone(&self.held);
+                return Box::pin(async move {
+                    let _go = held.acquire().await;
+                    Ok(said_turn("held"))
+                });
+            }
             InputEvent::Text(t) | InputEvent::Payload(t) | InputEvent::Referral(t) => t.clone(),
             InputEvent::GetStarted { referral } => format!("get started {referral:?}"),
         };
-        let reply = Reply {
-            text: format!("you said: {said}"),
-            choices: vec![Choice {
-                title: "My points".into(),
-                payload: payloads::BALANCE.into(),
-            }],
-            buttons: vec![],
-        };
-        let turn = Turn {
-            replies: vec![reply],
-            member: Some(MemberId(7)),
-            balance: Some(Points(50)),
-            ..Turn::default()
-        };
+        let turn = said_turn(&said);
         Box::pin(async move { Ok(turn) })
+    }
+}
+
+fn said_turn(said: &str) -> Turn {
+    let reply = Reply {
+        text: format!("you said: {said}"),
+        choices: vec![Choice {
+            title: "My points".into(),
+            payload: payloads::BALANCE.into(),
+        }],
+        buttons: vec![],
+    };
+    Turn {
+        replies: vec![reply],
+        member: Some(MemberId(7)),
+        balance: Some(Points(50)),
+        ..Turn::default()
     }
 }
 

@@ -1,21 +1,25 @@
 //! The hand-off from webhook intake to the worker, bounded: at most
 //! `messenger.max_events_in_memory` received events are held in memory. Beyond that the hand-off
 //! "spills": new events wait only in the store (where intake has recorded them before the 200
-//! anyway), and the worker reads them back once it has worked through what it holds.
+//! anyway), and the worker reads them back as it works through what it holds.
 //!
 //! Reading back keeps each customer's order. While spilled nothing is handed over, so every
-//! event the worker has not seen is in the store; the worker reads the first events by (sender,
-//! timestamp), a prefix of each customer's, stays spilled while more are pending, and only
-//! resumes the hand-off once a read found everything. Events recorded during that last read are
-//! read again right after the switch, minus those handed over since (they are on their way); an
-//! event that still arrives both ways is run once, because a lane skips an event the store
-//! already records as processed.
+//! event the worker has not seen is in the store; the worker reads the first events by
+//! (timestamp, sender), leaving out those it holds, which is a prefix of each customer's
+//! remaining events, and queues them behind that customer's events in memory. It reads again
+//! whenever what it holds falls to a quarter of the limit (the low-water mark), so one customer
+//! whose event hangs (a shop that does not answer, a reply in Send API retries) holds back only
+//! their own events, not the rest of the backlog. It stays spilled while more are pending, and
+//! only resumes the hand-off once a read found everything. Events recorded during that last
+//! read are read again right after the switch, minus those handed over since (they are on their
+//! way); an event that still arrives both ways is run once, because a lane skips an event the
+//! store already records as processed.
 //!
 //! So the bound is the limit plus what arrives while the store is read (one read of the whole
 //! inbox, typically under a second). Unbounded second read on purpose: cutting it short would
 //! let a customer's newest event, handed over in memory, run before older ones left unread.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use tokio::sync::Notify;
 
@@ -24,14 +28,17 @@ use crate::store::InboundEvent;
 pub(super) struct Backlog {
     limit: usize,
     state: Mutex<State>,
-    /// Wakes the worker when it should read the store: the hand-off just spilled, or the
-    /// worker's last event from memory is done while spilled.
+    /// Wakes the worker when it should read the store: the hand-off just spilled, or what it
+    /// holds fell to the low-water mark while spilled.
     wake: Notify,
 }
 
 struct State {
-    /// Events handed over (or read back) and not yet done.
-    in_memory: usize,
+    /// Keys of the events handed over (or read back) and not yet done, with how many copies
+    /// (an event can reach the worker both ways once, see the module doc).
+    in_memory: HashMap<String, u32>,
+    /// Copies counted in `in_memory`.
+    held: usize,
     spilled: bool,
     /// Between resuming the hand-off and the worker's second read: the keys handed over
     /// meanwhile, which that read leaves out.
@@ -45,7 +52,8 @@ impl Backlog {
         Backlog {
             limit: limit.max(1),
             state: Mutex::new(State {
-                in_memory: 0,
+                in_memory: HashMap::new(),
+                held: 0,
                 spilled: true,
                 catching_up: None,
             }),
@@ -55,6 +63,11 @@ impl Backlog {
 
     pub(super) fn limit(&self) -> usize {
         self.limit
+    }
+
+    /// The worker reads the store again once it holds this many events or fewer.
+    fn low_water(&self) -> usize {
+        self.limit / 4
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -70,8 +83,8 @@ impl Backlog {
         send: impl FnOnce(Vec<InboundEvent>),
     ) {
         let mut st = self.lock();
-        if !st.spilled && st.in_memory + events.len() <= self.limit {
-            st.in_memory += events.len();
+        if !st.spilled && st.held + events.len() <= self.limit {
+            st.hold(&events);
             if let Some(keys) = &mut st.catching_up {
                 keys.extend(events.iter().map(|e| e.key.clone()));
             }
@@ -88,16 +101,22 @@ impl Backlog {
         }
     }
 
-    /// The worker read `n` events back from the store.
-    pub(super) fn took_from_store(&self, n: usize) {
-        self.lock().in_memory += n;
+    /// The worker read `events` back from the store.
+    pub(super) fn took_from_store(&self, events: &[InboundEvent]) {
+        self.lock().hold(events);
     }
 
-    /// One event held in memory is done (processed, skipped, or dropped by a failed lane).
-    pub(super) fn done(&self, n: usize) {
+    /// The event `key` held in memory is done (processed, skipped, or dropped by a failed lane).
+    pub(super) fn done(&self, key: &str) {
         let mut st = self.lock();
-        st.in_memory = st.in_memory.saturating_sub(n);
-        if st.in_memory == 0 && st.spilled {
+        if let Some(copies) = st.in_memory.get_mut(key) {
+            *copies -= 1;
+            if *copies == 0 {
+                st.in_memory.remove(key);
+            }
+            st.held -= 1;
+        }
+        if st.spilled && st.held <= self.low_water() {
             drop(st);
             self.wake.notify_one();
         }
@@ -106,7 +125,12 @@ impl Backlog {
     /// Whether the worker should read the store now.
     pub(super) fn should_read_back(&self) -> bool {
         let st = self.lock();
-        st.spilled && st.in_memory == 0
+        st.spilled && st.held <= self.low_water()
+    }
+
+    /// The keys of the events held in memory now, which a read of the store leaves out.
+    pub(super) fn keys_in_memory(&self) -> HashSet<String> {
+        self.lock().in_memory.keys().cloned().collect()
     }
 
     /// The worker found every pending event: hand new ones over again, noting their keys
@@ -139,7 +163,16 @@ impl Backlog {
 
     /// Events held in memory now.
     pub(super) fn in_memory(&self) -> usize {
-        self.lock().in_memory
+        self.lock().held
+    }
+}
+
+impl State {
+    fn hold(&mut self, events: &[InboundEvent]) {
+        for e in events {
+            *self.in_memory.entry(e.key.clone()).or_default() += 1;
+        }
+        self.held += events.len();
     }
 }
 
@@ -178,13 +211,15 @@ mod tests {
             sent, 2,
             "spilled: even a batch that would fit waits in the store"
         );
-        b.done(1);
+        b.done("k0");
         assert!(!b.should_read_back(), "not while events are in memory");
-        b.done(1);
+        b.done("k1");
         assert!(b.should_read_back());
-        b.took_from_store(3);
+        b.took_from_store(&events(3));
         assert!(!b.should_read_back());
-        b.done(3);
+        for k in ["k0", "k1", "k2"] {
+            b.done(k);
+        }
         b.resume();
         b.hand_over(events(3), |e| sent += e.len());
         assert_eq!((sent, b.in_memory()), (5, 3));
@@ -195,12 +230,55 @@ mod tests {
             ["k0", "k1", "k2"],
             "what the second read must leave out"
         );
-        b.done(3);
+        for k in ["k0", "k1", "k2"] {
+            b.done(k);
+        }
         b.hand_over(events(1), |e| sent += e.len());
         assert!(b.caught_up().is_empty(), "noted only until caught up");
         b.spill();
         assert!(!b.should_read_back(), "one event still in memory");
-        b.done(1);
+        b.done("k0");
         assert!(b.should_read_back());
+    }
+
+    #[test]
+    fn while_spilled_the_store_is_read_again_at_a_quarter_of_the_limit_leaving_out_what_is_held() {
+        let b = Backlog::new(8);
+        b.took_from_store(&events(8));
+        assert!(!b.should_read_back());
+        for k in ["k0", "k1", "k2", "k3", "k4"] {
+            b.done(k);
+        }
+        assert!(
+            !b.should_read_back(),
+            "3 held, above the low-water mark of 2"
+        );
+        b.done("k5");
+        assert!(
+            b.should_read_back(),
+            "2 held: read more before they are done"
+        );
+        let mut held: Vec<_> = b.keys_in_memory().into_iter().collect();
+        held.sort();
+        assert_eq!(held, ["k6", "k7"], "what the next read leaves out");
+    }
+
+    #[test]
+    fn an_event_held_twice_counts_until_both_copies_are_done() {
+        let b = Backlog::new(4);
+        b.resume();
+        b.hand_over(events(1), |_| {});
+        b.took_from_store(&events(1));
+        assert_eq!(b.in_memory(), 2);
+        b.done("k0");
+        assert_eq!(b.keys_in_memory().len(), 1, "one copy still held");
+        b.done("k0");
+        b.done("k0");
+        assert_eq!(
+            b.in_memory(),
+            0,
+            "a done beyond the copies held changes nothing"
+        );
+        assert!(b.keys_in_memory().is_empty());
     }
 }

@@ -165,7 +165,7 @@ impl Messenger {
 
     /// Recording failed (the answer is 500, and Meta redelivers): the events may be in the
     /// store all the same, and the redelivery then finds them known and hands nothing over, so
-    /// the worker is told to read the store once it has worked through what it holds.
+    /// the worker is told to read the store once what it holds falls to the low-water mark.
     fn recording_failed(&self) {
         self.backlog.spill();
     }

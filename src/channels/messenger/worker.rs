@@ -155,18 +155,23 @@ impl Worker {
         shutdown: &CancellationToken,
         reads: &mut ReadBacks,
     ) {
-        let limit = self.backlog.limit();
         let started = std::time::Instant::now();
-        let skip = Arc::new(reads.stuck.clone());
-        let again = Arc::clone(&skip);
-        let first = blocking(&self.queue, move |q| q.pending_inbound_first(limit, &skip)).await;
+        // Taken before reading: whatever finishes meanwhile is no longer pending (or is stuck,
+        // which `ReadBacks` tells by this same set).
+        let held = self.backlog.keys_in_memory();
+        let room = self.backlog.limit().saturating_sub(held.len()).max(1);
+        let skip: Arc<HashSet<String>> = Arc::new(reads.stuck.union(&held).cloned().collect());
+        let first = {
+            let skip = Arc::clone(&skip);
+            blocking(&self.queue, move |q| q.pending_inbound_first(room, &skip)).await
+        };
         let events = match first {
             Ok((events, true)) => events,
             Ok((_, false)) => {
                 self.backlog.resume();
                 // Read again: what was recorded during the first read was not handed over. Its
                 // size is the limit plus what arrived meanwhile, less what was handed over.
-                let all = move |q: &dyn EventQueue| q.pending_inbound_first(usize::MAX, &again);
+                let all = move |q: &dyn EventQueue| q.pending_inbound_first(usize::MAX, &skip);
                 match blocking(&self.queue, all).await {
                     Ok((events, _)) => {
                         let handed = self.backlog.caught_up();
@@ -183,7 +188,7 @@ impl Worker {
             }
             Err(e) => return self.read_back_failed(&e, shutdown).await,
         };
-        let events = reads.leave_out_stuck(events);
+        let events = reads.leave_out_stuck(events, &held);
         if !events.is_empty() {
             tracing::info!(
                 channel = "messenger",
@@ -192,7 +197,7 @@ impl Worker {
                 "processing events waiting in the store"
             );
         }
-        self.backlog.took_from_store(events.len());
+        self.backlog.took_from_store(&events);
         for event in events {
             self.enqueue(Job::Process(event), lanes, shutdown);
         }
@@ -239,7 +244,7 @@ impl Worker {
                 Job::Deliver(id, message) => self.delivery.deliver(id, message, &shutdown).await,
                 Job::Process(event) => {
                     // Counted done even if processing panics.
-                    let _done = Done(&self.backlog);
+                    let _done = Done(&self.backlog, event.key.clone());
                     self.process(event, &shutdown).await
                 }
             }
@@ -376,7 +381,8 @@ pub(super) fn chain(e: &dyn std::error::Error) -> String {
 /// What the worker remembers between reads of the store.
 #[derive(Default)]
 struct ReadBacks {
-    /// The keys of the last batch read back.
+    /// The keys read back that were still in memory at the last read (or read by it): any of
+    /// them pending at a later read, and no longer in memory then, ran without finishing.
     last: HashSet<String>,
     /// Events read back, run, and still pending at the next read: their processing could not
     /// be recorded (a failing store, a lane that panicked). Left to the next start, as before
@@ -386,7 +392,12 @@ struct ReadBacks {
 }
 
 impl ReadBacks {
-    fn leave_out_stuck(&mut self, events: Vec<InboundEvent>) -> Vec<InboundEvent> {
+    /// `events` were read while `held` were in memory (and left out of the read).
+    fn leave_out_stuck(
+        &mut self,
+        events: Vec<InboundEvent>,
+        held: &HashSet<String>,
+    ) -> Vec<InboundEvent> {
         let (stuck, fresh): (Vec<_>, Vec<_>) =
             events.into_iter().partition(|e| self.last.contains(&e.key));
         for e in stuck {
@@ -394,7 +405,8 @@ impl ReadBacks {
                 "an event read back from the store did not finish; it is left for the next start");
             self.stuck.insert(e.key);
         }
-        self.last = fresh.iter().map(|e| e.key.clone()).collect();
+        self.last.retain(|k| held.contains(k));
+        self.last.extend(fresh.iter().map(|e| e.key.clone()));
         fresh
     }
 }
@@ -408,11 +420,11 @@ async fn pause(d: Duration, shutdown: &CancellationToken) {
 }
 
 /// Counts one event held in memory as done when dropped.
-struct Done<'a>(&'a Backlog);
+struct Done<'a>(&'a Backlog, String);
 
 impl Drop for Done<'_> {
     fn drop(&mut self) {
-        self.0.done(1);
+        self.0.done(&self.1);
     }
 }
 
@@ -429,11 +441,11 @@ impl Drop for LaneGuard<'_> {
         if std::thread::panicking() {
             if let Ok(mut map) = self.worker.lanes.lock() {
                 if let Some(queued) = map.remove(self.customer) {
-                    let events = queued
-                        .iter()
-                        .filter(|j| matches!(j, Job::Process(_)))
-                        .count();
-                    self.worker.backlog.done(events);
+                    for job in &queued {
+                        if let Job::Process(e) = job {
+                            self.worker.backlog.done(&e.key);
+                        }
+                    }
                 }
             }
         }
@@ -450,4 +462,46 @@ pub(super) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(move || span.in_scope(|| f(queue.as_ref())))
         .await
         .map_err(|e| StoreError::Backend(Box::new(e)))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(keys: &[&str]) -> Vec<InboundEvent> {
+        keys.iter()
+            .map(|k| InboundEvent {
+                key: (*k).into(),
+                sender: "s".into(),
+                timestamp_ms: 0,
+                payload: serde_json::json!({}).into(),
+            })
+            .collect()
+    }
+
+    fn keys(events: &[InboundEvent]) -> Vec<&str> {
+        events.iter().map(|e| e.key.as_str()).collect()
+    }
+
+    fn held(keys: &[&str]) -> HashSet<String> {
+        keys.iter().map(|k| (*k).to_owned()).collect()
+    }
+
+    #[test]
+    fn an_event_read_back_is_stuck_when_a_later_read_finds_it_pending_after_it_left_memory() {
+        let mut reads = ReadBacks::default();
+        let first = reads.leave_out_stuck(read(&["a", "b"]), &held(&[]));
+        assert_eq!(keys(&first), ["a", "b"]);
+        // A refill while "a" still runs: the read left it out; "b" finished.
+        let second = reads.leave_out_stuck(read(&["c"]), &held(&["a"]));
+        assert_eq!(keys(&second), ["c"]);
+        // "a" left memory without finishing: the next read finds it pending again.
+        let third = reads.leave_out_stuck(read(&["a", "d"]), &held(&["c"]));
+        assert_eq!(keys(&third), ["d"], "run once, not again");
+        assert!(reads.stuck.contains("a"));
+        assert!(
+            !reads.last.contains("b"),
+            "forgotten once done and out of memory"
+        );
+    }
 }
