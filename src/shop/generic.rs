@@ -63,6 +63,9 @@ impl GenericShop {
             // A signed API call is not a page view: a 3xx is the shop's misconfiguration, to be
             // reported (as its status), not a place to send the signed body to.
             .redirect(reqwest::redirect::Policy::none())
+            // reqwest's default retry policy covers HTTP/2 refusals only (we speak HTTP/1) and
+            // copies every request in case; a failed call is reported, not silently repeated.
+            .retry(reqwest::retry::never().max_retries_per_request(0))
             .build()
             .map_err(ShopError::Unreachable)?;
         let parse = |u: String| match reqwest::Url::parse(&u) {

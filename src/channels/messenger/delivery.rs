@@ -56,16 +56,17 @@ impl Delivery {
     pub(super) async fn deliver(
         &self,
         id: ReplyId,
-        message: OutboundMessage,
+        mut message: OutboundMessage,
         shutdown: &CancellationToken,
     ) {
+        tag(&mut message);
         let span = tracing::info_span!("messenger_send", channel = "messenger",
             messenger.psid = %message.recipient, reply.id = %id);
         async {
             let mut attempt = message.attempts;
             loop {
                 attempt += 1;
-                match self.send_api.send(&tagged(&message)).await {
+                match self.send_api.send(&message.body).await {
                     Ok(_) => {
                         tracing::debug!(attempt, "reply delivered");
                         break;
@@ -100,16 +101,19 @@ impl Delivery {
 /// Meta's `message.metadata` limit, in characters.
 const METADATA_MAX_CHARS: usize = 1000;
 
-/// The Send API body with `message.metadata` set to the key of the event it answers. Meta
+/// Sets the Send API body's `message.metadata` to the key of the event it answers. Meta
 /// echoes it back (in `message_echoes`), so a sent message can be traced to its event; the
 /// crash tests use it to prove that each event was answered once. A re-send carries the same
-/// key, so it is recognisable as a re-send.
-fn tagged(message: &OutboundMessage) -> serde_json::Value {
-    let mut body = message.body.clone();
+/// key, so it is recognisable as a re-send. In place: the body is not copied for it.
+fn tag(message: &mut OutboundMessage) {
     if message.in_reply_to.is_empty() {
-        return body;
+        return;
     }
-    if let Some(m) = body.get_mut("message").and_then(|m| m.as_object_mut()) {
+    if let Some(m) = message
+        .body
+        .get_mut("message")
+        .and_then(|m| m.as_object_mut())
+    {
         let key: String = message
             .in_reply_to
             .chars()
@@ -117,7 +121,6 @@ fn tagged(message: &OutboundMessage) -> serde_json::Value {
             .collect();
         m.insert("metadata".into(), serde_json::Value::String(key));
     }
-    body
 }
 
 fn log_dropped(e: &SendError, attempts: u32) {
@@ -131,13 +134,14 @@ mod tests {
 
     #[test]
     fn a_sent_message_names_the_event_it_answers() {
-        let message = OutboundMessage {
+        let mut message = OutboundMessage {
             recipient: "42".into(),
             body: serde_json::json!({"recipient": {"id": "42"}, "message": {"text": "hi"}}),
             in_reply_to: format!("page:{}", "m".repeat(2000)),
             attempts: 0,
         };
-        let body = tagged(&message);
+        tag(&mut message);
+        let body = &message.body;
         assert_eq!(body["message"]["text"], "hi");
         let metadata = body["message"]["metadata"].as_str().unwrap();
         assert!(metadata.starts_with("page:mmm"));

@@ -86,6 +86,9 @@ impl SendApi {
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
+            // Retries are `delivery.rs`'s. reqwest's default policy covers HTTP/2 refusals only
+            // (we speak HTTP/1) and copies every request in case.
+            .retry(reqwest::retry::never().max_retries_per_request(0))
             .build()
             .expect("a client with timeouts only always builds");
         let base = format!("{}/me/messages", graph_api_url.trim_end_matches('/'));

@@ -21,6 +21,7 @@ use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use futures_util::FutureExt;
 use tracing::Instrument;
 
 /// How long processed event keys are kept to spot redeliveries. Meta gives up redelivering
@@ -313,28 +314,29 @@ impl Worker {
             event: input,
             request_id: Some(event.key.clone()),
         };
-        // On its own task, so that even a bug that panics is answered (with the apology) and
+        // Unwinding caught, so that even a bug that panics is answered (with the apology) and
         // finishes the event instead of taking the customer's lane down with it. Collecting:
         // the turn's store operations do not wait for their flushes one by one, because
         // nothing is sent before `finish_inbound`, whose own (later) flush covers them all.
-        let conversation = Arc::clone(&self.conversation);
-        let run = tokio::spawn(
-            async move { collecting(conversation.converse(input)).await.0 }
-                .instrument(tracing::Span::current()),
-        );
-        match run.await {
-            Ok(Ok(turn)) => {
+        let run = std::panic::AssertUnwindSafe(collecting(self.conversation.converse(input)));
+        match run.catch_unwind().await {
+            Ok((Ok(turn), _)) => {
                 if let Some(member) = turn.member {
                     tracing::Span::current().record("member.id", tracing::field::display(member));
                 }
                 turn.replies
             }
-            Ok(Err(e)) => {
+            Ok((Err(e), _)) => {
                 tracing::error!(error = %chain(&e), "engine failed; answering with an apology");
                 vec![self.conversation.apology(&profile)]
             }
-            Err(e) => {
-                tracing::error!(error = %e, "engine task failed; answering with an apology");
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .copied()
+                    .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+                    .unwrap_or("(no message)");
+                tracing::error!(panic = what, "engine panicked; answering with an apology");
                 vec![self.conversation.apology(&profile)]
             }
         }
