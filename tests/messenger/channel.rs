@@ -475,8 +475,11 @@ async fn a_backlog_beyond_the_memory_limit_waits_in_the_store_and_runs_once_in_o
 #[tokio::test]
 async fn a_customer_whose_event_hangs_does_not_hold_back_the_backlog_waiting_in_the_store() {
     let app = Channel::start_without_worker().await;
-    // The oldest event hangs (a shop that does not answer); 15 other customers wait behind it.
+    // The oldest event hangs (a shop that does not answer), and the same customer writes
+    // again; 15 other customers wait behind them.
     app.post_webhook(&text_event("m_hold", "6000", 1000, "hold"))
+        .await;
+    app.post_webhook(&text_event("m_again", "6000", 1001, "again"))
         .await;
     for i in 1..=15i64 {
         app.post_webhook(&text_event(
@@ -488,7 +491,7 @@ async fn a_customer_whose_event_hangs_does_not_hold_back_the_backlog_waiting_in_
         .await;
     }
     let (queue, graph) = app.stop().await;
-    // Room for 4: the first read-back takes the hanging event and three others.
+    // Room for 4: the first read-back takes both of that customer's events and two others.
     let app = Channel::start_with_memory_limit(queue, graph, 4).await;
     let sent = app.graph.wait_for_sent(15, WAIT).await;
     assert!(
@@ -497,10 +500,14 @@ async fn a_customer_whose_event_hangs_does_not_hold_back_the_backlog_waiting_in_
     );
     assert!(app.messenger.events_in_memory() <= 4);
     app.conversation.let_go();
-    app.graph.wait_for_sent(16, WAIT).await;
-    assert_eq!(app.graph.texts_to("6000"), ["you said: held"]);
+    app.graph.wait_for_sent(17, WAIT).await;
+    assert_eq!(
+        app.graph.texts_to("6000"),
+        ["you said: held", "you said: again"],
+        "that customer's events still in order"
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(app.graph.sent().len(), 16, "each event once");
+    assert_eq!(app.graph.sent().len(), 17, "each event once");
     assert_eq!(app.queue.pending_len(), 0);
 }
 

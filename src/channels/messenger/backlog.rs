@@ -7,9 +7,13 @@
 //! event the worker has not seen is in the store; the worker reads the first events by
 //! (timestamp, sender), leaving out those it holds, which is a prefix of each customer's
 //! remaining events, and queues them behind that customer's events in memory. It reads again
-//! whenever what it holds falls to a quarter of the limit (the low-water mark), so one customer
-//! whose event hangs (a shop that does not answer, a reply in Send API retries) holds back only
-//! their own events, not the rest of the backlog. It stays spilled while more are pending, and
+//! whenever what it holds falls to a quarter of the limit (the low-water mark), or when what it
+//! holds is in the hands of so few customers (at most 1/64 of the limit) that it is nearly idle
+//! (each customer's events run one at a time) while a quarter of the limit is free. So a
+//! customer whose event hangs (a shop that does not answer, a reply in Send API retries) holds
+//! back their own events, not the rest of the backlog. Their later events are still read (they
+//! are the oldest), so a customer with very many events waiting can fill the room while their
+//! first one hangs; then the others wait. It stays spilled while more are pending, and
 //! only resumes the hand-off once a read found everything. Events recorded during that last
 //! read are read again right after the switch, minus those handed over since (they are on their
 //! way); an event that still arrives both ways is run once, because a lane skips an event the
@@ -37,6 +41,8 @@ struct State {
     /// Keys of the events handed over (or read back) and not yet done, with how many copies
     /// (an event can reach the worker both ways once, see the module doc).
     in_memory: HashMap<String, u32>,
+    /// The customers those events are from, with how many each.
+    senders: HashMap<String, u32>,
     /// Copies counted in `in_memory`.
     held: usize,
     spilled: bool,
@@ -53,6 +59,7 @@ impl Backlog {
             limit: limit.max(1),
             state: Mutex::new(State {
                 in_memory: HashMap::new(),
+                senders: HashMap::new(),
                 held: 0,
                 spilled: true,
                 catching_up: None,
@@ -68,6 +75,18 @@ impl Backlog {
     /// The worker reads the store again once it holds this many events or fewer.
     fn low_water(&self) -> usize {
         self.limit / 4
+    }
+
+    /// Whether a read is due while spilled: what is held fell to the low-water mark, or it is
+    /// in so few customers' hands (each customer's events run one at a time) that the worker
+    /// is nearly idle while there is room for a read worth its scan of the inbox: customers
+    /// whose events hang (a shop that does not answer) hold back only their own.
+    fn read_due(&self, st: &State) -> bool {
+        let room = self.limit.saturating_sub(st.held);
+        st.spilled
+            && (st.held <= self.low_water()
+                || (st.senders.len() <= (self.limit / 64).max(1)
+                    && room >= self.low_water().max(1)))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -106,17 +125,15 @@ impl Backlog {
         self.lock().hold(events);
     }
 
-    /// The event `key` held in memory is done (processed, skipped, or dropped by a failed lane).
-    pub(super) fn done(&self, key: &str) {
+    /// The event `key` from `sender` held in memory is done (processed, skipped, or dropped by
+    /// a failed lane).
+    pub(super) fn done(&self, key: &str, sender: &str) {
         let mut st = self.lock();
-        if let Some(copies) = st.in_memory.get_mut(key) {
-            *copies -= 1;
-            if *copies == 0 {
-                st.in_memory.remove(key);
-            }
+        if forget(&mut st.in_memory, key) {
+            forget(&mut st.senders, sender);
             st.held -= 1;
         }
-        if st.spilled && st.held <= self.low_water() {
+        if self.read_due(&st) {
             drop(st);
             self.wake.notify_one();
         }
@@ -124,8 +141,7 @@ impl Backlog {
 
     /// Whether the worker should read the store now.
     pub(super) fn should_read_back(&self) -> bool {
-        let st = self.lock();
-        st.spilled && st.held <= self.low_water()
+        self.read_due(&self.lock())
     }
 
     /// The keys of the events held in memory now, which a read of the store leaves out.
@@ -171,9 +187,22 @@ impl State {
     fn hold(&mut self, events: &[InboundEvent]) {
         for e in events {
             *self.in_memory.entry(e.key.clone()).or_default() += 1;
+            *self.senders.entry(e.sender.clone()).or_default() += 1;
         }
         self.held += events.len();
     }
+}
+
+/// Counts one `key` less in `counts`; false if it was not there.
+fn forget(counts: &mut HashMap<String, u32>, key: &str) -> bool {
+    let Some(n) = counts.get_mut(key) else {
+        return false;
+    };
+    *n -= 1;
+    if *n == 0 {
+        counts.remove(key);
+    }
+    true
 }
 
 #[cfg(test)]
@@ -184,11 +213,16 @@ mod tests {
         (0..n)
             .map(|i| InboundEvent {
                 key: format!("k{i}"),
-                sender: "s".into(),
+                sender: format!("s{i}"),
                 timestamp_ms: i as i64,
                 payload: serde_json::json!({}).into(),
             })
             .collect()
+    }
+
+    /// `done` for the event `k<i>` of [`events`], whose sender is `s<i>`.
+    fn done(b: &Backlog, key: &str) {
+        b.done(key, &format!("s{}", &key[1..]));
     }
 
     #[test]
@@ -211,14 +245,17 @@ mod tests {
             sent, 2,
             "spilled: even a batch that would fit waits in the store"
         );
-        b.done("k0");
-        assert!(!b.should_read_back(), "not while events are in memory");
-        b.done("k1");
+        done(&b, "k0");
+        assert!(
+            b.should_read_back(),
+            "one customer holds what is left, with room for a read"
+        );
+        done(&b, "k1");
         assert!(b.should_read_back());
         b.took_from_store(&events(3));
         assert!(!b.should_read_back());
         for k in ["k0", "k1", "k2"] {
-            b.done(k);
+            done(&b, k);
         }
         b.resume();
         b.hand_over(events(3), |e| sent += e.len());
@@ -231,13 +268,12 @@ mod tests {
             "what the second read must leave out"
         );
         for k in ["k0", "k1", "k2"] {
-            b.done(k);
+            done(&b, k);
         }
         b.hand_over(events(1), |e| sent += e.len());
         assert!(b.caught_up().is_empty(), "noted only until caught up");
+        assert!(!b.should_read_back(), "not spilled");
         b.spill();
-        assert!(!b.should_read_back(), "one event still in memory");
-        b.done("k0");
         assert!(b.should_read_back());
     }
 
@@ -247,13 +283,13 @@ mod tests {
         b.took_from_store(&events(8));
         assert!(!b.should_read_back());
         for k in ["k0", "k1", "k2", "k3", "k4"] {
-            b.done(k);
+            done(&b, k);
         }
         assert!(
             !b.should_read_back(),
             "3 held, above the low-water mark of 2"
         );
-        b.done("k5");
+        done(&b, "k5");
         assert!(
             b.should_read_back(),
             "2 held: read more before they are done"
@@ -270,15 +306,52 @@ mod tests {
         b.hand_over(events(1), |_| {});
         b.took_from_store(&events(1));
         assert_eq!(b.in_memory(), 2);
-        b.done("k0");
+        done(&b, "k0");
         assert_eq!(b.keys_in_memory().len(), 1, "one copy still held");
-        b.done("k0");
-        b.done("k0");
+        done(&b, "k0");
+        done(&b, "k0");
         assert_eq!(
             b.in_memory(),
             0,
             "a done beyond the copies held changes nothing"
         );
         assert!(b.keys_in_memory().is_empty());
+        assert!(
+            !b.should_read_back(),
+            "no customer held: not a reason to read while not spilled"
+        );
+    }
+
+    #[test]
+    fn while_spilled_a_few_customers_holding_much_of_the_limit_do_not_stop_the_reads() {
+        // 128 events of one customer and 64 of another fill the limit of 256; the others' are
+        // done. Two customers hold everything: their events run one at a time, maybe hanging.
+        let b = Backlog::new(256);
+        let mine = |sender: &str, n: usize| -> Vec<InboundEvent> {
+            (0..n)
+                .map(|i| InboundEvent {
+                    key: format!("{sender}{i}"),
+                    sender: sender.into(),
+                    timestamp_ms: i as i64,
+                    payload: serde_json::json!({}).into(),
+                })
+                .collect()
+        };
+        b.took_from_store(&mine("x", 128));
+        b.took_from_store(&mine("y", 64));
+        b.took_from_store(&events(64));
+        assert!(!b.should_read_back(), "full");
+        for i in 0..63 {
+            done(&b, &format!("k{i}"));
+        }
+        assert!(
+            !b.should_read_back(),
+            "three customers: more than 256 / 64 would be, but the room (63) is under a quarter"
+        );
+        done(&b, "k63");
+        assert!(
+            b.should_read_back(),
+            "192 held, above the low-water mark of 64, but by two customers only"
+        );
     }
 }

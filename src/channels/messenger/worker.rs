@@ -15,13 +15,13 @@ use crate::flows::{Input, Reply};
 use crate::store::{
     collecting, run_durably, EventQueue, InboundEvent, OutboundMessage, ReplyId, StoreError,
 };
+use futures_util::FutureExt;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use futures_util::FutureExt;
 use tracing::Instrument;
 
 /// How long processed event keys are kept to spot redeliveries. Meta gives up redelivering
@@ -245,7 +245,7 @@ impl Worker {
                 Job::Deliver(id, message) => self.delivery.deliver(id, message, &shutdown).await,
                 Job::Process(event) => {
                     // Counted done even if processing panics.
-                    let _done = Done(&self.backlog, event.key.clone());
+                    let _done = Done(&self.backlog, event.key.clone(), event.sender.clone());
                     self.process(event, &shutdown).await
                 }
             }
@@ -318,7 +318,10 @@ impl Worker {
         // finishes the event instead of taking the customer's lane down with it. Collecting:
         // the turn's store operations do not wait for their flushes one by one, because
         // nothing is sent before `finish_inbound`, whose own (later) flush covers them all.
-        let run = std::panic::AssertUnwindSafe(collecting(self.conversation.converse(input)));
+        // `converse` is called inside the future, so a panic before it returns one is caught too.
+        let run = std::panic::AssertUnwindSafe(collecting(async {
+            self.conversation.converse(input).await
+        }));
         match run.catch_unwind().await {
             Ok((Ok(turn), _)) => {
                 if let Some(member) = turn.member {
@@ -421,12 +424,12 @@ async fn pause(d: Duration, shutdown: &CancellationToken) {
     }
 }
 
-/// Counts one event held in memory as done when dropped.
-struct Done<'a>(&'a Backlog, String);
+/// Counts one event (key, sender) held in memory as done when dropped.
+struct Done<'a>(&'a Backlog, String, String);
 
 impl Drop for Done<'_> {
     fn drop(&mut self) {
-        self.0.done(&self.1);
+        self.0.done(&self.1, &self.2);
     }
 }
 
@@ -445,10 +448,13 @@ impl Drop for LaneGuard<'_> {
                 if let Some(queued) = map.remove(self.customer) {
                     for job in &queued {
                         if let Job::Process(e) = job {
-                            self.worker.backlog.done(&e.key);
+                            self.worker.backlog.done(&e.key, &e.sender);
                         }
                     }
                 }
+                // Those events stay pending in the store; a read that resumed the hand-off
+                // meanwhile left them out as held, so make sure one reads them again.
+                self.worker.backlog.spill();
             }
         }
     }
