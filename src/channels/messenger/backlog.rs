@@ -32,8 +32,8 @@ use crate::store::InboundEvent;
 pub(super) struct Backlog {
     limit: usize,
     state: Mutex<State>,
-    /// Wakes the worker when it should read the store: the hand-off just spilled, or what it
-    /// holds fell to the low-water mark while spilled.
+    /// Wakes the worker when it should read the store: the hand-off just spilled, or a read
+    /// became due while spilled ([`Backlog::read_due`]).
     wake: Notify,
 }
 
@@ -346,7 +346,7 @@ mod tests {
         }
         assert!(
             !b.should_read_back(),
-            "three customers: more than 256 / 64 would be, but the room (63) is under a quarter"
+            "three customers (at most 256 / 64), but the room (63) is under a quarter"
         );
         done(&b, "k63");
         assert!(
