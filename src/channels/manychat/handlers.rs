@@ -17,6 +17,7 @@ use crate::store::collecting;
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::{HttpRequest, HttpResponse};
 use std::net::IpAddr;
+use std::sync::Arc;
 use tracing::Instrument;
 
 pub(super) async fn handle(
@@ -62,15 +63,24 @@ async fn answer(
     tracing::Span::current().record("subscriber.id", who.id.as_str());
 
     let vars = contact.vars_for(endpoint);
-    // One flush wait for the whole turn, before the answer announces anything it did.
-    let (turn, mark) =
-        collecting(mc.engine.run(endpoint.flow(), &who, &contact.profile, vars)).await;
-    let turn = match mark {
-        Some(mark) => match mc.engine.program().store().durable(mark).await {
-            Ok(()) => turn,
-            Err(e) => Err(e.into()),
-        },
-        None => turn,
+    let engine = Arc::clone(&mc.engine);
+    let (flow, whom, profile) = (endpoint.flow(), who.clone(), contact.profile.clone());
+    let turn = async move {
+        // One flush wait for the whole turn, before the answer announces anything it did.
+        let (turn, mark) = collecting(engine.run(flow, &whom, &profile, vars)).await;
+        match mark {
+            Some(mark) => match engine.program().store().durable(mark).await {
+                Ok(()) => turn,
+                Err(e) => Err(e.into()),
+            },
+            None => turn,
+        }
+    }
+    .instrument(tracing::Span::current());
+    // On the service's own runtime (see `Manychat::runtime`).
+    let turn = match &mc.runtime {
+        Some(runtime) => runtime.spawn(turn).await.unwrap_or_else(|e| Err(e.into())),
+        None => turn.await,
     };
     let v2 = match turn {
         Ok(turn) if turn.limited.is_some() => return Err(contact_limited(&turn)),

@@ -26,6 +26,12 @@ pub struct Manychat {
     /// `server.public_url` without a trailing slash; callbacks point here.
     public_url: String,
     engine: Arc<Engine>,
+    /// The runtime the service was built on, which lives until the process ends. Turns run
+    /// there rather than on the actix worker that took the request: the HTTP client's pooled
+    /// connections (to the shop) are tasks of the runtime that opened them, and an actix
+    /// worker's runtime ends at shutdown as soon as that worker is idle, taking its
+    /// connections, and any other worker's request in flight on one of them, down with it.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Manychat {
@@ -42,6 +48,7 @@ impl Manychat {
             token,
             public_url,
             engine,
+            runtime: tokio::runtime::Handle::try_current().ok(),
         })
     }
 
