@@ -78,10 +78,11 @@ async fn answer(
     }
     .instrument(tracing::Span::current());
     // On the service's own runtime (see `Manychat::runtime`).
-    let turn = match &mc.runtime {
-        Some(runtime) => runtime.spawn(turn).await.unwrap_or_else(|e| Err(e.into())),
-        None => turn.await,
-    };
+    let turn = mc
+        .runtime
+        .spawn(turn)
+        .await
+        .unwrap_or_else(|e| Err(e.into()));
     let v2 = match turn {
         Ok(turn) if turn.limited.is_some() => return Err(contact_limited(&turn)),
         Ok(turn) => {

@@ -31,10 +31,11 @@ pub struct Manychat {
     /// connections (to the shop) are tasks of the runtime that opened them, and an actix
     /// worker's runtime ends at shutdown as soon as that worker is idle, taking its
     /// connections, and any other worker's request in flight on one of them, down with it.
-    runtime: Option<tokio::runtime::Handle>,
+    runtime: tokio::runtime::Handle,
 }
 
 impl Manychat {
+    /// Call it on the runtime that serves the process (it keeps that runtime's handle).
     pub fn new(token: Secret, public_url: String, engine: Arc<Engine>) -> Arc<Self> {
         let public_url = public_url.trim_end_matches('/').to_owned();
         if !public_url.starts_with("https://") {
@@ -48,7 +49,7 @@ impl Manychat {
             token,
             public_url,
             engine,
-            runtime: tokio::runtime::Handle::try_current().ok(),
+            runtime: tokio::runtime::Handle::current(),
         })
     }
 

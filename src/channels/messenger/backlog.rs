@@ -209,14 +209,26 @@ fn forget(counts: &mut HashMap<String, u32>, key: &str) -> bool {
 mod tests {
     use super::*;
 
+    fn event(key: String, sender: String, timestamp_ms: i64) -> InboundEvent {
+        InboundEvent {
+            key,
+            sender,
+            timestamp_ms,
+            payload: serde_json::json!({}).into(),
+        }
+    }
+
+    /// Events `k<i>`, each from its own customer `s<i>`.
     fn events(n: usize) -> Vec<InboundEvent> {
         (0..n)
-            .map(|i| InboundEvent {
-                key: format!("k{i}"),
-                sender: format!("s{i}"),
-                timestamp_ms: i as i64,
-                payload: serde_json::json!({}).into(),
-            })
+            .map(|i| event(format!("k{i}"), format!("s{i}"), i as i64))
+            .collect()
+    }
+
+    /// `n` events of one customer.
+    fn events_of(sender: &str, n: usize) -> Vec<InboundEvent> {
+        (0..n)
+            .map(|i| event(format!("{sender}{i}"), sender.into(), i as i64))
             .collect()
     }
 
@@ -327,18 +339,8 @@ mod tests {
         // 128 events of one customer and 64 of another fill the limit of 256; the others' are
         // done. Two customers hold everything: their events run one at a time, maybe hanging.
         let b = Backlog::new(256);
-        let mine = |sender: &str, n: usize| -> Vec<InboundEvent> {
-            (0..n)
-                .map(|i| InboundEvent {
-                    key: format!("{sender}{i}"),
-                    sender: sender.into(),
-                    timestamp_ms: i as i64,
-                    payload: serde_json::json!({}).into(),
-                })
-                .collect()
-        };
-        b.took_from_store(&mine("x", 128));
-        b.took_from_store(&mine("y", 64));
+        b.took_from_store(&events_of("x", 128));
+        b.took_from_store(&events_of("y", 64));
         b.took_from_store(&events(64));
         assert!(!b.should_read_back(), "full");
         for i in 0..63 {

@@ -245,7 +245,11 @@ impl Worker {
                 Job::Deliver(id, message) => self.delivery.deliver(id, message, &shutdown).await,
                 Job::Process(event) => {
                     // Counted done even if processing panics.
-                    let _done = Done(&self.backlog, event.key.clone(), event.sender.clone());
+                    let _done = Done {
+                        backlog: &self.backlog,
+                        key: event.key.clone(),
+                        sender: event.sender.clone(),
+                    };
                     self.process(event, &shutdown).await
                 }
             }
@@ -424,12 +428,16 @@ async fn pause(d: Duration, shutdown: &CancellationToken) {
     }
 }
 
-/// Counts one event (key, sender) held in memory as done when dropped.
-struct Done<'a>(&'a Backlog, String, String);
+/// Counts one event held in memory as done when dropped.
+struct Done<'a> {
+    backlog: &'a Backlog,
+    key: String,
+    sender: String,
+}
 
 impl Drop for Done<'_> {
     fn drop(&mut self) {
-        self.0.done(&self.1, &self.2);
+        self.backlog.done(&self.key, &self.sender);
     }
 }
 
