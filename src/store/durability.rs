@@ -98,6 +98,15 @@ impl FlushStats {
         self.counts[Self::bucket(ms)..].iter().sum()
     }
 
+    /// Both periods' flushes together.
+    pub fn plus(&self, other: &FlushStats) -> FlushStats {
+        let mut counts = self.counts;
+        for (c, o) in counts.iter_mut().zip(other.counts) {
+            *c += o;
+        }
+        FlushStats { counts }
+    }
+
     /// What happened between `earlier` and this reading.
     pub fn since(&self, earlier: &FlushStats) -> FlushStats {
         let mut counts = self.counts;

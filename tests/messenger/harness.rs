@@ -136,6 +136,8 @@ pub struct MemQueue {
     fail_after_recording: std::sync::atomic::AtomicBool,
     /// Keys whose `finish_inbound` always fails.
     unfinishable: Mutex<HashSet<String>>,
+    /// `mid`s whose event's next `inbound_finished` panics, like a bug in a store backend.
+    panic_once: Mutex<HashSet<String>>,
 }
 
 #[derive(Default)]
@@ -150,6 +152,12 @@ struct MemState {
 impl MemQueue {
     pub fn never_finish(&self, key: &str) {
         self.unfinishable.lock().unwrap().insert(key.to_owned());
+    }
+
+    /// The next check of whether the event `mid` is processed panics; the lane asks it outside
+    /// the engine's `catch_unwind`, so the panic takes the lane down.
+    pub fn panic_once_when_checking(&self, mid: &str) {
+        self.panic_once.lock().unwrap().insert(mid.to_owned());
     }
 
     pub fn fail_next_recording_after_writing(&self) {
@@ -201,6 +209,11 @@ impl EventQueue for MemQueue {
         Ok(pending)
     }
     fn inbound_finished(&self, key: &str) -> Result<bool, StoreError> {
+        // Event keys are `<page id>:<mid>`.
+        let mid = key.rsplit(':').next().unwrap_or(key);
+        if self.panic_once.lock().unwrap().remove(mid) {
+            panic!("a bug in the store backend");
+        }
         Ok(self.state.lock().unwrap().finished.contains(key))
     }
     fn finish_inbound(

@@ -146,6 +146,29 @@ impl Measured {
             .collect()
     }
 
+    /// Several windows of one workload as one: their requests, errors, CPU and flushes added up,
+    /// each window's send times shifted past the windows before it.
+    pub fn concat(parts: Vec<Measured>) -> Measured {
+        let mut all = Measured {
+            cpu: Some(Duration::ZERO),
+            ..Measured::default()
+        };
+        for part in parts {
+            let offset = all.window.as_millis() as u32;
+            all.samples
+                .extend(part.samples.iter().map(|&(sent, us)| (sent + offset, us)));
+            all.window += part.window;
+            all.errors.add(&part.errors);
+            all.cpu = all.cpu.zip(part.cpu).map(|(a, b)| a + b);
+            all.flushes = match (all.flushes, part.flushes) {
+                (Some(a), Some(b)) => Some(a.plus(&b)),
+                (a, b) => a.or(b),
+            };
+        }
+        all.samples.sort_unstable_by_key(|&(_, us)| us);
+        all
+    }
+
     /// The latency below which a share `p` (0..=1) of the requests completed.
     pub fn percentile(&self, p: f64) -> Option<Duration> {
         let n = self.samples.len();
@@ -422,6 +445,48 @@ mod tests {
             m.p99_by_slice(Duration::from_millis(250)),
             [2.0, 2.0, 40.0, 2.0]
         );
+    }
+
+    #[test]
+    fn windows_concatenated_add_up_and_keep_their_send_times_apart() {
+        let flushes = |n: u64| {
+            let mut f = loyalty_bot::store::FlushStats::default();
+            f.counts[0] = n;
+            f.counts[7] = 1;
+            f
+        };
+        let part = |samples: Vec<(u32, u32)>, cpu_ms: u64, n: u64| Measured {
+            window: Duration::from_millis(500),
+            samples,
+            errors: Errors {
+                non_2xx: 1,
+                transport: 0,
+                wrong: 2,
+            },
+            cpu: Some(Duration::from_millis(cpu_ms)),
+            flushes: Some(flushes(n)),
+        };
+        let all = Measured::concat(vec![
+            part(vec![(10, 3_000), (20, 1_000)], 100, 5),
+            part(vec![(10, 2_000)], 50, 7),
+        ]);
+        assert_eq!(all.window, Duration::from_secs(1));
+        assert_eq!(all.completed(), 3);
+        assert_eq!(all.rate(), 3.0);
+        assert_eq!(all.samples, [(20, 1_000), (510, 2_000), (10, 3_000)]);
+        assert_eq!((all.errors.non_2xx, all.errors.wrong), (2, 4));
+        assert_eq!(all.cpu, Some(Duration::from_millis(150)));
+        let f = all.flushes.unwrap();
+        assert_eq!((f.total(), f.at_least(100)), (14, 2));
+        // One window without a CPU reading leaves the sum unknown, not too small.
+        let unknown = Measured::concat(vec![
+            part(vec![], 100, 0),
+            Measured {
+                cpu: None,
+                ..part(vec![], 1, 0)
+            },
+        ]);
+        assert_eq!(unknown.cpu, None);
     }
 
     /// Answers every webhook at once; the scenario's reply arrives `REPLY_AFTER` later.

@@ -5,7 +5,7 @@
 
 use crate::cli::Options;
 use crate::fakes::{Fakes, Replies};
-use crate::load::{owned_member, Call, Expect, Scenario};
+use crate::load::{owned_member, Call, Expect, Measured, Plan, Scenario};
 use crate::report::Row;
 use crate::service::{Service, APP_SECRET};
 use anyhow::Context;
@@ -16,6 +16,10 @@ use loyalty_bot::program::JoinResult;
 use loyalty_bot::signature::hmac_sha256_hex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// Rounds of the held-intake row, each after a round of the bare ceiling.
+const HELD_ROUNDS: u32 = 5;
 
 const PAGE_ID: &str = "104857600000001";
 /// Distinct senders in the intake workload.
@@ -126,28 +130,60 @@ pub async fn run_held_intake(
 ) -> anyhow::Result<Row> {
     hold(service, true).await?;
     let before = fakes.replies.count();
-    // Its own mids ('h'), so none repeats one of the intake run's.
-    let scenario = Arc::new(Intake::new("/webhooks/messenger", 'h'));
-    let measured = crate::measure_service(
-        "messenger intake, processing held",
-        service,
-        options.plan(),
-        scenario,
-    )
-    .await;
+    // Its own mids ('h'), so none repeats one of the intake run's; one scenario for every
+    // round, so none repeats one of an earlier round's either.
+    let scenario: Arc<dyn Scenario> = Arc::new(Intake::new("/webhooks/messenger", 'h'));
+    let ceiling_scenario: Arc<dyn Scenario> = Arc::new(Intake::bare());
+    // The ratio is the target, and this VM's speed drifts by ±15% between workloads a minute
+    // apart: so the ceiling is measured again in rounds alternating with this row's, the
+    // window split between them.
+    let plan = options.plan();
+    let round = Plan {
+        window: plan.window / HELD_ROUNDS,
+        warmup: (plan.window / HELD_ROUNDS / 4).min(Duration::from_millis(500)),
+        ..plan
+    };
+    let (mut ceilings, mut rounds) = (Vec::new(), Vec::new());
+    for i in 1..=HELD_ROUNDS {
+        ceilings.push(
+            crate::measure(
+                &format!("bare ceiling, round {i} of {HELD_ROUNDS}"),
+                fakes.bare_addr,
+                round,
+                Arc::clone(&ceiling_scenario),
+            )
+            .await,
+        );
+        rounds.push(
+            crate::measure_service(
+                &format!("messenger intake, processing held, round {i} of {HELD_ROUNDS}"),
+                service,
+                round,
+                Arc::clone(&scenario),
+            )
+            .await,
+        );
+    }
+    let ratios: Vec<String> = rounds
+        .iter()
+        .zip(&ceilings)
+        .map(|(r, c)| format!("{:.2}", r.rate() / c.rate().max(1e-9)))
+        .collect();
+    let ceiling = Measured::concat(ceilings);
+    let measured = Measured::concat(rounds);
     // Requests that completed outside the window were recorded too: the backlog is all of them.
     let recorded = measured.completed();
     let held_replies = fakes.replies.count() - before;
     let let_go = std::time::Instant::now();
     hold(service, false).await?;
-    let deadline = let_go + std::time::Duration::from_secs(120);
+    let deadline = let_go + Duration::from_secs(120);
     let mut last = (fakes.replies.count(), let_go);
     while std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
         let now = fakes.replies.count();
         if now != last.0 {
             last = (now, std::time::Instant::now());
-        } else if last.1.elapsed() > std::time::Duration::from_secs(3) {
+        } else if last.1.elapsed() > Duration::from_secs(3) {
             break;
         }
     }
@@ -157,6 +193,18 @@ pub async fn run_held_intake(
         "messenger webhook intake, processing held (signed, durable)",
         measured,
     );
+    row.ceiling = Some(ceiling.rate());
+    row.note(format!(
+        "held intake ran in {HELD_ROUNDS} rounds of {:.1} s, each after a round of the bare \
+         ceiling with the same requests: ceiling {:.0} req/s over those rounds (p99 {} ms), \
+         ratio per round {}",
+        round.window.as_secs_f64(),
+        ceiling.rate(),
+        ceiling
+            .percentile(0.99)
+            .map_or_else(|| "–".into(), |d| format!("{:.2}", d.as_secs_f64() * 1e3)),
+        ratios.join(", ")
+    ));
     row.note(format!(
         "held intake: {recorded} events acknowledged in the window while processing was held \
          ({held_replies} replies meanwhile, from lanes already busy); once let go, the worker sent \

@@ -8,6 +8,9 @@ use std::time::Duration;
 pub struct Row {
     pub name: String,
     pub measured: Measured,
+    /// The ceiling this row's ratio refers to, when it was measured alongside the row rather
+    /// than the first row's.
+    pub ceiling: Option<f64>,
     notes: Vec<String>,
 }
 
@@ -16,6 +19,7 @@ impl Row {
         Row {
             name: name.into(),
             measured,
+            ceiling: None,
             notes: Vec::new(),
         }
     }
@@ -25,16 +29,18 @@ impl Row {
     }
 }
 
-/// Prints the table; the first row is the bare ceiling every ratio refers to.
+/// Prints the table; the first row is the bare ceiling every ratio refers to, except a row's
+/// own (marked with a *).
 pub fn print(rows: &[Row], options: &Options) {
-    let ceiling = rows.first().map_or(0.0, |r| r.measured.rate());
+    let first = rows.first().map_or(0.0, |r| r.measured.rate());
     println!();
     println!("| workload | req/s | ratio to bare | p50 | p95 | p99 | CPU µs/req | non-2xx | transport | wrong answer |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for row in rows {
         let m = &row.measured;
+        let (ceiling, mark) = row.ceiling.map_or((first, ""), |c| (c, "*"));
         let ratio = if ceiling > 0.0 {
-            format!("{:.2}", m.rate() / ceiling)
+            format!("{:.2}{mark}", m.rate() / ceiling)
         } else {
             "–".into()
         };
@@ -59,6 +65,12 @@ pub fn print(rows: &[Row], options: &Options) {
          per completed request.",
         options.connections, options.seconds
     );
+    if rows.iter().any(|r| r.ceiling.is_some()) {
+        println!(
+            "A ratio marked * is against the bare ceiling measured in rounds alternating with \
+             that row's (see its note), so that the VM's drift between workloads stays out of it."
+        );
+    }
     if let Some(rate) = options.rate {
         println!(
             "Rows marked \"paced\" ran open loop at {rate:.0} requests/s offered over the same \

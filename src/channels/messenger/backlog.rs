@@ -49,6 +49,9 @@ struct State {
     /// Between resuming the hand-off and the worker's second read: the keys handed over
     /// meanwhile, which that read leaves out.
     catching_up: Option<HashSet<String>>,
+    /// Keys of events a failed lane dropped before running them: when a read finds them
+    /// pending, they are not stuck but still to run.
+    dropped: HashSet<String>,
 }
 
 impl Backlog {
@@ -63,6 +66,7 @@ impl Backlog {
                 held: 0,
                 spilled: true,
                 catching_up: None,
+                dropped: HashSet::new(),
             }),
             wake: Notify::new(),
         }
@@ -137,6 +141,18 @@ impl Backlog {
             drop(st);
             self.wake.notify_one();
         }
+    }
+
+    /// A failed lane dropped the event `key` from `sender` without running it: it is done here
+    /// and stays pending in the store, to be read again ([`Backlog::spill`]).
+    pub(super) fn dropped_unrun(&self, key: &str, sender: &str) {
+        self.lock().dropped.insert(key.to_owned());
+        self.done(key, sender);
+    }
+
+    /// The keys [`Backlog::dropped_unrun`] noted since the last call.
+    pub(super) fn take_dropped(&self) -> HashSet<String> {
+        std::mem::take(&mut self.lock().dropped)
     }
 
     /// Whether the worker should read the store now.

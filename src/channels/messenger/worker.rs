@@ -157,6 +157,7 @@ impl Worker {
         reads: &mut ReadBacks,
     ) {
         let started = std::time::Instant::now();
+        reads.forget(&self.backlog.take_dropped());
         // Taken before reading: whatever finishes meanwhile is no longer pending (or is stuck,
         // which `ReadBacks` tells by this same set).
         let held = self.backlog.keys_in_memory();
@@ -401,6 +402,12 @@ struct ReadBacks {
 }
 
 impl ReadBacks {
+    /// `keys` were read back but never ran (a failed lane dropped them): still to run when
+    /// found pending.
+    fn forget(&mut self, keys: &HashSet<String>) {
+        self.last.retain(|k| !keys.contains(k));
+    }
+
     /// `events` were read while `held` were in memory (and left out of the read).
     fn leave_out_stuck(
         &mut self,
@@ -442,7 +449,8 @@ impl Drop for Done<'_> {
 }
 
 /// Frees a lane's slot if its task panics, so the customer's later events get a new lane; the
-/// events it still held are counted done (they stay pending in the store).
+/// events it still held, never run, are dropped from memory and read again from the store
+/// (the one that panicked is stuck if it was read back, see [`ReadBacks`]).
 struct LaneGuard<'a> {
     worker: &'a Worker,
     customer: &'a str,
@@ -456,7 +464,7 @@ impl Drop for LaneGuard<'_> {
                 if let Some(queued) = map.remove(self.customer) {
                     for job in &queued {
                         if let Job::Process(e) = job {
-                            self.worker.backlog.done(&e.key, &e.sender);
+                            self.worker.backlog.dropped_unrun(&e.key, &e.sender);
                         }
                     }
                 }
@@ -519,5 +527,16 @@ mod tests {
             !reads.last.contains("b"),
             "forgotten once done and out of memory"
         );
+    }
+
+    #[test]
+    fn an_event_read_back_that_a_failed_lane_dropped_unrun_is_not_stuck() {
+        let mut reads = ReadBacks::default();
+        reads.leave_out_stuck(read(&["a", "b"]), &held(&[]));
+        // The lane panicked on "a" and dropped "b" before running it.
+        reads.forget(&held(&["b"]));
+        let next = reads.leave_out_stuck(read(&["a", "b"]), &held(&[]));
+        assert_eq!(keys(&next), ["b"]);
+        assert!(reads.stuck.contains("a") && !reads.stuck.contains("b"));
     }
 }
