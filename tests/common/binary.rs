@@ -25,7 +25,21 @@ impl BinaryApp {
 
     /// Like [`BinaryApp::start`], with `RUST_LOG` set to `filter`.
     pub async fn start_logging(env: &[(String, String)], filter: &str) -> BinaryApp {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_loyalty-bot"))
+        Self::spawn(Command::new(env!("CARGO_BIN_EXE_loyalty-bot")), env, filter).await
+    }
+
+    /// Like [`BinaryApp::start`], with SIGXFSZ ignored (through `sh`'s `trap`, which `exec`
+    /// keeps), so that a write beyond a file-size limit set later ([`BinaryApp::pid`]) fails
+    /// with `EFBIG`, as on a full disk, instead of killing the process.
+    pub async fn start_ignoring_sigxfsz(env: &[(String, String)]) -> BinaryApp {
+        let mut sh = Command::new("/bin/sh");
+        sh.args(["-c", r#"trap '' XFSZ; exec "$0" "$@""#])
+            .arg(env!("CARGO_BIN_EXE_loyalty-bot"));
+        Self::spawn(sh, env, "info").await
+    }
+
+    async fn spawn(mut command: Command, env: &[(String, String)], filter: &str) -> BinaryApp {
+        let mut child = command
             .args(["serve", "--config"])
             .arg(super::repo_path("config.toml"))
             .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -92,6 +106,11 @@ impl BinaryApp {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("/healthz never answered:\n{}", self.logs());
+    }
+
+    /// The process id (the service's own, also when started through `sh`, which `exec`s it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// `kill -9`: no drain, no flush, no destructors.

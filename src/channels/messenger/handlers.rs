@@ -82,7 +82,11 @@ pub async fn receive(
             Err(e) => {
                 tracing::error!(error = %super::worker::chain(&e), "cannot record webhook events");
                 messenger.recording_failed();
-                return HttpResponse::InternalServerError().finish();
+                // Not acknowledged, so Meta delivers it again; the cause stays in our log.
+                return HttpResponse::InternalServerError().json(serde_json::json!({
+                    "code": "internal",
+                    "message": "the events could not be recorded; nothing was acknowledged, deliver them again",
+                }));
             }
         }
     }
