@@ -281,6 +281,51 @@ impl std::fmt::Display for ReplyId {
     }
 }
 
+/// How many events of each customer a read of pending events may take: `default` each, fewer
+/// for those in `left` (already holding some). So that one customer with very many events
+/// waiting cannot fill a read meant for everyone.
+#[derive(Clone, Debug)]
+pub struct SenderQuota {
+    pub default: usize,
+    pub left: std::collections::HashMap<String, usize>,
+}
+
+impl SenderQuota {
+    /// No cap on anyone.
+    pub fn unlimited() -> Self {
+        SenderQuota {
+            default: usize::MAX,
+            left: Default::default(),
+        }
+    }
+
+    /// How many more of `sender`'s events a read may take.
+    pub fn of(&self, sender: &str) -> usize {
+        self.left.get(sender).copied().unwrap_or(self.default)
+    }
+
+    /// The first `limit` of `sorted` (oldest first) within the quota, and whether any was left.
+    /// Each sender's taken events are a prefix of theirs in `sorted`.
+    pub fn take(
+        &self,
+        sorted: impl IntoIterator<Item = InboundEvent>,
+        limit: usize,
+    ) -> (Vec<InboundEvent>, bool) {
+        let mut taken = std::collections::HashMap::<String, usize>::new();
+        let (mut out, mut left_over) = (Vec::new(), false);
+        for event in sorted {
+            let n = taken.get(&event.sender).copied().unwrap_or(0);
+            if out.len() == limit || n >= self.of(&event.sender) {
+                left_over = true;
+                continue;
+            }
+            taken.insert(event.sender.clone(), n + 1);
+            out.push(event);
+        }
+        (out, left_over)
+    }
+}
+
 /// A durable queue for one chat channel: inbound events (de-duplicated) and outbound replies.
 pub trait EventQueue: AwaitDurable + Send + Sync + 'static {
     /// Records events durably, skipping keys seen before. Returns the ones that were new.
@@ -289,23 +334,32 @@ pub trait EventQueue: AwaitDurable + Send + Sync + 'static {
     /// cannot be read is logged and skipped.
     fn pending_inbound(&self) -> Result<Vec<InboundEvent>, StoreError>;
     /// The `limit` oldest pending events (by timestamp, then sender and key), in that order,
-    /// and whether more are pending. Each sender's events among them are a prefix of theirs in
-    /// time order, and the customers who have waited longest come first. A backend overrides it
-    /// to hold no more than `limit` events while it reads: it is how a backlog far larger than
-    /// memory is worked through. Events whose key is in `skip` are left out.
+    /// less those beyond a sender's `quota`, and whether more are pending. Senders with no
+    /// quota left are passed over before the `limit` is counted; the others' events beyond
+    /// their quota are cut from the `limit` oldest (so a read where one customer's events fill
+    /// the first `limit` returns fewer, and the next read, with that customer at quota, gets
+    /// the others'). Each sender's events among them are a prefix of theirs in time order, and
+    /// the customers who have waited longest come first. A backend overrides it to hold no
+    /// more than `limit` events while it reads: it is how a backlog far larger than memory is
+    /// worked through. Events whose key is in `skip` are left out.
     fn pending_inbound_first(
         &self,
         limit: usize,
         skip: &std::collections::HashSet<String>,
+        quota: &SenderQuota,
     ) -> Result<(Vec<InboundEvent>, bool), StoreError> {
         let mut all = self.pending_inbound()?;
         all.retain(|e| !skip.contains(&e.key));
+        let before = all.len();
+        all.retain(|e| quota.of(&e.sender) > 0);
+        let passed_over = all.len() < before;
         all.sort_by(|a, b| {
             (a.timestamp_ms, &a.sender, &a.key).cmp(&(b.timestamp_ms, &b.sender, &b.key))
         });
         let more = all.len() > limit;
         all.truncate(limit);
-        Ok((all, more))
+        let (events, cut) = quota.take(all, usize::MAX);
+        Ok((events, more || cut || passed_over))
     }
     /// Whether the event is recorded as processed (an unknown key is not).
     fn inbound_finished(&self, key: &str) -> Result<bool, StoreError>;

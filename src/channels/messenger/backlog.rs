@@ -11,10 +11,12 @@
 //! holds is in the hands of so few customers (at most 1/64 of the limit) that it is nearly idle
 //! (each customer's events run one at a time) while a quarter of the limit is free. So a
 //! customer whose event hangs (a shop that does not answer, a reply in Send API retries) holds
-//! back their own events, not the rest of the backlog. Their later events are still read (they
-//! are the oldest), so a customer with very many events waiting can fill the room while their
-//! first one hangs; then the others wait. It stays spilled while more are pending, and
-//! only resumes the hand-off once a read found everything. Events recorded during that last
+//! back their own events, not the rest of the backlog. A read takes at most a sixty-fourth of
+//! the limit of one customer's events into memory (counting those already there), so a
+//! customer with very many events waiting behind a hang cannot fill the room either: a read
+//! passes over customers at that quota, and one that finds nothing else waits for an event to
+//! be done or recorded instead of scanning the inbox in a loop. It stays spilled while more
+//! are pending, and only resumes the hand-off once a read found everything. Events recorded during that last
 //! read are read again right after the switch, minus those handed over since (they are on their
 //! way); an event that still arrives both ways is run once, because a lane skips an event the
 //! store already records as processed.
@@ -27,7 +29,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use tokio::sync::Notify;
 
-use crate::store::InboundEvent;
+use crate::store::{InboundEvent, SenderQuota};
 
 pub(super) struct Backlog {
     limit: usize,
@@ -52,6 +54,12 @@ struct State {
     /// Keys of events a failed lane dropped before running them: when a read finds them
     /// pending, they are not stuck but still to run.
     dropped: HashSet<String>,
+    /// The last read found nothing it could take (what waits belongs to customers at their
+    /// quota): no read until something changes, instead of scanning the inbox in a loop.
+    starved: bool,
+    /// Counts what could give a starved read something to take (an event done, one recorded
+    /// while spilled), so that one happening during the read is not missed.
+    changes: u64,
 }
 
 impl Backlog {
@@ -67,6 +75,8 @@ impl Backlog {
                 spilled: true,
                 catching_up: None,
                 dropped: HashSet::new(),
+                starved: false,
+                changes: 0,
             }),
             wake: Notify::new(),
         }
@@ -81,6 +91,41 @@ impl Backlog {
         self.limit / 4
     }
 
+    /// The most events of one customer the worker reads back into memory.
+    fn per_customer(&self) -> usize {
+        (self.limit / 64).max(1)
+    }
+
+    /// What a read may take of each customer's events now: up to [`Backlog::per_customer`]
+    /// in memory each, counting those already there.
+    pub(super) fn quota(&self) -> SenderQuota {
+        let per_customer = self.per_customer();
+        let left = self
+            .lock()
+            .senders
+            .iter()
+            .map(|(sender, &n)| (sender.clone(), per_customer.saturating_sub(n as usize)))
+            .collect();
+        SenderQuota {
+            default: per_customer,
+            left,
+        }
+    }
+
+    /// A mark to pass to [`Backlog::found_nothing`], taken before reading.
+    pub(super) fn changes(&self) -> u64 {
+        self.lock().changes
+    }
+
+    /// The worker's read, begun at mark `since`, took nothing while events are pending: read
+    /// again only once an event is done or a new one is recorded (at once if one was meanwhile).
+    pub(super) fn found_nothing(&self, since: u64) {
+        let mut st = self.lock();
+        if st.changes == since {
+            st.starved = true;
+        }
+    }
+
     /// Whether a read is due while spilled: what is held fell to the low-water mark, or it is
     /// in so few customers' hands (each customer's events run one at a time) that the worker
     /// is nearly idle while there is room for a read worth its scan of the inbox: customers
@@ -88,6 +133,7 @@ impl Backlog {
     fn read_due(&self, st: &State) -> bool {
         let room = self.limit.saturating_sub(st.held);
         st.spilled
+            && !st.starved
             && (st.held <= self.low_water()
                 || (st.senders.len() <= (self.limit / 64).max(1)
                     && room >= self.low_water().max(1)))
@@ -112,7 +158,15 @@ impl Backlog {
                 keys.extend(events.iter().map(|e| e.key.clone()));
             }
             send(events);
-        } else if !st.spilled {
+        } else if st.spilled {
+            st.changes += 1;
+            if st.starved {
+                // Recorded in the store, where the last read found nothing it could take.
+                st.starved = false;
+                drop(st);
+                self.wake.notify_one();
+            }
+        } else {
             st.spilled = true;
             drop(st);
             tracing::warn!(
@@ -136,6 +190,8 @@ impl Backlog {
         if forget(&mut st.in_memory, key) {
             forget(&mut st.senders, sender);
             st.held -= 1;
+            st.changes += 1;
+            st.starved = false;
         }
         if self.read_due(&st) {
             drop(st);
@@ -170,6 +226,7 @@ impl Backlog {
     pub(super) fn resume(&self) {
         let mut st = self.lock();
         st.spilled = false;
+        st.starved = false;
         st.catching_up = Some(HashSet::new());
     }
 
@@ -184,6 +241,7 @@ impl Backlog {
     pub(super) fn spill(&self) {
         let mut st = self.lock();
         st.spilled = true;
+        st.starved = false;
         st.catching_up = None;
         drop(st);
         self.wake.notify_one();
@@ -251,6 +309,41 @@ mod tests {
     /// `done` for the event `k<i>` of [`events`], whose sender is `s<i>`.
     fn done(b: &Backlog, key: &str) {
         b.done(key, &format!("s{}", &key[1..]));
+    }
+
+    #[test]
+    fn a_read_takes_at_most_a_sixty_fourth_of_the_limit_of_one_customers_events() {
+        let b = Backlog::new(128);
+        b.took_from_store(&events_of("a", 1));
+        let quota = b.quota();
+        assert_eq!((quota.of("a"), quota.of("b")), (1, 2));
+        b.took_from_store(&events_of("a", 2));
+        assert_eq!(b.quota().of("a"), 0, "never below nothing");
+        assert_eq!(Backlog::new(4).quota().of("x"), 1, "at least one");
+    }
+
+    #[test]
+    fn a_read_that_found_nothing_waits_for_an_event_done_or_recorded() {
+        let b = Backlog::new(64);
+        b.took_from_store(&events(1));
+        assert!(b.should_read_back(), "spilled, little held");
+        b.found_nothing(b.changes());
+        assert!(!b.should_read_back(), "no scan of the inbox in a loop");
+        done(&b, "k0");
+        assert!(
+            b.should_read_back(),
+            "an event done: room in someone's quota"
+        );
+        b.found_nothing(b.changes());
+        let mut sent = 0;
+        b.hand_over(events(1), |e| sent += e.len());
+        assert_eq!(sent, 0, "still spilled: recorded in the store");
+        assert!(b.should_read_back(), "a new event waits in the store");
+        // Something happened while the read ran: it must not be missed.
+        let since = b.changes();
+        b.hand_over(events(1), |_| {});
+        b.found_nothing(since);
+        assert!(b.should_read_back());
     }
 
     #[test]

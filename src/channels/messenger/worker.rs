@@ -13,7 +13,8 @@ use super::{render, webhook, Conversation};
 use crate::domain::{Channel, ChatIdentity};
 use crate::flows::{Input, Reply};
 use crate::store::{
-    collecting, run_durably, EventQueue, InboundEvent, OutboundMessage, ReplyId, StoreError,
+    collecting, run_durably, EventQueue, InboundEvent, OutboundMessage, ReplyId, SenderQuota,
+    StoreError,
 };
 use futures_util::FutureExt;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -163,17 +164,27 @@ impl Worker {
         let held = self.backlog.keys_in_memory();
         let room = self.backlog.limit().saturating_sub(held.len()).max(1);
         let skip: Arc<HashSet<String>> = Arc::new(reads.stuck.union(&held).cloned().collect());
+        let (quota, since) = (self.backlog.quota(), self.backlog.changes());
         let first = {
             let skip = Arc::clone(&skip);
-            blocking(&self.queue, move |q| q.pending_inbound_first(room, &skip)).await
+            blocking(&self.queue, move |q| {
+                q.pending_inbound_first(room, &skip, &quota)
+            })
+            .await
         };
+        let mut spilled = true;
         let events = match first {
             Ok((events, true)) => events,
             Ok((_, false)) => {
                 self.backlog.resume();
+                spilled = false;
                 // Read again: what was recorded during the first read was not handed over. Its
                 // size is the limit plus what arrived meanwhile, less what was handed over.
-                let all = move |q: &dyn EventQueue| q.pending_inbound_first(usize::MAX, &skip);
+                // No quota: what it leaves would never be read, while the customer's newer
+                // events are handed over.
+                let all = move |q: &dyn EventQueue| {
+                    q.pending_inbound_first(usize::MAX, &skip, &SenderQuota::unlimited())
+                };
                 match blocking(&self.queue, all).await {
                     Ok((events, _)) => {
                         let handed = self.backlog.caught_up();
@@ -190,6 +201,11 @@ impl Worker {
             }
             Err(e) => return self.read_back_failed(&e, shutdown).await,
         };
+        // Nothing to take though more wait: all of it is customers' at their quota. (A read
+        // whose events were all stuck is no such sign: the next one leaves them out.)
+        if events.is_empty() && spilled {
+            self.backlog.found_nothing(since);
+        }
         let events = reads.leave_out_stuck(events, &held);
         if !events.is_empty() {
             tracing::info!(

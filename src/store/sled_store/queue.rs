@@ -11,7 +11,9 @@ use sled::IVec;
 
 use super::records::{decode, encode, Abort, DoneRaw, Inbox, State, StateOnly};
 use super::SledStore;
-use crate::store::{keys, EventQueue, InboundEvent, OutboundMessage, ReplyId, StoreError};
+use crate::store::{
+    keys, EventQueue, InboundEvent, OutboundMessage, ReplyId, SenderQuota, StoreError,
+};
 
 impl EventQueue for SledStore {
     fn record_inbound(&self, events: Vec<InboundEvent>) -> Result<Vec<InboundEvent>, StoreError> {
@@ -61,6 +63,7 @@ impl EventQueue for SledStore {
         &self,
         limit: usize,
         skip: &std::collections::HashSet<String>,
+        quota: &SenderQuota,
     ) -> Result<(Vec<InboundEvent>, bool), StoreError> {
         // The `limit` oldest in a max-heap, so that reading a backlog of millions holds no more
         // than `limit` of them. Each slot is parsed once, for its rank alone; only the chosen
@@ -80,6 +83,12 @@ impl EventQueue for SledStore {
                 continue;
             };
             if skip.contains(event.key.as_ref()) {
+                continue;
+            }
+            // A sender at their quota takes no room in the heap (whose every entry may be
+            // theirs otherwise); the quota's cut below handles the rest.
+            if quota.of(event.sender.as_ref()) == 0 {
+                more = true;
                 continue;
             }
             let rank = (event.timestamp_ms, event.sender, event.key);
@@ -104,8 +113,11 @@ impl EventQueue for SledStore {
                     Inbox::Done { .. } => Err(Abort::Corrupt("inbox entry".into(), None).into()),
                 },
             )
-            .collect::<Result<_, StoreError>>()?;
-        Ok((events, more))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        // The heap holds a prefix of each sender's events (it keeps the lowest ranks), so the
+        // quota's cut keeps prefixes too.
+        let (events, cut) = quota.take(events, usize::MAX);
+        Ok((events, more || cut))
     }
 
     fn inbound_finished(&self, key: &str) -> Result<bool, StoreError> {
@@ -407,12 +419,13 @@ mod tests {
             .unwrap();
         store.finish_inbound("k3", vec![]).unwrap();
         let none = Default::default();
+        let unlimited = SenderQuota::unlimited();
         // A slot nobody can read is skipped, not fatal to every other event.
         store.inbox.insert("garbled", &b"{not json"[..]).unwrap();
-        let (first, more) = store.pending_inbound_first(3, &none).unwrap();
+        let (first, more) = store.pending_inbound_first(3, &none, &unlimited).unwrap();
         assert_eq!(keys_of(&first), ["k9", "k2", "k5"]);
         assert!(more);
-        let (all, more) = store.pending_inbound_first(5, &none).unwrap();
+        let (all, more) = store.pending_inbound_first(5, &none, &unlimited).unwrap();
         assert_eq!(keys_of(&all), ["k9", "k2", "k5", "k7", "k1"]);
         assert!(!more);
         let pending = store.pending_inbound().unwrap();
@@ -423,13 +436,55 @@ mod tests {
             ["k1", "k2", "k5", "k7", "k9"],
             "the same events as the unbounded read"
         );
-        assert!(store.pending_inbound_first(0, &none).unwrap().0.is_empty());
+        assert!(store
+            .pending_inbound_first(0, &none, &unlimited)
+            .unwrap()
+            .0
+            .is_empty());
         let skip = ["k9".to_owned(), "k5".to_owned()].into();
-        let (rest, more) = store.pending_inbound_first(2, &skip).unwrap();
+        let (rest, more) = store.pending_inbound_first(2, &skip, &unlimited).unwrap();
         assert_eq!((keys_of(&rest), more), (vec!["k2", "k7"], true));
         assert!(store.inbound_finished("k3").unwrap());
         assert!(!store.inbound_finished("k5").unwrap());
         assert!(!store.inbound_finished("never-seen").unwrap());
+    }
+
+    #[test]
+    fn a_read_takes_no_more_of_a_customers_events_than_their_quota_and_says_more_wait() {
+        let (_d, store) = open();
+        // "a" wrote first and most; "b" and "c" wait behind.
+        let mut events: Vec<_> = (0..6).map(|i| event(&format!("a{i}"), "a", i)).collect();
+        events.push(event("b0", "b", 10));
+        events.push(event("c0", "c", 11));
+        events.push(event("c1", "c", 12));
+        store.record_inbound(events).unwrap();
+        let none = Default::default();
+        let quota = |left: &[(&str, usize)]| SenderQuota {
+            default: 2,
+            left: left.iter().map(|&(s, n)| (s.to_owned(), n)).collect(),
+        };
+        // The 4 oldest are all "a"'s: two of them.
+        let (first, more) = store.pending_inbound_first(4, &none, &quota(&[])).unwrap();
+        assert_eq!(keys_of(&first), ["a0", "a1"]);
+        assert!(more);
+        // "a" holds two already: none of theirs, and they take no room from the others.
+        let (next, more) = store
+            .pending_inbound_first(2, &none, &quota(&[("a", 0), ("c", 1)]))
+            .unwrap();
+        assert_eq!(keys_of(&next), ["b0", "c0"]);
+        assert!(more);
+        let (rest, more) = store
+            .pending_inbound_first(9, &none, &quota(&[("a", 1)]))
+            .unwrap();
+        assert_eq!(keys_of(&rest), ["a0", "b0", "c0", "c1"]);
+        assert!(more, "four of a's still wait");
+        // Nothing but "a"'s waits: nothing to take, yet more are pending.
+        let skip = ["b0", "c0", "c1"].map(str::to_owned).into();
+        let (none_left, more) = store
+            .pending_inbound_first(10, &skip, &quota(&[("a", 0)]))
+            .unwrap();
+        assert!(none_left.is_empty());
+        assert!(more, "a's events still wait");
     }
 
     #[test]
