@@ -26,6 +26,17 @@ async fn manychat_join(client: &reqwest::Client, address: &str, id: &str, email:
     res.json().await.expect("v2 JSON")
 }
 
+async fn post_webhook(client: &reqwest::Client, address: &str, body: &[u8]) -> reqwest::Response {
+    client
+        .post(format!("{address}/webhooks/messenger"))
+        .header("X-Hub-Signature-256", meta_signature(body))
+        .header("Content-Type", "application/json")
+        .body(body.to_vec())
+        .send()
+        .await
+        .expect("POST /webhooks/messenger")
+}
+
 fn texts(v2: &Value) -> String {
     v2["content"]["messages"]
         .as_array()
@@ -89,14 +100,7 @@ async fn a_full_disk_gets_clear_answers_acknowledges_nothing_and_sigterm_exits_n
         "timestamp": 1, "message": {"mid": "m_full_disk", "text": "join"}}]}]}),
     )
     .unwrap();
-    let webhook = client
-        .post(format!("{}/webhooks/messenger", app.address))
-        .header("X-Hub-Signature-256", meta_signature(&body))
-        .header("Content-Type", "application/json")
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
+    let webhook = post_webhook(&client, &app.address, &body).await;
     assert_eq!(
         webhook.status(),
         500,
@@ -142,14 +146,7 @@ async fn a_full_disk_gets_clear_answers_acknowledges_nothing_and_sigterm_exits_n
         Some(50)
     );
     // Meta's redelivery of the webhook is taken now and answered.
-    let webhook = client
-        .post(format!("{}/webhooks/messenger", app.address))
-        .header("X-Hub-Signature-256", meta_signature(&body))
-        .header("Content-Type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let webhook = post_webhook(&client, &app.address, &body).await;
     assert_eq!(webhook.status(), 200);
     graph.wait_for_sent(1, Duration::from_secs(10)).await;
     let logs = app.terminate_and_collect();

@@ -472,43 +472,61 @@ async fn a_backlog_beyond_the_memory_limit_waits_in_the_store_and_runs_once_in_o
     assert_eq!(app.messenger.events_in_memory(), 0);
 }
 
-#[tokio::test]
-async fn a_customer_whose_event_hangs_does_not_hold_back_the_backlog_waiting_in_the_store() {
+/// Records an event of customer `psid` that hangs until the test lets it go (a shop that does
+/// not answer), `more` later events of theirs and one event each of `others` other customers
+/// (newer), then restarts with room for 4 events in memory and waits until the others are
+/// answered while the first still hangs. Returns the channel, the hang not yet let go.
+async fn others_answered_behind_a_hang(psid: &str, more: i64, others: i64) -> Channel {
     let app = Channel::start_without_worker().await;
-    // The oldest event hangs (a shop that does not answer), and the same customer writes
-    // again; 15 other customers wait behind them.
-    app.post_webhook(&text_event("m_hold", "6000", 1000, "hold"))
+    app.post_webhook(&text_event("m_hold", psid, 1000, "hold"))
         .await;
-    app.post_webhook(&text_event("m_again", "6000", 1001, "again"))
+    for i in 1..=more {
+        app.post_webhook(&text_event(
+            &format!("m_h{i}"),
+            psid,
+            1000 + i,
+            &format!("h{i}"),
+        ))
         .await;
-    for i in 1..=15i64 {
+    }
+    for i in 1..=others {
         app.post_webhook(&text_event(
             &format!("m_o{i}"),
-            &format!("60{i:02}"),
-            1000 + i,
+            &format!("{psid}{i:02}"),
+            1100 + i,
             &format!("o{i}"),
         ))
         .await;
     }
     let (queue, graph) = app.stop().await;
-    // Room for 4: the first read-back takes both of that customer's events and two others.
     let app = Channel::start_with_memory_limit(queue, graph, 4).await;
-    let sent = app.graph.wait_for_sent(15, WAIT).await;
+    let sent = app.graph.wait_for_sent(others as usize, WAIT).await;
     assert!(
-        sent.iter().all(|m| m["recipient"]["id"] != "6000"),
+        sent.iter().all(|m| m["recipient"]["id"] != psid),
         "the hanging event is still hanging"
     );
     assert!(app.messenger.events_in_memory() <= 4);
+    app
+}
+
+/// The hanging customer's events, all answered in order once the hang is let go.
+async fn answered_in_order_once_let_go(app: &Channel, psid: &str, more: i64, total: usize) {
     app.conversation.let_go();
-    app.graph.wait_for_sent(17, WAIT).await;
-    assert_eq!(
-        app.graph.texts_to("6000"),
-        ["you said: held", "you said: again"],
-        "that customer's events still in order"
-    );
+    app.graph.wait_for_sent(total, WAIT).await;
+    let expected: Vec<String> = std::iter::once("you said: held".to_owned())
+        .chain((1..=more).map(|i| format!("you said: h{i}")))
+        .collect();
+    assert_eq!(app.graph.texts_to(psid), expected, "still in order");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(app.graph.sent().len(), 17, "each event once");
+    assert_eq!(app.graph.sent().len(), total, "each event once");
     assert_eq!(app.queue.pending_len(), 0);
+}
+
+#[tokio::test]
+async fn a_customer_whose_event_hangs_does_not_hold_back_the_backlog_waiting_in_the_store() {
+    // The hanging customer wrote again; 15 others wait behind them.
+    let app = others_answered_behind_a_hang("6000", 1, 15).await;
+    answered_in_order_once_let_go(&app, "6000", 1, 17).await;
 }
 
 #[tokio::test]
@@ -594,46 +612,9 @@ async fn an_event_handed_over_whose_lane_panics_runs_again_from_the_store() {
 #[tokio::test]
 async fn a_customer_with_more_events_waiting_than_the_memory_limit_behind_a_hang_does_not_hold_back_the_others(
 ) {
-    let app = Channel::start_without_worker().await;
-    // The oldest event hangs, and its customer has ten more waiting: more than the limit.
-    app.post_webhook(&text_event("m_h0", "6100", 1000, "hold"))
-        .await;
-    for i in 1..=10i64 {
-        app.post_webhook(&text_event(
-            &format!("m_h{i}"),
-            "6100",
-            1000 + i,
-            &format!("h{i}"),
-        ))
-        .await;
-    }
-    for i in 1..=5i64 {
-        app.post_webhook(&text_event(
-            &format!("m_x{i}"),
-            &format!("61{i:02}"),
-            1100 + i,
-            &format!("x{i}"),
-        ))
-        .await;
-    }
-    let (queue, graph) = app.stop().await;
-    // Room for 4: one customer's events alone would fill every read.
-    let app = Channel::start_with_memory_limit(queue, graph, 4).await;
-    let sent = app.graph.wait_for_sent(5, WAIT).await;
-    assert!(
-        sent.iter().all(|m| m["recipient"]["id"] != "6100"),
-        "the hanging event is still hanging"
-    );
-    assert!(app.messenger.events_in_memory() <= 4);
-    app.conversation.let_go();
-    app.graph.wait_for_sent(16, WAIT).await;
-    let expected: Vec<String> = std::iter::once("you said: held".to_owned())
-        .chain((1..=10).map(|i| format!("you said: h{i}")))
-        .collect();
-    assert_eq!(app.graph.texts_to("6100"), expected, "still in order");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(app.graph.sent().len(), 16, "each event once");
-    assert_eq!(app.queue.pending_len(), 0);
+    // Ten more of theirs wait: more than the limit, so their events alone would fill each read.
+    let app = others_answered_behind_a_hang("6100", 10, 5).await;
+    answered_in_order_once_let_go(&app, "6100", 10, 16).await;
 }
 
 #[tokio::test]
