@@ -11,12 +11,13 @@
 //! holds is in the hands of so few customers (at most 1/64 of the limit) that it is nearly idle
 //! (each customer's events run one at a time) while a quarter of the limit is free. So a
 //! customer whose event hangs (a shop that does not answer, a reply in Send API retries) holds
-//! back their own events, not the rest of the backlog. A read takes at most a sixty-fourth of
+//! back their own events, not the rest of the backlog. A read takes at most a sixteenth of
 //! the limit of one customer's events into memory (counting those already there), so a
 //! customer with very many events waiting behind a hang cannot fill the room either: a read
-//! passes over customers at that quota, and one that finds nothing else waits for an event to
-//! be done or recorded instead of scanning the inbox in a loop. It stays spilled while more
-//! are pending, and only resumes the hand-off once a read found everything. Events recorded during that last
+//! passes over a customer at that quota until they are down to half of it (so each read for
+//! them takes a batch), and a read that finds nothing else waits until a customer's quota
+//! opens again or someone else writes, instead of scanning the inbox in a loop. It stays
+//! spilled while more are pending, and only resumes the hand-off once a read found everything. Events recorded during that last
 //! read are read again right after the switch, minus those handed over since (they are on their
 //! way); an event that still arrives both ways is run once, because a lane skips an event the
 //! store already records as processed.
@@ -93,37 +94,60 @@ impl Backlog {
 
     /// The most events of one customer the worker reads back into memory.
     fn per_customer(&self) -> usize {
-        (self.limit / 64).max(1)
+        (self.limit / 16).max(1)
     }
 
-    /// What a read may take of each customer's events now: up to [`Backlog::per_customer`]
-    /// in memory each, counting those already there.
-    pub(super) fn quota(&self) -> SenderQuota {
+    /// A customer who reached [`Backlog::per_customer`] gets more read back only once they
+    /// hold this many or fewer: so that each read for them takes a batch worth its scan of the
+    /// inbox, not the one slot an event just freed.
+    fn reopens_at(&self) -> usize {
+        self.per_customer() / 2
+    }
+
+    /// Whether `sender`'s events may be read now (see [`Backlog::reopens_at`]).
+    fn open(&self, st: &State, sender: &str) -> bool {
+        st.senders.get(sender).map_or(0, |&n| n as usize) <= self.reopens_at()
+    }
+
+    /// What a read may take of each customer's events now, and a mark to pass to
+    /// [`Backlog::found_nothing`] (together, so that nothing between them is missed).
+    pub(super) fn quota(&self) -> (SenderQuota, u64) {
         let per_customer = self.per_customer();
-        let left = self
-            .lock()
+        let st = self.lock();
+        let left = st
             .senders
-            .iter()
-            .map(|(sender, &n)| (sender.clone(), per_customer.saturating_sub(n as usize)))
+            .keys()
+            .map(|sender| {
+                let n = st.senders[sender] as usize;
+                let left = if self.open(&st, sender) {
+                    per_customer.saturating_sub(n)
+                } else {
+                    0
+                };
+                (sender.clone(), left)
+            })
             .collect();
-        SenderQuota {
+        let quota = SenderQuota {
             default: per_customer,
             left,
-        }
+        };
+        (quota, st.changes)
     }
 
-    /// A mark to pass to [`Backlog::found_nothing`], taken before reading.
-    pub(super) fn changes(&self) -> u64 {
-        self.lock().changes
-    }
-
-    /// The worker's read, begun at mark `since`, took nothing while events are pending: read
-    /// again only once an event is done or a new one is recorded (at once if one was meanwhile).
+    /// The worker's read, begun at mark `since`, took nothing while events are pending (all of
+    /// them customers' whose quota is not open): read again only once a recording or an event
+    /// done may give it something (at once if one did meanwhile).
     pub(super) fn found_nothing(&self, since: u64) {
         let mut st = self.lock();
         if st.changes == since {
             st.starved = true;
         }
+    }
+
+    /// Something a starved read could take may be in the store now.
+    fn may_have_more(&self, st: &mut State) {
+        st.changes += 1;
+        st.starved = false;
     }
 
     /// Whether a read is due while spilled: what is held fell to the low-water mark, or it is
@@ -159,12 +183,14 @@ impl Backlog {
             }
             send(events);
         } else if st.spilled {
-            st.changes += 1;
-            if st.starved {
-                // Recorded in the store, where the last read found nothing it could take.
-                st.starved = false;
+            // Recorded in the store: a read can take it unless its customer's quota is shut.
+            if events.iter().any(|e| self.open(&st, &e.sender)) {
+                let was_starved = st.starved;
+                self.may_have_more(&mut st);
                 drop(st);
-                self.wake.notify_one();
+                if was_starved {
+                    self.wake.notify_one();
+                }
             }
         } else {
             st.spilled = true;
@@ -188,10 +214,13 @@ impl Backlog {
     pub(super) fn done(&self, key: &str, sender: &str) {
         let mut st = self.lock();
         if forget(&mut st.in_memory, key) {
+            let shut = !self.open(&st, sender);
             forget(&mut st.senders, sender);
             st.held -= 1;
-            st.changes += 1;
-            st.starved = false;
+            if shut && self.open(&st, sender) {
+                // This customer's quota just opened again.
+                self.may_have_more(&mut st);
+            }
         }
         if self.read_due(&st) {
             drop(st);
@@ -202,8 +231,16 @@ impl Backlog {
     /// A failed lane dropped the event `key` from `sender` without running it: it is done here
     /// and stays pending in the store, to be read again ([`Backlog::spill`]).
     pub(super) fn dropped_unrun(&self, key: &str, sender: &str) {
+        // Noted before it leaves memory, so that a read finding it pending knows it; counted
+        // as a change after, so that a read that left it out as held is not the last.
         self.lock().dropped.insert(key.to_owned());
         self.done(key, sender);
+        let mut st = self.lock();
+        self.may_have_more(&mut st);
+        if self.read_due(&st) {
+            drop(st);
+            self.wake.notify_one();
+        }
     }
 
     /// The keys [`Backlog::dropped_unrun`] noted since the last call.
@@ -241,7 +278,8 @@ impl Backlog {
     pub(super) fn spill(&self) {
         let mut st = self.lock();
         st.spilled = true;
-        st.starved = false;
+        // Counted as a change too: a read running now may have left those events out.
+        self.may_have_more(&mut st);
         st.catching_up = None;
         drop(st);
         self.wake.notify_one();
@@ -312,36 +350,55 @@ mod tests {
     }
 
     #[test]
-    fn a_read_takes_at_most_a_sixty_fourth_of_the_limit_of_one_customers_events() {
-        let b = Backlog::new(128);
-        b.took_from_store(&events_of("a", 1));
-        let quota = b.quota();
-        assert_eq!((quota.of("a"), quota.of("b")), (1, 2));
+    fn a_read_takes_a_sixteenth_of_the_limit_of_one_customer_and_more_once_they_are_down_to_half() {
+        let b = Backlog::new(64); // 4 each, more again at 2 or fewer
+        let of = |sender: &str| b.quota().0.of(sender);
         b.took_from_store(&events_of("a", 2));
-        assert_eq!(b.quota().of("a"), 0, "never below nothing");
-        assert_eq!(Backlog::new(4).quota().of("x"), 1, "at least one");
+        assert_eq!((of("a"), of("b")), (2, 4), "counting what they hold");
+        b.took_from_store(&events_of("a", 4)[2..]);
+        assert_eq!(of("a"), 0, "at the quota");
+        b.done("a3", "a");
+        assert_eq!(of("a"), 0, "3 held: not yet, a read would take one");
+        b.done("a2", "a");
+        assert_eq!(of("a"), 2, "down to half: a batch");
+        assert_eq!(Backlog::new(4).quota().0.of("x"), 1, "at least one");
     }
 
     #[test]
-    fn a_read_that_found_nothing_waits_for_an_event_done_or_recorded() {
-        let b = Backlog::new(64);
-        b.took_from_store(&events(1));
+    fn a_read_that_found_nothing_waits_until_a_customer_it_passed_over_is_open_again_or_one_writes()
+    {
+        let b = Backlog::new(64); // 4 each, more again at 2 or fewer
+        b.took_from_store(&events_of("a", 4));
         assert!(b.should_read_back(), "spilled, little held");
-        b.found_nothing(b.changes());
+        let (_, since) = b.quota();
+        b.found_nothing(since);
         assert!(!b.should_read_back(), "no scan of the inbox in a loop");
-        done(&b, "k0");
+        b.done("a3", "a");
+        assert!(!b.should_read_back(), "nothing more to take yet");
+        b.done("a2", "a");
+        assert!(b.should_read_back(), "a's quota is open again");
+        let (_, since) = b.quota();
+        b.found_nothing(since);
+        let mut sent = 0;
+        b.hand_over(events_of("a", 1), |e| sent += e.len());
         assert!(
             b.should_read_back(),
-            "an event done: room in someone's quota"
+            "still open (2 held): a new event of theirs can be read"
         );
-        b.found_nothing(b.changes());
-        let mut sent = 0;
+        b.took_from_store(&events_of("z", 4));
+        let (_, since) = b.quota();
+        b.found_nothing(since);
+        b.hand_over(events_of("z", 1), |e| sent += e.len());
+        assert!(
+            !b.should_read_back(),
+            "one more from a shut customer: no scan for it"
+        );
         b.hand_over(events(1), |e| sent += e.len());
         assert_eq!(sent, 0, "still spilled: recorded in the store");
-        assert!(b.should_read_back(), "a new event waits in the store");
+        assert!(b.should_read_back(), "someone else wrote");
         // Something happened while the read ran: it must not be missed.
-        let since = b.changes();
-        b.hand_over(events(1), |_| {});
+        let (_, since) = b.quota();
+        b.spill();
         b.found_nothing(since);
         assert!(b.should_read_back());
     }

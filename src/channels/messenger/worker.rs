@@ -158,13 +158,12 @@ impl Worker {
         reads: &mut ReadBacks,
     ) {
         let started = std::time::Instant::now();
-        reads.forget(&self.backlog.take_dropped());
         // Taken before reading: whatever finishes meanwhile is no longer pending (or is stuck,
         // which `ReadBacks` tells by this same set).
         let held = self.backlog.keys_in_memory();
         let room = self.backlog.limit().saturating_sub(held.len()).max(1);
         let skip: Arc<HashSet<String>> = Arc::new(reads.stuck.union(&held).cloned().collect());
-        let (quota, since) = (self.backlog.quota(), self.backlog.changes());
+        let (quota, since) = self.backlog.quota();
         let first = {
             let skip = Arc::clone(&skip);
             blocking(&self.queue, move |q| {
@@ -206,6 +205,9 @@ impl Worker {
         if events.is_empty() && spilled {
             self.backlog.found_nothing(since);
         }
+        // After the read: a lane that failed during it dropped events that the read then
+        // found (or left out as held); either way they are still to run, not stuck.
+        reads.forget(&self.backlog.take_dropped());
         let events = reads.leave_out_stuck(events, &held);
         if !events.is_empty() {
             tracing::info!(
@@ -476,6 +478,12 @@ impl Drop for LaneGuard<'_> {
     fn drop(&mut self) {
         // After a normal return the slot is already gone (and may belong to a new lane).
         if std::thread::panicking() {
+            // The events it drops stay pending in the store; a read that resumed the hand-off
+            // meanwhile left them out as held, so make sure one reads them again. Spilled
+            // first, so that new events wait in the store behind them rather than being handed
+            // over. (A batch already handed over and not yet queued can still start a lane
+            // ahead of them: see docs/limits.md.)
+            self.worker.backlog.spill();
             if let Ok(mut map) = self.worker.lanes.lock() {
                 if let Some(queued) = map.remove(self.customer) {
                     for job in &queued {
@@ -484,9 +492,6 @@ impl Drop for LaneGuard<'_> {
                         }
                     }
                 }
-                // Those events stay pending in the store; a read that resumed the hand-off
-                // meanwhile left them out as held, so make sure one reads them again.
-                self.worker.backlog.spill();
             }
         }
     }
