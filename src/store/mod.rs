@@ -304,25 +304,21 @@ impl SenderQuota {
         self.left.get(sender).copied().unwrap_or(self.default)
     }
 
-    /// The first `limit` of `sorted` (oldest first) within the quota, and whether any was left.
-    /// Each sender's taken events are a prefix of theirs in `sorted`.
-    pub fn take(
-        &self,
-        sorted: impl IntoIterator<Item = InboundEvent>,
-        limit: usize,
-    ) -> (Vec<InboundEvent>, bool) {
+    /// `sorted` (oldest first) without each sender's events beyond their quota, and whether
+    /// any was cut. Each sender's remaining events are a prefix of theirs in `sorted`.
+    pub fn cut(&self, sorted: impl IntoIterator<Item = InboundEvent>) -> (Vec<InboundEvent>, bool) {
         let mut taken = std::collections::HashMap::<String, usize>::new();
-        let (mut out, mut left_over) = (Vec::new(), false);
+        let (mut out, mut cut) = (Vec::new(), false);
         for event in sorted {
-            let n = taken.get(&event.sender).copied().unwrap_or(0);
-            if out.len() == limit || n >= self.of(&event.sender) {
-                left_over = true;
+            let n = taken.entry(event.sender.clone()).or_default();
+            if *n >= self.of(&event.sender) {
+                cut = true;
                 continue;
             }
-            taken.insert(event.sender.clone(), n + 1);
+            *n += 1;
             out.push(event);
         }
-        (out, left_over)
+        (out, cut)
     }
 }
 
@@ -358,7 +354,7 @@ pub trait EventQueue: AwaitDurable + Send + Sync + 'static {
         });
         let more = all.len() > limit;
         all.truncate(limit);
-        let (events, cut) = quota.take(all, usize::MAX);
+        let (events, cut) = quota.cut(all);
         Ok((events, more || cut || passed_over))
     }
     /// Whether the event is recorded as processed (an unknown key is not).

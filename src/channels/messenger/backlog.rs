@@ -17,10 +17,10 @@
 //! passes over a customer at that quota until they are down to half of it (so each read for
 //! them takes a batch), and a read that finds nothing else waits until a customer's quota
 //! opens again or someone else writes, instead of scanning the inbox in a loop. It stays
-//! spilled while more are pending, and only resumes the hand-off once a read found everything. Events recorded during that last
-//! read are read again right after the switch, minus those handed over since (they are on their
-//! way); an event that still arrives both ways is run once, because a lane skips an event the
-//! store already records as processed.
+//! spilled while more are pending, and only resumes the hand-off once a read found everything.
+//! Events recorded during that last read are read again right after the switch, minus those
+//! handed over since (they are on their way); an event that still arrives both ways is run
+//! once, because a lane skips an event the store already records as processed.
 //!
 //! So the bound is the limit plus what arrives while the store is read (one read of the whole
 //! inbox, typically under a second). Unbounded second read on purpose: cutting it short would
@@ -58,8 +58,9 @@ struct State {
     /// The last read found nothing it could take (what waits belongs to customers at their
     /// quota): no read until something changes, instead of scanning the inbox in a loop.
     starved: bool,
-    /// Counts what could give a starved read something to take (an event done, one recorded
-    /// while spilled), so that one happening during the read is not missed.
+    /// Counts what could give a starved read something to take (a customer's quota opening
+    /// again, an open customer's event recorded while spilled, a spill, an event a failed lane
+    /// dropped), so that one happening during the read is not missed.
     changes: u64,
 }
 
@@ -116,10 +117,10 @@ impl Backlog {
         let st = self.lock();
         let left = st
             .senders
-            .keys()
-            .map(|sender| {
-                let n = st.senders[sender] as usize;
-                let left = if self.open(&st, sender) {
+            .iter()
+            .map(|(sender, &n)| {
+                let n = n as usize;
+                let left = if n <= self.reopens_at() {
                     per_customer.saturating_sub(n)
                 } else {
                     0

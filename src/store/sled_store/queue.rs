@@ -116,7 +116,7 @@ impl EventQueue for SledStore {
             .collect::<Result<Vec<_>, StoreError>>()?;
         // The heap holds a prefix of each sender's events (it keeps the lowest ranks), so the
         // quota's cut keeps prefixes too.
-        let (events, cut) = quota.take(events, usize::MAX);
+        let (events, cut) = quota.cut(events);
         Ok((events, more || cut))
     }
 
