@@ -50,7 +50,13 @@ struct Shared {
     done: Condvar,
     /// Wakes the async writers: the latest [`Outcome`].
     outcome: tokio::sync::watch::Sender<Outcome>,
+    /// Runs at the start of every flush, in the flusher thread (see
+    /// [`GroupCommit::before_each_flush`]).
+    before_flush: std::sync::OnceLock<BeforeFlush>,
 }
+
+/// Writes what writers left to the flusher: an error fails the flush it belongs to.
+pub type BeforeFlush = Box<dyn Fn() -> sled::Result<()> + Send + Sync>;
 
 /// What async waiters need to know after each flush.
 #[derive(Clone, Default)]
@@ -125,6 +131,7 @@ impl GroupCommit {
             work: Condvar::new(),
             done: Condvar::new(),
             outcome: tokio::sync::watch::Sender::new(Outcome::default()),
+            before_flush: std::sync::OnceLock::new(),
         });
         let worker = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -135,6 +142,14 @@ impl GroupCommit {
             shared,
             thread: Some(thread),
         })
+    }
+
+    /// Sets the write that opens every flush (once; later calls are ignored). The flush that
+    /// starts after a writer's request runs it first, so what a writer handed to it before its
+    /// request is written and flushed for that writer: a batch of many writers' data, in one
+    /// sled write instead of one each.
+    pub fn before_each_flush(&self, write: BeforeFlush) {
+        let _ = self.shared.before_flush.set(write);
     }
 
     /// Blocks until everything written before this call is on disk. Call it after the write,
@@ -283,6 +298,9 @@ impl Shared {
     }
 
     fn flush(&self) -> sled::Result<()> {
+        if let Some(write) = self.before_flush.get() {
+            write()?;
+        }
         self.db.flush()?;
         if let Some(log) = &self.log {
             rustix::fs::fdatasync(log).map_err(|e| sled::Error::Io(e.into()))?;
@@ -383,6 +401,26 @@ mod tests {
             flushes >= 1 && flushes < waits,
             "{flushes} flushes for {waits} waits"
         );
+    }
+
+    #[test]
+    fn the_write_before_each_flush_runs_in_it_and_its_failure_fails_that_flush() {
+        let (_dir, db) = temp_db();
+        let gc = GroupCommit::start(db.clone(), Duration::ZERO).unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&calls);
+        let target = db.clone();
+        gc.before_each_flush(Box::new(move || {
+            if seen.fetch_add(1, SeqCst) == 0 {
+                return Err(sled::Error::Unsupported("full".into()));
+            }
+            target.insert("batch", vec![1]).map(|_| ())
+        }));
+        assert!(gc.wait().is_err(), "the first flush's write failed");
+        assert!(db.get("batch").unwrap().is_none());
+        gc.wait().unwrap();
+        assert_eq!(calls.load(SeqCst), 2);
+        assert!(db.get("batch").unwrap().is_some());
     }
 
     #[test]

@@ -9,23 +9,28 @@
 //! - `coupons`: code → `Coupon`; `member_coupons`: (member id, seq of the redemption entry)
 //!   → code; `pending_coupons`: code → empty, the coupons whose shop answer is outstanding
 //! - `conversations`: chat identity key → `ConversationState`
-//! - `inbox`: event key → `Inbox` (the pending event; once processed, the done-at time and the
-//!   replies not delivered yet); `outbox`: id → reply, no longer written: replies queued by
-//!   versions that kept them there, delivered and removed
+//! - `intake`: record number → the events recorded in one group-commit flush, a JSON array,
+//!   removed once all are processed (`intake.rs`)
+//! - `inbox`: event key → `Inbox` (once processed, the done-at time and the replies not
+//!   delivered yet; earlier versions also kept pending events here, still read); `outbox`:
+//!   id → reply, no longer written: replies queued by versions that kept them there, delivered
+//!   and removed
 //!
 //! - `journal`: the redo record of a multi-key operation while it is being applied
 //!
 //! Business operations span trees and run as atomic operations (`atomic.rs`: a writer lock and
 //! a redo journal; sled's own transactions stop the whole database and sync twice each). Every
 //! balance change rewrites the member's `Account`. The inbox takes no lock: each of its writes
-//! is a compare-and-swap of one slot (see `queue.rs`). Every mutating method waits for a
+//! is a compare-and-swap of one slot (see `queue.rs`); intake appends to a record the flusher
+//! writes. Every mutating method waits for a
 //! group-committed flush before returning.
 //!
 //! Submodules: `atomic` (the writer lock and journal), `records` (stored shapes, codec, closure
 //! helpers), `loyalty` ([`super::LoyaltyStore`]), `reversal` (order reversals), `queue`
-//! ([`super::EventQueue`]).
+//! ([`super::EventQueue`]), `intake` (the records of pending events).
 
 mod atomic;
+mod intake;
 mod loyalty;
 mod queue;
 mod records;
@@ -34,6 +39,8 @@ mod reversal;
 mod tests;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sled::Tree;
@@ -43,6 +50,7 @@ use super::flusher::GroupCommit;
 use super::{keys, MemberAccount, StoreError};
 use crate::domain::{Coupon, MemberId};
 use atomic::Atomic;
+use intake::Intake;
 use records::{decode, decode_id, Account};
 
 /// The sled store; share it as `Arc<SledStore>`. Dropping it stops the flusher thread.
@@ -59,6 +67,11 @@ pub struct SledStore {
     redeem_requests: Tree,
     conversations: Tree,
     inbox: Tree,
+    /// Pending events; shared with the flusher, which writes its open record.
+    intake: Arc<Intake>,
+    /// Whether the inbox may still hold pending slots written by an earlier version: until a
+    /// scan of the inbox finds none (nothing writes them any more).
+    legacy_pending: AtomicBool,
     outbox: Tree,
     atomic: Atomic,
     commit: GroupCommit,
@@ -118,6 +131,10 @@ impl SledStore {
             }
         };
         let tree = |name: &str| db.open_tree(name);
+        let inbox = tree("inbox")?;
+        let intake = Arc::new(Intake::open(tree("intake")?, &inbox)?);
+        let writer = Arc::clone(&intake);
+        commit.before_each_flush(Box::new(move || writer.write_open()));
         let store = SledStore {
             members: tree("members")?,
             identities: tree("identities")?,
@@ -129,7 +146,9 @@ impl SledStore {
             pending_coupons: tree("pending_coupons")?,
             redeem_requests: tree("redeem_requests")?,
             conversations: tree("conversations")?,
-            inbox: tree("inbox")?,
+            inbox,
+            intake,
+            legacy_pending: AtomicBool::new(true),
             outbox: tree("outbox")?,
             atomic: Atomic::recover(&db)?,
             commit,
@@ -143,6 +162,18 @@ impl SledStore {
     /// Blocks until every write so far is on disk; for shutdown.
     pub fn flush_now(&self) -> Result<(), StoreError> {
         self.commit.wait()
+    }
+
+    #[cfg(test)]
+    fn intake_tree(&self) -> Tree {
+        self.db.open_tree("intake").unwrap()
+    }
+
+    /// After a whole scan of the inbox: `none_found` means no pending slot is left there.
+    fn no_legacy_pending_if(&self, none_found: bool) {
+        if none_found {
+            self.legacy_pending.store(false, Relaxed);
+        }
     }
 
     fn account(&self, id: MemberId) -> Result<Option<Account>, StoreError> {

@@ -1,14 +1,18 @@
-//! [`EventQueue`] on sled: the de-duplicating inbox of one channel, whose slots also hold the
-//! replies each event queued until they are delivered. Every write here is a compare-and-swap
-//! of one inbox slot, so none of them takes the writer lock or the journal: intake creates an
-//! absent slot, finishing turns a pending (or absent) slot into a done one with its replies,
-//! delivery advances a done slot's delivered count, and pruning removes an old done slot.
-//! Each is atomic in sled by itself. Finishing and marking delivered re-read the slot when they
-//! lost a race; intake and pruning leave a slot that changed under them alone.
+//! [`EventQueue`] on sled: the de-duplicating inbox of one channel. Recorded events wait in
+//! intake records, many to a record (`intake.rs`); once processed, an event has a slot in the
+//! `inbox` tree holding the replies it queued until they are delivered. Every inbox write is a
+//! compare-and-swap of one slot, so none of them takes the writer lock or the journal:
+//! finishing turns an absent (or, from an earlier version, pending) slot into a done one with
+//! its replies, delivery advances a done slot's delivered count, and pruning removes an old
+//! done slot. Each is atomic in sled by itself. Finishing and marking delivered re-read the
+//! slot when they lost a race; pruning leaves a slot that changed under it alone.
+
+use std::sync::atomic::Ordering::Relaxed;
 
 use chrono::{DateTime, Utc};
 use sled::IVec;
 
+use super::intake::EventHead;
 use super::records::{decode, encode, Abort, DoneRaw, Inbox, State, StateOnly};
 use super::SledStore;
 use crate::store::{
@@ -23,14 +27,9 @@ impl EventQueue for SledStore {
         let mut fresh = Vec::with_capacity(events.len());
         let writing = self.commit.writing();
         for event in events {
-            let slot = encode("inbox entry", &Inbox::Pending { event: &event })?;
-            // Insert-if-absent: the key alone de-duplicates.
-            let absent: Option<&[u8]> = None;
-            if self
-                .inbox
-                .compare_and_swap(event.key.as_bytes(), absent, Some(slot))?
-                .is_ok()
-            {
+            let encoded = encode("inbox entry", &event)?;
+            // The flush this write waits for starts by writing the open record (`intake.rs`).
+            if self.intake.add(&self.inbox, &event.key, &encoded)? {
                 fresh.push(event);
             }
         }
@@ -42,15 +41,29 @@ impl EventQueue for SledStore {
 
     fn pending_inbound(&self) -> Result<Vec<InboundEvent>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.inbox.iter() {
-            let (k, v) = kv?;
-            // One unreadable slot must not stop every other event from running.
-            match decode::<Inbox>("inbox entry", &v) {
-                Ok(Inbox::Pending { event }) => out.push(event),
-                Ok(Inbox::Done { .. }) => {}
-                Err(e) => unreadable(&k, &e.into()),
+        if self.legacy_pending.load(Relaxed) {
+            let mut found = false;
+            for kv in self.inbox.iter() {
+                let (k, v) = kv?;
+                // One unreadable slot must not stop every other event from running.
+                match decode::<Inbox>("inbox entry", &v) {
+                    Ok(Inbox::Pending { event }) => {
+                        found = true;
+                        out.push(event);
+                    }
+                    Ok(Inbox::Done { .. }) => {}
+                    Err(e) => unreadable(&k, &e.into()),
+                }
             }
+            self.no_legacy_pending_if(!found);
         }
+        self.intake.scan(&mut |_, raw| {
+            match decode::<InboundEvent>("intake event", raw.get().as_bytes()) {
+                Ok(event) => out.push(event),
+                Err(e) => unreadable(raw.get().as_bytes(), &e.into()),
+            }
+            Ok(())
+        })?;
         out.sort_by(|a, b| {
             a.sender
                 .cmp(&b.sender)
@@ -70,26 +83,15 @@ impl EventQueue for SledStore {
         // ones are decoded whole, at the end.
         let mut first = std::collections::BinaryHeap::with_capacity(limit.min(4096));
         let mut more = false;
-        for kv in self.inbox.iter() {
-            let (key, raw) = kv?;
-            let head = match serde_json::from_slice::<Head<'_>>(&raw) {
-                Ok(head) => head,
-                Err(e) => {
-                    unreadable(&key, &Abort::Corrupt("inbox entry".into(), Some(e)).into());
-                    continue;
-                }
-            };
-            let Some(event) = head.event.filter(|_| head.state == State::Pending) else {
-                continue;
-            };
+        let mut offer = |event: EventHead<'_>, raw: Stored| {
             if skip.contains(event.key.as_ref()) {
-                continue;
+                return;
             }
             // A sender at their quota takes no room in the heap (whose every entry may be
             // theirs otherwise); the quota's cut below handles the rest.
             if quota.of(event.sender.as_ref()) == 0 {
                 more = true;
-                continue;
+                return;
             }
             let rank = (event.timestamp_ms, event.sender, event.key);
             if first.len() == limit {
@@ -98,21 +100,39 @@ impl EventQueue for SledStore {
                     Some(Oldest(top, _)) if rank_ref(&rank) < rank_ref(top) => {
                         first.pop();
                     }
-                    _ => continue,
+                    _ => return,
                 }
             }
             let owned = (rank.0, rank.1.into_owned(), rank.2.into_owned());
-            first.push(Oldest(owned, raw.clone()));
+            first.push(Oldest(owned, raw));
+        };
+        if self.legacy_pending.load(Relaxed) {
+            let mut found = false;
+            for kv in self.inbox.iter() {
+                let (key, raw) = kv?;
+                let head = match serde_json::from_slice::<Head<'_>>(&raw) {
+                    Ok(head) => head,
+                    Err(e) => {
+                        unreadable(&key, &Abort::Corrupt("inbox entry".into(), Some(e)).into());
+                        continue;
+                    }
+                };
+                let Some(event) = head.event.filter(|_| head.state == State::Pending) else {
+                    continue;
+                };
+                found = true;
+                offer(event, Stored::Slot(raw.clone()));
+            }
+            self.no_legacy_pending_if(!found);
         }
+        self.intake.scan(&mut |event, raw| {
+            offer(event, Stored::Event(raw.get().as_bytes().into()));
+            Ok(())
+        })?;
         let events = first
             .into_sorted_vec()
             .into_iter()
-            .map(
-                |Oldest(_, raw)| match decode::<Inbox>("inbox entry", &raw)? {
-                    Inbox::Pending { event } => Ok(event),
-                    Inbox::Done { .. } => Err(Abort::Corrupt("inbox entry".into(), None).into()),
-                },
-            )
+            .map(|Oldest(_, stored)| stored.event())
             .collect::<Result<Vec<_>, StoreError>>()?;
         // The heap holds a prefix of each sender's events (it keeps the lowest ranks), so the
         // quota's cut keeps prefixes too.
@@ -160,6 +180,7 @@ impl EventQueue for SledStore {
         loop {
             if let Some(raw) = &current {
                 if state_of(raw)? == State::Done {
+                    self.intake.finished(key)?;
                     writing.wait()?;
                     return Ok(Vec::new());
                 }
@@ -172,6 +193,8 @@ impl EventQueue for SledStore {
                 Err(lost) => current = lost.current,
             }
         }
+        // After the slot: a copy of the event arriving now finds one or the other.
+        self.intake.finished(key)?;
         writing.wait()?;
         Ok((0..count)
             .map(|index| ReplyId::Event {
@@ -276,7 +299,8 @@ impl EventQueue for SledStore {
     }
 }
 
-/// An inbox slot's state and, when pending, what orders its event; the payload is skimmed.
+/// An inbox slot's state and, when pending (written by an earlier version), what orders its
+/// event; the payload is skimmed.
 #[derive(serde::Deserialize)]
 struct Head<'a> {
     state: State,
@@ -284,13 +308,23 @@ struct Head<'a> {
     event: Option<EventHead<'a>>,
 }
 
-#[derive(serde::Deserialize)]
-struct EventHead<'a> {
-    #[serde(borrow)]
-    key: std::borrow::Cow<'a, str>,
-    #[serde(borrow)]
-    sender: std::borrow::Cow<'a, str>,
-    timestamp_ms: i64,
+/// A pending event as a scan found it: an earlier version's inbox slot, or an intake record's
+/// event.
+enum Stored {
+    Slot(IVec),
+    Event(Box<[u8]>),
+}
+
+impl Stored {
+    fn event(self) -> Result<InboundEvent, StoreError> {
+        match self {
+            Stored::Slot(raw) => match decode::<Inbox>("inbox entry", &raw)? {
+                Inbox::Pending { event } => Ok(event),
+                Inbox::Done { .. } => Err(Abort::Corrupt("inbox entry".into(), None).into()),
+            },
+            Stored::Event(raw) => Ok(decode("intake event", &raw)?),
+        }
+    }
 }
 
 /// Oldest first: timestamp, then sender and key to break ties.
@@ -304,8 +338,8 @@ fn unreadable(key: &[u8], e: &StoreError) {
     tracing::error!(key = %String::from_utf8_lossy(key), error = %e, "unreadable inbox slot skipped; its event is not processed");
 }
 
-/// A pending slot by [`Rank`], with its stored bytes.
-struct Oldest(Rank, IVec);
+/// A pending event by [`Rank`], with its stored bytes.
+struct Oldest(Rank, Stored);
 
 impl PartialEq for Oldest {
     fn eq(&self, other: &Self) -> bool {
@@ -661,5 +695,105 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    fn reopen(dir: &tempfile::TempDir, store: SledStore) -> SledStore {
+        drop(store);
+        SledStore::open(dir.path(), 8 << 20).unwrap()
+    }
+
+    #[test]
+    fn recorded_events_share_one_intake_record_and_get_an_inbox_slot_only_when_done() {
+        let (_d, store) = open();
+        store
+            .record_inbound(vec![event("m1", "a", 1), event("m2", "b", 2)])
+            .unwrap();
+        store.record_inbound(vec![event("m3", "a", 3)]).unwrap();
+        // Two calls, each waiting for its own flush: two records, no inbox slot.
+        assert_eq!(store.intake_tree().len(), 2);
+        assert!(store.inbox.is_empty());
+        assert_eq!(store.intake.counts(), (3, 2));
+        store.finish_inbound("m1", vec![]).unwrap();
+        assert_eq!(store.intake_tree().len(), 2, "m2 still pending in the first");
+        store.finish_inbound("m2", vec![]).unwrap();
+        assert_eq!(store.intake_tree().len(), 1, "the first record is gone");
+        assert_eq!(store.inbox.len(), 2);
+        assert_eq!(keys_of(&store.pending_inbound().unwrap()), ["m3"]);
+        store.finish_inbound("m3", vec![]).unwrap();
+        assert!(store.intake_tree().is_empty());
+        assert_eq!(store.intake.counts(), (0, 0));
+    }
+
+    #[test]
+    fn pending_events_survive_a_reopen_and_copies_of_any_recorded_event_are_refused() {
+        let (dir, store) = open();
+        store
+            .record_inbound(vec![event("m1", "a", 1), event("m2", "a", 2)])
+            .unwrap();
+        store.finish_inbound("m1", vec![]).unwrap();
+        let store = reopen(&dir, store);
+        assert_eq!(keys_of(&store.pending_inbound().unwrap()), ["m2"]);
+        let (first, more) = store
+            .pending_inbound_first(10, &Default::default(), &SenderQuota::unlimited())
+            .unwrap();
+        assert_eq!((keys_of(&first), more), (vec!["m2"], false));
+        // A copy of the done one and of the pending one: neither is new.
+        let again = store
+            .record_inbound(vec![event("m1", "a", 1), event("m2", "a", 2)])
+            .unwrap();
+        assert!(again.is_empty());
+        assert_eq!(store.intake.counts(), (1, 1));
+        store.finish_inbound("m2", vec![]).unwrap();
+        assert!(store.intake_tree().is_empty());
+        // After a reopen, a new record never lands on the key of one still there.
+        store.record_inbound(vec![event("m3", "b", 3)]).unwrap();
+        let store = reopen(&dir, store);
+        store.record_inbound(vec![event("m4", "b", 4)]).unwrap();
+        assert_eq!(store.intake_tree().len(), 2);
+        assert_eq!(keys_of(&store.pending_inbound().unwrap()), ["m3", "m4"]);
+    }
+
+    #[test]
+    fn a_record_whose_events_were_all_done_before_a_crash_removed_it_goes_at_open() {
+        let (dir, store) = open();
+        store
+            .record_inbound(vec![event("m1", "a", 1), event("m2", "a", 2)])
+            .unwrap();
+        // The done slots made it to disk, the record's removal did not.
+        let done = br#"{"state":"done","at":"2026-11-01T10:00:00Z"}"#;
+        store.inbox.insert("m1", &done[..]).unwrap();
+        store.inbox.insert("m2", &done[..]).unwrap();
+        store.flush_now().unwrap();
+        assert_eq!(store.intake_tree().len(), 1);
+        let store = reopen(&dir, store);
+        assert!(store.intake_tree().is_empty());
+        assert!(store.pending_inbound().unwrap().is_empty());
+        assert_eq!(store.intake.counts(), (0, 0));
+    }
+
+    #[test]
+    fn pending_slots_written_by_an_earlier_version_still_run_once() {
+        let (dir, store) = open();
+        let legacy = br#"{"state":"pending","event":{"key":"old","sender":"a","timestamp_ms":1,"payload":{"text":"old"}}}"#;
+        store.inbox.insert("old", &legacy[..]).unwrap();
+        store.record_inbound(vec![event("new", "a", 2)]).unwrap();
+        let store = reopen(&dir, store);
+        assert_eq!(
+            keys_of(&store.pending_inbound().unwrap()),
+            ["old", "new"]
+        );
+        let (first, _) = store
+            .pending_inbound_first(1, &Default::default(), &SenderQuota::unlimited())
+            .unwrap();
+        assert_eq!(keys_of(&first), ["old"]);
+        assert!(store
+            .record_inbound(vec![event("old", "a", 1)])
+            .unwrap()
+            .is_empty());
+        store.finish_inbound("old", vec![]).unwrap();
+        assert!(!store.inbound_finished("new").unwrap());
+        assert_eq!(keys_of(&store.pending_inbound().unwrap()), ["new"]);
+        // That scan found no pending slot left: the inbox is not scanned for them again.
+        assert!(!store.legacy_pending.load(Relaxed));
     }
 }
