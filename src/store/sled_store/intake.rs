@@ -20,7 +20,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
-use sled::{IVec, Tree};
+use sled::Tree;
 
 use crate::store::{keys, StoreError};
 
@@ -44,17 +44,51 @@ pub(super) struct EventHead<'a> {
     pub timestamp_ms: i64,
 }
 
+/// A record's events stop growing past this size, so that a leaf of the `intake` tree (up to
+/// 17 records) stays under sled's blob threshold (a quarter of its 512 KiB segment): sled
+/// writes larger pages to blob files, which it never syncs and the group commit's
+/// `fdatasync` of the log does not cover. One event larger than this gets a record alone.
+pub(super) const RECORD_BYTES: usize = 6 * 1024;
+
 pub(super) struct Intake {
     tree: Tree,
     state: Mutex<State>,
+    /// Makes the next record write fail, as a full disk would.
+    #[cfg(test)]
+    pub fail_next: std::sync::atomic::AtomicBool,
+}
+
+/// A record not yet written (the last one is being filled): its events as a JSON array
+/// without the closing bracket.
+struct Unwritten {
+    seq: u64,
+    events: Vec<u8>,
+    count: usize,
+    /// A write of it failed: whoever recorded its events got an error, not a 200.
+    failed: bool,
+}
+
+impl Unwritten {
+    fn new(seq: u64) -> Self {
+        Unwritten {
+            seq,
+            events: vec![b'['],
+            count: 0,
+            failed: false,
+        }
+    }
+
+    fn value(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.events.len() + 1);
+        v.extend_from_slice(&self.events);
+        v.push(b']');
+        v
+    }
 }
 
 struct State {
-    /// Key of the record being filled.
-    open_seq: u64,
-    /// Its events: a JSON array without its closing bracket.
-    open: Vec<u8>,
-    open_events: usize,
+    /// Oldest first; the last is the open one, never absent.
+    unwritten: Vec<Unwritten>,
     /// Every pending event, by key hash → the record holding it.
     pending: HashMap<KeyHash, u64>,
     /// Per record, how many of its events are pending.
@@ -62,10 +96,14 @@ struct State {
 }
 
 impl State {
-    fn reset_open(&mut self) {
-        self.open.clear();
-        self.open.push(b'[');
-        self.open_events = 0;
+    fn open(&mut self) -> &mut Unwritten {
+        self.unwritten
+            .last_mut()
+            .expect("the open record is always there")
+    }
+
+    fn unwritten(&self, seq: u64) -> Option<&Unwritten> {
+        self.unwritten.iter().find(|u| u.seq == seq)
     }
 
     /// One event of record `seq` is done; true when it was the record's last.
@@ -84,13 +122,21 @@ impl State {
     }
 }
 
+/// A record's events, as read: each pending one's head and JSON, and whether it held any
+/// event that is not pending (done, or unreadable).
+struct Read<'v> {
+    pending: Vec<(EventHead<'v>, &'v RawValue)>,
+    others: bool,
+    unreadable: bool,
+}
+
 /// What a scan of the records yields: a pending event's head and its whole JSON.
 pub(super) type Visit<'v> = dyn FnMut(EventHead<'_>, &RawValue) -> Result<(), StoreError> + 'v;
 
 impl Intake {
     /// Reads the records: every event without a slot in `inbox` is pending. Records left with
     /// nothing pending (a crash came between an event's done slot and its record's removal)
-    /// are removed.
+    /// are removed; one with an unreadable event stays, for an operator to look at.
     pub fn open(tree: Tree, inbox: &Tree) -> Result<Intake, StoreError> {
         let mut pending = HashMap::new();
         let mut left = HashMap::new();
@@ -108,9 +154,11 @@ impl Intake {
                 continue;
             };
             let mut n = 0;
+            let mut kept = false;
             for raw in events {
                 let Ok(head) = serde_json::from_str::<EventHead<'_>>(raw.get()) else {
                     unreadable(&k, "an event in it is unreadable");
+                    kept = true;
                     continue;
                 };
                 let h = hash(&head.key);
@@ -120,26 +168,24 @@ impl Intake {
                 pending.insert(h, seq);
                 n += 1;
             }
-            if n == 0 {
-                settled.push(k);
-            } else {
+            if n > 0 {
                 left.insert(seq, n);
+            } else if !kept {
+                settled.push(k);
             }
         }
         for k in settled {
             tree.remove(k)?;
         }
-        let mut state = State {
-            open_seq: last + 1,
-            open: Vec::new(),
-            open_events: 0,
-            pending,
-            left,
-        };
-        state.reset_open();
         Ok(Intake {
             tree,
-            state: Mutex::new(state),
+            state: Mutex::new(State {
+                unwritten: vec![Unwritten::new(last + 1)],
+                pending,
+                left,
+            }),
+            #[cfg(test)]
+            fail_next: Default::default(),
         })
     }
 
@@ -149,43 +195,86 @@ impl Intake {
     }
 
     /// Adds an event (`encoded`, its JSON) to the open record unless it is pending already or
-    /// has a slot in `inbox` (done, or recorded by an earlier version); true when added. The
-    /// caller then asks for a flush, which writes the record.
+    /// has a slot in `inbox` (done, or recorded by an earlier version); true when it is new.
+    /// The caller then asks for a flush, which writes the record.
+    ///
+    /// A copy of a pending event whose record failed to be written also counts as new (it is
+    /// not added twice): the first copy's sender got an error, so nobody is handing that
+    /// event to the worker, and the worker's read-backs cannot see it until it is written.
+    /// The worker runs a key at most once (it asks whether it is done first).
     pub fn add(&self, inbox: &Tree, key: &str, encoded: &[u8]) -> Result<bool, StoreError> {
         let h = hash(key);
         // Under the lock with the check of the inbox: finishing writes the slot before it
         // drops the pending entry, so a copy arriving meanwhile meets one or the other.
         let mut st = self.lock();
-        if st.pending.contains_key(&h) || inbox.contains_key(key.as_bytes())? {
+        if let Some(&seq) = st.pending.get(&h) {
+            return Ok(st.unwritten(seq).is_some_and(|u| u.failed));
+        }
+        if inbox.contains_key(key.as_bytes())? {
             return Ok(false);
         }
-        if st.open_events > 0 {
-            st.open.push(b',');
+        let open = st.open();
+        if open.count > 0 && open.events.len() + encoded.len() > RECORD_BYTES {
+            let next = Unwritten::new(open.seq + 1);
+            st.unwritten.push(next);
         }
-        st.open.extend_from_slice(encoded);
-        st.open_events += 1;
-        let seq = st.open_seq;
+        let open = st.open();
+        if open.count > 0 {
+            open.events.push(b',');
+        }
+        open.events.extend_from_slice(encoded);
+        open.count += 1;
+        let seq = open.seq;
         st.pending.insert(h, seq);
         *st.left.entry(seq).or_default() += 1;
         Ok(true)
     }
 
-    /// Writes the open record, if it holds any event; run by the flusher before each flush.
-    /// On failure the events stay in the open record, so the next flush writes them.
+    /// Writes every record not written yet; run by the flusher at the start of each flush.
+    /// The writes are of copies, outside the lock: a record leaves the queue only once
+    /// written, so a failure (or a panic) leaves it for the next flush.
     pub fn write_open(&self) -> sled::Result<()> {
-        let mut st = self.lock();
-        if st.open_events == 0 {
+        let batch: Vec<(u64, Vec<u8>)> = {
+            let mut st = self.lock();
+            let open = st.open();
+            if open.count > 0 {
+                let next = Unwritten::new(open.seq + 1);
+                st.unwritten.push(next);
+            }
+            let closed = &st.unwritten[..st.unwritten.len() - 1];
+            closed.iter().map(|u| (u.seq, u.value())).collect()
+        };
+        if batch.is_empty() {
             return Ok(());
         }
-        let mut value = std::mem::take(&mut st.open);
-        value.push(b']');
-        let written = self.tree.insert(st.open_seq.to_be_bytes(), value.as_slice());
-        value.pop();
-        st.open = value;
-        written?;
-        st.open_seq += 1;
-        st.reset_open();
-        Ok(())
+        let mut written = 0;
+        let mut result = Ok(());
+        for (seq, value) in &batch {
+            #[cfg(test)]
+            if self
+                .fail_next
+                .swap(false, std::sync::atomic::Ordering::SeqCst)
+            {
+                result = Err(sled::Error::Unsupported(
+                    "a failure made by the test".into(),
+                ));
+                break;
+            }
+            if let Err(e) = self.tree.insert(seq.to_be_bytes(), value.as_slice()) {
+                result = Err(e);
+                break;
+            }
+            written += 1;
+        }
+        let mut st = self.lock();
+        st.unwritten.drain(..written);
+        if result.is_err() {
+            let open = st.unwritten.len() - 1;
+            for u in &mut st.unwritten[..open] {
+                u.failed = true;
+            }
+        }
+        result
     }
 
     /// Call after the event's done slot is written: it is no longer pending, and its record is
@@ -195,37 +284,30 @@ impl Intake {
         let Some(seq) = st.pending.remove(&hash(key)) else {
             return Ok(());
         };
-        // The open record is not written yet: nothing to remove (if it empties, `open`
-        // removes the record it becomes).
-        if st.settle(seq) && seq != st.open_seq {
+        // A record not written yet has nothing to remove; if it is written empty after all,
+        // the next open removes it.
+        if st.settle(seq) && st.unwritten(seq).is_none() {
             drop(st);
             self.tree.remove(seq.to_be_bytes())?;
         }
         Ok(())
     }
 
-    /// Calls `visit` for every pending event in the written records, in record order.
-    pub fn scan(&self, visit: &mut Visit<'_>) -> Result<(), StoreError> {
-        for kv in self.tree.iter() {
-            let (k, v) = kv?;
-            self.scan_record(&k, &v, visit)?;
-        }
-        Ok(())
-    }
-
-    fn scan_record(&self, k: &IVec, v: &IVec, visit: &mut Visit<'_>) -> Result<(), StoreError> {
-        let Some(seq) = keys::read_u64(k) else {
-            return Ok(()); // reported at open
-        };
+    fn read<'v>(&self, k: &[u8], v: &'v [u8]) -> Option<Read<'v>> {
+        let seq = keys::read_u64(k)?; // reported at open
         let Ok(events) = serde_json::from_slice::<Vec<&RawValue>>(v) else {
             unreadable(k, "not a list of events");
-            return Ok(());
+            return None;
         };
+        let mut unreadable_event = false;
         let mut heads = Vec::with_capacity(events.len());
         for raw in events {
             match serde_json::from_str::<EventHead<'_>>(raw.get()) {
                 Ok(head) => heads.push((hash(&head.key), head, raw)),
-                Err(_) => unreadable(k, "an event in it is unreadable"),
+                Err(_) => {
+                    unreadable(k, "an event in it is unreadable");
+                    unreadable_event = true;
+                }
             }
         }
         let still: Vec<bool> = {
@@ -235,15 +317,79 @@ impl Intake {
                 .map(|(h, _, _)| st.pending.get(h) == Some(&seq))
                 .collect()
         };
+        let mut read = Read {
+            pending: Vec::with_capacity(heads.len()),
+            others: unreadable_event,
+            unreadable: unreadable_event,
+        };
         for ((_, head, raw), pending) in heads.into_iter().zip(still) {
             if pending {
-                visit(head, raw)?;
+                read.pending.push((head, raw));
+            } else {
+                read.others = true;
+            }
+        }
+        Some(read)
+    }
+
+    /// Calls `visit` for every pending event in the written records, in record order.
+    pub fn scan(&self, visit: &mut Visit<'_>) -> Result<(), StoreError> {
+        for kv in self.tree.iter() {
+            let (k, v) = kv?;
+            if let Some(read) = self.read(&k, &v) {
+                for (head, raw) in read.pending {
+                    visit(head, raw)?;
+                }
             }
         }
         Ok(())
     }
 
-    /// How many events are pending, and in how many written or open records.
+    /// Rewrites each record holding done events to hold its pending (and unreadable) ones
+    /// alone. Run before the inbox forgets old done slots: a record kept by one event that
+    /// never finishes would otherwise, at the next open, count its done neighbours as pending
+    /// again once their slots are gone.
+    pub fn compact(&self) -> Result<usize, StoreError> {
+        let mut rewritten = 0;
+        for kv in self.tree.iter() {
+            let (k, v) = kv?;
+            let Some(read) = self.read(&k, &v) else {
+                continue;
+            };
+            if !read.others || read.unreadable {
+                // Nothing to drop; or an unreadable event, kept as it was for an operator.
+                continue;
+            }
+            if read.pending.is_empty() {
+                // All done: its last `finished` has not removed it yet, or it was written
+                // after its events were done. Gone either way, unless it changed meanwhile.
+                let absent: Option<&[u8]> = None;
+                if self.tree.compare_and_swap(&k, Some(&v), absent)?.is_ok() {
+                    rewritten += 1;
+                }
+                continue;
+            }
+            let mut value = b"[".to_vec();
+            for (i, (_, raw)) in read.pending.iter().enumerate() {
+                if i > 0 {
+                    value.push(b',');
+                }
+                value.extend_from_slice(raw.get().as_bytes());
+            }
+            value.push(b']');
+            // Compare-and-swap: a record that changed or went meanwhile is left alone.
+            if self
+                .tree
+                .compare_and_swap(&k, Some(&v), Some(value))?
+                .is_ok()
+            {
+                rewritten += 1;
+            }
+        }
+        Ok(rewritten)
+    }
+
+    /// How many events are pending, and in how many records.
     #[cfg(test)]
     pub fn counts(&self) -> (usize, usize) {
         let st = self.lock();

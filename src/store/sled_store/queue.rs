@@ -272,6 +272,10 @@ impl EventQueue for SledStore {
     }
 
     fn prune_inbound(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
+        // First, no record may still list a done event whose slot goes now (`intake.rs`). The
+        // rewrites precede the removals in sled's log, so a crash cannot keep one without the
+        // other.
+        let compacted = self.intake.compact()?;
         let mut pruned = 0;
         for kv in self.inbox.iter() {
             let (k, v) = kv?;
@@ -292,7 +296,7 @@ impl EventQueue for SledStore {
                 }
             }
         }
-        if pruned > 0 {
+        if pruned > 0 || compacted > 0 {
             self.commit.wait()?;
         }
         Ok(pruned)
@@ -714,7 +718,11 @@ mod tests {
         assert!(store.inbox.is_empty());
         assert_eq!(store.intake.counts(), (3, 2));
         store.finish_inbound("m1", vec![]).unwrap();
-        assert_eq!(store.intake_tree().len(), 2, "m2 still pending in the first");
+        assert_eq!(
+            store.intake_tree().len(),
+            2,
+            "m2 still pending in the first"
+        );
         store.finish_inbound("m2", vec![]).unwrap();
         assert_eq!(store.intake_tree().len(), 1, "the first record is gone");
         assert_eq!(store.inbox.len(), 2);
@@ -778,10 +786,7 @@ mod tests {
         store.inbox.insert("old", &legacy[..]).unwrap();
         store.record_inbound(vec![event("new", "a", 2)]).unwrap();
         let store = reopen(&dir, store);
-        assert_eq!(
-            keys_of(&store.pending_inbound().unwrap()),
-            ["old", "new"]
-        );
+        assert_eq!(keys_of(&store.pending_inbound().unwrap()), ["old", "new"]);
         let (first, _) = store
             .pending_inbound_first(1, &Default::default(), &SenderQuota::unlimited())
             .unwrap();
@@ -795,5 +800,59 @@ mod tests {
         assert_eq!(keys_of(&store.pending_inbound().unwrap()), ["new"]);
         // That scan found no pending slot left: the inbox is not scanned for them again.
         assert!(!store.legacy_pending.load(Relaxed));
+    }
+
+    #[test]
+    fn after_a_failed_record_write_a_redelivery_is_recorded_and_handed_on() {
+        let (_d, store) = open();
+        store
+            .intake
+            .fail_next
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(store.record_inbound(vec![event("m1", "a", 1)]).is_err());
+        // Not written: a read of the store cannot see it, so the redelivery must be new.
+        assert!(store.pending_inbound().unwrap().is_empty());
+        let again = store.record_inbound(vec![event("m1", "a", 1)]).unwrap();
+        assert_eq!(keys_of(&again), ["m1"]);
+        assert_eq!(keys_of(&store.pending_inbound().unwrap()), ["m1"]);
+        assert_eq!(store.intake_tree().len(), 1, "written once");
+        // Written now: a further copy is a duplicate again.
+        assert!(store
+            .record_inbound(vec![event("m1", "a", 1)])
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn a_record_kept_by_an_unfinished_event_does_not_bring_back_done_ones_after_pruning() {
+        let (dir, store) = open();
+        store
+            .record_inbound(vec![event("done", "a", 1), event("stuck", "b", 2)])
+            .unwrap();
+        store.finish_inbound("done", vec![]).unwrap();
+        let pruned = store
+            .prune_inbound(Utc::now() + Duration::seconds(1))
+            .unwrap();
+        assert_eq!(pruned, 1);
+        let store = reopen(&dir, store);
+        assert_eq!(keys_of(&store.pending_inbound().unwrap()), ["stuck"]);
+    }
+
+    #[test]
+    fn a_busy_flush_writes_several_small_records_not_one_large_one() {
+        let (_d, store) = open();
+        let events: Vec<_> = (0..40)
+            .map(|i| InboundEvent {
+                payload: serde_json::json!({ "text": "x".repeat(600) }).into(),
+                ..event(&format!("m{i:02}"), "a", i)
+            })
+            .collect();
+        store.record_inbound(events).unwrap();
+        let records: Vec<_> = store.intake_tree().iter().map(|kv| kv.unwrap().1).collect();
+        assert!(records.len() >= 4, "{} records", records.len());
+        assert!(records
+            .iter()
+            .all(|r| r.len() <= super::super::intake::RECORD_BYTES));
+        assert_eq!(store.pending_inbound().unwrap().len(), 40);
     }
 }
