@@ -120,7 +120,8 @@ pub fn accept_notification(
     Ok(webhook::parse_notification(body)?)
 }
 
-/// Inline on this worker thread (one insert-if-absent per event); only the flush is awaited.
+/// Inline on this worker thread (each event added to the open intake record); only the flush is
+/// awaited.
 async fn record(
     messenger: &Messenger,
     events: Vec<InboundEvent>,
