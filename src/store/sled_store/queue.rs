@@ -83,7 +83,8 @@ impl EventQueue for SledStore {
         // ones are decoded whole, at the end.
         let mut first = std::collections::BinaryHeap::with_capacity(limit.min(4096));
         let mut more = false;
-        let mut offer = |event: EventHead<'_>, raw: Stored| {
+        // `stored` is called only for an event the heap keeps: most of a large backlog is not.
+        let mut offer = |event: EventHead<'_>, stored: &dyn Fn() -> Stored| {
             if skip.contains(event.key.as_ref()) {
                 return;
             }
@@ -104,7 +105,7 @@ impl EventQueue for SledStore {
                 }
             }
             let owned = (rank.0, rank.1.into_owned(), rank.2.into_owned());
-            first.push(Oldest(owned, raw));
+            first.push(Oldest(owned, stored()));
         };
         if self.legacy_pending.load(Relaxed) {
             let mut found = false;
@@ -121,12 +122,12 @@ impl EventQueue for SledStore {
                     continue;
                 };
                 found = true;
-                offer(event, Stored::Slot(raw.clone()));
+                offer(event, &|| Stored::Slot(raw.clone()));
             }
             self.no_legacy_pending_if(!found);
         }
         self.intake.scan(&mut |event, raw| {
-            offer(event, Stored::Event(raw.get().as_bytes().into()));
+            offer(event, &|| Stored::Event(raw.get().as_bytes().into()));
             Ok(())
         })?;
         let events = first
