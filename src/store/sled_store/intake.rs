@@ -96,7 +96,7 @@ struct State {
 }
 
 impl State {
-    fn open(&mut self) -> &mut Unwritten {
+    fn filling(&mut self) -> &mut Unwritten {
         self.unwritten
             .last_mut()
             .expect("the open record is always there")
@@ -149,25 +149,18 @@ impl Intake {
                 continue;
             };
             last = last.max(seq);
-            let Ok(events) = serde_json::from_slice::<Vec<&RawValue>>(&v) else {
-                unreadable(&k, "not a list of events");
+            let Some(record) = parse(&k, &v) else {
                 continue;
             };
             let mut n = 0;
-            let mut kept = false;
-            for raw in events {
-                let Ok(head) = serde_json::from_str::<EventHead<'_>>(raw.get()) else {
-                    unreadable(&k, "an event in it is unreadable");
-                    kept = true;
-                    continue;
-                };
-                let h = hash(&head.key);
-                if inbox.contains_key(head.key.as_bytes())? || pending.contains_key(&h) {
+            for (h, head, _) in &record.events {
+                if inbox.contains_key(head.key.as_bytes())? || pending.contains_key(h) {
                     continue;
                 }
-                pending.insert(h, seq);
+                pending.insert(*h, seq);
                 n += 1;
             }
+            let kept = record.unreadable;
             if n > 0 {
                 left.insert(seq, n);
             } else if !kept {
@@ -213,12 +206,12 @@ impl Intake {
         if inbox.contains_key(key.as_bytes())? {
             return Ok(false);
         }
-        let open = st.open();
+        let open = st.filling();
         if open.count > 0 && open.events.len() + encoded.len() > RECORD_BYTES {
             let next = Unwritten::new(open.seq + 1);
             st.unwritten.push(next);
         }
-        let open = st.open();
+        let open = st.filling();
         if open.count > 0 {
             open.events.push(b',');
         }
@@ -233,10 +226,10 @@ impl Intake {
     /// Writes every record not written yet; run by the flusher at the start of each flush.
     /// The writes are of copies, outside the lock: a record leaves the queue only once
     /// written, so a failure (or a panic) leaves it for the next flush.
-    pub fn write_open(&self) -> sled::Result<()> {
+    pub fn write_unwritten(&self) -> sled::Result<()> {
         let batch: Vec<(u64, Vec<u8>)> = {
             let mut st = self.lock();
-            let open = st.open();
+            let open = st.filling();
             if open.count > 0 {
                 let next = Unwritten::new(open.seq + 1);
                 st.unwritten.push(next);
@@ -295,21 +288,10 @@ impl Intake {
 
     fn read<'v>(&self, k: &[u8], v: &'v [u8]) -> Option<Read<'v>> {
         let seq = keys::read_u64(k)?; // reported at open
-        let Ok(events) = serde_json::from_slice::<Vec<&RawValue>>(v) else {
-            unreadable(k, "not a list of events");
-            return None;
-        };
-        let mut unreadable_event = false;
-        let mut heads = Vec::with_capacity(events.len());
-        for raw in events {
-            match serde_json::from_str::<EventHead<'_>>(raw.get()) {
-                Ok(head) => heads.push((hash(&head.key), head, raw)),
-                Err(_) => {
-                    unreadable(k, "an event in it is unreadable");
-                    unreadable_event = true;
-                }
-            }
-        }
+        let Parsed {
+            events: heads,
+            unreadable: unreadable_event,
+        } = parse(k, v)?;
         let still: Vec<bool> = {
             let st = self.lock();
             heads
@@ -395,6 +377,34 @@ impl Intake {
         let st = self.lock();
         (st.pending.len(), st.left.len())
     }
+}
+
+/// A record's events, each with its key's hash, and whether any of them was unreadable.
+struct Parsed<'v> {
+    events: Vec<(KeyHash, EventHead<'v>, &'v RawValue)>,
+    unreadable: bool,
+}
+
+/// `None` (reported) when the record is not a list of events.
+fn parse<'v>(k: &[u8], v: &'v [u8]) -> Option<Parsed<'v>> {
+    let Ok(raws) = serde_json::from_slice::<Vec<&RawValue>>(v) else {
+        unreadable(k, "not a list of events");
+        return None;
+    };
+    let mut parsed = Parsed {
+        events: Vec::with_capacity(raws.len()),
+        unreadable: false,
+    };
+    for raw in raws {
+        match serde_json::from_str::<EventHead<'_>>(raw.get()) {
+            Ok(head) => parsed.events.push((hash(&head.key), head, raw)),
+            Err(_) => {
+                unreadable(k, "an event in it is unreadable");
+                parsed.unreadable = true;
+            }
+        }
+    }
+    Some(parsed)
 }
 
 fn unreadable(key: &[u8], why: &str) {

@@ -67,7 +67,7 @@ pub struct SledStore {
     redeem_requests: Tree,
     conversations: Tree,
     inbox: Tree,
-    /// Pending events; shared with the flusher, which writes its open record.
+    /// Pending events; shared with the flusher, which writes their unwritten records.
     intake: Arc<Intake>,
     /// Whether the inbox may still hold pending slots written by an earlier version: until a
     /// scan of the inbox finds none (nothing writes them any more).
@@ -134,7 +134,7 @@ impl SledStore {
         let inbox = tree("inbox")?;
         let intake = Arc::new(Intake::open(tree("intake")?, &inbox)?);
         let writer = Arc::clone(&intake);
-        commit.before_each_flush(Box::new(move || writer.write_open()));
+        commit.before_each_flush(Box::new(move || writer.write_unwritten()));
         let store = SledStore {
             members: tree("members")?,
             identities: tree("identities")?,
