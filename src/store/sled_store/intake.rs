@@ -16,6 +16,7 @@
 //! [`GroupCommit::before_each_flush`]: crate::store::GroupCommit::before_each_flush
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use serde_json::value::RawValue;
@@ -50,12 +51,20 @@ pub(super) struct EventHead<'a> {
 /// `fdatasync` of the log does not cover. One event larger than this gets a record alone.
 pub(super) const RECORD_BYTES: usize = 6 * 1024;
 
+/// While record writes fail (a full or broken disk), events wait in memory for the next try,
+/// up to about this many bytes of them; beyond it a new event is refused (the webhook answers
+/// 500 and Meta delivers it again later) instead of memory growing for as long as the disk
+/// stays broken. About 13,000 events of a typical size.
+pub(super) const UNWRITTEN_MAX_BYTES: usize = 8 * 1024 * 1024;
+
 pub(super) struct Intake {
     tree: Tree,
     state: Mutex<State>,
-    /// Makes the next record write fail, as a full disk would.
+    /// [`UNWRITTEN_MAX_BYTES`]; smaller in tests.
+    max_unwritten_bytes: AtomicUsize,
+    /// Makes this many of the next record writes fail (`u32::MAX`: all), as a full disk would.
     #[cfg(test)]
-    pub fail_next: std::sync::atomic::AtomicBool,
+    pub fail_writes: std::sync::atomic::AtomicU32,
 }
 
 /// A record not yet written (the last one is being filled): its events as a JSON array
@@ -177,8 +186,9 @@ impl Intake {
                 pending,
                 left,
             }),
+            max_unwritten_bytes: AtomicUsize::new(UNWRITTEN_MAX_BYTES),
             #[cfg(test)]
-            fail_next: Default::default(),
+            fail_writes: Default::default(),
         })
     }
 
@@ -205,6 +215,15 @@ impl Intake {
         }
         if inbox.contains_key(key.as_bytes())? {
             return Ok(false);
+        }
+        // Only while writes fail: otherwise what waits is at most one flush's worth.
+        if st.unwritten[0].failed {
+            let waiting: usize = st.unwritten.iter().map(|u| u.events.len()).sum();
+            if waiting + encoded.len() > self.max_unwritten_bytes.load(Relaxed) {
+                return Err(StoreError::Backend(
+                    "the store cannot write events now; this one is refused until it can".into(),
+                ));
+            }
         }
         let open = st.filling();
         if open.count > 0 && open.events.len() + encoded.len() > RECORD_BYTES {
@@ -244,10 +263,7 @@ impl Intake {
         let mut result = Ok(());
         for (seq, value) in &batch {
             #[cfg(test)]
-            if self
-                .fail_next
-                .swap(false, std::sync::atomic::Ordering::SeqCst)
-            {
+            if self.failing() {
                 result = Err(sled::Error::Unsupported(
                     "a failure made by the test".into(),
                 ));
@@ -373,6 +389,18 @@ impl Intake {
 
     /// How many events are pending, and in how many records.
     #[cfg(test)]
+    #[cfg(test)]
+    fn failing(&self) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        let left = |n: u32| (n > 0).then(|| if n == u32::MAX { n } else { n - 1 });
+        self.fail_writes.fetch_update(SeqCst, SeqCst, left).is_ok()
+    }
+
+    #[cfg(test)]
+    pub fn set_max_unwritten_bytes(&self, bytes: usize) {
+        self.max_unwritten_bytes.store(bytes, Relaxed);
+    }
+
     pub fn counts(&self) -> (usize, usize) {
         let st = self.lock();
         (st.pending.len(), st.left.len())

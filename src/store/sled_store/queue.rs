@@ -394,6 +394,7 @@ fn marked_delivered(raw: &IVec, index: u32) -> Result<Option<Vec<u8>>, StoreErro
 mod tests {
     use super::*;
     use chrono::Duration;
+    use std::sync::atomic::Ordering::SeqCst;
 
     fn open() -> (tempfile::TempDir, SledStore) {
         let dir = tempfile::tempdir().unwrap();
@@ -805,10 +806,7 @@ mod tests {
     #[test]
     fn after_a_failed_record_write_a_redelivery_is_recorded_and_handed_on() {
         let (_d, store) = open();
-        store
-            .intake
-            .fail_next
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        store.intake.fail_writes.store(1, SeqCst);
         assert!(store.record_inbound(vec![event("m1", "a", 1)]).is_err());
         // Not written: a read of the store cannot see it, so the redelivery must be new.
         assert!(store.pending_inbound().unwrap().is_empty());
@@ -818,6 +816,53 @@ mod tests {
         assert_eq!(store.intake_tree().len(), 1, "written once");
         // Written now: a further copy is a duplicate again.
         assert!(known(&store, event("m1", "a", 1)));
+    }
+
+    #[test]
+    fn while_record_writes_keep_failing_new_events_are_refused_once_a_bound_is_held() {
+        let (_d, store) = open();
+        let bound = 3 * super::super::intake::RECORD_BYTES;
+        store.intake.set_max_unwritten_bytes(bound);
+        store.intake.fail_writes.store(u32::MAX, SeqCst);
+        let sized = |i: i64| InboundEvent {
+            payload: serde_json::json!({ "text": "x".repeat(600) }).into(),
+            ..event(&format!("m{i:03}"), "a", i)
+        };
+        // Each attempt is answered with an error; the event is kept for the next write until
+        // what waits reaches the bound, and refused from then on.
+        let mut held = 0;
+        let mut refused = None;
+        for i in 0..100 {
+            assert!(store.record_inbound(vec![sized(i)]).is_err());
+            let (pending, _) = store.intake.counts();
+            if pending == held {
+                refused = Some(i);
+                break;
+            }
+            held = pending;
+        }
+        let refused = refused.expect("the bound was never reached");
+        // Events of 600-odd bytes: the bound holds some 28 of them.
+        assert!((20..=bound / 600).contains(&held), "{held} held");
+        for i in refused + 1..refused + 20 {
+            assert!(store.record_inbound(vec![sized(i)]).is_err());
+        }
+        assert_eq!(store.intake.counts().0, held, "memory stopped growing");
+        // The disk is back. The next copy is still refused (nothing has tried a write since),
+        // but it asks for a flush, and that writes the held events; the copy after is recorded.
+        store.intake.fail_writes.store(0, SeqCst);
+        assert!(store.record_inbound(vec![sized(refused)]).is_err());
+        let start = std::time::Instant::now();
+        while store.intake_tree().is_empty() {
+            assert!(
+                start.elapsed().as_secs() < 5,
+                "the refusal asked for no flush"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let again = store.record_inbound(vec![sized(refused)]).unwrap();
+        assert_eq!(keys_of(&again), [format!("m{refused:03}")]);
+        assert_eq!(store.pending_inbound().unwrap().len(), held + 1);
     }
 
     #[test]
