@@ -387,8 +387,7 @@ impl Intake {
         Ok(rewritten)
     }
 
-    /// How many events are pending, and in how many records.
-    #[cfg(test)]
+    /// Whether the test made this write fail.
     #[cfg(test)]
     fn failing(&self) -> bool {
         use std::sync::atomic::Ordering::SeqCst;
@@ -401,6 +400,8 @@ impl Intake {
         self.max_unwritten_bytes.store(bytes, Relaxed);
     }
 
+    /// How many events are pending, and in how many records.
+    #[cfg(test)]
     pub fn counts(&self) -> (usize, usize) {
         let st = self.lock();
         (st.pending.len(), st.left.len())
