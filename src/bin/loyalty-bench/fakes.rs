@@ -2,18 +2,29 @@
 //! (every order exists, is paid and belongs to the asking email), a Send API that counts and
 //! timestamps replies and hands each to the request waiting for it, and the bare actix-web
 //! handler that is the framework's ceiling on this machine.
+//!
+//! The shop and the Send API stand in for servers on other machines, so they are kept as cheap
+//! as they can be: plain hyper HTTP/1.1 connections served as tasks of the bench's own runtime,
+//! not actix workers, whose threads had to be woken for each of an event's two calls.
 
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 /// Orders whose number starts with this are worth a fortune: they top up redeeming members.
 pub const TOP_UP_PREFIX: &str = "9";
@@ -72,69 +83,126 @@ pub struct Fakes {
     pub send_api_url: String,
     pub bare_addr: SocketAddr,
     pub replies: Arc<Replies>,
-    handles: Vec<ServerHandle>,
+    bare: ServerHandle,
+    fakes: Vec<JoinHandle<()>>,
 }
 
-/// The User Profile API: every customer has a name (the service asks once per customer).
-async fn profile(psid: web::Path<String>) -> HttpResponse {
-    HttpResponse::Ok().json(
-        serde_json::json!({"id": psid.into_inner(), "first_name": "Bench", "locale": "en_US"}),
-    )
-}
+type Answer = Response<Full<Bytes>>;
 
 impl Fakes {
-    pub fn start() -> anyhow::Result<Fakes> {
-        let (shop, shop_handle) = serve(Some(1), |cfg| {
-            cfg.route("/verify", web::post().to(verify))
-                .route("/coupons", web::post().to(coupon));
-        })?;
+    pub async fn start() -> anyhow::Result<Fakes> {
+        let (shop, shop_task) = serve_hyper(|request| async move {
+            match (request.method(), request.uri().path()) {
+                (&Method::POST, "/verify") => verify(&body_of(request).await),
+                (&Method::POST, "/coupons") => answer(StatusCode::CREATED, &json!({})),
+                _ => status(StatusCode::NOT_FOUND),
+            }
+        })
+        .await?;
         let replies = Arc::new(Replies::default());
-        let data = web::Data::from(Arc::clone(&replies));
-        let (send_api, send_handle) = serve(Some(1), move |cfg| {
-            cfg.app_data(data.clone())
-                .route("/v25.0/me/messages", web::post().to(send))
-                .route("/v25.0/{psid}", web::get().to(profile));
-        })?;
-        // The bare handler gets actix's default worker count, as the service does.
-        let (bare_addr, bare_handle) = serve(None, |cfg| {
-            cfg.route("/bare", web::post().to(bare));
-        })?;
+        let to = Arc::clone(&replies);
+        let (send_api, send_task) = serve_hyper(move |request| {
+            let replies = Arc::clone(&to);
+            async move {
+                let path = request.uri().path().to_owned();
+                match (request.method(), path.strip_prefix("/v25.0/")) {
+                    (&Method::POST, Some("me/messages")) => send(&replies, &body_of(request).await),
+                    // The User Profile API: every customer has a name (asked once per customer).
+                    (&Method::GET, Some(psid)) if !psid.contains('/') => answer(
+                        StatusCode::OK,
+                        &json!({"id": psid, "first_name": "Bench", "locale": "en_US"}),
+                    ),
+                    _ => status(StatusCode::NOT_FOUND),
+                }
+            }
+        })
+        .await?;
+        let (bare_addr, bare) = serve_bare()?;
         Ok(Fakes {
             shop_url: format!("http://{shop}"),
             send_api_url: format!("http://{send_api}/v25.0"),
             bare_addr,
             replies,
-            handles: vec![shop_handle, send_handle, bare_handle],
+            bare,
+            fakes: vec![shop_task, send_task],
         })
     }
 
     pub async fn stop(self) {
-        for handle in self.handles {
-            handle.stop(false).await;
+        self.bare.stop(false).await;
+        for task in self.fakes {
+            task.abort();
         }
     }
 }
 
-/// Binds 127.0.0.1:0 and serves `routes` in the background.
-fn serve<F>(workers: Option<usize>, routes: F) -> anyhow::Result<(SocketAddr, ServerHandle)>
+/// Binds 127.0.0.1:0 and serves each connection with `handle` as a task of this runtime,
+/// keep-alive without an idle limit (the service's pooled connections then never race a
+/// server's close between two workloads; see docs/benchmark.md).
+async fn serve_hyper<H, F>(handle: H) -> anyhow::Result<(SocketAddr, JoinHandle<()>)>
 where
-    F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Answer> + Send + 'static,
 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("bind a loopback port")?;
+    let addr = listener.local_addr().context("read the bound address")?;
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request| {
+                    let answer = handle(request);
+                    async move { Ok::<_, std::convert::Infallible>(answer.await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok((addr, task))
+}
+
+/// The bare ceiling: actix-web with its default worker count, as the service has.
+fn serve_bare() -> anyhow::Result<(SocketAddr, ServerHandle)> {
     let listener = TcpListener::bind("127.0.0.1:0").context("bind a loopback port")?;
     let addr = listener.local_addr().context("read the bound address")?;
-    // nginx's default keep-alive (75 s), not actix's 5 s: with 5 s, the service's pooled shop
-    // connections idle between two workloads race the server's close (see docs/benchmark.md).
-    let mut server = HttpServer::new(move || App::new().configure(routes.clone()))
+    let server = HttpServer::new(|| App::new().route("/bare", web::post().to(bare)))
         .disable_signals()
         .keep_alive(Duration::from_secs(75))
-        .backlog(4096);
-    if let Some(n) = workers {
-        server = server.workers(n);
-    }
-    let server = server.listen(listener).context("listen")?.run();
+        .backlog(4096)
+        .listen(listener)
+        .context("listen")?
+        .run();
     let handle = server.handle();
     tokio::spawn(server);
     Ok((addr, handle))
+}
+
+/// The request's body; empty when it could not be read (the handler then answers 400).
+async fn body_of(request: Request<Incoming>) -> Bytes {
+    match request.into_body().collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(_) => Bytes::new(),
+    }
+}
+
+fn answer(code: StatusCode, body: &Value) -> Answer {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = code;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn status(code: StatusCode) -> Answer {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = code;
+    response
 }
 
 #[derive(Deserialize)]
@@ -144,28 +212,30 @@ struct VerifyRequest {
 }
 
 /// The generic shop's verify contract. The signature is not checked: that is the shop's cost.
-async fn verify(request: web::Json<VerifyRequest>) -> HttpResponse {
+fn verify(body: &[u8]) -> Answer {
+    let Ok(request) = serde_json::from_slice::<VerifyRequest>(body) else {
+        return status(StatusCode::BAD_REQUEST);
+    };
     let total = if request.order_number.starts_with(TOP_UP_PREFIX) {
         "1000000.00"
     } else {
         "59.90"
     };
-    HttpResponse::Ok().json(json!({
-        "order_number": request.order_number, "email": request.email,
-        "total": total, "currency": "EUR", "status": "paid",
-    }))
+    answer(
+        StatusCode::OK,
+        &json!({
+            "order_number": request.order_number, "email": request.email,
+            "total": total, "currency": "EUR", "status": "paid",
+        }),
+    )
 }
 
-async fn coupon(_body: web::Bytes) -> HttpResponse {
-    HttpResponse::Created().json(json!({}))
-}
-
-async fn send(replies: web::Data<Replies>, body: web::Bytes) -> HttpResponse {
-    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
-        return HttpResponse::BadRequest().finish();
+fn send(replies: &Replies, body: &[u8]) -> Answer {
+    let Ok(body) = serde_json::from_slice::<Value>(body) else {
+        return status(StatusCode::BAD_REQUEST);
     };
     let Some(psid) = body["recipient"]["id"].as_str() else {
-        return HttpResponse::BadRequest().finish();
+        return status(StatusCode::BAD_REQUEST);
     };
     let message = &body["message"];
     let text = message["text"]
@@ -173,8 +243,10 @@ async fn send(replies: web::Data<Replies>, body: web::Bytes) -> HttpResponse {
         .or_else(|| message["attachment"]["payload"]["text"].as_str())
         .unwrap_or_default();
     replies.received(psid, text);
-    HttpResponse::Ok()
-        .json(json!({ "recipient_id": psid, "message_id": format!("m_bench{}", replies.count()) }))
+    answer(
+        StatusCode::OK,
+        &json!({ "recipient_id": psid, "message_id": format!("m_bench{}", replies.count()) }),
+    )
 }
 
 async fn bare(_body: web::Bytes) -> HttpResponse {

@@ -85,7 +85,7 @@ async fn run(options: &Options) -> anyhow::Result<bool> {
         },
         None => None,
     };
-    let fakes = Fakes::start().context("start the loopback fakes")?;
+    let fakes = Fakes::start().await.context("start the loopback fakes")?;
     let service = Service::start(&fakes, dir).await?;
     let rows = workloads(options, &fakes, &service).await;
     // Stop (and delete the temp store) even when a workload failed.
