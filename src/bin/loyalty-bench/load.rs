@@ -107,6 +107,9 @@ pub struct Measured {
     pub errors: Errors,
     /// CPU time the whole process (service, fakes, load generator) used during the window.
     pub cpu: Option<Duration>,
+    /// The part of `cpu` that the threads serving the requests used (`machine::harness_cpu`):
+    /// the service's, or the bare handler's in its row.
+    pub server_cpu: Option<Duration>,
     /// The service's group-commit flushes during the workload (warm-up included).
     pub flushes: Option<loyalty_bot::store::FlushStats>,
 }
@@ -117,6 +120,12 @@ impl Measured {
         let n = self.completed();
         (n > 0).then_some(())?;
         Some(self.cpu?.as_secs_f64() * 1e6 / n as f64)
+    }
+    /// The server's CPU time per request completed in the window, in µs.
+    pub fn server_cpu_per_request_us(&self) -> Option<f64> {
+        let n = self.completed();
+        (n > 0).then_some(())?;
+        Some(self.server_cpu?.as_secs_f64() * 1e6 / n as f64)
     }
     pub fn completed(&self) -> usize {
         self.samples.len()
@@ -151,6 +160,7 @@ impl Measured {
     pub fn concat(parts: Vec<Measured>) -> Measured {
         let mut all = Measured {
             cpu: Some(Duration::ZERO),
+            server_cpu: Some(Duration::ZERO),
             ..Measured::default()
         };
         for part in parts {
@@ -160,6 +170,7 @@ impl Measured {
             all.window += part.window;
             all.errors.add(&part.errors);
             all.cpu = all.cpu.zip(part.cpu).map(|(a, b)| a + b);
+            all.server_cpu = all.server_cpu.zip(part.server_cpu).map(|(a, b)| a + b);
             all.flushes = match (all.flushes, part.flushes) {
                 (Some(a), Some(b)) => Some(a.plus(&b)),
                 (a, b) => a.or(b),
@@ -205,10 +216,21 @@ pub async fn run(addr: SocketAddr, plan: Plan, scenario: Arc<dyn Scenario>) -> M
         tasks.spawn(drive(addr, host, client, scenario, (start, end), schedule));
     }
     let cpu = tokio::spawn(async move {
+        let read = || {
+            Some((
+                crate::machine::process_cpu()?,
+                crate::machine::harness_cpu(),
+            ))
+        };
         tokio::time::sleep_until(start.into()).await;
-        let before = crate::machine::process_cpu()?;
+        let (before, harness_before) = read()?;
         tokio::time::sleep_until(end.into()).await;
-        Some(crate::machine::process_cpu()?.saturating_sub(before))
+        let (after, harness_after) = read()?;
+        let process = after.saturating_sub(before);
+        let harness = harness_after
+            .zip(harness_before)
+            .map(|(a, b)| a.saturating_sub(b));
+        Some((process, harness.map(|h| process.saturating_sub(h))))
     });
     let mut measured = Measured {
         window: plan.window,
@@ -227,7 +249,9 @@ pub async fn run(addr: SocketAddr, plan: Plan, scenario: Arc<dyn Scenario>) -> M
         }
     }
     measured.samples.sort_unstable_by_key(|&(_, us)| us);
-    measured.cpu = cpu.await.ok().flatten();
+    let cpu = cpu.await.ok().flatten();
+    measured.cpu = cpu.map(|(process, _)| process);
+    measured.server_cpu = cpu.and_then(|(_, server)| server);
     measured
 }
 
@@ -411,6 +435,7 @@ mod tests {
             samples: (1..=100).map(|us| (0, us)).collect(),
             errors: Errors::default(),
             cpu: None,
+            server_cpu: None,
             flushes: None,
         };
         let at = |p| m.percentile(p).unwrap().as_micros();
@@ -439,6 +464,7 @@ mod tests {
             samples,
             errors: Errors::default(),
             cpu: None,
+            server_cpu: None,
             flushes: None,
         };
         assert_eq!(
@@ -464,6 +490,7 @@ mod tests {
                 wrong: 2,
             },
             cpu: Some(Duration::from_millis(cpu_ms)),
+            server_cpu: Some(Duration::from_millis(cpu_ms / 2)),
             flushes: Some(flushes(n)),
         };
         let all = Measured::concat(vec![
@@ -476,6 +503,7 @@ mod tests {
         assert_eq!(all.samples, [(20, 1_000), (510, 2_000), (10, 3_000)]);
         assert_eq!((all.errors.non_2xx, all.errors.wrong), (2, 4));
         assert_eq!(all.cpu, Some(Duration::from_millis(150)));
+        assert_eq!(all.server_cpu, Some(Duration::from_millis(75)));
         let f = all.flushes.unwrap();
         assert_eq!((f.total(), f.at_least(100)), (14, 2));
         // One window without a CPU reading leaves the sum unknown, not too small.
@@ -483,10 +511,11 @@ mod tests {
             part(vec![], 100, 0),
             Measured {
                 cpu: None,
+                server_cpu: None,
                 ..part(vec![], 1, 0)
             },
         ]);
-        assert_eq!(unknown.cpu, None);
+        assert_eq!((unknown.cpu, unknown.server_cpu), (None, None));
     }
 
     /// Answers every webhook at once; the scenario's reply arrives `REPLY_AFTER` later.

@@ -34,8 +34,8 @@ impl Row {
 pub fn print(rows: &[Row], options: &Options) {
     let first = rows.first().map_or(0.0, |r| r.measured.rate());
     println!();
-    println!("| workload | req/s | ratio to bare | p50 | p95 | p99 | CPU µs/req | non-2xx | transport | wrong answer |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| workload | req/s | ratio to bare | p50 | p95 | p99 | CPU µs/req | server CPU µs/req | non-2xx | transport | wrong answer |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for row in rows {
         let m = &row.measured;
         let (ceiling, mark) = row.ceiling.map_or((first, ""), |c| (c, "*"));
@@ -45,13 +45,15 @@ pub fn print(rows: &[Row], options: &Options) {
             "–".into()
         };
         println!(
-            "| {} | {:.0} | {ratio} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {:.0} | {ratio} | {} | {} | {} | {} | {} | {} | {} | {} |",
             row.name,
             m.rate(),
             ms(m.percentile(0.50)),
             ms(m.percentile(0.95)),
             ms(m.percentile(0.99)),
             m.cpu_per_request_us()
+                .map_or_else(|| "–".into(), |us| format!("{us:.0}")),
+            m.server_cpu_per_request_us()
                 .map_or_else(|| "–".into(), |us| format!("{us:.0}")),
             m.errors.non_2xx,
             m.errors.transport,
@@ -62,7 +64,9 @@ pub fn print(rows: &[Row], options: &Options) {
     println!(
         "{} connections; latencies in ms over the requests completed in the {} s window; CPU \
          µs/req is the whole process's (service, fakes, load generator) CPU time in the window \
-         per completed request.",
+         per completed request; server CPU µs/req is the part of it used by the threads that \
+         serve the requests (the service's runtime, actix workers and store threads; in the \
+         bare row, the bare handler's), the rest being the load generator's and the fakes'.",
         options.connections, options.seconds
     );
     if rows.iter().any(|r| r.ceiling.is_some()) {

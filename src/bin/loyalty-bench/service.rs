@@ -1,6 +1,9 @@
 //! The service under test: the committed `config.toml` with `LOYALTY__…` overrides pointing at
 //! a fresh store under the system temp dir and at the loopback fakes, built by the same
 //! `Application::build` as `main`, with both chat channels enabled and the generic shop.
+//!
+//! The service runs on a tokio runtime of its own, as in `main` (one worker per CPU), so its
+//! threads are told apart from the load generator's and the fakes' (`machine::harness_cpu`).
 
 use crate::fakes::Fakes;
 use anyhow::Context;
@@ -19,12 +22,16 @@ const REPO: &str = env!("CARGO_MANIFEST_DIR");
 /// A rate-limit budget no bench run can spend.
 const UNREACHABLE: &str = "4000000000";
 
+/// The service runtime's thread name (`machine::SERVER_THREADS` counts it as the server's).
+pub const RUNTIME_THREADS: &str = "service-rt";
+
 pub struct Service {
     pub addr: SocketAddr,
     shutdown: ShutdownHandle,
     task: JoinHandle<Result<(), StartupError>>,
     program: Option<Arc<Program>>,
     dir: PathBuf,
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 /// A fresh directory under the system temp dir for one run's store; the service deletes it
@@ -85,22 +92,32 @@ impl Service {
     /// Starts the service on the store in `dir` (fresh, or filled by `--members`).
     pub async fn start(fakes: &Fakes, dir: PathBuf) -> anyhow::Result<Service> {
         let settings = committed_settings(overrides(&dir, fakes))?;
-        let app = match Application::build(settings).await {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .thread_name(RUNTIME_THREADS)
+            // Blocking-pool threads that outlive the run keep their CPU time countable.
+            .thread_keep_alive(std::time::Duration::from_secs(3600))
+            .enable_all()
+            .build()
+            .context("build the service's runtime")?;
+        let built = runtime.spawn(Application::build(settings)).await;
+        let app = match built.context("the service's start-up panicked")? {
             Ok(app) => app,
             Err(e) => {
+                runtime.shutdown_background();
                 let _ = std::fs::remove_dir_all(&dir);
                 return Err(anyhow::Error::new(e).context("start the service"));
             }
         };
         let addr = SocketAddr::from(([127, 0, 0, 1], app.port()));
         let (shutdown, program) = (app.shutdown_handle(), app.program());
-        let task = tokio::spawn(app.run_until_stopped());
+        let task = runtime.spawn(app.run_until_stopped());
         Ok(Service {
             addr,
             shutdown,
             task,
             program: Some(program),
             dir,
+            runtime: Some(runtime),
         })
     }
 
@@ -118,12 +135,26 @@ impl Service {
         drop(self.program.take());
         self.shutdown.shutdown();
         let served = (&mut self.task).await;
+        if let Some(runtime) = self.runtime.take() {
+            // Not dropped here: dropping a runtime blocks, which an async caller must not do.
+            runtime.shutdown_background();
+        }
         let removed = std::fs::remove_dir_all(&self.dir)
             .with_context(|| format!("remove the temp store {}", self.dir.display()));
         served
             .context("the service task panicked")?
             .context("the service stopped with an error")?;
         removed
+    }
+}
+
+impl Drop for Service {
+    /// A service dropped without [`Service::stop`] (a failed run): its runtime must not be
+    /// dropped the blocking way from inside the bench's.
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 
