@@ -93,8 +93,13 @@ impl Fakes {
     pub async fn start() -> anyhow::Result<Fakes> {
         let (shop, shop_task) = serve_hyper(|request| async move {
             match (request.method(), request.uri().path()) {
-                (&Method::POST, "/verify") => verify(&body_of(request).await),
-                (&Method::POST, "/coupons") => answer(StatusCode::CREATED, &json!({})),
+                (&Method::POST, "/verify") if is_json(&request) => verify(&body_of(request).await),
+                (&Method::POST, "/coupons") => {
+                    // Read, so that the connection stays open for the next call.
+                    body_of(request).await;
+                    answer(StatusCode::CREATED, &json!({}))
+                }
+                (&Method::POST, "/verify") => status(StatusCode::UNSUPPORTED_MEDIA_TYPE),
                 _ => status(StatusCode::NOT_FOUND),
             }
         })
@@ -149,7 +154,16 @@ where
         .context("bind a loopback port")?;
     let addr = listener.local_addr().context("read the bound address")?;
     let task = tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
+        loop {
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors, or a connection reset before it was taken: go on.
+                    eprintln!("a loopback fake could not accept a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
             let _ = stream.set_nodelay(true);
             let handle = handle.clone();
             tokio::spawn(async move {
@@ -180,6 +194,15 @@ fn serve_bare() -> anyhow::Result<(SocketAddr, ServerHandle)> {
     let handle = server.handle();
     tokio::spawn(server);
     Ok((addr, handle))
+}
+
+/// Whether the request says its body is JSON, as the generic shop contract requires.
+fn is_json(request: &Request<Incoming>) -> bool {
+    request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
 }
 
 /// The request's body; empty when it could not be read (the handler then answers 400).

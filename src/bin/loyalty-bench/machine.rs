@@ -39,25 +39,26 @@ pub fn process_cpu() -> Option<std::time::Duration> {
     cpu_of(&std::fs::read_to_string("/proc/self/stat").ok()?)
 }
 
-/// Names (as the kernel keeps them: 15 bytes at most) of the threads that serve requests: the
-/// service's runtime (`crate::service::RUNTIME_THREADS`), its actix workers and sled's and the
-/// group commit's threads. The bare ceiling's actix workers match too, and idle outside its
-/// own rows. Everything else is the harness: the load generator and the fakes, on the bench's
-/// own runtime.
-const SERVER_THREADS: [&str; 3] = ["service-rt", "actix", "sled"];
+/// The name of the bench's own runtime's threads: the load generator and the fakes run there.
+pub const HARNESS_THREADS: &str = "bench-rt";
 
-/// CPU time the harness's threads (every live thread not in [`SERVER_THREADS`]) have used so
-/// far, from `/proc/self/task/*/stat`, counted as [`process_cpu`] counts; so the difference of
-/// the two is the server's, including threads that have exited since.
+/// CPU time the harness has used so far: the bench's runtime's threads ([`HARNESS_THREADS`],
+/// kept alive for the whole run) and the main thread, from `/proc/self/task/*/stat`, counted
+/// as [`process_cpu`] counts. Every other thread serves requests: the service's runtime, its
+/// actix workers, sled's threads and the group commit's (and the bare ceiling's actix
+/// workers, idle outside their own rows), so the difference of the two is the server's,
+/// including its threads that have exited since.
 pub fn harness_cpu() -> Option<std::time::Duration> {
+    let main = std::process::id().to_string();
     let mut total = std::time::Duration::ZERO;
     for task in std::fs::read_dir("/proc/self/task").ok()? {
-        let dir = task.ok()?.path();
-        let Ok(stat) = std::fs::read_to_string(dir.join("stat")) else {
+        let task = task.ok()?;
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
             continue; // exited meanwhile
         };
         let name = stat.split_once('(').and_then(|(_, r)| r.rsplit_once(')'));
-        if name.is_some_and(|(name, _)| !SERVER_THREADS.iter().any(|p| name.starts_with(p))) {
+        let harness = name.is_some_and(|(name, _)| name.starts_with(HARNESS_THREADS));
+        if harness || task.file_name().to_str() == Some(main.as_str()) {
             total += cpu_of(&stat)?;
         }
     }

@@ -32,8 +32,24 @@ use std::sync::Arc;
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // Named, so that the harness's threads are told apart from the service's (which has a
+    // runtime of its own); idle blocking threads are kept, so none exits mid-window.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_name(machine::HARNESS_THREADS)
+        .thread_keep_alive(std::time::Duration::from_secs(3600))
+        .enable_all()
+        .build();
+    match runtime {
+        Ok(runtime) => runtime.block_on(start()),
+        Err(e) => {
+            eprintln!("error: cannot start the bench's runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn start() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some(members::PROBE_FLAG) {
         return match members::probe_main(&args[1..]).await {

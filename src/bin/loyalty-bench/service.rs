@@ -22,7 +22,7 @@ const REPO: &str = env!("CARGO_MANIFEST_DIR");
 /// A rate-limit budget no bench run can spend.
 const UNREACHABLE: &str = "4000000000";
 
-/// The service runtime's thread name (`machine::SERVER_THREADS` counts it as the server's).
+/// The service runtime's thread name.
 pub const RUNTIME_THREADS: &str = "service-rt";
 
 pub struct Service {
@@ -94,18 +94,23 @@ impl Service {
         let settings = committed_settings(overrides(&dir, fakes))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .thread_name(RUNTIME_THREADS)
-            // Blocking-pool threads that outlive the run keep their CPU time countable.
-            .thread_keep_alive(std::time::Duration::from_secs(3600))
             .enable_all()
             .build()
             .context("build the service's runtime")?;
         let built = runtime.spawn(Application::build(settings)).await;
-        let app = match built.context("the service's start-up panicked")? {
-            Ok(app) => app,
-            Err(e) => {
+        let app = match built {
+            Ok(Ok(app)) => app,
+            failed => {
+                // Not dropped here: dropping a runtime blocks, which an async caller must not do.
                 runtime.shutdown_background();
                 let _ = std::fs::remove_dir_all(&dir);
-                return Err(anyhow::Error::new(e).context("start the service"));
+                return Err(match failed {
+                    Ok(Err(e)) => anyhow::Error::new(e).context("start the service"),
+                    Err(panic) => {
+                        anyhow::Error::new(panic).context("the service's start-up panicked")
+                    }
+                    Ok(Ok(_)) => unreachable!("matched above"),
+                });
             }
         };
         let addr = SocketAddr::from(([127, 0, 0, 1], app.port()));

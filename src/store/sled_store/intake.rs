@@ -242,48 +242,50 @@ impl Intake {
         Ok(true)
     }
 
-    /// Writes every record not written yet; run by the flusher at the start of each flush.
-    /// The writes are of copies, outside the lock: a record leaves the queue only once
-    /// written, so a failure (or a panic) leaves it for the next flush.
+    /// Writes every record not written yet; run by the flusher (one thread) at the start of
+    /// each flush. Each write is of a copy, made outside the lock one record at a time (so a
+    /// retry during an outage copies one record, not all that wait), and a record leaves the
+    /// queue only once written: a failure (or a panic) leaves it for the next flush.
     pub fn write_unwritten(&self) -> sled::Result<()> {
-        let batch: Vec<(u64, Vec<u8>)> = {
+        // Closes the record being filled: events added from now on wait for the next flush.
+        let open = {
             let mut st = self.lock();
-            let open = st.filling();
-            if open.count > 0 {
-                let next = Unwritten::new(open.seq + 1);
+            let filling = st.filling();
+            if filling.count > 0 {
+                let next = Unwritten::new(filling.seq + 1);
                 st.unwritten.push(next);
             }
-            let closed = &st.unwritten[..st.unwritten.len() - 1];
-            closed.iter().map(|u| (u.seq, u.value())).collect()
+            st.filling().seq
         };
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let mut written = 0;
-        let mut result = Ok(());
-        for (seq, value) in &batch {
+        loop {
+            // Only this thread removes records, so the oldest stays the oldest meanwhile.
+            let next = {
+                let st = self.lock();
+                let oldest = &st.unwritten[0];
+                (oldest.seq < open).then(|| (oldest.seq, oldest.value()))
+            };
+            let Some((seq, value)) = next else {
+                return Ok(());
+            };
             #[cfg(test)]
-            if self.failing() {
-                result = Err(sled::Error::Unsupported(
+            let written = if self.failing() {
+                Err(sled::Error::Unsupported(
                     "a failure made by the test".into(),
-                ));
-                break;
+                ))
+            } else {
+                self.tree.insert(seq.to_be_bytes(), value.as_slice())
+            };
+            #[cfg(not(test))]
+            let written = self.tree.insert(seq.to_be_bytes(), value.as_slice());
+            let mut st = self.lock();
+            if let Err(e) = written {
+                for u in st.unwritten.iter_mut().take_while(|u| u.seq < open) {
+                    u.failed = true;
+                }
+                return Err(e);
             }
-            if let Err(e) = self.tree.insert(seq.to_be_bytes(), value.as_slice()) {
-                result = Err(e);
-                break;
-            }
-            written += 1;
+            st.unwritten.remove(0);
         }
-        let mut st = self.lock();
-        st.unwritten.drain(..written);
-        if result.is_err() {
-            let open = st.unwritten.len() - 1;
-            for u in &mut st.unwritten[..open] {
-                u.failed = true;
-            }
-        }
-        result
     }
 
     /// Call after the event's done slot is written: it is no longer pending, and its record is
