@@ -84,7 +84,7 @@ pub struct Fakes {
     pub bare_addr: SocketAddr,
     pub replies: Arc<Replies>,
     bare: ServerHandle,
-    fakes: Vec<JoinHandle<()>>,
+    accept_loops: Vec<JoinHandle<()>>,
 }
 
 type Answer = Response<Full<Bytes>>;
@@ -93,13 +93,15 @@ impl Fakes {
     pub async fn start() -> anyhow::Result<Fakes> {
         let (shop, shop_task) = serve_hyper(|request| async move {
             match (request.method(), request.uri().path()) {
-                (&Method::POST, "/verify") if is_json(&request) => verify(&body_of(request).await),
+                (&Method::POST, "/verify") if !is_json(&request) => {
+                    status(StatusCode::UNSUPPORTED_MEDIA_TYPE)
+                }
+                (&Method::POST, "/verify") => verify(&body_of(request).await),
                 (&Method::POST, "/coupons") => {
                     // Read, so that the connection stays open for the next call.
                     body_of(request).await;
                     answer(StatusCode::CREATED, &json!({}))
                 }
-                (&Method::POST, "/verify") => status(StatusCode::UNSUPPORTED_MEDIA_TYPE),
                 _ => status(StatusCode::NOT_FOUND),
             }
         })
@@ -129,13 +131,13 @@ impl Fakes {
             bare_addr,
             replies,
             bare,
-            fakes: vec![shop_task, send_task],
+            accept_loops: vec![shop_task, send_task],
         })
     }
 
     pub async fn stop(self) {
         self.bare.stop(false).await;
-        for task in self.fakes {
+        for task in self.accept_loops {
             task.abort();
         }
     }

@@ -97,20 +97,17 @@ impl Service {
             .enable_all()
             .build()
             .context("build the service's runtime")?;
-        let built = runtime.spawn(Application::build(settings)).await;
+        let built = match runtime.spawn(Application::build(settings)).await {
+            Ok(built) => built.map_err(|e| anyhow::Error::new(e).context("start the service")),
+            Err(panic) => Err(anyhow::Error::new(panic).context("the service's start-up panicked")),
+        };
         let app = match built {
-            Ok(Ok(app)) => app,
-            failed => {
+            Ok(app) => app,
+            Err(e) => {
                 // Not dropped here: dropping a runtime blocks, which an async caller must not do.
                 runtime.shutdown_background();
                 let _ = std::fs::remove_dir_all(&dir);
-                return Err(match failed {
-                    Ok(Err(e)) => anyhow::Error::new(e).context("start the service"),
-                    Err(panic) => {
-                        anyhow::Error::new(panic).context("the service's start-up panicked")
-                    }
-                    Ok(Ok(_)) => unreachable!("matched above"),
-                });
+                return Err(e);
             }
         };
         let addr = SocketAddr::from(([127, 0, 0, 1], app.port()));

@@ -267,16 +267,7 @@ impl Intake {
             let Some((seq, value)) = next else {
                 return Ok(());
             };
-            #[cfg(test)]
-            let written = if self.failing() {
-                Err(sled::Error::Unsupported(
-                    "a failure made by the test".into(),
-                ))
-            } else {
-                self.tree.insert(seq.to_be_bytes(), value.as_slice())
-            };
-            #[cfg(not(test))]
-            let written = self.tree.insert(seq.to_be_bytes(), value.as_slice());
+            let written = self.write(seq, &value);
             let mut st = self.lock();
             if let Err(e) = written {
                 for u in st.unwritten.iter_mut().take_while(|u| u.seq < open) {
@@ -286,6 +277,17 @@ impl Intake {
             }
             st.unwritten.remove(0);
         }
+    }
+
+    /// One record's write (in tests, failed when the test asks for it).
+    fn write(&self, seq: u64, value: &[u8]) -> sled::Result<()> {
+        #[cfg(test)]
+        if self.failing() {
+            return Err(sled::Error::Unsupported(
+                "a failure made by the test".into(),
+            ));
+        }
+        self.tree.insert(seq.to_be_bytes(), value).map(drop)
     }
 
     /// Call after the event's done slot is written: it is no longer pending, and its record is

@@ -411,6 +411,14 @@ mod tests {
         }
     }
 
+    /// An event of some 650 bytes encoded, about a tenth of an intake record.
+    fn sized(key: &str, ts: i64) -> InboundEvent {
+        InboundEvent {
+            payload: serde_json::json!({ "text": "x".repeat(600) }).into(),
+            ..event(key, "a", ts)
+        }
+    }
+
     fn reply(to: &str, n: u32) -> OutboundMessage {
         OutboundMessage {
             recipient: "p1".into(),
@@ -824,10 +832,7 @@ mod tests {
         let bound = 3 * super::super::intake::RECORD_BYTES;
         store.intake.set_max_unwritten_bytes(bound);
         store.intake.fail_writes.store(u32::MAX, SeqCst);
-        let sized = |i: i64| InboundEvent {
-            payload: serde_json::json!({ "text": "x".repeat(600) }).into(),
-            ..event(&format!("m{i:03}"), "a", i)
-        };
+        let sized = |i: i64| sized(&format!("m{i:03}"), i);
         // Each attempt is answered with an error; the event is kept for the next write until
         // what waits reaches the bound, and refused from then on.
         let mut held = 0;
@@ -891,12 +896,7 @@ mod tests {
     #[test]
     fn a_busy_flush_writes_several_small_records_not_one_large_one() {
         let (_d, store) = open();
-        let events: Vec<_> = (0..40)
-            .map(|i| InboundEvent {
-                payload: serde_json::json!({ "text": "x".repeat(600) }).into(),
-                ..event(&format!("m{i:02}"), "a", i)
-            })
-            .collect();
+        let events: Vec<_> = (0..40).map(|i| sized(&format!("m{i:02}"), i)).collect();
         store.record_inbound(events).unwrap();
         let records: Vec<_> = store.intake_tree().iter().map(|kv| kv.unwrap().1).collect();
         assert!(records.len() >= 4, "{} records", records.len());
