@@ -135,12 +135,15 @@ pub(super) async fn stop_workers(
             }
         }
         None => {
+            // A second signal lands here too, often with nothing left running.
             let running = tasks.iter().filter(|t| !t.is_finished()).count();
-            tracing::warn!(
-                workers = running,
-                "workers still busy at the shutdown deadline; stopped where they were (their \
-                 unfinished events and replies stay queued for the next start)"
-            );
+            if running > 0 {
+                tracing::warn!(
+                    workers = running,
+                    "workers still busy at the shutdown deadline; stopped where they were \
+                     (their unfinished events and replies stay queued for the next start)"
+                );
+            }
             for task in &tasks {
                 task.abort();
             }
