@@ -109,6 +109,12 @@ fn default_webhook_body_bytes() -> usize {
 fn default_events_in_memory() -> usize {
     20_000
 }
+fn default_turns_at_once() -> usize {
+    64
+}
+fn default_turn_grace_ms() -> u64 {
+    5
+}
 fn default_shutdown_timeout() -> u64 {
     10
 }
@@ -175,6 +181,14 @@ pub struct MessengerSettings {
     /// memory without bound.
     #[serde(default = "default_events_in_memory")]
     pub max_events_in_memory: usize,
+    /// Events worked on at once (`0`: no bound). After a stall every customer has an event
+    /// waiting, and running them all together drains the backlog slower than a few at a time.
+    #[serde(default = "default_turns_at_once")]
+    pub max_turns_at_once: usize,
+    /// A turn that waits on the shop, Meta or a flush for longer than this gives its place to
+    /// another until the wait ends: so a hung shop holds back only its own customers.
+    #[serde(default = "default_turn_grace_ms")]
+    pub turn_grace_ms: u64,
 }
 
 impl MessengerSettings {
@@ -440,6 +454,18 @@ impl Settings {
                 self.messenger.max_events_in_memory as u64,
                 1,
                 10_000_000,
+            ),
+            (
+                "messenger.max_turns_at_once",
+                self.messenger.max_turns_at_once as u64,
+                0,
+                100_000,
+            ),
+            (
+                "messenger.turn_grace_ms",
+                self.messenger.turn_grace_ms,
+                0,
+                10_000,
             ),
             ("server.header_timeout_ms", s.header_timeout_ms, 100, 60_000),
             ("server.body_timeout_ms", s.body_timeout_ms, 100, 300_000),

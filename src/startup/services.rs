@@ -9,6 +9,7 @@ use crate::limits::{Limits, SystemClock};
 use crate::program::{Program, Rules};
 use crate::shop::{FixtureShop, GenericShop, Shop};
 use crate::store::{LoyaltyStore, SledStore};
+use crate::turns::ShopWaits;
 use std::sync::Arc;
 
 /// The store, the program and the engine, opened and checked: what every front end needs.
@@ -81,9 +82,11 @@ fn rules(settings: &Settings) -> Rules {
     }
 }
 
+/// The configured shop, its calls marked as waits so that a Messenger turn gives its place up
+/// while the shop is slow (`turns.rs`).
 fn build_shop(settings: &Settings) -> Result<Arc<dyn Shop>, StartupError> {
     let s = &settings.shop;
-    Ok(match s.kind {
+    let shop: Arc<dyn Shop> = match s.kind {
         ShopKind::Fixture => {
             let shop = FixtureShop::new(s.orders_file.clone());
             // Read it once now: a broken file stops the start, not a customer's claim.
@@ -100,5 +103,6 @@ fn build_shop(settings: &Settings) -> Result<Arc<dyn Shop>, StartupError> {
             )
             .map_err(StartupError::Shop)?,
         ),
-    })
+    };
+    Ok(Arc::new(ShopWaits(shop)))
 }

@@ -29,6 +29,8 @@ pub struct ShopRequest {
 struct State {
     orders: HashMap<String, Value>,
     delay: Duration,
+    /// Extra delay for the verification of one order number.
+    order_delays: HashMap<String, Duration>,
     verify_failure: Option<u16>,
     verify_raw: Option<String>,
     coupon_failure: Option<u16>,
@@ -119,6 +121,11 @@ impl FakeShop {
         self.lock().delay = delay;
     }
     /// `POST /verify` answers this status (with a JSON error body) until [`Self::heal`].
+    /// Makes the verification of order `number` alone take `delay` (a shop slow for one order).
+    pub fn delay_order(&self, number: &str, delay: Duration) {
+        self.lock().order_delays.insert(number.to_owned(), delay);
+    }
+
     pub fn fail_verify_with(&self, status: u16) {
         self.lock().verify_failure = Some(status);
     }
@@ -134,6 +141,7 @@ impl FakeShop {
     pub fn heal(&self) {
         let mut s = self.lock();
         s.delay = Duration::ZERO;
+        s.order_delays.clear();
         s.verify_failure = None;
         s.verify_raw = None;
         s.coupon_failure = None;
@@ -182,7 +190,8 @@ async fn receive(req: &HttpRequest, body: &[u8], shared: &Shared) -> Result<Valu
             signature_ok,
             body: json.clone(),
         });
-        s.delay
+        let number = json["order_number"].as_str().unwrap_or_default();
+        s.delay + s.order_delays.get(number).copied().unwrap_or_default()
     };
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;

@@ -324,6 +324,8 @@ impl Channel {
             graph_api_url: graph.url(),
             max_body_bytes: 1 << 20,
             max_events_in_memory,
+            max_turns_at_once: 64,
+            turn_grace_ms: 5,
         };
         let retry = RetryPolicy {
             max_attempts: MAX_ATTEMPTS,

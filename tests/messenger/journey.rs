@@ -266,6 +266,69 @@ async fn a_redelivered_claim_credits_and_answers_once() {
     assert_eq!(app.balance_of("max@example.com").await, 50 + 59);
 }
 
+/// Joins `who` with `email` over Messenger.
+async fn join(app: &super::common::TestApp, who: &Psid, email: &str) {
+    let say = |body| exchange(app.client(), app.address(), &app.graph_api, who, body);
+    say(who.text("join")).await;
+    say(who.tap("Yes, join", payloads::JOIN_YES)).await;
+    say(who.text(email)).await;
+}
+
+#[tokio::test]
+async fn a_hung_shop_holds_back_only_its_own_customer_when_one_event_is_worked_on_at_once() {
+    // One place: without giving it up during a long shop call, Bea's claim would wait for
+    // Ann's hung one. The grace is the default's.
+    let app = spawn_app_with(|s| s.messenger.max_turns_at_once = 1).await;
+    assert_eq!(app.settings.messenger.turn_grace_ms, 5);
+    app.shop
+        .add_order("2001", "ann@example.com", "30.00", "paid");
+    app.shop
+        .add_order("2002", "bea@example.com", "40.00", "paid");
+    let (ann, bea) = (Psid::new("6915800000000051"), Psid::new("6915800000000052"));
+    join(&app, &ann, "ann@example.com").await;
+    join(&app, &bea, "bea@example.com").await;
+    // Under the shop's 1 s timeout in tests: Ann's claim is slow, not failed.
+    app.shop.delay_order("2001", Duration::from_millis(900));
+
+    let res = app.post_messenger_webhook(PATH, &ann.text("2001")).await;
+    assert_eq!(res.status(), 200);
+    until(
+        || {
+            app.shop
+                .requests()
+                .iter()
+                .any(|r| r.body["order_number"] == "2001")
+        },
+        "Ann's order is being looked up",
+    )
+    .await;
+    let (ann_before, bea_before) = (
+        sent_to(&app.graph_api, &ann.id).len(),
+        sent_to(&app.graph_api, &bea.id).len(),
+    );
+    let res = app.post_messenger_webhook(PATH, &bea.text("2002")).await;
+    assert_eq!(res.status(), 200);
+    until(
+        || sent_to(&app.graph_api, &bea.id).len() > bea_before,
+        "Bea's answer",
+    )
+    .await;
+    assert_eq!(
+        sent_to(&app.graph_api, &ann.id).len(),
+        ann_before,
+        "Bea was answered while Ann's shop call still hung"
+    );
+    until(
+        || sent_to(&app.graph_api, &ann.id).len() > ann_before,
+        "Ann's answer",
+    )
+    .await;
+    let ann_said = text_of(&sent_to(&app.graph_api, &ann.id)[ann_before..]);
+    assert!(ann_said.contains("earned 30 points"), "{ann_said}");
+    assert_eq!(app.balance_of("ann@example.com").await, 80);
+    assert_eq!(app.balance_of("bea@example.com").await, 90);
+}
+
 #[tokio::test]
 async fn order_guessing_is_slowed_down_politely_in_chat() {
     let app = spawn_app_with(|s| {

@@ -5,6 +5,7 @@
 use super::send_api::{SendApi, SendError};
 use super::worker::chain;
 use crate::store::{run_durably, EventQueue, OutboundMessage, ReplyId};
+use crate::turns::waiting;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -66,7 +67,7 @@ impl Delivery {
             let mut attempt = message.attempts;
             loop {
                 attempt += 1;
-                match self.send_api.send(&message.body).await {
+                match waiting(self.send_api.send(&message.body)).await {
                     Ok(_) => {
                         tracing::debug!(attempt, "reply delivered");
                         break;
@@ -75,9 +76,14 @@ impl Delivery {
                         let wait = self.retry.delay(attempt);
                         let wait_ms = wait.as_millis() as u64;
                         tracing::warn!(error = %chain(&e), attempt, retry_in_ms = wait_ms, "Send API failed; will retry");
-                        tokio::select! {
-                            _ = shutdown.cancelled() => return,
-                            _ = tokio::time::sleep(wait) => {}
+                        let backoff = async {
+                            tokio::select! {
+                                _ = shutdown.cancelled() => false,
+                                _ = tokio::time::sleep(wait) => true,
+                            }
+                        };
+                        if !waiting(backoff).await {
+                            return;
                         }
                     }
                     Err(e) => {
@@ -88,7 +94,7 @@ impl Delivery {
             }
             // Flushed before the customer's next reply is sent: so a crash re-sends at most one
             // message per customer (docs/crash-safety.md).
-            let done = run_durably(self.queue.as_ref(), move |q| q.finish_outbound(&id)).await;
+            let done = waiting(run_durably(self.queue.as_ref(), move |q| q.finish_outbound(&id))).await;
             if let Err(e) = done {
                 tracing::error!(error = %chain(&e), "cannot mark the reply done; it may be sent again after a restart");
             }

@@ -26,6 +26,7 @@ use crate::flows::{Engine, Input, Reply, Turn};
 use crate::limits::BodyLimit;
 use crate::program::ProgramError;
 use crate::store::{EventQueue, InboundEvent};
+use crate::turns::Turns;
 use actix_web::web;
 use backlog::Backlog;
 use futures_util::future::BoxFuture;
@@ -95,6 +96,10 @@ impl Messenger {
         let profiles =
             profile::Profiles::new(&settings.graph_api_url, settings.page_access_token.clone());
         let backlog = Arc::new(Backlog::new(settings.max_events_in_memory));
+        let turns = Turns::new(
+            settings.max_turns_at_once,
+            std::time::Duration::from_millis(settings.turn_grace_ms),
+        );
         let worker = Worker::new(
             conversation,
             queue,
@@ -102,6 +107,7 @@ impl Messenger {
             profiles,
             retry,
             Arc::clone(&backlog),
+            turns,
         );
         let (intake, intake_rx) = mpsc::unbounded_channel();
         Arc::new(Messenger {

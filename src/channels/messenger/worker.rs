@@ -16,6 +16,7 @@ use crate::store::{
     collecting, run_durably, EventQueue, InboundEvent, OutboundMessage, ReplyId, SenderQuota,
     StoreError,
 };
+use crate::turns::{waiting, Turns};
 use futures_util::FutureExt;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -58,6 +59,8 @@ pub(super) struct Worker {
     lanes: Mutex<HashMap<String, VecDeque<Job>>>,
     /// Counts the `Job::Process` held here (queued or running) against the limit.
     backlog: Arc<Backlog>,
+    /// Bounds how many lanes work at once (`turns.rs`).
+    turns: Turns,
 }
 
 impl Worker {
@@ -68,9 +71,11 @@ impl Worker {
         profiles: Profiles,
         retry: RetryPolicy,
         backlog: Arc<Backlog>,
+        turns: Turns,
     ) -> Self {
         Worker {
             backlog,
+            turns,
             profiles,
             delivery: Delivery {
                 send_api,
@@ -261,7 +266,10 @@ impl Worker {
                 }
             };
             match job {
-                Job::Deliver(id, message) => self.delivery.deliver(id, message, &shutdown).await,
+                Job::Deliver(id, message) => {
+                    let deliver = self.delivery.deliver(id, message, &shutdown);
+                    self.turns.take(deliver).await
+                }
                 Job::Process(event) => {
                     // Counted done even if processing panics.
                     let _done = Done {
@@ -269,7 +277,7 @@ impl Worker {
                         key: event.key.clone(),
                         sender: event.sender.clone(),
                     };
-                    self.process(event, &shutdown).await
+                    self.turns.take(self.process(event, &shutdown)).await
                 }
             }
         }
@@ -301,7 +309,8 @@ impl Worker {
                 })
                 .collect();
             let (key, queued) = (event.key.clone(), outbound.clone());
-            match run_durably(self.queue.as_ref(), |q| q.finish_inbound(&key, queued)).await {
+            let record = run_durably(self.queue.as_ref(), |q| q.finish_inbound(&key, queued));
+            match waiting(record).await {
                 Ok(ids) => {
                     for (id, message) in ids.into_iter().zip(outbound) {
                         if shutdown.is_cancelled() {
@@ -330,7 +339,7 @@ impl Worker {
                 return Vec::new();
             }
         };
-        let profile = self.profiles.get(&event.sender).await;
+        let profile = waiting(self.profiles.get(&event.sender)).await;
         let input = Input {
             who,
             profile: profile.clone(),
