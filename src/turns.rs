@@ -83,7 +83,8 @@ pub async fn waiting<F: Future>(wait: F) -> F::Output {
         }
     }
     let (places, given_up) = PLACE.with(|p| (Arc::clone(&p.places), p.held.borrow_mut().take()));
-    // A nested wait already gave the place up, so there is none to take again here.
+    // None to give up: a nested wait already did (it takes one again itself), or a wait that
+    // panicked after giving it up left the rest of the turn to finish without one.
     let Some(permit) = given_up else {
         return wait.await;
     };
