@@ -17,7 +17,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 #[derive(Clone)]
 pub struct Turns {
     places: Option<Arc<Semaphore>>,
-    at_once: usize,
     grace: Duration,
 }
 
@@ -36,7 +35,6 @@ impl Turns {
     pub fn new(at_once: usize, grace: Duration) -> Self {
         Turns {
             places: (at_once > 0).then(|| Arc::new(Semaphore::new(at_once))),
-            at_once,
             grace,
         }
     }
@@ -57,13 +55,6 @@ impl Turns {
             held: RefCell::new(Some(permit)),
         };
         PLACE.scope(place, work).await
-    }
-
-    /// Places taken now.
-    pub fn busy(&self) -> usize {
-        self.places
-            .as_ref()
-            .map_or(0, |p| self.at_once - p.available_permits())
     }
 }
 
@@ -125,6 +116,10 @@ mod tests {
     use tokio::time::{sleep, Instant};
 
     const MS: Duration = Duration::from_millis(1);
+
+    fn free_places(turns: &Turns) -> usize {
+        turns.places.as_ref().expect("bounded").available_permits()
+    }
 
     /// Runs `n` turns that each do `work_ms` of "work" (a sleep, not a wait) and returns the
     /// most that ran at once.
@@ -193,9 +188,9 @@ mod tests {
         assert!(waited >= 5 * MS && waited < 10 * MS, "{waited:?}");
         // Let the hung turn's wait end and its work start; then a new turn waits for it.
         sleep(Duration::from_secs(5)).await;
-        assert_eq!(turns.busy(), 1);
+        assert_eq!(free_places(&turns), 0);
         hung.await.unwrap();
-        assert_eq!(turns.busy(), 0);
+        assert_eq!(free_places(&turns), 1);
     }
 
     #[tokio::test(start_paused = true)]
@@ -213,7 +208,7 @@ mod tests {
         turns.take(async {}).await;
         assert!(started.elapsed() < MS, "{:?}", started.elapsed());
         waiter.await.unwrap();
-        assert_eq!(turns.busy(), 0);
+        assert_eq!(free_places(&turns), 1);
     }
 
     #[tokio::test]

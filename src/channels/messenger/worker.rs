@@ -1,5 +1,6 @@
 //! Background processing: one lane per customer (PSID) handles that customer's events one at a
-//! time, in timestamp order; different customers run in parallel. A lane runs the engine,
+//! time, in timestamp order; different customers run in parallel, at most
+//! `messenger.max_turns_at_once` of them working at once (`turns.rs`). A lane runs the engine,
 //! records the outcome and the rendered replies in one durable step, then delivers the replies
 //! in order, retrying transient Send API failures. Anything not finished stays in the store and
 //! is picked up again after a restart. How many events it holds in memory is bounded; the rest
