@@ -29,6 +29,9 @@ struct State {
     fail_next: VecDeque<(u16, Value)>,
     down: Option<(u16, Value)>,
     delay: Duration,
+    /// Send API calls being answered now, and the most there were at once.
+    sends_in_flight: usize,
+    most_sends_in_flight: usize,
     next_id: u64,
     /// PSID → (first_name, locale).
     profiles: HashMap<String, (String, Option<String>)>,
@@ -168,6 +171,11 @@ impl FakeGraphApi {
     }
 
     /// Waits this long before answering each call.
+    /// The most Send API calls that were being answered at once.
+    pub fn most_sends_at_once(&self) -> usize {
+        self.lock().most_sends_in_flight
+    }
+
     pub fn set_delay(&self, delay: Duration) {
         self.lock().delay = delay;
     }
@@ -258,11 +266,17 @@ async fn messages(
     let query = url::form_urlencoded::parse(req.query_string().as_bytes())
         .into_owned()
         .collect::<HashMap<_, _>>();
-    let delay = state.lock().unwrap().delay;
+    let delay = {
+        let mut s = state.lock().unwrap();
+        s.sends_in_flight += 1;
+        s.most_sends_in_flight = s.most_sends_in_flight.max(s.sends_in_flight);
+        s.delay
+    };
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
     let mut s = state.lock().unwrap();
+    s.sends_in_flight -= 1;
     let (status, answer) = match s.down.clone().or_else(|| s.fail_next.pop_front()) {
         Some(failure) => failure,
         None if body["recipient"]["id"].is_string() && body["message"].is_object() => {

@@ -407,6 +407,58 @@ fn is_apology(sent: &serde_json::Value) -> bool {
         .is_some_and(|t| t.starts_with("Sorry"))
 }
 
+/// Twelve customers write three times each to a worker with two places and a Send API that
+/// takes 40 ms; returns the most sends there were at once, once each customer has been
+/// answered once, in order.
+async fn twelve_customers_with_two_places(grace_ms: u64) -> usize {
+    let app = Channel::start_with_turns(2, grace_ms).await;
+    app.graph.set_delay(Duration::from_millis(40));
+    const CUSTOMERS: i64 = 12;
+    for round in 0..3i64 {
+        for c in 0..CUSTOMERS {
+            let res = app
+                .post_webhook(&text_event(
+                    &format!("m_{c}_{round}"),
+                    &format!("{}", 3000 + c),
+                    1000 + round,
+                    &format!("r{round}"),
+                ))
+                .await;
+            assert_eq!(res.status(), 200);
+        }
+    }
+    app.graph.wait_for_sent(3 * CUSTOMERS as usize, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        app.graph.sent().len(),
+        3 * CUSTOMERS as usize,
+        "each answered once"
+    );
+    for c in 0..CUSTOMERS {
+        assert_eq!(
+            app.graph.texts_to(&format!("{}", 3000 + c)),
+            ["you said: r0", "you said: r1", "you said: r2"]
+        );
+    }
+    assert_eq!(app.queue.pending_len(), 0);
+    app.graph.most_sends_at_once()
+}
+
+#[tokio::test]
+async fn with_two_places_and_a_send_api_slower_than_the_grace_other_customers_turns_go_on() {
+    let most = twelve_customers_with_two_places(5).await;
+    assert!(
+        most > 2,
+        "at most {most} sends at once: the waits kept their places"
+    );
+}
+
+#[tokio::test]
+async fn with_two_places_and_waits_shorter_than_the_grace_no_more_than_two_events_are_worked_on() {
+    let most = twelve_customers_with_two_places(5_000).await;
+    assert!(most <= 2, "{most} sends at once with two places");
+}
+
 #[tokio::test]
 async fn a_backlog_beyond_the_memory_limit_waits_in_the_store_and_runs_once_in_order() {
     const LIMIT: usize = 3;

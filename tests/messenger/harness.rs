@@ -275,6 +275,23 @@ impl EventQueue for MemQueue {
     }
 }
 
+/// The worker's settings a test may change; the defaults are `config.toml`'s.
+struct Tuning {
+    max_events_in_memory: usize,
+    max_turns_at_once: usize,
+    turn_grace_ms: u64,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            max_events_in_memory: 20_000,
+            max_turns_at_once: 64,
+            turn_grace_ms: 5,
+        }
+    }
+}
+
 pub struct Channel {
     pub address: String,
     pub graph: FakeGraphApi,
@@ -290,6 +307,16 @@ pub struct Channel {
 impl Channel {
     pub async fn start() -> Channel {
         Self::build(Arc::default(), FakeGraphApi::start().await, true, 20_000).await
+    }
+
+    /// With `messenger.max_turns_at_once = at_once` and `turn_grace_ms = grace_ms`.
+    pub async fn start_with_turns(at_once: usize, grace_ms: u64) -> Channel {
+        let tuning = Tuning {
+            max_turns_at_once: at_once,
+            turn_grace_ms: grace_ms,
+            ..Tuning::default()
+        };
+        Self::build_tuned(Arc::default(), FakeGraphApi::start().await, true, tuning).await
     }
 
     /// With `messenger.max_events_in_memory = limit`, on `queue` (a fresh one: `Arc::default()`).
@@ -317,6 +344,24 @@ impl Channel {
         run_worker: bool,
         max_events_in_memory: usize,
     ) -> Channel {
+        let tuning = Tuning {
+            max_events_in_memory,
+            ..Tuning::default()
+        };
+        Self::build_tuned(queue, graph, run_worker, tuning).await
+    }
+
+    async fn build_tuned(
+        queue: Arc<MemQueue>,
+        graph: FakeGraphApi,
+        run_worker: bool,
+        tuning: Tuning,
+    ) -> Channel {
+        let Tuning {
+            max_events_in_memory,
+            max_turns_at_once,
+            turn_grace_ms,
+        } = tuning;
         let settings = MessengerSettings {
             app_secret: Secret::new(APP_SECRET),
             verify_token: Secret::new(VERIFY_TOKEN),
@@ -324,8 +369,8 @@ impl Channel {
             graph_api_url: graph.url(),
             max_body_bytes: 1 << 20,
             max_events_in_memory,
-            max_turns_at_once: 64,
-            turn_grace_ms: 5,
+            max_turns_at_once,
+            turn_grace_ms,
         };
         let retry = RetryPolicy {
             max_attempts: MAX_ATTEMPTS,
