@@ -460,6 +460,40 @@ async fn with_two_places_and_waits_shorter_than_the_grace_no_more_than_two_event
 }
 
 #[tokio::test]
+async fn events_still_waiting_for_a_place_at_shutdown_are_left_for_the_next_start() {
+    let app = Channel::start_with_turns(1, 5).await;
+    // The engine holds the only place (it is working, not waiting on the network).
+    app.post_webhook(&text_event("m_hold", "4001", 1000, "hold"))
+        .await;
+    eventually(
+        || app.conversation.inputs().len() == 1,
+        "the held turn started",
+    )
+    .await;
+    for (mid, psid) in [("m_b", "4002"), ("m_c", "4003")] {
+        app.post_webhook(&text_event(mid, psid, 1000, "hi")).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let script = Arc::clone(&app.conversation);
+    let stopping = tokio::spawn(app.stop());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    script.let_go();
+    let (queue, graph) = stopping.await.unwrap();
+    assert_eq!(script.inputs().len(), 1, "only the started turn ran");
+    assert_eq!(
+        queue.pending_len(),
+        2,
+        "the waiting events stay in the store"
+    );
+
+    let app = Channel::restart(queue, graph).await;
+    app.graph.wait_for_sent(2, WAIT).await;
+    assert_eq!(app.graph.texts_to("4002"), ["you said: hi"]);
+    assert_eq!(app.graph.texts_to("4003"), ["you said: hi"]);
+    assert_eq!(app.queue.pending_len(), 0);
+}
+
+#[tokio::test]
 async fn a_backlog_beyond_the_memory_limit_waits_in_the_store_and_runs_once_in_order() {
     const LIMIT: usize = 3;
     let app =

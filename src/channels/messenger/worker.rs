@@ -266,9 +266,15 @@ impl Worker {
                     }
                 }
             };
+            // A job whose place came only after shutdown has not started: like the jobs
+            // queued behind it, it stays in the store for the next start.
             match job {
                 Job::Deliver(id, message) => {
-                    let deliver = self.delivery.deliver(id, message, &shutdown);
+                    let deliver = async {
+                        if !shutdown.is_cancelled() {
+                            self.delivery.deliver(id, message, &shutdown).await;
+                        }
+                    };
                     self.turns.take(deliver).await
                 }
                 Job::Process(event) => {
@@ -278,7 +284,12 @@ impl Worker {
                         key: event.key.clone(),
                         sender: event.sender.clone(),
                     };
-                    self.turns.take(self.process(event, &shutdown)).await
+                    let process = async {
+                        if !shutdown.is_cancelled() {
+                            self.process(event, &shutdown).await;
+                        }
+                    };
+                    self.turns.take(process).await
                 }
             }
         }
