@@ -678,6 +678,14 @@ mod tests {
                 "messenger.max_events_in_memory",
             ),
             (
+                &[("LOYALTY__MESSENGER__MAX_TURNS_AT_ONCE", "100001")],
+                "messenger.max_turns_at_once",
+            ),
+            (
+                &[("LOYALTY__MESSENGER__TURN_GRACE_MS", "10001")],
+                "messenger.turn_grace_ms",
+            ),
+            (
                 &[(
                     "LOYALTY__LIMITS__FAILED_CLAIMS_PER_MEMBER__WINDOW_SECS",
                     "0",
@@ -754,6 +762,8 @@ mod tests {
         assert_eq!(server, (65536, 5000, 10_000, 5, 1000));
         assert_eq!(s.messenger.max_body_bytes, 1 << 20);
         assert_eq!(s.messenger.max_events_in_memory, 20_000);
+        assert_eq!(s.messenger.max_turns_at_once, default_turns_at_once());
+        assert_eq!(s.messenger.turn_grace_ms, default_turn_grace_ms());
         // Every key is documented in docs/limits.md.
         let doc = include_str!("../docs/limits.md");
         let mut keys: Vec<String> = s
@@ -772,6 +782,9 @@ mod tests {
                 "server.keep_alive_secs",
                 "server.disconnect_timeout_ms",
                 "messenger.max_body_bytes",
+                "messenger.max_events_in_memory",
+                "messenger.max_turns_at_once",
+                "messenger.turn_grace_ms",
             ]
             .map(String::from),
         );
