@@ -134,10 +134,19 @@ pub struct StoreSettings {
     /// `process_crash` (sled's own flush only).
     #[serde(default)]
     pub durability: Durability,
+    /// While intake records cannot be written (a full or broken disk), received events wait in
+    /// memory for the next try up to this many MiB; beyond it a new webhook is refused (500, so
+    /// Meta delivers it again) instead of memory growing for as long as the disk stays broken.
+    #[serde(default = "default_unwritten_events_mb")]
+    pub max_unwritten_events_mb: u64,
 }
 
 fn default_cache() -> u64 {
     64
+}
+
+fn default_unwritten_events_mb() -> u64 {
+    8
 }
 
 fn default_flush_gap() -> u64 {
@@ -330,6 +339,12 @@ impl Settings {
             return Err(bad(
                 "server.shutdown_timeout_secs",
                 "must be between 1 and 300",
+            ));
+        }
+        if !(1..=1024).contains(&self.store.max_unwritten_events_mb) {
+            return Err(bad(
+                "store.max_unwritten_events_mb",
+                "must be between 1 and 1024",
             ));
         }
         if self.store.flush_gap_us > 100_000 {
@@ -678,6 +693,10 @@ mod tests {
                 "messenger.max_events_in_memory",
             ),
             (
+                &[("LOYALTY__STORE__MAX_UNWRITTEN_EVENTS_MB", "0")],
+                "store.max_unwritten_events_mb",
+            ),
+            (
                 &[("LOYALTY__MESSENGER__MAX_TURNS_AT_ONCE", "100001")],
                 "messenger.max_turns_at_once",
             ),
@@ -764,6 +783,10 @@ mod tests {
         assert_eq!(s.messenger.max_events_in_memory, 20_000);
         assert_eq!(s.messenger.max_turns_at_once, default_turns_at_once());
         assert_eq!(s.messenger.turn_grace_ms, default_turn_grace_ms());
+        assert_eq!(
+            s.store.max_unwritten_events_mb,
+            default_unwritten_events_mb()
+        );
         // Every key is documented in docs/limits.md.
         let doc = include_str!("../docs/limits.md");
         let mut keys: Vec<String> = s
@@ -785,6 +808,7 @@ mod tests {
                 "messenger.max_events_in_memory",
                 "messenger.max_turns_at_once",
                 "messenger.turn_grace_ms",
+                "store.max_unwritten_events_mb",
             ]
             .map(String::from),
         );

@@ -33,6 +33,8 @@ impl Services {
             path: settings.store.path.clone(),
             source,
         })?;
+        let unwritten_mb = settings.store.max_unwritten_events_mb as usize;
+        store.set_max_unwritten_event_bytes(unwritten_mb * 1024 * 1024);
         let store = Arc::new(store);
         let dyn_store: Arc<dyn LoyaltyStore> = store.clone();
         let limits = Limits::new(&settings.limits, Arc::new(SystemClock::new()));
@@ -105,4 +107,27 @@ fn build_shop(settings: &Settings) -> Result<Arc<dyn Shop>, StartupError> {
         ),
     };
     Ok(Arc::new(ShopWaits(shop)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[tokio::test]
+    async fn the_configured_bound_on_unwritten_events_reaches_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = [
+            ("LOYALTY__STORE__PATH", dir.path().to_str().unwrap()),
+            ("LOYALTY__STORE__MAX_UNWRITTEN_EVENTS_MB", "3"),
+        ];
+        let settings = Settings::from_toml(
+            include_str!("../../config.toml"),
+            Path::new("config.toml"),
+            env.map(|(k, v)| (k.to_owned(), v.to_owned())),
+        )
+        .unwrap();
+        let services = Services::open(&settings).await.unwrap();
+        assert_eq!(services.store.max_unwritten_event_bytes(), 3 * 1024 * 1024);
+    }
 }

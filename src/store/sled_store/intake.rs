@@ -54,13 +54,14 @@ pub(super) const RECORD_BYTES: usize = 6 * 1024;
 /// While record writes fail (a full or broken disk), events wait in memory for the next try,
 /// up to about this many bytes of them; beyond it a new event is refused (the webhook answers
 /// 500 and Meta delivers it again later) instead of memory growing for as long as the disk
-/// stays broken. About 13,000 events of a typical size.
+/// stays broken. About 13,000 events of a typical size. The default of
+/// `store.max_unwritten_events_mb`.
 pub(super) const UNWRITTEN_MAX_BYTES: usize = 8 * 1024 * 1024;
 
 pub(super) struct Intake {
     tree: Tree,
     state: Mutex<State>,
-    /// [`UNWRITTEN_MAX_BYTES`]; smaller in tests.
+    /// [`UNWRITTEN_MAX_BYTES`] until the configuration (`store.max_unwritten_events_mb`) sets it.
     max_unwritten_bytes: AtomicUsize,
     /// Makes this many of the next record writes fail (`u32::MAX`: all), as a full disk would.
     #[cfg(test)]
@@ -399,9 +400,13 @@ impl Intake {
         self.fail_writes.fetch_update(SeqCst, SeqCst, left).is_ok()
     }
 
-    #[cfg(test)]
     pub fn set_max_unwritten_bytes(&self, bytes: usize) {
         self.max_unwritten_bytes.store(bytes, Relaxed);
+    }
+
+    #[cfg(test)]
+    pub fn max_unwritten_bytes(&self) -> usize {
+        self.max_unwritten_bytes.load(Relaxed)
     }
 
     /// How many events are pending, and in how many records.

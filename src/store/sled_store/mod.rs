@@ -159,6 +159,17 @@ impl SledStore {
         Ok(store)
     }
 
+    /// While intake records cannot be written, received events wait in memory up to `bytes`;
+    /// beyond it new ones are refused (`store.max_unwritten_events_mb`).
+    pub fn set_max_unwritten_event_bytes(&self, bytes: usize) {
+        self.intake.set_max_unwritten_bytes(bytes);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn max_unwritten_event_bytes(&self) -> usize {
+        self.intake.max_unwritten_bytes()
+    }
+
     /// Blocks until every write so far is on disk; for shutdown.
     pub fn flush_now(&self) -> Result<(), StoreError> {
         self.commit.wait()

@@ -830,7 +830,7 @@ mod tests {
     fn while_record_writes_keep_failing_new_events_are_refused_once_a_bound_is_held() {
         let (_d, store) = open();
         let bound = 3 * super::super::intake::RECORD_BYTES;
-        store.intake.set_max_unwritten_bytes(bound);
+        store.set_max_unwritten_event_bytes(bound);
         store.intake.fail_writes.store(u32::MAX, SeqCst);
         let sized = |i: i64| sized(&format!("m{i:03}"), i);
         // Each attempt is answered with an error; the event is kept for the next write until
