@@ -524,8 +524,23 @@ impl Settings {
     }
 }
 
+/// The committed `config.toml`, which holds every key: the type of a key that an operator's own
+/// file leaves out (to its default) but the environment sets.
+const COMMITTED: &str = include_str!("../config.toml");
+
+/// The committed file's value at `sections` + `key`, if it has one.
+fn committed_value(sections: &[String], key: &str) -> Option<toml::Value> {
+    let root: toml::Value = COMMITTED.parse().ok()?;
+    let mut table = root.as_table()?;
+    for s in sections {
+        table = table.get(s)?.as_table()?;
+    }
+    table.get(key).cloned()
+}
+
 /// `LOYALTY__MESSENGER__APP_SECRET=x` sets `messenger.app_secret = "x"`. The value keeps the
-/// type of the key it replaces: strings stay strings, numbers and booleans are parsed.
+/// type of the key it replaces (or, for a key the file leaves out, of that key in the committed
+/// `config.toml`): strings stay strings, numbers and booleans are parsed.
 fn apply_override(
     root: &mut toml::Value,
     var: &str,
@@ -551,7 +566,8 @@ fn apply_override(
             .as_table_mut()
             .ok_or_else(|| err(&format!("`{s}` is not a section")))?;
     }
-    let new = match table.get(last) {
+    let committed = || committed_value(sections, last);
+    let new = match table.get(last).cloned().or_else(committed).as_ref() {
         None | Some(toml::Value::String(_)) => toml::Value::String(raw.to_owned()),
         // Keys that hold a decimal (the points rate) are written as integers in the file.
         Some(toml::Value::Integer(_)) if raw.trim().contains('.') => {
@@ -588,6 +604,62 @@ mod tests {
             Path::new("config.toml"),
             env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
         )
+    }
+
+    #[test]
+    fn a_key_left_out_of_the_file_is_set_from_the_environment_with_its_committed_type() {
+        // An operator's file that leaves every defaulted key out.
+        let minimal = r#"
+            flows_dir = "flows"
+            [server]
+            bind = "127.0.0.1:8080"
+            public_url = "https://loyalty.example"
+            [store]
+            path = "data"
+            [program]
+            locale = "en"
+            currency = "EUR"
+            coupon_valid_days = 30
+            signup_bonus = 50
+            [messenger]
+            app_secret = ""
+            verify_token = ""
+            page_access_token = ""
+            graph_api_url = "https://graph.facebook.com/v25.0"
+            [manychat]
+            token = ""
+            [shop]
+            timeout_secs = 5
+            secret = ""
+            coupon_url = ""
+            verify_url = ""
+            kind = "fixture"
+            orders_file = "fixtures/shop/orders.json"
+            [admin]
+            token = ""
+            [[rewards]]
+            id = "free-mug"
+            title = "Free mug"
+            points = 200
+            product_ids = ["mug-classic"]
+            checkout_url = "https://shop.example/products/mug-classic"
+        "#;
+        let env = [
+            ("LOYALTY__MESSENGER__MAX_TURNS_AT_ONCE", "32"),
+            ("LOYALTY__STORE__FLUSH_GAP_US", "2000"),
+            ("LOYALTY__STORE__DURABILITY", "process_crash"),
+            ("LOYALTY__PROGRAM__POINTS_PER_CURRENCY_UNIT", "1.5"),
+            ("LOYALTY__MESSENGER__VERIFY_TOKEN", "12345"),
+        ];
+        let s = load(minimal, &env).unwrap();
+        assert_eq!(s.messenger.max_turns_at_once, 32);
+        assert_eq!(s.store.flush_gap_us, 2000);
+        assert_eq!(s.store.durability, Durability::ProcessCrash);
+        assert_eq!(s.program.points_per_currency_unit, Decimal::new(15, 1));
+        // A secret of digits stays a string.
+        assert_eq!(s.messenger.verify_token.expose(), "12345");
+        let e = load(minimal, &[("LOYALTY__MESSENGER__TURN_GRACE_MS", "soon")]).unwrap_err();
+        assert!(e.to_string().contains("whole number"), "{e}");
     }
 
     #[test]
