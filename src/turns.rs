@@ -121,6 +121,17 @@ mod tests {
         turns.places.as_ref().expect("bounded").available_permits()
     }
 
+    /// Starts `work` as a turn in a task of its own and lets it take its place.
+    async fn started<F>(turns: &Turns, work: F) -> tokio::task::JoinHandle<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let turns = turns.clone();
+        let task = tokio::spawn(async move { turns.take(work).await });
+        tokio::task::yield_now().await;
+        task
+    }
+
     /// Runs `n` turns that each do `work_ms` of "work" (a sleep, not a wait) and returns the
     /// most that ran at once.
     async fn most_at_once(turns: &Turns, n: usize, work_ms: u64) -> usize {
@@ -153,38 +164,30 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_short_wait_keeps_its_place() {
         let turns = Turns::new(1, 5 * MS);
-        let t = turns.clone();
-        let first = tokio::spawn(async move {
-            t.take(async {
-                waiting(sleep(2 * MS)).await;
-                sleep(10 * MS).await;
-            })
-            .await
-        });
-        tokio::task::yield_now().await;
-        let started = Instant::now();
+        let first = started(&turns, async {
+            waiting(sleep(2 * MS)).await;
+            sleep(10 * MS).await;
+        })
+        .await;
+        let since = Instant::now();
         turns.take(async {}).await;
         // The second turn had to wait for the whole first one: 2 + 10 ms.
-        assert!(started.elapsed() >= 12 * MS, "{:?}", started.elapsed());
+        assert!(since.elapsed() >= 12 * MS, "{:?}", since.elapsed());
         first.await.unwrap();
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_long_wait_gives_its_place_to_another_turn_and_takes_one_back() {
         let turns = Turns::new(1, 5 * MS);
-        let t = turns.clone();
-        let hung = tokio::spawn(async move {
-            t.take(async {
-                waiting(sleep(Duration::from_secs(5))).await;
-                // Back at work: it holds the place again.
-                sleep(10 * MS).await;
-            })
-            .await
-        });
-        tokio::task::yield_now().await;
-        let started = Instant::now();
+        let hung = started(&turns, async {
+            waiting(sleep(Duration::from_secs(5))).await;
+            // Back at work: it holds the place again.
+            sleep(10 * MS).await;
+        })
+        .await;
+        let since = Instant::now();
         turns.take(async {}).await;
-        let waited = started.elapsed();
+        let waited = since.elapsed();
         assert!(waited >= 5 * MS && waited < 10 * MS, "{waited:?}");
         // Let the hung turn's wait end and its work start; then a new turn waits for it.
         sleep(Duration::from_secs(5)).await;
@@ -196,17 +199,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_zero_grace_gives_the_place_up_for_every_wait_and_nested_waits_are_fine() {
         let turns = Turns::new(1, Duration::ZERO);
-        let t = turns.clone();
-        let waiter = tokio::spawn(async move {
-            t.take(async {
-                waiting(async { waiting(sleep(50 * MS)).await }).await;
-            })
-            .await
-        });
-        tokio::task::yield_now().await;
-        let started = Instant::now();
+        let waiter = started(&turns, async {
+            waiting(async { waiting(sleep(50 * MS)).await }).await;
+        })
+        .await;
+        let since = Instant::now();
         turns.take(async {}).await;
-        assert!(started.elapsed() < MS, "{:?}", started.elapsed());
+        assert!(since.elapsed() < MS, "{:?}", since.elapsed());
         waiter.await.unwrap();
         assert_eq!(free_places(&turns), 1);
     }
