@@ -130,6 +130,9 @@ pub struct StoreSettings {
     /// in between share the next flush; a lone writer after a quiet spell does not wait.
     #[serde(default = "default_flush_gap")]
     pub flush_gap_us: u64,
+    /// Group commit: a flush starts without waiting out the gap once this many writes wait.
+    #[serde(default = "default_flush_batch")]
+    pub flush_batch: u64,
     /// What an acknowledged write survives: `power_loss` (each flush is `fdatasync`ed) or
     /// `process_crash` (sled's own flush only).
     #[serde(default)]
@@ -150,7 +153,11 @@ fn default_unwritten_events_mb() -> u64 {
 }
 
 fn default_flush_gap() -> u64 {
-    1000
+    2000
+}
+
+fn default_flush_batch() -> u64 {
+    32
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -346,6 +353,9 @@ impl Settings {
                 "store.max_unwritten_events_mb",
                 "must be between 1 and 1024",
             ));
+        }
+        if !(1..=1_000_000).contains(&self.store.flush_batch) {
+            return Err(bad("store.flush_batch", "must be between 1 and 1000000"));
         }
         if self.store.flush_gap_us > 100_000 {
             return Err(bad(
@@ -646,14 +656,14 @@ mod tests {
         "#;
         let env = [
             ("LOYALTY__MESSENGER__MAX_TURNS_AT_ONCE", "32"),
-            ("LOYALTY__STORE__FLUSH_GAP_US", "2000"),
+            ("LOYALTY__STORE__FLUSH_GAP_US", "3000"),
             ("LOYALTY__STORE__DURABILITY", "process_crash"),
             ("LOYALTY__PROGRAM__POINTS_PER_CURRENCY_UNIT", "1.5"),
             ("LOYALTY__MESSENGER__VERIFY_TOKEN", "12345"),
         ];
         let s = load(minimal, &env).unwrap();
         assert_eq!(s.messenger.max_turns_at_once, 32);
-        assert_eq!(s.store.flush_gap_us, 2000);
+        assert_eq!(s.store.flush_gap_us, 3000);
         assert_eq!(s.store.durability, Durability::ProcessCrash);
         assert_eq!(s.program.points_per_currency_unit, Decimal::new(15, 1));
         // A secret of digits stays a string.
@@ -768,6 +778,7 @@ mod tests {
                 &[("LOYALTY__STORE__MAX_UNWRITTEN_EVENTS_MB", "0")],
                 "store.max_unwritten_events_mb",
             ),
+            (&[("LOYALTY__STORE__FLUSH_BATCH", "0")], "store.flush_batch"),
             (
                 &[("LOYALTY__MESSENGER__MAX_TURNS_AT_ONCE", "100001")],
                 "messenger.max_turns_at_once",
@@ -859,6 +870,8 @@ mod tests {
             s.store.max_unwritten_events_mb,
             default_unwritten_events_mb()
         );
+        let pacing = (s.store.flush_gap_us, s.store.flush_batch);
+        assert_eq!(pacing, (default_flush_gap(), default_flush_batch()));
         // Every key is documented in docs/limits.md.
         let doc = include_str!("../docs/limits.md");
         let mut keys: Vec<String> = s

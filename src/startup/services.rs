@@ -8,7 +8,7 @@ use crate::flows::Engine;
 use crate::limits::{Limits, SystemClock};
 use crate::program::{Program, Rules};
 use crate::shop::{FixtureShop, GenericShop, Shop};
-use crate::store::{LoyaltyStore, SledStore};
+use crate::store::{LoyaltyStore, Pacing, SledStore};
 use crate::turns::ShopWaits;
 use std::sync::Arc;
 
@@ -22,11 +22,14 @@ pub struct Services {
 impl Services {
     pub async fn open(settings: &Settings) -> Result<Services, StartupError> {
         let cache_bytes = settings.store.cache_capacity_mb * 1024 * 1024;
-        let gap = std::time::Duration::from_micros(settings.store.flush_gap_us);
+        let pacing = Pacing {
+            gap: std::time::Duration::from_micros(settings.store.flush_gap_us),
+            batch: settings.store.flush_batch,
+        };
         let store = SledStore::open_tuned(
             &settings.store.path,
             cache_bytes,
-            gap,
+            pacing,
             settings.store.durability,
         )
         .map_err(|source| StartupError::Store {

@@ -53,6 +53,27 @@ struct Shared {
     /// Runs at the start of every flush, in the flusher thread (see
     /// [`GroupCommit::before_each_flush`]).
     before_flush: std::sync::OnceLock<BeforeFlush>,
+    pacing: Pacing,
+}
+
+/// When the next flush starts: `gap` after the previous one began, or as soon as `batch` writes
+/// wait for it. The gap lets writers share a flush (each one costs a few hundred µs of CPU in
+/// sled's and the kernel's I/O paths, whatever it carries); once `batch` are waiting, holding
+/// them longer saves little and only delays them (`docs/benchmark.md`, item 40).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pacing {
+    pub gap: Duration,
+    pub batch: u64,
+}
+
+impl Pacing {
+    /// Every flush waits out the gap, however many writes wait.
+    pub fn gap(gap: Duration) -> Pacing {
+        Pacing {
+            gap,
+            batch: u64::MAX,
+        }
+    }
 }
 
 /// Writes what writers left to the flusher: an error fails the flush it belongs to.
@@ -93,6 +114,8 @@ struct Epochs {
     requested: u64,
     /// Epoch of the flush running or last run (flushes are numbered from 1).
     started: u64,
+    /// Requests since that flush started: the writers the next one will serve.
+    asked: u64,
     /// Epoch of the last flush that finished, successfully or not.
     completed: u64,
     /// Epoch of the last flush that succeeded: a write is durable once any flush that started
@@ -106,23 +129,23 @@ struct Epochs {
 }
 
 impl GroupCommit {
-    /// Starts the flusher thread for `db`; consecutive flushes start at least `gap` apart.
-    /// Each flush is sled's own (`sync_file_range`): survives a process crash.
-    pub fn start(db: sled::Db, gap: Duration) -> Result<Self, StoreError> {
-        Self::spawn(db, gap, None)
+    /// Starts the flusher thread for `db`, its flushes started as `pacing` says. Each flush is
+    /// sled's own (`sync_file_range`): survives a process crash.
+    pub fn start(db: sled::Db, pacing: Pacing) -> Result<Self, StoreError> {
+        Self::spawn(db, pacing, None)
     }
 
     /// [`GroupCommit::start`], each flush followed by an `fdatasync` of `log` (sled's log
     /// file, opened by the caller): survives a power loss.
     pub fn start_forcing(
         db: sled::Db,
-        gap: Duration,
+        pacing: Pacing,
         log: std::fs::File,
     ) -> Result<Self, StoreError> {
-        Self::spawn(db, gap, Some(log))
+        Self::spawn(db, pacing, Some(log))
     }
 
-    fn spawn(db: sled::Db, gap: Duration, log: Option<std::fs::File>) -> Result<Self, StoreError> {
+    fn spawn(db: sled::Db, pacing: Pacing, log: Option<std::fs::File>) -> Result<Self, StoreError> {
         let shared = Arc::new(Shared {
             db,
             log,
@@ -132,11 +155,12 @@ impl GroupCommit {
             done: Condvar::new(),
             outcome: tokio::sync::watch::Sender::new(Outcome::default()),
             before_flush: std::sync::OnceLock::new(),
+            pacing,
         });
         let worker = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("sled-flusher".into())
-            .spawn(move || worker.run(gap))
+            .spawn(move || worker.run())
             .map_err(|e| StoreError::Backend(Box::new(e)))?;
         Ok(GroupCommit {
             shared,
@@ -222,8 +246,12 @@ impl GroupCommit {
         // A flush numbered `started` or lower may have begun before our write finished, so it
         // does not count: we need the next one.
         let target = st.started + 1;
+        st.asked += 1;
         if st.requested < target {
             st.requested = target;
+            self.shared.work.notify_one();
+        } else if st.asked == self.shared.pacing.batch {
+            // The flusher may be waiting out the gap: enough writers wait to start now.
             self.shared.work.notify_one();
         }
         Mark(target)
@@ -308,23 +336,38 @@ impl Shared {
         Ok(())
     }
 
-    fn run(&self, gap: Duration) {
+    fn run(&self) {
+        let Pacing { gap, batch } = self.pacing;
         let mut last: Option<Instant> = None;
         loop {
-            // Waiting here, before taking the next epoch, lets the writers arriving meanwhile
-            // join this flush instead of each paying for one of their own.
-            if let Some(wait) = last.and_then(|l| gap.checked_sub(l.elapsed())) {
-                std::thread::sleep(wait);
-            }
             let epoch = {
                 let mut st = self.lock();
-                while st.requested <= st.started && !st.shutdown {
-                    st = self.work.wait(st).unwrap_or_else(PoisonError::into_inner);
-                }
-                if st.requested <= st.started {
-                    return; // shutting down with nobody waiting
+                loop {
+                    if st.requested <= st.started {
+                        if st.shutdown {
+                            return; // shutting down with nobody waiting
+                        }
+                        st = self.work.wait(st).unwrap_or_else(PoisonError::into_inner);
+                        continue;
+                    }
+                    // Waiting here, before taking the next epoch, lets the writers arriving
+                    // meanwhile join this flush instead of each paying for one of their own.
+                    let left = last
+                        .and_then(|l| gap.checked_sub(l.elapsed()))
+                        .filter(|left| !left.is_zero());
+                    match left {
+                        Some(left) if st.asked < batch && !st.shutdown => {
+                            st = self
+                                .work
+                                .wait_timeout(st, left)
+                                .map(|(st, _)| st)
+                                .unwrap_or_else(|e| e.into_inner().0);
+                        }
+                        _ => break,
+                    }
                 }
                 st.started += 1;
+                st.asked = 0;
                 st.started
             };
             let began = Instant::now();
@@ -376,7 +419,7 @@ mod tests {
     #[test]
     fn many_concurrent_writers_share_fewer_flushes_than_writers() {
         let (_dir, db) = temp_db();
-        let gc = Arc::new(GroupCommit::start(db.clone(), Duration::ZERO).unwrap());
+        let gc = Arc::new(GroupCommit::start(db.clone(), Pacing::gap(Duration::ZERO)).unwrap());
         let writers = 32;
         let rounds = 4;
         let barrier = Arc::new(Barrier::new(writers));
@@ -406,7 +449,7 @@ mod tests {
     #[test]
     fn the_write_before_each_flush_runs_in_it_and_its_failure_fails_that_flush() {
         let (_dir, db) = temp_db();
-        let gc = GroupCommit::start(db.clone(), Duration::ZERO).unwrap();
+        let gc = GroupCommit::start(db.clone(), Pacing::gap(Duration::ZERO)).unwrap();
         let calls = Arc::new(AtomicUsize::new(0));
         let seen = Arc::clone(&calls);
         let target = db.clone();
@@ -426,7 +469,7 @@ mod tests {
     #[test]
     fn a_wait_is_served_by_a_flush_that_started_after_it() {
         let (_dir, db) = temp_db();
-        let gc = GroupCommit::start(db.clone(), Duration::ZERO).unwrap();
+        let gc = GroupCommit::start(db.clone(), Pacing::gap(Duration::ZERO)).unwrap();
         for i in 0..3u64 {
             db.insert(i.to_be_bytes(), vec![1]).unwrap();
             gc.wait().unwrap();
@@ -435,10 +478,49 @@ mod tests {
         }
     }
 
+    #[test]
+    fn fewer_writes_than_the_batch_wait_out_the_gap() {
+        let (_dir, db) = temp_db();
+        let gap = Duration::from_millis(300);
+        let gc = GroupCommit::start(db, Pacing { gap, batch: 3 }).unwrap();
+        let before_first = Instant::now();
+        gc.wait().unwrap(); // flush 1: nothing before it, so no gap
+        gc.wait().unwrap();
+        gc.wait().unwrap();
+        assert_eq!(gc.stats().total(), 3);
+        assert!(
+            before_first.elapsed() >= 2 * gap,
+            "flushes 2 and 3 each started a gap after the one before"
+        );
+    }
+
+    #[test]
+    fn a_flush_starts_before_the_gap_is_over_once_a_batch_of_writes_waits() {
+        let (_dir, db) = temp_db();
+        // Far longer than the test may take: waiting out the gap would fail it.
+        let gap = Duration::from_secs(120);
+        let gc = Arc::new(GroupCommit::start(db, Pacing { gap, batch: 4 }).unwrap());
+        gc.wait().unwrap();
+        let started = Instant::now();
+        let writers: Vec<_> = (0..4)
+            .map(|_| {
+                let gc = Arc::clone(&gc);
+                std::thread::spawn(move || gc.wait().unwrap())
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        assert!(started.elapsed() < gap / 4, "{:?}", started.elapsed());
+        assert_eq!(gc.stats().total(), 2, "the four writers shared one flush");
+    }
+
     #[tokio::test]
     async fn async_waiters_share_flushes_and_each_gets_a_fresh_one() {
         let (_dir, db) = temp_db();
-        let gc = Arc::new(GroupCommit::start(db.clone(), Duration::from_millis(2)).unwrap());
+        let gc = Arc::new(
+            GroupCommit::start(db.clone(), Pacing::gap(Duration::from_millis(2))).unwrap(),
+        );
         let mut waits = tokio::task::JoinSet::new();
         for i in 0..64u64 {
             let (db, gc) = (db.clone(), Arc::clone(&gc));
@@ -460,7 +542,7 @@ mod tests {
     #[test]
     fn a_wait_inside_a_deferred_scope_returns_a_mark_instead_of_blocking() {
         let (_dir, db) = temp_db();
-        let gc = GroupCommit::start(db, Duration::ZERO).unwrap();
+        let gc = GroupCommit::start(db, Pacing::gap(Duration::ZERO)).unwrap();
         let ((), mark) = durability::deferred(|| gc.wait().unwrap());
         let mark = mark.expect("the wait was deferred");
         futures_util::FutureExt::now_or_never(gc.durable(Mark(u64::MAX)))
@@ -479,7 +561,7 @@ mod tests {
     fn a_read_while_a_writer_waits_waits_for_the_next_flush_too() {
         let (_dir, db) = temp_db();
         // The gap holds flush 2 back long enough for the read to see it pending.
-        let gc = GroupCommit::start(db, Duration::from_millis(300)).unwrap();
+        let gc = GroupCommit::start(db, Pacing::gap(Duration::from_millis(300))).unwrap();
         gc.wait().unwrap(); // flush 1: nothing before it, so no gap
         let ((), idle) = durability::deferred(|| gc.settle_read().unwrap());
         assert_eq!(idle, None, "with no writer waiting a read costs nothing");
@@ -491,7 +573,7 @@ mod tests {
     #[test]
     fn a_read_during_an_open_write_asks_for_a_flush_after_it() {
         let (_dir, db) = temp_db();
-        let gc = GroupCommit::start(db, Duration::ZERO).unwrap();
+        let gc = GroupCommit::start(db, Pacing::gap(Duration::ZERO)).unwrap();
         gc.wait().unwrap();
         let before = gc.stats().total();
         // A multi-key operation has applied part of its writes and not yet asked for a flush:
@@ -515,7 +597,7 @@ mod tests {
     #[test]
     fn a_write_dropped_after_a_failure_still_gets_its_flush() {
         let (_dir, db) = temp_db();
-        let gc = GroupCommit::start(db, Duration::ZERO).unwrap();
+        let gc = GroupCommit::start(db, Pacing::gap(Duration::ZERO)).unwrap();
         gc.wait().unwrap();
         let before = gc.stats().total();
         drop(gc.writing());
@@ -527,7 +609,7 @@ mod tests {
     fn a_forced_flush_fdatasyncs_the_log_and_fails_its_writers_when_that_fails() {
         let (dir, db) = temp_db();
         let log = std::fs::File::open(dir.path().join("db")).unwrap();
-        let gc = GroupCommit::start_forcing(db.clone(), Duration::ZERO, log).unwrap();
+        let gc = GroupCommit::start_forcing(db.clone(), Pacing::gap(Duration::ZERO), log).unwrap();
         db.insert(b"k", b"v").unwrap();
         gc.wait().unwrap();
         assert_eq!(gc.stats().total(), 1);
@@ -536,7 +618,8 @@ mod tests {
         // was given, this writer would be told its write is safe.
         let (_dir, db) = temp_db();
         let unsyncable = std::fs::File::open("/proc/self/stat").unwrap();
-        let gc = GroupCommit::start_forcing(db.clone(), Duration::ZERO, unsyncable).unwrap();
+        let gc = GroupCommit::start_forcing(db.clone(), Pacing::gap(Duration::ZERO), unsyncable)
+            .unwrap();
         db.insert(b"k", b"v").unwrap();
         let err = gc
             .wait()
@@ -547,7 +630,7 @@ mod tests {
     #[test]
     fn dropping_stops_the_flusher_thread() {
         let (_dir, db) = temp_db();
-        let gc = GroupCommit::start(db, Duration::ZERO).unwrap();
+        let gc = GroupCommit::start(db, Pacing::gap(Duration::ZERO)).unwrap();
         gc.wait().unwrap();
         drop(gc); // would hang here if the thread ignored shutdown
     }

@@ -12,7 +12,7 @@ mod sled_store;
 pub use durability::{
     collecting, run_durably, run_durably_now, AwaitDurable, Durability, FlushStats, Mark,
 };
-pub use flusher::GroupCommit;
+pub use flusher::{GroupCommit, Pacing};
 pub use sled_store::SledStore;
 
 use crate::domain::{

@@ -82,9 +82,10 @@ pub fn store_setup() -> anyhow::Result<String> {
     let env = std::env::vars().filter(|(k, _)| k.starts_with("LOYALTY__STORE__"));
     let store = committed_settings(env.collect())?.store;
     Ok(format!(
-        "store:   sled, durability {}, group-commit gap {} µs",
+        "store:   sled, durability {}, group-commit gap {} µs or {} writes",
         store.durability.as_str(),
-        store.flush_gap_us
+        store.flush_gap_us,
+        store.flush_batch
     ))
 }
 

@@ -46,7 +46,7 @@ use std::time::Duration;
 use sled::Tree;
 
 use super::durability::{AwaitDurable, Durability, Durable, FlushStats, Mark};
-use super::flusher::GroupCommit;
+use super::flusher::{GroupCommit, Pacing};
 use super::{keys, MemberAccount, StoreError};
 use crate::domain::{Coupon, MemberId};
 use atomic::Atomic;
@@ -105,19 +105,19 @@ impl SledStore {
         Self::open_tuned(
             path,
             cache_capacity_bytes,
-            Duration::ZERO,
+            Pacing::gap(Duration::ZERO),
             Durability::default(),
         )
     }
 
-    /// [`SledStore::open`] with a group-commit `flush_gap`: the least time between the starts
-    /// of two flushes. Under load a gap of a millisecond or two lets each flush serve more
-    /// writers; fewer flushes were the largest CPU saving in the benchmark's profile.
-    /// `durability` says what each flush must survive.
+    /// [`SledStore::open`] with the group commit's `pacing` (see [`Pacing`]). Under load a gap
+    /// of a millisecond or two lets each flush serve more writers; fewer flushes were the
+    /// largest CPU saving in the benchmark's profile. `durability` says what each flush must
+    /// survive.
     pub fn open_tuned(
         path: &Path,
         cache_capacity_bytes: u64,
-        flush_gap: Duration,
+        pacing: Pacing,
         durability: Durability,
     ) -> Result<SledStore, StoreError> {
         let db = sled::Config::new()
@@ -125,9 +125,9 @@ impl SledStore {
             .cache_capacity(cache_capacity_bytes)
             .open()?;
         let commit = match durability {
-            Durability::ProcessCrash => GroupCommit::start(db.clone(), flush_gap)?,
+            Durability::ProcessCrash => GroupCommit::start(db.clone(), pacing)?,
             Durability::PowerLoss => {
-                GroupCommit::start_forcing(db.clone(), flush_gap, forced_log(path)?)?
+                GroupCommit::start_forcing(db.clone(), pacing, forced_log(path)?)?
             }
         };
         let tree = |name: &str| db.open_tree(name);
