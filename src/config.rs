@@ -126,8 +126,9 @@ pub struct StoreSettings {
     /// sled page-cache size; RSS follows it.
     #[serde(default = "default_cache")]
     pub cache_capacity_mb: u64,
-    /// Group commit: the least time between the starts of two flushes, in µs. Writers arriving
-    /// in between share the next flush; a lone writer after a quiet spell does not wait.
+    /// Group commit: the least time between the starts of two flushes, in µs, unless
+    /// `flush_batch` writes wait. Writers arriving in between share the next flush; a lone
+    /// writer after a quiet spell does not wait.
     #[serde(default = "default_flush_gap")]
     pub flush_gap_us: u64,
     /// Group commit: a flush starts without waiting out the gap once this many writes wait.

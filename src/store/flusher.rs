@@ -57,9 +57,10 @@ struct Shared {
 }
 
 /// When the next flush starts: `gap` after the previous one began, or as soon as `batch` writes
-/// wait for it. The gap lets writers share a flush (each one costs a few hundred µs of CPU in
-/// sled's and the kernel's I/O paths, whatever it carries); once `batch` are waiting, holding
-/// them longer saves little and only delays them (`docs/benchmark.md`, item 40).
+/// wait for it. The gap lets writers share a flush (each costs CPU in sled's and the kernel's
+/// I/O paths, however little it carries); once `batch` are waiting, holding them longer saves
+/// little and only delays them (`docs/benchmark.md`, item 40). A write after a quiet spell
+/// longer than the gap does not wait at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pacing {
     pub gap: Duration,
@@ -114,7 +115,8 @@ struct Epochs {
     requested: u64,
     /// Epoch of the flush running or last run (flushes are numbered from 1).
     started: u64,
-    /// Requests since that flush started: the writers the next one will serve.
+    /// Requests since that flush started: the writes the next one will serve (one writer may
+    /// ask for several).
     asked: u64,
     /// Epoch of the last flush that finished, successfully or not.
     completed: u64,
@@ -251,7 +253,7 @@ impl GroupCommit {
             st.requested = target;
             self.shared.work.notify_one();
         } else if st.asked == self.shared.pacing.batch {
-            // The flusher may be waiting out the gap: enough writers wait to start now.
+            // The flusher may be waiting out the gap: enough writes wait to start now.
             self.shared.work.notify_one();
         }
         Mark(target)
