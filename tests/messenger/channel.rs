@@ -22,6 +22,34 @@ fn fixture(name: &str) -> Vec<u8> {
     .unwrap()
 }
 
+/// The operator's hold (`PUT /admin/messenger/processing`) wins over an event that arrives
+/// before the worker has looked at it: both are then ready at the worker's next poll.
+#[tokio::test]
+async fn an_event_arriving_right_after_processing_is_held_waits_for_the_let_go() {
+    let app = Channel::start().await;
+    // The start's read of the store is over once a first event has been answered.
+    app.post_webhook(&text_event("m_hold_0", "5001", 1000, "hi"))
+        .await;
+    app.graph.wait_for_sent(1, WAIT).await;
+    for round in 1..=10 {
+        app.messenger.hold_processing(true);
+        // Blocks the runtime's only thread, so the worker's loop cannot see the hold before
+        // the event is handed over: `select!` would then take either, at random.
+        let body = text_event(&format!("m_hold_{round}"), "5001", 1000 + round, "hi");
+        assert_eq!(app.post_webhook_blocking(&body), "HTTP/1.1 200 OK");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            app.graph.sent().len(),
+            round as usize,
+            "round {round}: held, so the new event is not answered yet"
+        );
+        app.messenger.hold_processing(false);
+        app.graph.wait_for_sent(round as usize + 1, WAIT).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(app.graph.sent().len(), 11, "each event answered once");
+}
+
 #[tokio::test]
 async fn verify_handshake_echoes_the_challenge_for_the_right_token() {
     let app = Channel::start().await;

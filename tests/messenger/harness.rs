@@ -439,6 +439,25 @@ impl Channel {
             .await
     }
 
+    /// Posts a signed webhook and returns its status line, blocking this thread until then: on
+    /// a current-thread runtime, no task of the test's (the worker's loop) runs meanwhile.
+    pub fn post_webhook_blocking(&self, body: &[u8]) -> String {
+        use std::io::{Read, Write};
+        let host = self.address.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(host).unwrap();
+        let head = format!(
+            "POST /webhooks/messenger HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+             X-Hub-Signature-256: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            self.signature(body),
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(body).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer.lines().next().unwrap_or_default().to_owned()
+    }
+
     pub async fn post_webhook_signed_with(
         &self,
         body: &[u8],

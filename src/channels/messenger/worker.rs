@@ -104,10 +104,18 @@ impl Worker {
         let mut prune =
             tokio::time::interval_at(tokio::time::Instant::now() + PRUNE_EVERY, PRUNE_EVERY);
         let mut reads = ReadBacks::default();
+        // Taken while processing was held back: see `hand_over`.
+        let mut parked = Vec::new();
         loop {
             let holding = *held.borrow_and_update();
+            if !holding {
+                for event in std::mem::take(&mut parked) {
+                    self.enqueue(Job::Process(event), &mut lanes, &shutdown);
+                }
+            }
             if !holding && !shutdown.is_cancelled() && self.backlog.should_read_back() {
-                self.read_back(&mut lanes, &shutdown, &mut reads).await;
+                let events = self.read_back(&shutdown, &mut reads).await;
+                self.hand_over(events, &held, &mut parked, &mut lanes, &shutdown);
                 continue;
             }
             tokio::select! {
@@ -117,9 +125,7 @@ impl Worker {
                 () = self.backlog.woken() => {}
                 batch = intake.recv(), if !holding => {
                     let Some(events) = batch else { break };
-                    for event in events {
-                        self.enqueue(Job::Process(event), &mut lanes, &shutdown);
-                    }
+                    self.hand_over(events, &held, &mut parked, &mut lanes, &shutdown);
                 }
                 Some(done) = lanes.join_next() => {
                     if let Err(e) = done {
@@ -157,12 +163,33 @@ impl Worker {
     /// Reads pending events back from the store while the hand-off is spilled (and at start),
     /// holding at most the limit; resumes the hand-off once one read found them all. The order
     /// argument is in `backlog.rs`.
-    async fn read_back(
+    /// Starts a lane's work on `events`, unless processing is held back now: the hold may have
+    /// come while they were on their way (a read of the store in flight, or a batch ready in the
+    /// same poll as the hold, where `select!` picks either), and an event that came after the
+    /// operator's hold waits for the let-go. They wait in memory, still counted by the backlog.
+    fn hand_over(
         self: &Arc<Self>,
+        events: Vec<InboundEvent>,
+        held: &tokio::sync::watch::Receiver<bool>,
+        parked: &mut Vec<InboundEvent>,
         lanes: &mut JoinSet<()>,
         shutdown: &CancellationToken,
-        reads: &mut ReadBacks,
     ) {
+        if *held.borrow() {
+            parked.extend(events);
+            return;
+        }
+        for event in events {
+            self.enqueue(Job::Process(event), lanes, shutdown);
+        }
+    }
+
+    /// Returns the events to process.
+    async fn read_back(
+        self: &Arc<Self>,
+        shutdown: &CancellationToken,
+        reads: &mut ReadBacks,
+    ) -> Vec<InboundEvent> {
         let started = std::time::Instant::now();
         // Taken before reading: whatever finishes meanwhile is no longer pending (or is stuck,
         // which `ReadBacks` tells by this same set).
@@ -224,14 +251,17 @@ impl Worker {
             );
         }
         self.backlog.took_from_store(&events);
-        for event in events {
-            self.enqueue(Job::Process(event), lanes, shutdown);
-        }
+        events
     }
 
-    async fn read_back_failed(&self, e: &StoreError, shutdown: &CancellationToken) {
+    async fn read_back_failed(
+        &self,
+        e: &StoreError,
+        shutdown: &CancellationToken,
+    ) -> Vec<InboundEvent> {
         tracing::error!(channel = "messenger", error = %chain(e), "cannot read pending events; retrying");
         pause(READ_BACK_RETRY, shutdown).await;
+        Vec::new()
     }
 
     fn enqueue(self: &Arc<Self>, job: Job, lanes: &mut JoinSet<()>, shutdown: &CancellationToken) {
