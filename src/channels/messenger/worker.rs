@@ -160,9 +160,6 @@ impl Worker {
         }
     }
 
-    /// Reads pending events back from the store while the hand-off is spilled (and at start),
-    /// holding at most the limit; resumes the hand-off once one read found them all. The order
-    /// argument is in `backlog.rs`.
     /// Starts a lane's work on `events`, unless processing is held back now: the hold may have
     /// come while they were on their way (a read of the store in flight, or a batch ready in the
     /// same poll as the hold, where `select!` picks either), and an event that came after the
@@ -184,7 +181,9 @@ impl Worker {
         }
     }
 
-    /// Returns the events to process.
+    /// Reads pending events back from the store while the hand-off is spilled (and at start),
+    /// holding at most the limit; resumes the hand-off once one read found them all. Returns
+    /// the events to process. The order argument is in `backlog.rs`.
     async fn read_back(
         self: &Arc<Self>,
         shutdown: &CancellationToken,
