@@ -27,10 +27,7 @@ fn fixture(name: &str) -> Vec<u8> {
 #[tokio::test]
 async fn an_event_arriving_right_after_processing_is_held_waits_for_the_let_go() {
     let app = Channel::start().await;
-    // The start's read of the store is over once a first event has been answered.
-    app.post_webhook(&text_event("m_hold_0", "5001", 1000, "hi"))
-        .await;
-    app.graph.wait_for_sent(1, WAIT).await;
+    app.pass_the_start_up_read("5001").await;
     for round in 1..=10 {
         app.messenger.hold_processing(true);
         // Blocks the runtime's only thread, so the worker's loop cannot see the hold before
@@ -696,12 +693,8 @@ async fn a_lane_that_panics_outside_the_engine_leaves_the_events_it_never_ran_to
 #[tokio::test]
 async fn an_event_handed_over_whose_lane_panics_runs_again_from_the_store() {
     let app = Channel::start().await;
-    // Once this is answered, the worker's start-up read of the store is over and new events
-    // are handed over in memory (before it, they would be read back from the store, and one
-    // read back that panics is left for the next start).
-    app.post_webhook(&text_event("m_warm", "7100", 900, "warm"))
-        .await;
-    app.graph.wait_for_sent(1, WAIT).await;
+    // An event read back from the store whose lane panics is left for the next start.
+    app.pass_the_start_up_read("7100").await;
     app.queue.panic_once_when_checking("m_q0");
     for (i, text) in ["first", "second", "third"].into_iter().enumerate() {
         app.post_webhook(&text_event(

@@ -439,6 +439,15 @@ impl Channel {
             .await
     }
 
+    /// Posts a first event from `psid` and waits for its answer: the worker's start-up read of
+    /// the store is then over, and new events are handed over in memory (before it, they would
+    /// be read back from the store).
+    pub async fn pass_the_start_up_read(&self, psid: &str) {
+        self.post_webhook(&text_event(&format!("m_warm_{psid}"), psid, 900, "warm"))
+            .await;
+        self.graph.wait_for_sent(1, Duration::from_secs(10)).await;
+    }
+
     /// Posts a signed webhook and returns its status line, blocking this thread until then: on
     /// a current-thread runtime, no task of the test's (the worker's loop) runs meanwhile.
     pub fn post_webhook_blocking(&self, body: &[u8]) -> String {

@@ -108,10 +108,9 @@ impl Worker {
         let mut parked = Vec::new();
         loop {
             let holding = *held.borrow_and_update();
-            if !holding {
-                for event in std::mem::take(&mut parked) {
-                    self.enqueue(Job::Process(event), &mut lanes, &shutdown);
-                }
+            if !holding && !parked.is_empty() {
+                let let_go = std::mem::take(&mut parked);
+                self.hand_over(let_go, &held, &mut parked, &mut lanes, &shutdown);
             }
             if !holding && !shutdown.is_cancelled() && self.backlog.should_read_back() {
                 let events = self.read_back(&shutdown, &mut reads).await;
