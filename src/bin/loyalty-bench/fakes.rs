@@ -12,7 +12,7 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// Orders whose number starts with this are worth a fortune: they top up redeeming members.
 pub const TOP_UP_PREFIX: &str = "9";
@@ -85,13 +86,16 @@ pub struct Fakes {
     pub replies: Arc<Replies>,
     bare: ServerHandle,
     accept_loops: Vec<JoinHandle<()>>,
+    /// Cancelled by [`Fakes::stop`]: closes the connections the fakes still have open.
+    closing: CancellationToken,
 }
 
 type Answer = Response<Full<Bytes>>;
 
 impl Fakes {
     pub async fn start() -> anyhow::Result<Fakes> {
-        let (shop, shop_task) = serve_hyper(|request| async move {
+        let closing = CancellationToken::new();
+        let (shop, shop_task) = serve_hyper(closing.clone(), |request| async move {
             match (request.method(), request.uri().path()) {
                 (&Method::POST, "/verify") if !is_json(&request) => {
                     status(StatusCode::UNSUPPORTED_MEDIA_TYPE)
@@ -102,13 +106,14 @@ impl Fakes {
                     body_of(request).await;
                     answer(StatusCode::CREATED, &json!({}))
                 }
+                (_, "/verify" | "/coupons") => not_allowed("POST"),
                 _ => status(StatusCode::NOT_FOUND),
             }
         })
         .await?;
         let replies = Arc::new(Replies::default());
         let to = Arc::clone(&replies);
-        let (send_api, send_task) = serve_hyper(move |request| {
+        let (send_api, send_task) = serve_hyper(closing.clone(), move |request| {
             let replies = Arc::clone(&to);
             async move {
                 let path = request.uri().path().to_owned();
@@ -119,6 +124,8 @@ impl Fakes {
                         StatusCode::OK,
                         &json!({"id": psid, "first_name": "Bench", "locale": "en_US"}),
                     ),
+                    (_, Some("me/messages")) => not_allowed("POST"),
+                    (_, Some(psid)) if !psid.contains('/') => not_allowed("GET"),
                     _ => status(StatusCode::NOT_FOUND),
                 }
             }
@@ -132,6 +139,7 @@ impl Fakes {
             replies,
             bare,
             accept_loops: vec![shop_task, send_task],
+            closing,
         })
     }
 
@@ -140,13 +148,19 @@ impl Fakes {
         for task in self.accept_loops {
             task.abort();
         }
+        // The accept loops' connections are tasks of their own: a kept-alive one would
+        // otherwise stay open (and served) for as long as the runtime lives.
+        self.closing.cancel();
     }
 }
 
 /// Binds 127.0.0.1:0 and serves each connection with `handle` as a task of this runtime,
 /// keep-alive without an idle limit (the service's pooled connections then never race a
 /// server's close between two workloads; see docs/benchmark.md).
-async fn serve_hyper<H, F>(handle: H) -> anyhow::Result<(SocketAddr, JoinHandle<()>)>
+async fn serve_hyper<H, F>(
+    closing: CancellationToken,
+    handle: H,
+) -> anyhow::Result<(SocketAddr, JoinHandle<()>)>
 where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Answer> + Send + 'static,
@@ -168,14 +182,19 @@ where
             };
             let _ = stream.set_nodelay(true);
             let handle = handle.clone();
+            let closing = closing.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |request| {
                     let answer = handle(request);
                     async move { Ok::<_, std::convert::Infallible>(answer.await) }
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service);
+                // Dropping the connection closes its socket.
+                tokio::select! {
+                    _ = connection => {}
+                    _ = closing.cancelled() => {}
+                }
             });
         }
     });
@@ -221,6 +240,15 @@ fn answer(code: StatusCode, body: &Value) -> Answer {
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// 405 for a path the fake serves, asked with another method.
+fn not_allowed(allow: &'static str) -> Answer {
+    let mut response = status(StatusCode::METHOD_NOT_ALLOWED);
+    response
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
     response
 }
 
@@ -276,4 +304,67 @@ fn send(replies: &Replies, body: &[u8]) -> Answer {
 
 async fn bare(_body: web::Bytes) -> HttpResponse {
     HttpResponse::Ok().finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    /// Sends one HTTP/1.1 request on `stream` (kept alive) and returns the response's head.
+    async fn ask(stream: &mut TcpStream, method: &str, path: &str) -> String {
+        let request =
+            format!("{method} {path} HTTP/1.1\r\nhost: fake\r\ncontent-length: 0\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(
+                stream.read(&mut byte).await.unwrap(),
+                1,
+                "closed mid-answer"
+            );
+            head.push(byte[0]);
+        }
+        String::from_utf8(head).unwrap().to_ascii_lowercase()
+    }
+
+    fn addr_of(url: &str) -> String {
+        let rest = url.strip_prefix("http://").unwrap();
+        rest.split('/').next().unwrap().to_owned()
+    }
+
+    #[tokio::test]
+    async fn a_served_path_asked_with_another_method_is_405_and_an_unknown_path_404() {
+        let fakes = Fakes::start().await.unwrap();
+        let mut shop = TcpStream::connect(addr_of(&fakes.shop_url)).await.unwrap();
+        let head = ask(&mut shop, "GET", "/verify").await;
+        assert!(head.starts_with("http/1.1 405"), "{head}");
+        assert!(head.contains("allow: post"), "{head}");
+        let head = ask(&mut shop, "POST", "/orders").await;
+        assert!(head.starts_with("http/1.1 404"), "{head}");
+        let mut graph = TcpStream::connect(addr_of(&fakes.send_api_url))
+            .await
+            .unwrap();
+        let head = ask(&mut graph, "GET", "/v25.0/me/messages").await;
+        assert!(head.starts_with("http/1.1 405"), "{head}");
+        let head = ask(&mut graph, "DELETE", "/v25.0/12345").await;
+        assert!(
+            head.starts_with("http/1.1 405") && head.contains("allow: get"),
+            "{head}"
+        );
+        fakes.stop().await;
+    }
+
+    #[tokio::test]
+    async fn stopping_closes_the_connections_kept_alive() {
+        let fakes = Fakes::start().await.unwrap();
+        let mut shop = TcpStream::connect(addr_of(&fakes.shop_url)).await.unwrap();
+        ask(&mut shop, "GET", "/").await;
+        fakes.stop().await;
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), shop.read_to_end(&mut rest)).await;
+        assert!(matches!(read, Ok(Ok(0))), "still open: {read:?}");
+    }
 }
