@@ -853,16 +853,16 @@ mod tests {
             assert!(store.record_inbound(vec![sized(i)]).is_err());
         }
         assert_eq!(store.intake.counts().0, held, "memory stopped growing");
-        // Each refused copy asked for a flush it did not wait for; one of those may still be
-        // waiting out the gap, and if the writes worked by the time it ran, the copy below
-        // would be recorded rather than refused. So the flushes asked for so far run (and
-        // fail) first.
+        // Each refused copy asked for a flush it did not wait for. The flusher is a thread of
+        // its own, so the last of those may not have run yet; if it ran once the writes
+        // worked, the copy below would be recorded rather than refused (seen in CI). So the
+        // flushes asked for so far run (and fail) first.
         assert!(store.flush_now().is_err());
         // The writes work again (a transient failure). The next copy is still refused (nothing
         // has tried a write since), but it asks for a flush, and that writes the held events;
         // a copy once they are all written is recorded.
         store.intake.fail_writes.store(0, SeqCst);
-        // Longer than the flush gap: a flush still pending here would now run (and succeed).
+        // Time for a flush still pending to run (and succeed): the wait above makes sure none is.
         std::thread::sleep(std::time::Duration::from_millis(5));
         assert!(store.record_inbound(vec![sized(refused)]).is_err());
         let start = std::time::Instant::now();
