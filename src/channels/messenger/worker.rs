@@ -252,6 +252,8 @@ impl Worker {
         events
     }
 
+    /// What a read back whose store read failed returns: nothing to hand over, after logging
+    /// the failure and pausing before the next try.
     async fn read_back_failed(
         &self,
         e: &StoreError,
