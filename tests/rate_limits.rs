@@ -178,6 +178,75 @@ async fn manychat_redemptions_over_the_limit_get_429_and_spend_nothing() {
 }
 
 #[tokio::test]
+async fn manychat_redemptions_over_the_address_limit_get_429_and_spend_nothing() {
+    let app = spawn_app_with(|s| {
+        s.limits.redemptions_per_ip = RateSettings {
+            max: 2,
+            window_secs: 60,
+        }
+    })
+    .await;
+    // Three contacts with points enough, each redeeming once: the budget is ManyChat's address.
+    for (n, id) in ["4001", "4002", "4003"].iter().enumerate() {
+        let email = format!("c{n}@example.com");
+        let order = format!("200{n}");
+        app.shop.add_order(&order, &email, "450.00", "paid");
+        join_on_manychat(&app, id, &email).await;
+        assert_eq!(claim_on_manychat(&app, id, &order).await.status(), 200);
+    }
+    let redeem = |id: &str| {
+        let mut body = contact(id);
+        body["reward_id"] = json!("free-mug");
+        body
+    };
+    for id in ["4001", "4002"] {
+        let res = manychat(&app, "/manychat/redeem", &redeem(id)).await;
+        assert_eq!(res.status(), 200, "{id}");
+    }
+    let res = manychat(&app, "/manychat/redeem", &redeem("4003")).await;
+    assert_eq!(res.status(), 429);
+    let secs = retry_after(&res);
+    assert!(secs <= 30, "one redemption per 30 s comes back: {secs}");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "rate_limited");
+    assert_eq!(app.shop.coupons().len(), 2, "no third coupon asked for");
+    assert_eq!(app.balance_of("c2@example.com").await, 500, "nothing spent");
+    // Claims have a budget of their own.
+    app.shop
+        .add_order("2009", "c2@example.com", "10.00", "paid");
+    assert_eq!(claim_on_manychat(&app, "4003", "2009").await.status(), 200);
+}
+
+#[tokio::test]
+async fn claims_beyond_the_member_budget_are_refused_even_when_each_one_succeeds() {
+    let app = spawn_app_with(|s| s.limits.claims_per_member = per_hour(3)).await;
+    for n in 1..=4 {
+        app.shop
+            .add_order(&format!("100{n}"), "jane@example.com", "10.00", "paid");
+    }
+    join_on_manychat(&app, "1515862162", "jane@example.com").await;
+    for order in ["1001", "1002", "1003"] {
+        let res = claim_on_manychat(&app, "1515862162", order).await;
+        assert_eq!(res.status(), 200, "order {order}");
+    }
+    let asked = verify_requests(&app);
+    let res = claim_on_manychat(&app, "1515862162", "1004").await;
+    assert_eq!(res.status(), 429);
+    let secs = retry_after(&res);
+    assert!(secs <= 1200, "one claim per 20 min comes back: {secs}");
+    assert_eq!(verify_requests(&app), asked, "the shop was not asked");
+    assert_eq!(app.balance_of("jane@example.com").await, 80);
+    // Another member's budget is untouched.
+    app.shop
+        .add_order("1009", "ann@example.com", "10.00", "paid");
+    join_on_manychat(&app, "1515862163", "ann@example.com").await;
+    assert_eq!(
+        claim_on_manychat(&app, "1515862163", "1009").await.status(),
+        200
+    );
+}
+
+#[tokio::test]
 async fn order_guessing_in_the_terminal_chat_is_answered_politely_in_german() {
     let app = spawn_app_with(|s| s.limits.failed_claims_per_member = per_hour(2)).await;
     app.shop

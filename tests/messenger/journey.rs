@@ -371,6 +371,46 @@ async fn order_guessing_is_slowed_down_politely_in_chat() {
 }
 
 #[tokio::test]
+async fn redeeming_over_the_limit_is_answered_politely_in_chat_and_spends_nothing() {
+    let app = spawn_app_with(|s| {
+        s.limits.redemptions_per_member = loyalty_bot::limits::RateSettings {
+            max: 1,
+            window_secs: 3600,
+        }
+    })
+    .await;
+    app.shop
+        .add_order("1005", "lea@example.com", "450.00", "paid");
+    let lea = Psid::new("6915800000000005");
+    let say = |body| exchange(app.client(), app.address(), &app.graph_api, &lea, body);
+    say(lea.text("join")).await;
+    say(lea.tap("Yes, join", payloads::JOIN_YES)).await;
+    say(lea.text("lea@example.com")).await;
+    say(lea.text("#1005")).await;
+    assert_eq!(app.balance_of("lea@example.com").await, 500);
+
+    let t = text_of(&say(lea.tap("Free mug", "REDEEM:free-mug")).await);
+    assert!(t.contains("MUG-"), "the first one goes through: {t}");
+    assert_eq!(app.balance_of("lea@example.com").await, 300);
+    let coupons = app.shop.coupons().len();
+
+    // The second within the hour: paused, said so with the balance she keeps, menu after it.
+    let r = say(lea.tap("Free mug", "REDEEM:free-mug")).await;
+    let t = text_of(&r);
+    assert!(
+        t.contains("paused rewards for about 60 min")
+            && t.contains("No points were spent; you still have 300 points"),
+        "{t}"
+    );
+    assert!(
+        !quick_reply_payloads(r.last().unwrap()).is_empty(),
+        "the menu follows"
+    );
+    assert_eq!(app.shop.coupons().len(), coupons, "no coupon asked for");
+    assert_eq!(app.balance_of("lea@example.com").await, 300);
+}
+
+#[tokio::test]
 async fn replies_held_back_by_a_graph_outage_are_sent_after_a_restart() {
     let mut app = spawn_app().await;
     let ana = Psid::new("6915800000000003");
