@@ -1,12 +1,14 @@
 //! Secrets never reach the logs. The real binary runs with distinctive secret values, every
 //! log target at `trace`, and is driven through every route, failures included: bad and
 //! missing signatures, wrong tokens, Messenger events answered through the Send API (the page
-//! token), shop calls signed with the shop secret, ManyChat answers carrying the bearer token,
-//! admin look-ups. Then everything it wrote is searched for each secret.
+//! token), shop calls signed with the shop secret, the shop's order webhook signed with it,
+//! ManyChat answers carrying the bearer token, admin look-ups and the processing switch. Then
+//! everything it wrote is searched for each secret.
 
 mod common;
 
 use common::{test_overrides, BinaryApp, FakeGraphApi, FakeShop};
+use loyalty_bot::shop::SIGNATURE_HEADER;
 use loyalty_bot::signature::hmac_sha256_hex;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -64,6 +66,31 @@ impl Driver {
     async fn manychat(&self, path: &str, token: &str, body: Value) -> u16 {
         self.client
             .post(format!("{}{path}", self.address))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    /// The shop's order webhook, signed as the shop would (`sha256=` HMAC of the body) or not.
+    async fn shop_event(&self, body: &[u8], signature: Option<String>) -> u16 {
+        let mut req = self
+            .client
+            .post(format!("{}/webhooks/shop", self.address))
+            .header("Content-Type", "application/json")
+            .body(body.to_vec());
+        if let Some(sig) = signature {
+            req = req.header(SIGNATURE_HEADER, sig);
+        }
+        req.send().await.unwrap().status().as_u16()
+    }
+
+    async fn put(&self, path: &str, token: &str, body: Value) -> u16 {
+        self.client
+            .put(format!("{}{path}", self.address))
             .bearer_auth(token)
             .json(&body)
             .send()
@@ -144,11 +171,34 @@ async fn no_secret_appears_in_the_logs_even_at_trace_level() {
         assert_eq!(d.manychat(path, MANYCHAT_TOKEN, contact.clone()).await, 200);
     }
 
-    // Admin: no token, a wrong one, the right one.
+    // The shop's order webhook: unsigned, signed with another secret, then a real refund.
+    let refund = br#"{"event": "order.refunded", "order_number": "1001"}"#;
+    let signed_with = |secret: &str| {
+        Some(format!(
+            "sha256={}",
+            hmac_sha256_hex(secret.as_bytes(), refund)
+        ))
+    };
+    assert_eq!(d.shop_event(refund, None).await, 401);
+    assert_eq!(d.shop_event(refund, signed_with("wrong")).await, 401);
+    assert_eq!(d.shop_event(refund, signed_with(SHOP_SECRET)).await, 200);
+
+    // Admin: no token, a wrong one, the right one; the processing switch both ways.
     let member = "/admin/members?email=max@example.com";
     assert_eq!(d.get(member, None).await, 401);
     assert_eq!(d.get(member, Some("wrong")).await, 401);
     assert_eq!(d.get(member, Some(ADMIN_TOKEN)).await, 200);
+    let processing = "/admin/messenger/processing";
+    assert_eq!(d.get(processing, Some(ADMIN_TOKEN)).await, 200);
+    assert_eq!(d.put(processing, "wrong", json!({"held": true})).await, 401);
+    assert_eq!(
+        d.put(processing, ADMIN_TOKEN, json!({"held": true})).await,
+        200
+    );
+    assert_eq!(
+        d.put(processing, ADMIN_TOKEN, json!({"held": false})).await,
+        200
+    );
 
     assert!(
         shop.requests().iter().all(|r| r.signature_ok),
