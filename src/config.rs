@@ -115,6 +115,12 @@ fn default_turns_at_once() -> usize {
 fn default_turn_grace_ms() -> u64 {
     5
 }
+fn default_send_timeout_ms() -> u64 {
+    10_000
+}
+fn default_profile_timeout_ms() -> u64 {
+    2_000
+}
 fn default_shutdown_timeout() -> u64 {
     10
 }
@@ -206,6 +212,12 @@ pub struct MessengerSettings {
     /// another until the wait ends: so a hung shop holds back only its own customers.
     #[serde(default = "default_turn_grace_ms")]
     pub turn_grace_ms: u64,
+    /// A Send API call unanswered after this fails as transient and is retried later.
+    #[serde(default = "default_send_timeout_ms")]
+    pub send_timeout_ms: u64,
+    /// A profile look-up (name, locale) unanswered after this is given up for that reply.
+    #[serde(default = "default_profile_timeout_ms")]
+    pub profile_timeout_ms: u64,
 }
 
 impl MessengerSettings {
@@ -492,6 +504,18 @@ impl Settings {
                 self.messenger.turn_grace_ms,
                 0,
                 10_000,
+            ),
+            (
+                "messenger.send_timeout_ms",
+                self.messenger.send_timeout_ms,
+                100,
+                60_000,
+            ),
+            (
+                "messenger.profile_timeout_ms",
+                self.messenger.profile_timeout_ms,
+                100,
+                30_000,
             ),
             ("server.header_timeout_ms", s.header_timeout_ms, 100, 60_000),
             ("server.body_timeout_ms", s.body_timeout_ms, 100, 300_000),
@@ -789,6 +813,14 @@ mod tests {
                 "messenger.turn_grace_ms",
             ),
             (
+                &[("LOYALTY__MESSENGER__SEND_TIMEOUT_MS", "99")],
+                "messenger.send_timeout_ms",
+            ),
+            (
+                &[("LOYALTY__MESSENGER__PROFILE_TIMEOUT_MS", "30001")],
+                "messenger.profile_timeout_ms",
+            ),
+            (
                 &[(
                     "LOYALTY__LIMITS__FAILED_CLAIMS_PER_MEMBER__WINDOW_SECS",
                     "0",
@@ -867,6 +899,8 @@ mod tests {
         assert_eq!(s.messenger.max_events_in_memory, 20_000);
         assert_eq!(s.messenger.max_turns_at_once, default_turns_at_once());
         assert_eq!(s.messenger.turn_grace_ms, default_turn_grace_ms());
+        assert_eq!(s.messenger.send_timeout_ms, default_send_timeout_ms());
+        assert_eq!(s.messenger.profile_timeout_ms, default_profile_timeout_ms());
         assert_eq!(
             s.store.max_unwritten_events_mb,
             default_unwritten_events_mb()
@@ -894,6 +928,8 @@ mod tests {
                 "messenger.max_events_in_memory",
                 "messenger.max_turns_at_once",
                 "messenger.turn_grace_ms",
+                "messenger.send_timeout_ms",
+                "messenger.profile_timeout_ms",
                 "store.max_unwritten_events_mb",
             ]
             .map(String::from),

@@ -371,6 +371,8 @@ impl Channel {
             max_events_in_memory,
             max_turns_at_once,
             turn_grace_ms,
+            send_timeout_ms: 10_000,
+            profile_timeout_ms: 2_000,
         };
         let retry = RetryPolicy {
             max_attempts: MAX_ATTEMPTS,

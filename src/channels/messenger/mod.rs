@@ -91,10 +91,16 @@ impl Messenger {
         queue: Arc<dyn EventQueue>,
         retry: RetryPolicy,
     ) -> Arc<Self> {
-        let send_api =
-            send_api::SendApi::new(&settings.graph_api_url, settings.page_access_token.clone());
-        let profiles =
-            profile::Profiles::new(&settings.graph_api_url, settings.page_access_token.clone());
+        let send_api = send_api::SendApi::new(
+            &settings.graph_api_url,
+            settings.page_access_token.clone(),
+            std::time::Duration::from_millis(settings.send_timeout_ms),
+        );
+        let profiles = profile::Profiles::new(
+            &settings.graph_api_url,
+            settings.page_access_token.clone(),
+            std::time::Duration::from_millis(settings.profile_timeout_ms),
+        );
         let backlog = Arc::new(Backlog::new(settings.max_events_in_memory));
         let turns = Turns::new(
             settings.max_turns_at_once,

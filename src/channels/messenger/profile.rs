@@ -11,8 +11,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// A profile look-up delays the customer's reply, so it gets little time.
-const TIMEOUT: Duration = Duration::from_secs(2);
 /// Bounds memory: past this many customers the cache starts over.
 const MAX_CACHED: usize = 50_000;
 
@@ -32,10 +30,11 @@ struct UserProfile {
 }
 
 impl Profiles {
-    pub fn new(graph_api_url: &str, token: Secret) -> Self {
+    /// A look-up slower than `timeout` is given up: the reply goes out without the name.
+    pub fn new(graph_api_url: &str, token: Secret, timeout: Duration) -> Self {
         let http = reqwest::Client::builder()
-            .timeout(TIMEOUT)
-            .connect_timeout(TIMEOUT)
+            .timeout(timeout)
+            .connect_timeout(timeout)
             .build()
             .expect("a client with timeouts only always builds");
         Profiles {

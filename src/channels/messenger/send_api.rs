@@ -6,8 +6,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::time::Duration;
 
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a connection may take, whatever the whole request may (`messenger.send_timeout_ms`).
+const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a send failed; [`SendError::is_transient`] says whether a retry can help.
 #[derive(Debug, thiserror::Error)]
@@ -80,11 +80,12 @@ pub struct SendApi {
 }
 
 impl SendApi {
-    /// `graph_api_url` was validated with the settings; an unparsable one is a bug there.
-    pub fn new(graph_api_url: &str, token: Secret) -> Self {
+    /// `graph_api_url` was validated with the settings; an unparsable one is a bug there. A
+    /// send that takes longer than `timeout` fails as unreachable (transient: retried).
+    pub fn new(graph_api_url: &str, token: Secret, timeout: Duration) -> Self {
         let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(timeout)
+            .connect_timeout(timeout.min(MAX_CONNECT_TIMEOUT))
             .redirect(reqwest::redirect::Policy::none())
             // Retries are `delivery.rs`'s. reqwest's default policy covers HTTP/2 refusals only
             // (we speak HTTP/1) and copies every request in case.
@@ -204,10 +205,32 @@ mod tests {
     #[tokio::test]
     async fn transport_errors_never_show_the_token() {
         // Port 9 on loopback: nothing listens, the connection is refused at once.
-        let api = SendApi::new("http://127.0.0.1:9/v25.0", Secret::new("EAAG-secret-token"));
+        let api = SendApi::new(
+            "http://127.0.0.1:9/v25.0",
+            Secret::new("EAAG-secret-token"),
+            Duration::from_secs(10),
+        );
         let err = api.send(&serde_json::json!({})).await.unwrap_err();
         assert!(err.is_transient());
         let shown = format!("{err} {err:?} {:?}", std::error::Error::source(&err));
         assert!(!shown.contains("EAAG-secret-token"), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn a_send_api_that_never_answers_fails_after_the_configured_timeout() {
+        // Accepts the connection and reads nothing: the request hangs until our timeout.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/v25.0", listener.local_addr().unwrap());
+        let api = SendApi::new(&url, Secret::new("t"), Duration::from_millis(300));
+        let started = std::time::Instant::now();
+        let err = api.send(&serde_json::json!({})).await.unwrap_err();
+        let took = started.elapsed();
+        assert!(matches!(err, SendError::Transport(_)), "{err}");
+        assert!(err.is_transient(), "a timeout is retried");
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_secs(5),
+            "{took:?}"
+        );
+        drop(listener);
     }
 }
