@@ -515,6 +515,40 @@ async fn a_replayed_redeem_event_repeats_the_same_coupon_without_spending_twice(
     assert_eq!(bot.balance("u1"), Some(Points(60)), "points spent once");
 }
 
+/// The process died after the engine saved where the conversation stands and before the event
+/// was marked done, so the same event runs again against the state it left behind.
+#[tokio::test]
+async fn a_typed_reward_replayed_after_its_question_closed_shows_the_same_coupon() {
+    let bot = bot();
+    bot.join("u1", "ana@example.com").await;
+    bot.text("u1", "1007").await; // 260 points
+    let t = bot.text("u1", "rewards").await;
+    assert_eq!(t.awaiting.as_ref().map(|a| a.expect), Some(Expect::Choice));
+    let typed = || {
+        bot.engine.converse(Input {
+            who: who("u1"),
+            profile: Profile::default(),
+            event: InputEvent::Text("Free mug".into()),
+            request_id: Some("page:m_typed_1".into()),
+        })
+    };
+    let first = all_text(&typed().await.unwrap());
+    let replay = all_text(&typed().await.unwrap());
+    let code = |t: &str| {
+        t.split_whitespace()
+            .find(|w| w.starts_with("MUG-"))
+            .map(|w| w.trim_end_matches('.').to_owned())
+    };
+    assert!(code(&first).is_some(), "{first}");
+    assert_eq!(code(&first), code(&replay), "the replay: {replay}");
+    assert_eq!(bot.balance("u1"), Some(Points(60)), "points spent once");
+
+    // A new message (another request) meets the state as it now is: no question open.
+    let t = bot.text("u1", "Free mug").await;
+    assert!(code(&all_text(&t)).is_none(), "{}", all_text(&t));
+    assert_eq!(bot.balance("u1"), Some(Points(60)));
+}
+
 #[tokio::test]
 async fn an_order_number_typed_while_a_choice_waits_is_claimed() {
     let bot = bot();

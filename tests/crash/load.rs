@@ -238,7 +238,8 @@ struct Customer<'a> {
 
 impl Customer<'_> {
     /// Joins, then claims an order of their own each round, every other round a shared order,
-    /// every third round a mug; until the load stops. `None`: gave up (journaled).
+    /// every third round a mug (tapped, or typed after asking for the rewards); until the load
+    /// stops. `None`: gave up (journaled).
     async fn run(&mut self, i: usize) -> Option<()> {
         self.text("join").await?;
         for round in 1.. {
@@ -252,9 +253,14 @@ impl Customer<'_> {
                 let shared = shared_order(self.load, round, i % self.load.subscribers);
                 self.text(&shared).await?;
             }
-            if round % 3 == 0 {
+            if round % 6 == 3 {
                 self.tap(&format!("{}free-mug", payloads::REDEEM_PREFIX))
                     .await?;
+            } else if round % 6 == 0 {
+                // Typed: the list opens a question, the reward's name answers it. A crash
+                // between the two writes of that answer replays it against a closed question.
+                self.text("rewards").await?;
+                self.text("Free mug").await?;
             }
         }
         Some(())

@@ -36,6 +36,30 @@ struct Saved {
     /// The language the customer chose by typing a keyword in it.
     #[serde(default)]
     locale: Option<String>,
+    /// The input that left the conversation here, and where it stood before that input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    by: Option<Box<Turned>>,
+}
+
+/// A state is saved before its event is marked done, in a separate write: when the process dies
+/// in between, the same event runs again. Run against the state it left behind, a reward typed
+/// while the choice was open would be answered with help, and the coupon it bought never shown.
+/// So the replay runs from where that input first found the conversation: it takes the same
+/// path, and the effects on the way, idempotent per request, answer as the first run did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Turned {
+    request: String,
+    before: Saved,
+}
+
+impl Saved {
+    /// The state a new input of `request` starts from.
+    fn for_request(self, request: Option<&str>) -> Saved {
+        match (&self.by, request) {
+            (Some(by), Some(r)) if by.request == r => by.before.clone(),
+            _ => Saved { by: None, ..self },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -96,10 +120,13 @@ impl Engine {
             .durably(move |s| s.conversation(&key))
             .await?
             .map(|c| c.data);
-        let saved: Saved = stored
+        let stored_state: Saved = stored
             .clone()
             .and_then(|data| serde_json::from_value(data).ok())
             .unwrap_or_default();
+        let saved = stored_state
+            .clone()
+            .for_request(input.request_id.as_deref());
         let account = self.program.account(&who).await?;
         if let Some(a) = &account {
             tracing::Span::current().record("member.id", a.member.id.0);
@@ -111,7 +138,7 @@ impl Engine {
         );
         let before = locale.clone();
         // A question left unanswered for long is forgotten: the next message starts afresh.
-        let paused = saved.paused.filter(|_| {
+        let paused = saved.paused.clone().filter(|_| {
             // Saved before expiry existed: keep it this once.
             saved.paused_at.is_none_or(|at| Utc::now() - at < PAUSE_TTL)
         });
@@ -133,22 +160,41 @@ impl Engine {
                     .await?
             }
         };
-        let state = Saved {
+        let mut state = Saved {
             paused_at: paused.as_ref().map(|_| Utc::now()),
             paused: paused.clone(),
             // Only a keyword typed in another language changes the conversation's language.
             locale: if locale != before {
                 Some(locale)
             } else {
-                saved.locale
+                saved.locale.clone()
             },
+            by: None,
         };
-        let data = serde_json::to_value(&state).unwrap_or_default();
         let turn = ctx.finish(paused.map(|p| self.awaiting(&p)));
         // Most turns (a claim, a balance) neither start nor end a question: writing the same
-        // state again would cost a write and a flush per message for nothing.
-        let empty = serde_json::to_value(Saved::default()).unwrap_or_default();
-        if stored.as_ref().unwrap_or(&empty) != &data {
+        // state again would cost a write and a flush per message for nothing. A replay that
+        // ends where its first run did writes nothing either.
+        let unchanged = |a: &Saved, b: &Saved| {
+            serde_json::to_value(Saved {
+                by: None,
+                ..a.clone()
+            })
+            .ok()
+                == serde_json::to_value(Saved {
+                    by: None,
+                    ..b.clone()
+                })
+                .ok()
+        };
+        if !unchanged(&stored_state, &state) {
+            if let Some(request) = input.request_id.clone() {
+                state.by = Some(Box::new(Turned {
+                    request,
+                    before: saved,
+                }));
+            }
+            let data = serde_json::to_value(&state).unwrap_or_default();
             self.program
                 .durably(move |s| s.save_conversation(&who, &ConversationState { data }))
                 .await?;
