@@ -63,9 +63,10 @@ impl Driver {
             .await;
     }
 
-    async fn manychat(&self, path: &str, token: &str, body: Value) -> u16 {
+    /// A JSON request with a bearer token (ManyChat's and the admin API's way).
+    async fn json(&self, method: reqwest::Method, path: &str, token: &str, body: Value) -> u16 {
         self.client
-            .post(format!("{}{path}", self.address))
+            .request(method, format!("{}{path}", self.address))
             .bearer_auth(token)
             .json(&body)
             .send()
@@ -73,6 +74,10 @@ impl Driver {
             .unwrap()
             .status()
             .as_u16()
+    }
+
+    async fn manychat(&self, path: &str, token: &str, body: Value) -> u16 {
+        self.json(reqwest::Method::POST, path, token, body).await
     }
 
     /// The shop's order webhook, signed as the shop would (`sha256=` HMAC of the body) or not.
@@ -89,15 +94,7 @@ impl Driver {
     }
 
     async fn put(&self, path: &str, token: &str, body: Value) -> u16 {
-        self.client
-            .put(format!("{}{path}", self.address))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
+        self.json(reqwest::Method::PUT, path, token, body).await
     }
 
     async fn get(&self, path_and_query: &str, token: Option<&str>) -> u16 {
