@@ -1,0 +1,112 @@
+//! Pins the two changes made to the vendored sled (`vendor/sled/LOYALTY-PATCHES.md`) by what they
+//! are for: fewer wake-ups of sled's I/O threads. Counted as those threads' voluntary context
+//! switches (`/proc/self/task/*/status`), so the tests fail if the registry crate comes back
+//! without the patches. Linux only, as the counters are.
+#![cfg(target_os = "linux")]
+
+use std::sync::Mutex;
+
+/// sled's I/O pool is one per process: the two tests must not count each other's wake-ups.
+static POOL: Mutex<()> = Mutex::new(());
+
+/// Total voluntary context switches of the threads named `sled-io-*`, and how many there are.
+fn pool_switches() -> (u64, usize) {
+    let mut total = 0;
+    let mut threads = 0;
+    for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task") {
+        let dir = task.expect("task entry").path();
+        let Ok(name) = std::fs::read_to_string(dir.join("comm")) else {
+            continue; // the thread ended meanwhile
+        };
+        if !name.starts_with("sled-io") {
+            continue;
+        }
+        let Ok(status) = std::fs::read_to_string(dir.join("status")) else {
+            continue;
+        };
+        let switches = status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .expect("voluntary_ctxt_switches in status");
+        total += switches;
+        threads += 1;
+    }
+    (total, threads)
+}
+
+fn open() -> (tempfile::TempDir, sled::Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::Config::new().path(dir.path()).open().unwrap();
+    (dir, db)
+}
+
+/// Starts sled's pool (it starts on first use) and lets its threads settle into their wait.
+fn warm_pool(db: &sled::Db) {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(db.flush_async())
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+}
+
+const FLUSHES: u64 = 200;
+
+#[test]
+fn a_flush_writes_the_log_itself_without_waking_sleds_io_threads() {
+    let _pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_dir, db) = open();
+    warm_pool(&db);
+    let (before, threads) = pool_switches();
+    assert!(threads > 0, "sled's I/O threads are running");
+    for i in 0..FLUSHES {
+        db.insert(i.to_be_bytes(), vec![7u8; 100]).unwrap();
+        db.flush().unwrap();
+    }
+    let (after, _) = pool_switches();
+    // Handed to the pool, each flush's write wakes at least one I/O thread (all of them, without
+    // the other patch): 200 or more. Written by the flushing thread, only the pool's idle
+    // timeouts (one a second per thread) are left.
+    let woken = after - before;
+    assert!(
+        woken < FLUSHES / 4,
+        "sled's I/O threads woke {woken} times for {FLUSHES} flushes"
+    );
+    drop(db);
+    let db = sled::Config::new().path(_dir.path()).open().unwrap();
+    assert_eq!(
+        db.len(),
+        FLUSHES as usize,
+        "every flushed write is read back"
+    );
+}
+
+#[test]
+fn a_job_for_sleds_pool_wakes_one_io_thread_not_all_of_them() {
+    let _pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_dir, db) = open();
+    warm_pool(&db);
+    let (before, threads) = pool_switches();
+    assert!(threads >= 2, "sled keeps several idle I/O threads");
+    // `flush_async` runs the flush as a job on sled's pool: one job at a time, each awaited.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    for i in 0..FLUSHES {
+        db.insert(i.to_be_bytes(), vec![7u8; 100]).unwrap();
+        rt.block_on(db.flush_async()).unwrap();
+    }
+    let (after, _) = pool_switches();
+    // Waking one thread per job reads about two switches a job here (its wake-up and its wait
+    // inside the flush); waking every idle thread read over eleven.
+    let woken = after - before;
+    assert!(
+        woken < FLUSHES * 4,
+        "{threads} I/O threads woke {woken} times for {FLUSHES} jobs"
+    );
+    assert!(
+        woken >= FLUSHES / 2,
+        "the jobs ran on the pool ({woken} wake-ups)"
+    );
+}
