@@ -67,10 +67,11 @@ fn a_flush_writes_the_log_itself_without_waking_sleds_io_threads() {
     let (after, _) = pool_switches();
     // Handed to the pool, each flush's write wakes at least one I/O thread (all of them, without
     // the other patch): 200 or more. Written by the flushing thread, only the pool's idle
-    // timeouts (one a second per thread) are left.
+    // timeouts are left (one a second per thread: 0 here in 0.1 s, ~50 on a disk 50 times
+    // slower).
     let woken = after - before;
     assert!(
-        woken < FLUSHES / 4,
+        woken < FLUSHES / 2,
         "sled's I/O threads woke {woken} times for {FLUSHES} flushes"
     );
     drop(db);
