@@ -53,23 +53,31 @@ fn warm_pool(db: &sled::Db) {
 
 const FLUSHES: u64 = 200;
 
-#[test]
-fn a_flush_writes_the_log_itself_without_waking_sleds_io_threads() {
+/// A fresh store, and the wake-ups of sled's I/O threads (with how many there are) while
+/// `FLUSHES` small writes are each followed by `flush`.
+fn pool_wakeups_while(flush: impl Fn(&sled::Db)) -> (u64, usize, tempfile::TempDir, sled::Db) {
     let _pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
     let (dir, db) = open();
     warm_pool(&db);
     let (before, threads) = pool_switches();
-    assert!(threads > 0, "sled's I/O threads are running");
     for i in 0..FLUSHES {
         db.insert(i.to_be_bytes(), vec![7u8; 100]).unwrap();
-        db.flush().unwrap();
+        flush(&db);
     }
     let (after, _) = pool_switches();
+    (after - before, threads, dir, db)
+}
+
+#[test]
+fn a_flush_writes_the_log_itself_without_waking_sleds_io_threads() {
+    let (woken, threads, dir, db) = pool_wakeups_while(|db| {
+        db.flush().unwrap();
+    });
+    assert!(threads > 0, "sled's I/O threads are running");
     // Handed to the pool, each flush's write wakes at least one I/O thread (all of them, without
     // the other patch): 200 or more. Written by the flushing thread, what is left is the
     // pool's idle timeouts (one a second for each of seven threads) and sled's own periodic
     // flush (two a second): none in the 0.1 s this takes here, ~45 if a slow disk made it 5 s.
-    let woken = after - before;
     assert!(
         woken < FLUSHES / 2,
         "sled's I/O threads woke {woken} times for {FLUSHES} flushes"
@@ -85,23 +93,16 @@ fn a_flush_writes_the_log_itself_without_waking_sleds_io_threads() {
 
 #[test]
 fn a_job_for_sleds_pool_wakes_one_io_thread_not_all_of_them() {
-    let _pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
-    let (_dir, db) = open();
-    warm_pool(&db);
-    let (before, threads) = pool_switches();
-    assert!(threads >= 2, "sled keeps several idle I/O threads");
     // `flush_async` runs the flush as a job on sled's pool: one job at a time, each awaited.
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    for i in 0..FLUSHES {
-        db.insert(i.to_be_bytes(), vec![7u8; 100]).unwrap();
+    let (woken, threads, _dir, _db) = pool_wakeups_while(|db| {
         rt.block_on(db.flush_async()).unwrap();
-    }
-    let (after, _) = pool_switches();
+    });
+    assert!(threads >= 2, "sled keeps several idle I/O threads");
     // Waking one thread per job reads about two switches a job here (its wake-up and its wait
     // inside the flush); waking every idle thread read over eleven.
-    let woken = after - before;
     assert!(
         woken < FLUSHES * 4,
         "{threads} I/O threads woke {woken} times for {FLUSHES} jobs"
