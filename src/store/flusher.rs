@@ -16,13 +16,21 @@
 //! `Db::flush_async` is never used: on sled 0.34.7 it deadlocks under concurrency (sled #1308).
 //!
 //! A writer either blocks ([`GroupCommit::wait`]) or, inside a deferred scope (see
-//! [`super::durability`]), takes a [`Mark`] and awaits [`GroupCommit::durable`]: async waiters
-//! are woken through a `watch` channel, a waker each (a task, not a parked thread per request).
+//! [`super::durability`]), takes a [`Mark`] and awaits [`GroupCommit::durable`]: an async waiter
+//! is woken by the flush it waits for and by no other (a task, not a parked thread per request).
+//! Each wake of a task on another runtime's thread is a syscall (an eventfd write) made by the
+//! flusher before it can start the next flush, so waking every waiter after every flush, as a
+//! `watch` channel did, cost ~2.4 such writes per request (`docs/benchmark.md`, item 47).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use futures_util::task::AtomicWaker;
 
 use super::durability::{self, Durable, FlushStats, Mark};
 use super::StoreError;
@@ -48,8 +56,6 @@ struct Shared {
     work: Condvar,
     /// Wakes the blocked writers: a flush completed.
     done: Condvar,
-    /// Wakes the async writers: the latest [`Outcome`].
-    outcome: tokio::sync::watch::Sender<Outcome>,
     /// Runs at the start of every flush, in the flusher thread (see
     /// [`GroupCommit::before_each_flush`]).
     before_flush: std::sync::OnceLock<BeforeFlush>,
@@ -80,28 +86,6 @@ impl Pacing {
 /// Writes what writers left to the flusher: an error fails the flush it belongs to.
 pub type BeforeFlush = Box<dyn Fn() -> sled::Result<()> + Send + Sync>;
 
-/// What async waiters need to know after each flush.
-#[derive(Clone, Default)]
-struct Outcome {
-    completed: u64,
-    succeeded: u64,
-    failure: Option<sled::Error>,
-}
-
-impl Outcome {
-    /// `None` while the flush for `target` has not finished.
-    fn verdict(&self, target: u64) -> Option<Result<(), StoreError>> {
-        if self.completed < target {
-            return None;
-        }
-        Some(if self.succeeded >= target {
-            Ok(())
-        } else {
-            Err(failure(self.failure.as_ref()))
-        })
-    }
-}
-
 fn failure(e: Option<&sled::Error>) -> StoreError {
     match e {
         Some(e) => e.clone().into(),
@@ -125,9 +109,15 @@ struct Epochs {
     succeeded: u64,
     /// Why the last failed flush failed, handed to the writers it leaves undurable.
     failure: Option<sled::Error>,
+    /// Async writers waiting, each with the flush it waits for: one past `completed` or two
+    /// (the flush running and the next). Registered and taken under this lock, so a flush
+    /// that completes after a waiter looked always finds it.
+    waiters: Vec<(u64, Arc<AtomicWaker>)>,
     /// How long the flushes so far took (their count is the total).
     stats: FlushStats,
     shutdown: bool,
+    /// The flusher thread has ended: an async wait that is still pending never will be served.
+    flusher_gone: bool,
 }
 
 impl GroupCommit {
@@ -155,7 +145,6 @@ impl GroupCommit {
             state: Mutex::new(Epochs::default()),
             work: Condvar::new(),
             done: Condvar::new(),
-            outcome: tokio::sync::watch::Sender::new(Outcome::default()),
             before_flush: std::sync::OnceLock::new(),
             pacing,
         });
@@ -261,21 +250,56 @@ impl GroupCommit {
 
     /// Resolves once flush `mark` (or a later one) has succeeded.
     pub fn durable(&self, mark: Mark) -> Durable {
-        let mut outcome = self.shared.outcome.subscribe();
-        Box::pin(async move {
-            let seen = outcome
-                .wait_for(|o| o.completed >= mark.0)
-                .await
-                // The sender lives as long as the store; it only goes away at shutdown.
-                .map_err(|_| StoreError::Backend("the store was closed".into()))?;
-            seen.verdict(mark.0)
-                .unwrap_or_else(|| Err(StoreError::Backend("flush state went back".into())))
+        Box::pin(FlushWait {
+            shared: Arc::clone(&self.shared),
+            target: mark.0,
+            waker: None,
         })
     }
 
     /// How long they took.
     pub fn stats(&self) -> FlushStats {
         self.shared.lock().stats
+    }
+}
+
+/// [`GroupCommit::durable`]'s future.
+struct FlushWait {
+    shared: Arc<Shared>,
+    target: u64,
+    /// Set once registered among the waiters; a later poll only updates the waker in it.
+    waker: Option<Arc<AtomicWaker>>,
+}
+
+impl Future for FlushWait {
+    type Output = Result<(), StoreError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let target = self.target;
+        let mut st = self.shared.lock();
+        if st.completed >= target {
+            return Poll::Ready(if st.succeeded >= target {
+                Ok(())
+            } else {
+                Err(failure(st.failure.as_ref()))
+            });
+        }
+        if st.flusher_gone {
+            return Poll::Ready(Err(StoreError::Backend("the store was closed".into())));
+        }
+        match &self.waker {
+            // Under the lock, so the flush's taking of the waiters cannot slip between the
+            // check above and this; a wake already taken but not yet made reaches this waker.
+            Some(waker) => waker.register(cx.waker()),
+            None => {
+                let waker = Arc::new(AtomicWaker::new());
+                waker.register(cx.waker());
+                st.waiters.push((target, Arc::clone(&waker)));
+                drop(st);
+                self.waker = Some(waker);
+            }
+        }
+        Poll::Pending
     }
 }
 
@@ -347,7 +371,14 @@ impl Shared {
                 loop {
                     if st.requested <= st.started {
                         if st.shutdown {
-                            return; // shutting down with nobody waiting
+                            // Shutting down with no flush asked for; any waiter left is told.
+                            st.flusher_gone = true;
+                            let left = std::mem::take(&mut st.waiters);
+                            drop(st);
+                            for (_, waker) in left {
+                                waker.wake();
+                            }
+                            return;
                         }
                         st = self.work.wait(st).unwrap_or_else(PoisonError::into_inner);
                         continue;
@@ -395,16 +426,29 @@ impl Shared {
                     st.failure = Some(e);
                 }
             }
-            let outcome = Outcome {
-                completed: st.completed,
-                succeeded: st.succeeded,
-                failure: st.failure.clone(),
-            };
+            let ready = take_served(&mut st.waiters, epoch);
             drop(st);
+            // The async waiters first: a blocked one that returns has seen them all woken.
+            for waker in ready {
+                waker.wake();
+            }
             self.done.notify_all();
-            self.outcome.send_replace(outcome);
         }
     }
+}
+
+/// Takes the waiters that flush `epoch` serves, leaving those waiting for the next.
+fn take_served(waiters: &mut Vec<(u64, Arc<AtomicWaker>)>, epoch: u64) -> Vec<Arc<AtomicWaker>> {
+    let mut ready = Vec::with_capacity(waiters.len());
+    waiters.retain(|(target, waker)| {
+        if *target <= epoch {
+            ready.push(Arc::clone(waker));
+            false
+        } else {
+            true
+        }
+    });
+    ready
 }
 
 #[cfg(test)]
@@ -539,6 +583,63 @@ mod tests {
         }
         let flushes = gc.stats().total();
         assert!((1..64).contains(&flushes), "{flushes} flushes for 64 waits");
+    }
+
+    #[test]
+    fn an_async_waiter_is_woken_by_its_own_flush_and_not_by_the_one_before() {
+        struct Count(AtomicUsize);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, SeqCst);
+            }
+        }
+        let (_dir, db) = temp_db();
+        // Flush 2 starts only once two writes ask for it, so the test says when it runs.
+        let gc = Arc::new(
+            GroupCommit::start(
+                db,
+                Pacing {
+                    gap: Duration::from_secs(120),
+                    batch: 2,
+                },
+            )
+            .unwrap(),
+        );
+        let (hold, held) = std::sync::mpsc::channel::<()>();
+        let held = Mutex::new(held);
+        let first = AtomicUsize::new(0);
+        gc.before_each_flush(Box::new(move || {
+            if first.fetch_add(1, SeqCst) == 0 {
+                let _ = held.lock().unwrap().recv(); // flush 1 waits for the test
+            }
+            Ok(())
+        }));
+        let one = gc.request();
+        while gc.shared.lock().started < 1 {
+            std::thread::yield_now();
+        }
+        let two = gc.request(); // flush 1 is running: this write needs flush 2
+        assert_eq!(two.0, 2);
+
+        let wakes = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = std::task::Waker::from(Arc::clone(&wakes));
+        let mut wait = gc.durable(two);
+        let mut cx = Context::from_waker(&waker);
+        assert!(wait.as_mut().poll(&mut cx).is_pending());
+
+        hold.send(()).unwrap();
+        gc.wait_for(one).unwrap();
+        assert_eq!(
+            wakes.0.load(SeqCst),
+            0,
+            "flush 1 does not serve it: no wake"
+        );
+        assert!(wait.as_mut().poll(&mut cx).is_pending());
+
+        let _third = gc.request(); // the second write flush 2 waits for
+        gc.wait_for(two).unwrap();
+        assert_eq!(wakes.0.load(SeqCst), 1, "flush 2 wakes it, once");
+        assert!(matches!(wait.as_mut().poll(&mut cx), Poll::Ready(Ok(()))));
     }
 
     #[test]
