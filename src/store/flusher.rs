@@ -20,7 +20,7 @@
 //! is woken by the flush it waits for and by no other (a task, not a parked thread per request).
 //! Each wake of a task on another runtime's thread is a syscall (an eventfd write) made by the
 //! flusher before it can start the next flush, so waking every waiter after every flush, as a
-//! `watch` channel did, cost ~2.4 such writes per request (`docs/benchmark.md`, item 47).
+//! `watch` channel did, woke most of them twice (`docs/benchmark.md`, item 47).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -51,7 +51,8 @@ struct Shared {
     /// Writers between their first sled write and their request for a flush (see
     /// [`GroupCommit::writing`]): what they wrote is visible but no flush has been asked for.
     unrequested: AtomicUsize,
-    state: Mutex<Epochs>,
+    /// Shared with the async waits too, which need not keep the database open.
+    state: Arc<Mutex<Epochs>>,
     /// Wakes the flusher: a writer asked for a flush.
     work: Condvar,
     /// Wakes the blocked writers: a flush completed.
@@ -142,7 +143,7 @@ impl GroupCommit {
             db,
             log,
             unrequested: AtomicUsize::new(0),
-            state: Mutex::new(Epochs::default()),
+            state: Arc::new(Mutex::new(Epochs::default())),
             work: Condvar::new(),
             done: Condvar::new(),
             before_flush: std::sync::OnceLock::new(),
@@ -251,7 +252,7 @@ impl GroupCommit {
     /// Resolves once flush `mark` (or a later one) has succeeded.
     pub fn durable(&self, mark: Mark) -> Durable {
         Box::pin(FlushWait {
-            shared: Arc::clone(&self.shared),
+            state: Arc::clone(&self.shared.state),
             target: mark.0,
             waker: None,
         })
@@ -265,7 +266,7 @@ impl GroupCommit {
 
 /// [`GroupCommit::durable`]'s future.
 struct FlushWait {
-    shared: Arc<Shared>,
+    state: Arc<Mutex<Epochs>>,
     target: u64,
     /// Set once registered among the waiters; a later poll only updates the waker in it.
     waker: Option<Arc<AtomicWaker>>,
@@ -276,7 +277,7 @@ impl Future for FlushWait {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let target = self.target;
-        let mut st = self.shared.lock();
+        let mut st = lock(&self.state);
         if st.completed >= target {
             return Poll::Ready(if st.succeeded >= target {
                 Ok(())
@@ -346,9 +347,7 @@ impl Drop for GroupCommit {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Epochs> {
-        // The state is a few counters updated atomically under the lock; a panicking holder
-        // cannot leave them half-written, so a poisoned lock is still usable.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state)
     }
 
     fn flush(&self) -> sled::Result<()> {
@@ -435,6 +434,12 @@ impl Shared {
             self.done.notify_all();
         }
     }
+}
+
+fn lock(state: &Mutex<Epochs>) -> MutexGuard<'_, Epochs> {
+    // The state is a few counters updated atomically under the lock; a panicking holder cannot
+    // leave them half-written, so a poisoned lock is still usable.
+    state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Takes the waiters that flush `epoch` serves, leaving those waiting for the next.
