@@ -121,6 +121,20 @@ struct Epochs {
     flusher_gone: bool,
 }
 
+impl Epochs {
+    /// What a writer waiting for flush `target` is told; `None` while that flush has not run.
+    fn verdict(&self, target: u64) -> Option<Result<(), StoreError>> {
+        if self.completed < target {
+            return None;
+        }
+        Some(if self.succeeded >= target {
+            Ok(())
+        } else {
+            Err(failure(self.failure.as_ref()))
+        })
+    }
+}
+
 impl GroupCommit {
     /// Starts the flusher thread for `db`, its flushes started as `pacing` says. Each flush is
     /// sled's own (`sync_file_range`): survives a process crash.
@@ -195,19 +209,17 @@ impl GroupCommit {
     }
 
     fn block_for(&self, mark: Mark) -> Result<(), StoreError> {
-        let target = mark.0;
         let mut st = self.shared.lock();
-        while st.completed < target {
+        loop {
+            if let Some(verdict) = st.verdict(mark.0) {
+                return verdict;
+            }
             st = self
                 .shared
                 .done
                 .wait(st)
                 .unwrap_or_else(PoisonError::into_inner);
         }
-        if st.succeeded >= target {
-            return Ok(());
-        }
-        Err(failure(st.failure.as_ref()))
     }
 
     /// After a read whose answer may reach a customer: while some write is not yet durable,
@@ -278,12 +290,8 @@ impl Future for FlushWait {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let target = self.target;
         let mut st = lock(&self.state);
-        if st.completed >= target {
-            return Poll::Ready(if st.succeeded >= target {
-                Ok(())
-            } else {
-                Err(failure(st.failure.as_ref()))
-            });
+        if let Some(verdict) = st.verdict(target) {
+            return Poll::Ready(verdict);
         }
         if st.flusher_gone {
             return Poll::Ready(Err(StoreError::Backend("the store was closed".into())));
@@ -645,6 +653,22 @@ mod tests {
         gc.wait_for(two).unwrap();
         assert_eq!(wakes.0.load(SeqCst), 1, "flush 2 wakes it, once");
         assert!(matches!(wait.as_mut().poll(&mut cx), Poll::Ready(Ok(()))));
+    }
+
+    #[test]
+    fn a_wait_for_a_flush_that_never_runs_ends_with_an_error_once_the_store_closes() {
+        let (_dir, db) = temp_db();
+        let gc = GroupCommit::start(db, Pacing::gap(Duration::ZERO)).unwrap();
+        let mut never = gc.durable(Mark(u64::MAX));
+        assert!(futures_util::FutureExt::now_or_never(&mut never).is_none());
+        drop(gc);
+        let told = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+            .block_on(async { tokio::time::timeout(Duration::from_secs(10), never).await })
+            .expect("the closed store woke the waiter");
+        assert!(matches!(told, Err(StoreError::Backend(_))), "{told:?}");
     }
 
     #[test]
