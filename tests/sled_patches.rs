@@ -1,4 +1,4 @@
-//! Pins the two changes made to the vendored sled (`vendor/sled/LOYALTY-PATCHES.md`) by what they
+//! Pins the changes made to the vendored sled (`vendor/sled/LOYALTY-PATCHES.md`) by what they
 //! are for: fewer wake-ups of sled's I/O threads. Counted as those threads' voluntary context
 //! switches (`/proc/self/task/*/status`), so the tests fail if the registry crate comes back
 //! without the patches. Linux only, as the counters are.
@@ -110,5 +110,60 @@ fn a_job_for_sleds_pool_wakes_one_io_thread_not_all_of_them() {
     assert!(
         woken >= FLUSHES / 2,
         "the jobs ran on the pool ({woken} wake-ups)"
+    );
+}
+
+/// sled's segment size (its default, which the store keeps).
+const SEGMENT: u64 = 512 * 1024;
+
+/// Where the log's last non-zero byte ends, and the file's length.
+fn written_end_and_len(dir: &std::path::Path) -> (u64, u64) {
+    let bytes = std::fs::read(dir.join("db")).expect("sled's log file");
+    let end = bytes
+        .iter()
+        .rposition(|b| *b != 0)
+        .map_or(0, |i| i as u64 + 1);
+    (end, bytes.len() as u64)
+}
+
+#[test]
+fn the_log_is_zeroed_segments_ahead_of_its_writes_and_a_reopen_reads_every_key() {
+    let _pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    let (dir, db) = open();
+    // ~3 MiB of values, flushed as they go: the log moves through several new segments.
+    let value = vec![0xA5u8; 1024];
+    for i in 0u32..3000 {
+        db.insert(i.to_be_bytes(), value.clone()).unwrap();
+        if i % 100 == 99 {
+            db.flush().unwrap();
+        }
+    }
+    db.flush().unwrap();
+    // The zeroing runs on sled's pool; the log's next segment waits for it, a test does not.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let (end, len) = written_end_and_len(dir.path());
+    assert!(
+        end > 2 * SEGMENT,
+        "the values filled several segments ({end} bytes)"
+    );
+    // Without the patch the file ends where the last write did.
+    assert!(
+        len >= end.div_ceil(SEGMENT) * SEGMENT + 3 * SEGMENT,
+        "{len}-byte log with writes up to {end}: the next segments are not zeroed ahead"
+    );
+    drop(db);
+    // The zeroed segments read as free ones (what sled's recovery writes over a free segment).
+    let db = sled::Config::new().path(dir.path()).open().unwrap();
+    assert_eq!(db.len(), 3000, "every flushed write is read back");
+    for i in 3000u32..4000 {
+        db.insert(i.to_be_bytes(), value.clone()).unwrap();
+    }
+    db.flush().unwrap();
+    drop(db);
+    let db = sled::Config::new().path(dir.path()).open().unwrap();
+    assert_eq!(db.len(), 4000, "and again after writing into them");
+    assert_eq!(
+        db.get(3999u32.to_be_bytes()).unwrap().as_deref(),
+        Some(&value[..])
     );
 }

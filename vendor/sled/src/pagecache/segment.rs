@@ -96,7 +96,18 @@ pub(crate) struct SegmentAccountant {
     segment_cleaner: SegmentCleaner,
     ordering: BTreeMap<Lsn, LogOffset>,
     async_truncations: BTreeMap<LogOffset, OneShot<Result<()>>>,
+    // loyalty-bot: segments past the tip are written with zeroes (`Corrupted`
+    // bytes, what recovery writes over a free segment) before the log reaches
+    // them, so a log write that extends the log overwrites allocated blocks:
+    // its `fdatasync` then forces data only, not the file's size and extents.
+    // `prewritten` is where that zeroed region ends; each pending job is keyed
+    // by the segment it zeroes.
+    prewritten: LogOffset,
+    async_prewrites: BTreeMap<LogOffset, OneShot<Result<()>>>,
 }
+
+/// loyalty-bot: how many segments past the tip are kept zeroed ahead of the log.
+const PREWRITE_AHEAD: LogOffset = 4;
 
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SegmentCleaner {
@@ -485,9 +496,19 @@ impl SegmentAccountant {
             segment_cleaner,
             ordering: BTreeMap::default(),
             async_truncations: BTreeMap::default(),
+            prewritten: 0,
+            async_prewrites: BTreeMap::default(),
         };
 
         ret.initialize_from_snapshot(snapshot)?;
+
+        // loyalty-bot: recovery truncated the free segments at the end, so
+        // the file ends at the tip or within its last segment.
+        let segment_size = ret.config.segment_size as LogOffset;
+        let file_len = ret.config.file.metadata()?.len();
+        ret.prewritten = ret.tip.max(
+            (file_len + segment_size - 1) / segment_size * segment_size,
+        );
 
         if let Some(max_free) = ret.free.iter().max() {
             assert!(
@@ -993,11 +1014,58 @@ impl SegmentAccountant {
             }
         }
 
+        // loyalty-bot: the segment handed out must not be zeroed after data
+        // is written to it. A failed zeroing is left to the log write itself:
+        // it meets the same full disk and reports it.
+        let later = self.async_prewrites.split_off(&(lid + 1));
+        for (_, prewrite) in mem::replace(&mut self.async_prewrites, later) {
+            if let Err(error) = prewrite.wait().unwrap() {
+                debug!("failed to zero a segment ahead of the log: {:?}", error);
+            }
+        }
+
         self.tip += self.config.segment_size as LogOffset;
 
         trace!("advancing file tip from {} to {}", lid, self.tip);
 
+        self.prewrite_ahead()?;
+
         Ok(lid)
+    }
+
+    // loyalty-bot: zeroes the segments between the zeroed region's end and
+    // `PREWRITE_AHEAD` segments past the tip, each on the pool, and starts
+    // their write-back so that a later flush finds them on disk already.
+    fn prewrite_ahead(&mut self) -> Result<()> {
+        if self.config.temporary {
+            return Ok(());
+        }
+        let segment_size = self.config.segment_size as LogOffset;
+        let target = self.tip + PREWRITE_AHEAD * segment_size;
+        while self.prewritten < target {
+            let at = self.prewritten.max(self.tip);
+            let config = self.config.clone();
+            let promise = threadpool::spawn(move || -> Result<()> {
+                let zeroes = vec![MessageKind::Corrupted.into(); config.segment_size];
+                pwrite_all(&config.file, &zeroes, at)?;
+                #[cfg(target_os = "linux")]
+                {
+                    use std::os::unix::io::AsRawFd;
+                    let _ = unsafe {
+                        libc::sync_file_range(
+                            config.file.as_raw_fd(),
+                            i64::try_from(at).unwrap(),
+                            i64::try_from(config.segment_size).unwrap(),
+                            libc::SYNC_FILE_RANGE_WRITE,
+                        )
+                    };
+                }
+                Ok(())
+            })?;
+            self.async_prewrites.insert(at, promise);
+            self.prewritten = at + segment_size;
+        }
+        Ok(())
     }
 
     /// Returns the next offset to write a new segment in.
@@ -1087,6 +1155,13 @@ impl SegmentAccountant {
         );
 
         self.tip = at;
+
+        // loyalty-bot: a zeroing still to run would grow the file again
+        // after the truncation; its region goes with the truncation.
+        for (_, prewrite) in mem::take(&mut self.async_prewrites) {
+            let _ = prewrite.wait();
+        }
+        self.prewritten = at;
 
         assert!(!self.free.contains(&at), "double-free of a segment occurred");
 
