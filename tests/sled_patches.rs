@@ -1,12 +1,13 @@
 //! Pins the changes made to the vendored sled (`vendor/sled/LOYALTY-PATCHES.md`) by what they
-//! are for: fewer wake-ups of sled's I/O threads. Counted as those threads' voluntary context
-//! switches (`/proc/self/task/*/status`), so the tests fail if the registry crate comes back
-//! without the patches. Linux only, as the counters are.
+//! are for, so the tests fail if the registry crate comes back without them: fewer wake-ups of
+//! sled's I/O threads (counted as those threads' voluntary context switches,
+//! `/proc/self/task/*/status`), and the segments ahead of the log zeroed before it reaches them
+//! (read from the log file). Linux only, as the counters are.
 #![cfg(target_os = "linux")]
 
 use std::sync::Mutex;
 
-/// sled's I/O pool is one per process: the two tests must not count each other's wake-ups.
+/// sled's I/O pool is one per process: the tests must not count each other's wake-ups.
 static POOL: Mutex<()> = Mutex::new(());
 
 /// Total voluntary context switches of the threads named `sled-io-*`, and how many there are.
@@ -139,8 +140,14 @@ fn the_log_is_zeroed_segments_ahead_of_its_writes_and_a_reopen_reads_every_key()
         }
     }
     db.flush().unwrap();
-    // The zeroing runs on sled's pool; the log's next segment waits for it, a test does not.
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    // The zeroing runs on a thread of sled's; the log's next segment waits for it, a test
+    // polls (up to 10 s on a loaded machine).
+    let zeroed_ahead =
+        |(end, len): (u64, u64)| len >= end.div_ceil(SEGMENT) * SEGMENT + 3 * SEGMENT;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !zeroed_ahead(written_end_and_len(dir.path())) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let (end, len) = written_end_and_len(dir.path());
     assert!(
         end > 2 * SEGMENT,
@@ -148,7 +155,7 @@ fn the_log_is_zeroed_segments_ahead_of_its_writes_and_a_reopen_reads_every_key()
     );
     // Without the patch the file ends where the last write did.
     assert!(
-        len >= end.div_ceil(SEGMENT) * SEGMENT + 3 * SEGMENT,
+        zeroed_ahead((end, len)),
         "{len}-byte log with writes up to {end}: the next segments are not zeroed ahead"
     );
     drop(db);

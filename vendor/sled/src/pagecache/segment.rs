@@ -99,7 +99,8 @@ pub(crate) struct SegmentAccountant {
     // loyalty-bot: segments past the tip are written with zeroes (`Corrupted`
     // bytes, what recovery writes over a free segment) before the log reaches
     // them, so a log write that extends the log overwrites allocated blocks:
-    // its `fdatasync` then forces data only, not the file's size and extents.
+    // its `fdatasync` then forces data only, not the file's size and extents
+    // (on ext4 and other filesystems that overwrite in place).
     // `prewritten` is where that zeroed region ends; each pending job is keyed
     // by the segment it zeroes.
     prewritten: LogOffset,
@@ -502,8 +503,12 @@ impl SegmentAccountant {
 
         ret.initialize_from_snapshot(snapshot)?;
 
-        // loyalty-bot: recovery truncated the free segments at the end, so
-        // the file ends at the tip or within its last segment.
+        // loyalty-bot: once recovery's truncations are done, the file ends
+        // at the tip, within its last segment, or past it over segments that
+        // recovery zeroed; zeroing starts at the end of that.
+        for (_, truncation) in mem::take(&mut ret.async_truncations) {
+            truncation.wait().expect("threadpool should not crash")?;
+        }
         let segment_size = ret.config.segment_size as LogOffset;
         let file_len = ret.config.file.metadata()?.len();
         ret.prewritten = ret.tip.max(
@@ -1019,8 +1024,12 @@ impl SegmentAccountant {
         // it meets the same full disk and reports it.
         let later = self.async_prewrites.split_off(&(lid + 1));
         for (_, prewrite) in mem::replace(&mut self.async_prewrites, later) {
-            if let Err(error) = prewrite.wait().unwrap() {
-                debug!("failed to zero a segment ahead of the log: {:?}", error);
+            match prewrite.wait() {
+                Some(Ok(())) => {}
+                Some(Err(error)) => {
+                    debug!("failed to zero a segment ahead of the log: {:?}", error)
+                }
+                None => debug!("the zeroing of a segment ahead of the log was lost"),
             }
         }
 
@@ -1028,44 +1037,27 @@ impl SegmentAccountant {
 
         trace!("advancing file tip from {} to {}", lid, self.tip);
 
-        self.prewrite_ahead()?;
+        self.prewrite_ahead();
 
         Ok(lid)
     }
 
     // loyalty-bot: zeroes the segments between the zeroed region's end and
-    // `PREWRITE_AHEAD` segments past the tip, each on the pool, and starts
-    // their write-back so that a later flush finds them on disk already.
-    fn prewrite_ahead(&mut self) -> Result<()> {
+    // `PREWRITE_AHEAD` segments past the tip, each as a job for the zeroing
+    // thread, which starts their write-back so that a later flush finds them
+    // on disk already.
+    fn prewrite_ahead(&mut self) {
         if self.config.temporary {
-            return Ok(());
+            return;
         }
         let segment_size = self.config.segment_size as LogOffset;
         let target = self.tip + PREWRITE_AHEAD * segment_size;
         while self.prewritten < target {
             let at = self.prewritten.max(self.tip);
-            let config = self.config.clone();
-            let promise = threadpool::spawn(move || -> Result<()> {
-                let zeroes = vec![MessageKind::Corrupted.into(); config.segment_size];
-                pwrite_all(&config.file, &zeroes, at)?;
-                #[cfg(target_os = "linux")]
-                {
-                    use std::os::unix::io::AsRawFd;
-                    let _ = unsafe {
-                        libc::sync_file_range(
-                            config.file.as_raw_fd(),
-                            i64::try_from(at).unwrap(),
-                            i64::try_from(config.segment_size).unwrap(),
-                            libc::SYNC_FILE_RANGE_WRITE,
-                        )
-                    };
-                }
-                Ok(())
-            })?;
+            let promise = zero_segment(self.config.clone(), at);
             self.async_prewrites.insert(at, promise);
             self.prewritten = at + segment_size;
         }
-        Ok(())
     }
 
     /// Returns the next offset to write a new segment in.
@@ -1202,4 +1194,62 @@ impl SegmentAccountant {
 
         idx
     }
+}
+
+/// loyalty-bot: one zeroing job, run on the zeroing thread.
+type ZeroJob = Box<dyn FnOnce() + Send>;
+
+/// loyalty-bot: zeroes the segment at `at` on a thread of its own, not on
+/// sled's pool: `bump_tip` and `truncate` wait for the zeroing while they hold
+/// the segment accountant's lock, which pool jobs (`write_to_log`) take, so a
+/// pool whose threads were all blocked on that lock could never run it. This
+/// thread takes no lock of sled's. If it cannot be started, the zeroing runs
+/// on the caller's thread.
+fn zero_segment(config: RunningConfig, at: LogOffset) -> OneShot<Result<()>> {
+    static ZEROER: std::sync::OnceLock<Option<std::sync::mpsc::Sender<ZeroJob>>> =
+        std::sync::OnceLock::new();
+
+    let (completer, promise) = OneShot::pair();
+    let job: ZeroJob = Box::new(move || completer.fill(write_zeroes(&config, at)));
+    let sender = ZEROER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<ZeroJob>();
+        std::thread::Builder::new()
+            .name("sled-zeroer".into())
+            .spawn(move || {
+                for job in rx {
+                    job();
+                }
+            })
+            .ok()
+            .map(|_| tx)
+    });
+    match sender {
+        Some(tx) => {
+            if let Err(std::sync::mpsc::SendError(job)) = tx.send(job) {
+                job();
+            }
+        }
+        None => job(),
+    }
+    promise
+}
+
+/// loyalty-bot: writes one segment of `Corrupted` bytes at `at` and starts
+/// its write-back without waiting for it.
+fn write_zeroes(config: &RunningConfig, at: LogOffset) -> Result<()> {
+    let zeroes = vec![MessageKind::Corrupted.into(); config.segment_size];
+    pwrite_all(&config.file, &zeroes, at)?;
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::io::AsRawFd;
+        let _ = unsafe {
+            libc::sync_file_range(
+                config.file.as_raw_fd(),
+                i64::try_from(at).unwrap(),
+                i64::try_from(config.segment_size).unwrap(),
+                libc::SYNC_FILE_RANGE_WRITE,
+            )
+        };
+    }
+    Ok(())
 }
