@@ -505,10 +505,14 @@ impl SegmentAccountant {
 
         // loyalty-bot: once recovery's truncations are done, the file ends
         // at the tip, within its last segment, or past it over segments that
-        // recovery zeroed; zeroing starts at the end of that.
+        // recovery zeroed; zeroing starts at the end of that. A zeroing still
+        // queued by an earlier instance on this file (dropped, then opened
+        // again in the same process) runs first: after it, nothing but this
+        // instance writes there.
         for (_, truncation) in mem::take(&mut ret.async_truncations) {
             truncation.wait().expect("threadpool should not crash")?;
         }
+        let _ = on_zeroer(Box::new(|| Ok(()))).wait();
         let segment_size = ret.config.segment_size as LogOffset;
         let file_len = ret.config.file.metadata()?.len();
         ret.prewritten = ret.tip.max(
@@ -1196,23 +1200,29 @@ impl SegmentAccountant {
     }
 }
 
-/// loyalty-bot: one zeroing job, run on the zeroing thread.
-type ZeroJob = Box<dyn FnOnce() + Send>;
+/// loyalty-bot: one job for the zeroing thread.
+type ZeroJob = Box<dyn FnOnce() -> Result<()> + Send>;
 
-/// loyalty-bot: zeroes the segment at `at` on a thread of its own, not on
-/// sled's pool: `bump_tip` and `truncate` wait for the zeroing while they hold
-/// the segment accountant's lock, which pool jobs (`write_to_log`) take, so a
-/// pool whose threads were all blocked on that lock could never run it. This
-/// thread takes no lock of sled's. If it cannot be started, the zeroing runs
-/// on the caller's thread.
+/// loyalty-bot: zeroes the segment at `at` on the zeroing thread.
 fn zero_segment(config: RunningConfig, at: LogOffset) -> OneShot<Result<()>> {
-    static ZEROER: std::sync::OnceLock<Option<std::sync::mpsc::Sender<ZeroJob>>> =
+    on_zeroer(Box::new(move || write_zeroes(&config, at)))
+}
+
+/// loyalty-bot: runs `work` on a thread of its own, one job at a time in the
+/// order given, not on sled's pool: `bump_tip` and `truncate` wait for a
+/// zeroing while they hold the segment accountant's lock, which pool jobs
+/// (`write_to_log`) take, so a pool whose threads were all blocked on that
+/// lock could never run it. This thread takes no lock of sled's. If it cannot
+/// be started, the work runs on the caller's thread.
+fn on_zeroer(work: ZeroJob) -> OneShot<Result<()>> {
+    type Job = Box<dyn FnOnce() + Send>;
+    static ZEROER: std::sync::OnceLock<Option<std::sync::mpsc::Sender<Job>>> =
         std::sync::OnceLock::new();
 
     let (completer, promise) = OneShot::pair();
-    let job: ZeroJob = Box::new(move || completer.fill(write_zeroes(&config, at)));
+    let job: Job = Box::new(move || completer.fill(work()));
     let sender = ZEROER.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel::<ZeroJob>();
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("sled-zeroer".into())
             .spawn(move || {
