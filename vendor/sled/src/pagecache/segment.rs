@@ -101,14 +101,14 @@ pub(crate) struct SegmentAccountant {
     // them, so a log write that extends the log overwrites allocated blocks:
     // its `fdatasync` then forces data only, not the file's size and extents
     // (on ext4 and other filesystems that overwrite in place).
-    // `prewritten` is where that zeroed region ends; each pending job is keyed
+    // `zeroed_to` is where that zeroed region ends; each pending job is keyed
     // by the segment it zeroes.
-    prewritten: LogOffset,
-    async_prewrites: BTreeMap<LogOffset, OneShot<Result<()>>>,
+    zeroed_to: LogOffset,
+    async_zeroings: BTreeMap<LogOffset, OneShot<Result<()>>>,
 }
 
 /// loyalty-bot: how many segments past the tip are kept zeroed ahead of the log.
-const PREWRITE_AHEAD: LogOffset = 4;
+const ZEROED_AHEAD: LogOffset = 4;
 
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SegmentCleaner {
@@ -497,8 +497,8 @@ impl SegmentAccountant {
             segment_cleaner,
             ordering: BTreeMap::default(),
             async_truncations: BTreeMap::default(),
-            prewritten: 0,
-            async_prewrites: BTreeMap::default(),
+            zeroed_to: 0,
+            async_zeroings: BTreeMap::default(),
         };
 
         ret.initialize_from_snapshot(snapshot)?;
@@ -515,7 +515,7 @@ impl SegmentAccountant {
         let _ = on_zeroer(Box::new(|| Ok(()))).wait();
         let segment_size = ret.config.segment_size as LogOffset;
         let file_len = ret.config.file.metadata()?.len();
-        ret.prewritten = ret.tip.max(
+        ret.zeroed_to = ret.tip.max(
             (file_len + segment_size - 1) / segment_size * segment_size,
         );
 
@@ -1026,9 +1026,9 @@ impl SegmentAccountant {
         // loyalty-bot: the segment handed out must not be zeroed after data
         // is written to it. A failed zeroing is left to the log write itself:
         // it meets the same full disk and reports it.
-        let later = self.async_prewrites.split_off(&(lid + 1));
-        for (_, prewrite) in mem::replace(&mut self.async_prewrites, later) {
-            match prewrite.wait() {
+        let later = self.async_zeroings.split_off(&(lid + 1));
+        for (_, zeroing) in mem::replace(&mut self.async_zeroings, later) {
+            match zeroing.wait() {
                 Some(Ok(())) => {}
                 Some(Err(error)) => {
                     debug!("failed to zero a segment ahead of the log: {:?}", error)
@@ -1041,26 +1041,26 @@ impl SegmentAccountant {
 
         trace!("advancing file tip from {} to {}", lid, self.tip);
 
-        self.prewrite_ahead();
+        self.zero_ahead();
 
         Ok(lid)
     }
 
     // loyalty-bot: zeroes the segments between the zeroed region's end and
-    // `PREWRITE_AHEAD` segments past the tip, each as a job for the zeroing
+    // `ZEROED_AHEAD` segments past the tip, each as a job for the zeroing
     // thread, which starts their write-back so that a later flush finds them
     // on disk already.
-    fn prewrite_ahead(&mut self) {
+    fn zero_ahead(&mut self) {
         if self.config.temporary {
             return;
         }
         let segment_size = self.config.segment_size as LogOffset;
-        let target = self.tip + PREWRITE_AHEAD * segment_size;
-        while self.prewritten < target {
-            let at = self.prewritten.max(self.tip);
+        let target = self.tip + ZEROED_AHEAD * segment_size;
+        while self.zeroed_to < target {
+            let at = self.zeroed_to.max(self.tip);
             let promise = zero_segment(self.config.clone(), at);
-            self.async_prewrites.insert(at, promise);
-            self.prewritten = at + segment_size;
+            self.async_zeroings.insert(at, promise);
+            self.zeroed_to = at + segment_size;
         }
     }
 
@@ -1154,10 +1154,10 @@ impl SegmentAccountant {
 
         // loyalty-bot: a zeroing still to run would grow the file again
         // after the truncation; its region goes with the truncation.
-        for (_, prewrite) in mem::take(&mut self.async_prewrites) {
-            let _ = prewrite.wait();
+        for (_, zeroing) in mem::take(&mut self.async_zeroings) {
+            let _ = zeroing.wait();
         }
-        self.prewritten = at;
+        self.zeroed_to = at;
 
         assert!(!self.free.contains(&at), "double-free of a segment occurred");
 
