@@ -20,9 +20,9 @@ pub struct Figures {
     pub members: u64,
     pub fill: Duration,
     pub disk_bytes: u64,
-    /// The median start's probe.
+    /// The probe whose start peaked highest in memory (for the memory figures).
     pub probe: Probe,
-    /// Every start's time, fastest first.
+    /// Every start's time, in start order.
     pub open_ms: Vec<f64>,
 }
 
