@@ -444,12 +444,19 @@ pub fn read_snapshot_or_default(config: &RunningConfig) -> Result<Snapshot> {
     // We only use a default Snapshot when there is no snapshot found.
     let last_snap = read_snapshot(config)?.unwrap_or_else(Snapshot::default);
 
-    let log_iter =
-        raw_segment_iter_from(last_snap.stable_lsn.unwrap_or(0), config)?;
+    // loyalty-bot: recovery reads the log from the last snapshot to its tip,
+    // mostly in file order; a wider read-ahead window for that pass, the
+    // default again for the running store's page reads (`docs/benchmark.md`,
+    // item 49).
+    use super::iterator::{advise, Advice};
+    advise(&config.file, 0, 0, Advice::Sequential);
 
-    let res = advance_snapshot(log_iter, last_snap, config)?;
+    let res = raw_segment_iter_from(last_snap.stable_lsn.unwrap_or(0), config)
+        .and_then(|log_iter| advance_snapshot(log_iter, last_snap, config));
 
-    Ok(res)
+    advise(&config.file, 0, 0, Advice::Normal);
+
+    res
 }
 
 /// Read a `Snapshot` from disk.
