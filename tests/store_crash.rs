@@ -130,14 +130,18 @@ fn acknowledged_writes_survive_kill_9() {
         .spawn()
         .unwrap();
     let mut child = KillOnDrop(child);
-    let stdout = BufReader::new(child.0.stdout.take().unwrap());
-    let acks: Vec<String> = stdout
+    let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
+    let acks: Vec<String> = (&mut stdout)
         .lines()
         .map_while(Result::ok)
         .filter_map(|l| l.strip_prefix("ACK ").map(str::to_owned))
         .take(ACKS_BEFORE_KILL)
         .collect();
-    drop(child); // SIGKILL, then reap
+    // SIGKILL and reap, then close the pipe: closed before the kill, the child's next
+    // `println!` could fail and panic, and the unwinding would close its store cleanly, which
+    // is not a crash.
+    drop(child);
+    drop(stdout);
     assert_eq!(acks.len(), ACKS_BEFORE_KILL, "the child stopped early");
 
     let store = open(dir.path());
