@@ -138,12 +138,7 @@ fn prefill(dir: &std::path::Path, n: u64) -> anyhow::Result<members::Figures> {
         eprintln!("  started in {:.0} ms", probe.open_ms);
         probes.push(probe);
     }
-    // In start order: the first start recovers everything written since the store was last
-    // opened (sled writes its snapshot at open), the later ones only what the first left.
-    let open_ms: Vec<f64> = probes.iter().map(|p| p.open_ms).collect();
-    // The memory figures of the start that peaked highest (the first one's recovery, as a rule).
-    probes.sort_by_key(|p| p.rss_peak_kib);
-    let probe = probes.pop().context("no start was measured")?;
+    let (open_ms, probe) = members::starts(probes).context("no start was measured")?;
     Ok(members::Figures {
         members: n,
         fill,
@@ -156,9 +151,8 @@ fn prefill(dir: &std::path::Path, n: u64) -> anyhow::Result<members::Figures> {
 /// Runs the workloads in an order that keeps background work from leaking into the next one
 /// (intake leaves a backlog for the Messenger worker, so it runs last), and returns them in
 /// table order. The held intake runs first, on the store the run started with (fresh, or the
-/// `--members` one), as the other rows do: it drains its own backlog before the next row, and
-/// run after the claim rows it measured what they left in the store as well (benchmark.md
-/// item 49).
+/// `--members` one), as the other rows do. It drains its own backlog before the next row; run
+/// after the claim rows, it measured what they left in the store as well (benchmark.md item 49).
 async fn workloads(
     options: &Options,
     fakes: &Fakes,

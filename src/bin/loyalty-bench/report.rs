@@ -148,9 +148,6 @@ pub fn print_members(f: &crate::members::Figures) {
         f.disk_bytes as f64 / (1024.0 * 1024.0),
         f.disk_bytes as f64 / f.members.max(1) as f64
     );
-    // The first start recovers the whole log the fill wrote (sled writes its snapshot at
-    // open), as a restart after a long run recovers all it wrote since the last start: that
-    // one is the figure. The later starts read the snapshot the first one wrote.
     let later: Vec<String> = f
         .open_ms
         .iter()
@@ -164,14 +161,13 @@ pub fn print_members(f: &crate::members::Figures) {
         } else {
             "warm: could not empty the"
         },
-        f.open_ms.first().copied().unwrap_or_default(),
+        f.first_open_ms(),
     );
     println!(
         "| the {} starts after it (read its snapshot) | {} ms |",
         later.len(),
         later.join(", ")
     );
-    // Of the start that peaked highest.
     println!(
         "| RSS after start (the start that peaked highest) | {:.0} MiB |",
         mib(p.rss_open_kib)

@@ -192,18 +192,15 @@ impl LogIter {
     /// (naming one costs a page-cache look-up per page even when cached).
     /// Only advice: an error is ignored.
     fn read_ahead(&self) {
-        #[cfg(target_os = "linux")]
-        {
-            let first = self.cur_lsn.is_none();
-            let ahead = self.segments.values().skip(1);
-            let named: Vec<LogOffset> = if first {
-                ahead.take(READ_AHEAD_SEGMENTS).copied().collect()
-            } else {
-                ahead.skip(READ_AHEAD_SEGMENTS - 1).take(1).copied().collect()
-            };
-            for offset in named {
-                advise(&self.config.file, offset, self.config.segment_size, Advice::WillNeed);
-            }
+        let first = self.cur_lsn.is_none();
+        let ahead = self.segments.values().skip(1);
+        let named: Vec<LogOffset> = if first {
+            ahead.take(READ_AHEAD_SEGMENTS).copied().collect()
+        } else {
+            ahead.skip(READ_AHEAD_SEGMENTS - 1).take(1).copied().collect()
+        };
+        for offset in named {
+            advise(&self.config.file, offset, self.config.segment_size, Advice::WillNeed);
         }
     }
 
