@@ -4,6 +4,7 @@
 //! The child writes from several threads and prints one line per call that returned `Ok`; the
 //! parent kills it with SIGKILL mid-stream, reopens the database and checks every acknowledged
 //! write is there. Without the group-commit wait, sled would still hold them in memory buffers.
+//! A second test kills the child while it starts, at the moment sled writes its snapshot.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -185,4 +186,132 @@ fn acknowledged_writes_survive_kill_9() {
             account.member.id
         );
     }
+}
+
+const START_CHILD_DIR: &str = "LOYALTY_STORE_START_CRASH_CHILD_DIR";
+const START_TEST_NAME: &str = "a_start_killed_while_writing_its_snapshot_leaves_a_store_that_opens";
+/// Kills that land while a snapshot is being written, for the start test to pass.
+const SNAPSHOT_KILLS: usize = 4;
+
+/// The start test's child: opens the store, joins one member, closes it, and again. Each open
+/// finds the last one's join in the log past its snapshot, so each writes a new snapshot.
+fn restart_until_killed(path: &str) {
+    for i in 0.. {
+        let store = open(std::path::Path::new(path));
+        let tag = format!("restart-{}-{i}", std::process::id());
+        let new = NewMember {
+            identity: identity(&tag),
+            email: Email::parse(&format!("{tag}@example.com")).unwrap(),
+            profile: Profile::default(),
+            bonus: Points(50),
+        };
+        assert!(matches!(
+            store.join(new, Utc::now()).unwrap(),
+            JoinOutcome::Joined(_)
+        ));
+        println!("ACK join {tag}");
+        drop(store);
+    }
+}
+
+/// Snapshot files being written: sled writes `snap.<lsn>.generating`, syncs it, renames it.
+fn snapshots_being_written(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".generating"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// A `kill -9` (or power loss) while a start writes sled's snapshot leaves the half-written
+/// file behind; the registry sled then refused every later open (`Corruption`; upstream
+/// #1527), which loses the whole store to a crash. The child restarts over and over and is
+/// killed the moment a snapshot file being written appears.
+#[test]
+fn a_start_killed_while_writing_its_snapshot_leaves_a_store_that_opens() {
+    if let Ok(path) = std::env::var(START_CHILD_DIR) {
+        return restart_until_killed(&path);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // Enough pages that writing the snapshot takes a while to catch.
+        let store = open(dir.path());
+        let (done, _mark) = loyalty_bot::store::durability::deferred(|| {
+            for i in 0..20_000 {
+                let tag = format!("filled-{i}");
+                let new = NewMember {
+                    identity: identity(&tag),
+                    email: Email::parse(&format!("{tag}@example.com")).unwrap(),
+                    profile: Profile::default(),
+                    bonus: Points(50),
+                };
+                store.join(new, Utc::now())?;
+            }
+            Ok::<_, loyalty_bot::store::StoreError>(())
+        });
+        done.unwrap();
+        store.flush_now().unwrap();
+    }
+    let mut acks = Vec::new();
+    let mut caught = 0;
+    for attempt in 0..200 {
+        if caught == SNAPSHOT_KILLS {
+            break;
+        }
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                START_TEST_NAME,
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(START_CHILD_DIR, dir.path())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut child = KillOnDrop(child);
+        let stdout = child.0.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .filter_map(|l| l.strip_prefix("ACK join ").map(str::to_owned))
+                .collect::<Vec<_>>()
+        });
+        let waiting = std::time::Instant::now();
+        while snapshots_being_written(dir.path()) == 0
+            && waiting.elapsed() < std::time::Duration::from_secs(10)
+        {
+            std::hint::spin_loop();
+        }
+        drop(child);
+        acks.extend(reader.join().unwrap());
+        if snapshots_being_written(dir.path()) > 0 {
+            caught += 1;
+        }
+        let store = SledStore::open(dir.path(), 8 << 20).unwrap_or_else(|e| {
+            panic!("kill {attempt} ({caught} during a snapshot) left a store that won't open: {e}")
+        });
+        for tag in &acks {
+            assert!(
+                store.member_by_identity(&identity(tag)).unwrap().is_some(),
+                "member {tag}, acknowledged before kill {attempt}"
+            );
+        }
+        assert_eq!(
+            snapshots_being_written(dir.path()),
+            0,
+            "the open removed the leftover"
+        );
+    }
+    assert_eq!(
+        caught, SNAPSHOT_KILLS,
+        "kills landed while a snapshot was written"
+    );
+    // A join made durable just before its kill is there without its ACK line.
+    let store = open(dir.path());
+    assert!(store.members().unwrap().len() >= 20_000 + acks.len());
 }

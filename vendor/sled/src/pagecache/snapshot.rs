@@ -464,6 +464,23 @@ pub fn read_snapshot_or_default(config: &RunningConfig) -> Result<Snapshot> {
 /// Returns `Ok(Some(snapshot))` if there was nothing written.
 fn read_snapshot(config: &RunningConfig) -> Result<Option<Snapshot>> {
     let mut candidates = config.get_snapshot_files()?;
+    // loyalty-bot: `write_snapshot` writes `snap.<lsn>.generating`, syncs it and
+    // only then renames it to `snap.<lsn>`; a crash before the rename leaves it
+    // empty or cut short, and taking it as the newest snapshot made every later
+    // open fail with `Corruption` (upstream #1527, #1533). It never became the
+    // snapshot, so the last renamed one and the log are the state; the next
+    // `write_snapshot` removes the leftover with the other old files.
+    candidates.retain(|path| {
+        let leftover =
+            path.extension().map_or(false, |ext| ext == "generating");
+        if leftover {
+            warn!(
+                "ignoring {:?}, a snapshot whose writing was interrupted",
+                path
+            );
+        }
+        !leftover
+    });
     if candidates.is_empty() {
         debug!("no previous snapshot found");
         return Ok(None);
