@@ -1,7 +1,8 @@
 //! Graceful shutdown. A signal (SIGTERM, SIGINT) or a [`ShutdownHandle`] stops the HTTP server:
 //! it stops accepting connections at once and lets requests in flight finish. Then the
-//! application stops its background workers at a safe point and flushes and closes the store.
-//! All of it shares one budget, `server.shutdown_timeout_secs`, counted from the request to
+//! application stops its background workers at a safe point, flushes and closes the store, and
+//! writes sled's snapshot of it, which spares the next start recovering the whole log. All of it
+//! shares one budget, `server.shutdown_timeout_secs`, counted from the request to
 //! stop: a worker still busy when it runs out (say, waiting on a slow Send API) is stopped
 //! where it is. That loses nothing, because everything a worker has not finished is in the
 //! store (an event not marked done runs again, a reply not marked delivered is sent again; see
@@ -151,8 +152,11 @@ pub(super) async fn stop_workers(
     }
 }
 
-/// Flushes the store, once nobody else holds it or at `deadline` (or a second signal),
-/// whichever comes first. An error means the last writes may not be on disk.
+/// Flushes and closes the store once nobody else holds it, or at `deadline` (or a second
+/// signal) whichever comes first, then writes sled's snapshot of it until `deadline`
+/// ([`crate::store::ClosedStore::write_snapshot`]: the next start reads it instead of recovering everything
+/// this run wrote). An error means the last writes may not be on disk; the snapshot is only a
+/// head start for the next start, so its failing or running out of time is a warning.
 pub(super) async fn close_store(
     store: Arc<SledStore>,
     deadline: Instant,
@@ -166,22 +170,74 @@ pub(super) async fn close_store(
     while Arc::strong_count(&store) > 1 && Instant::now() < deadline && !hurry.is_cancelled() {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    if Arc::strong_count(&store) > 1 {
-        tracing::warn!(
-            "the store is still in use at shutdown; it closes when the last user drops it"
-        );
-    }
-    // Every store write already waits for its own flush; this one is for anything else.
-    let flushed = tokio::task::spawn_blocking(move || store.flush_now()).await;
-    match flushed {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "final store flush failed");
-            Err(e)
+    let store = match Arc::try_unwrap(store) {
+        Ok(store) => store,
+        Err(shared) => {
+            tracing::warn!(
+                "the store is still in use at shutdown; it closes when the last user drops it"
+            );
+            // Every store write already waits for its own flush; this one is for anything else.
+            let flushed = tokio::task::spawn_blocking(move || shared.flush_now()).await;
+            return final_flush(flushed.unwrap_or_else(|e| Err(StoreError::Backend(Box::new(e)))));
         }
-        Err(e) => {
-            tracing::error!(error = %e, "final store flush panicked");
-            Err(StoreError::Backend(Box::new(e)))
-        }
+    };
+    // A thread of its own, not `spawn_blocking`: a snapshot still being written at the
+    // deadline is left behind, and the runtime would wait for a blocking task at exit.
+    let (closed_tx, closed_rx) = oneshot::channel();
+    let (snapshot_tx, snapshot_rx) = oneshot::channel();
+    let closing = std::thread::Builder::new()
+        .name("store-close".into())
+        .spawn(move || {
+            let closed = store.close();
+            let snapshot = match closed {
+                Ok(closed) => {
+                    let _ = closed_tx.send(Ok(()));
+                    closed
+                }
+                Err(e) => {
+                    let _ = closed_tx.send(Err(e));
+                    return;
+                }
+            };
+            let _ = snapshot_tx.send(snapshot.write_snapshot());
+        });
+    if let Err(e) = closing {
+        tracing::error!(error = %e, "could not start the thread that closes the store");
+        return Err(StoreError::Backend(Box::new(e)));
     }
+    final_flush(
+        closed_rx
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Backend("closing the store panicked".into()))),
+    )?;
+    let written = tokio::select! {
+        written = tokio::time::timeout_at(deadline, snapshot_rx) => written.ok(),
+        () = hurry.cancelled() => None,
+    };
+    match written {
+        Some(Ok(Ok(took))) => tracing::info!(
+            elapsed_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+            "store snapshot written"
+        ),
+        Some(Ok(Err(e))) => tracing::warn!(
+            error = %e,
+            "could not write the store's snapshot; the next start recovers the log instead"
+        ),
+        Some(Err(_)) => tracing::warn!(
+            "writing the store's snapshot panicked; the next start recovers the log instead"
+        ),
+        None => tracing::warn!(
+            "the store's snapshot was not written by the shutdown deadline; the next start \
+             recovers the log instead"
+        ),
+    }
+    Ok(())
+}
+
+/// The final flush's result, logged when it failed.
+fn final_flush(result: Result<(), StoreError>) -> Result<(), StoreError> {
+    if let Err(e) = &result {
+        tracing::error!(error = %e, "final store flush failed");
+    }
+    result
 }

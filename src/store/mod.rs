@@ -13,7 +13,7 @@ pub use durability::{
     collecting, run_durably, run_durably_now, AwaitDurable, Durability, FlushStats, Mark,
 };
 pub use flusher::{GroupCommit, Pacing};
-pub use sled_store::SledStore;
+pub use sled_store::{ClosedStore, SledStore};
 
 use crate::domain::{
     ChatIdentity, Coupon, CouponCode, Email, LedgerEntry, Member, MemberId, OrderNumber, Points,

@@ -116,33 +116,59 @@ async fn run(options: &Options) -> anyhow::Result<bool> {
     Ok(!options.smoke || report::smoke_ok(&rows))
 }
 
-/// Cold starts measured per `--members` run: the first recovers the whole log, the later ones
-/// read the snapshot it wrote.
+/// Cold starts measured per `--members` run after the graceful stop: the first reads the
+/// snapshot the stop wrote, the later ones the snapshot of the start before.
 const PROBES: usize = 3;
 
 /// `--members N`: fills the store the service will start on, then measures it on disk and in
-/// a freshly started process (cold page cache when it can be emptied).
+/// a freshly started process (cold page cache when it can be emptied): first on a copy of the
+/// store as a `kill -9` right after the fill leaves it, then after a graceful stop.
 fn prefill(dir: &std::path::Path, n: u64) -> anyhow::Result<members::Figures> {
     let db = service::db_path(dir);
     eprintln!("filling the store with {n} members ...");
-    let fill = members::fill(&db, n, 64 << 20)?;
+    let (fill, store) = members::fill(&db, n, 64 << 20)?;
+    // Every write is flushed: the files as they are now are what a `kill -9` leaves.
+    let crashed = dir.join("crashed");
+    members::copy_dir(&db, &crashed).context("copy the store as a crash leaves it")?;
+    eprintln!("stopping the store gracefully (close, then sled's snapshot) ...");
+    let stopping = std::time::Instant::now();
+    let closed = store.close().context("close the filled store")?;
+    closed
+        .write_snapshot()
+        .context("write the store's snapshot")?;
+    let stop_ms = stopping.elapsed().as_secs_f64() * 1e3;
     let disk_bytes = members::disk_bytes(&db).context("measure the store")?;
-    // Let the disk finish the fill's write-back first, or the start measures that instead.
-    rustix::fs::sync();
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    let mut probes = Vec::new();
-    for round in 1..=PROBES {
-        let cold = members::evict(&db);
-        eprintln!("starting the service on it in a new process, {round}/{PROBES} (cold page cache: {cold}) ...");
-        let probe = members::probe_in_child(&db, n, cold)?;
+    let probe = |path: &std::path::Path, what: &str| -> anyhow::Result<members::Probe> {
+        // Let the disk finish the last write-back first, or the start measures that instead.
+        rustix::fs::sync();
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        let cold = members::evict(path);
+        eprintln!(
+            "starting the service on it in a new process, {what} (cold page cache: {cold}) ..."
+        );
+        let probe = members::probe_in_child(path, n, cold)?;
         eprintln!("  started in {:.0} ms", probe.open_ms);
-        probes.push(probe);
+        Ok(probe)
+    };
+    let after_crash = probe(&crashed, "after a crash");
+    let _ = std::fs::remove_dir_all(&crashed);
+    let after_crash = after_crash?;
+    let after_crash_ms = after_crash.open_ms;
+    let mut probes = vec![after_crash];
+    for round in 1..=PROBES {
+        probes.push(probe(
+            &db,
+            &format!("after the graceful stop, {round}/{PROBES}"),
+        )?);
     }
-    let (open_ms, probe) = members::starts(probes).context("no start was measured")?;
+    let (mut open_ms, probe) = members::starts(probes).context("no start was measured")?;
+    open_ms.remove(0);
     Ok(members::Figures {
         members: n,
         fill,
         disk_bytes,
+        stop_ms,
+        after_crash_ms,
         probe,
         open_ms,
     })

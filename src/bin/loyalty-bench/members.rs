@@ -1,7 +1,8 @@
 //! `--members N`: fills a fresh store with N members through the store's own `join` (the
 //! records the service writes, not a shortcut), then measures what a shop owner sizes a server
 //! by: bytes on disk per member, the time the real service needs to start on that store with
-//! the page cache emptied (cold), and the resident memory of that process.
+//! the page cache emptied (cold), after a graceful stop and after a crash, and the resident
+//! memory of that process.
 
 use anyhow::Context;
 use loyalty_bot::domain::{Channel, ChatIdentity, Email, Points, Profile};
@@ -20,22 +21,28 @@ pub struct Figures {
     pub members: u64,
     pub fill: Duration,
     pub disk_bytes: u64,
+    /// The graceful stop after the fill: closing the store and writing sled's snapshot.
+    pub stop_ms: f64,
+    /// The first start on the store as a `kill -9` after the fill left it: it recovers
+    /// everything the fill wrote, as sled writes its snapshot only at open (or at a stop).
+    pub after_crash_ms: f64,
     /// The probe whose start peaked highest in memory (for the memory figures).
     pub probe: Probe,
-    /// Every start's time, in start order.
+    /// The starts after the graceful stop, in start order.
     pub open_ms: Vec<f64>,
 }
 
 impl Figures {
-    /// The cold-start figure: the first start after the fill, which recovers everything the
-    /// fill wrote (sled writes its snapshot only at open), as a restart after a long run does.
+    /// The cold-start figure: the first start after the fill's graceful stop, as after a
+    /// reboot, or a deploy, following a long run.
     pub fn first_open_ms(&self) -> f64 {
         self.open_ms.first().copied().unwrap_or_default()
     }
 }
 
 /// The starts' times in start order, and the probe whose start peaked highest in memory (for
-/// the memory figures; the first start's recovery, as a rule). `None` without a start.
+/// the memory figures; a start that recovered the whole log, as a rule). `None` without a
+/// start.
 pub fn starts(mut probes: Vec<Probe>) -> Option<(Vec<f64>, Probe)> {
     let open_ms = probes.iter().map(|p| p.open_ms).collect();
     probes.sort_by_key(|p| p.rss_peak_kib);
@@ -65,8 +72,8 @@ pub fn email(n: u64) -> Email {
     Email::parse(&format!("member-{n}@bulk.example")).expect("a valid email")
 }
 
-/// Fills `path` with `n` members on all CPUs, then flushes and closes the store.
-pub fn fill(path: &Path, n: u64, cache_bytes: u64) -> anyhow::Result<Duration> {
+/// Fills `path` with `n` members on all CPUs and flushes; returns the store still open.
+pub fn fill(path: &Path, n: u64, cache_bytes: u64) -> anyhow::Result<(Duration, SledStore)> {
     let started = Instant::now();
     let store = SledStore::open(path, cache_bytes).context("open the store to fill")?;
     let threads = std::thread::available_parallelism().map_or(2, usize::from) as u64;
@@ -112,8 +119,22 @@ pub fn fill(path: &Path, n: u64, cache_bytes: u64) -> anyhow::Result<Duration> {
         Ok(())
     })?;
     store.flush_now().context("flush the filled store")?;
-    drop(store);
-    Ok(started.elapsed())
+    Ok((started.elapsed(), store))
+}
+
+/// Copies the directory `from` to `to`, files and subdirectories.
+pub fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
 }
 
 /// Bytes of every file under `dir`.
@@ -262,6 +283,8 @@ mod tests {
             members: 1,
             fill: Duration::ZERO,
             disk_bytes: 0,
+            stop_ms: 0.0,
+            after_crash_ms: 0.0,
             probe: peak,
             open_ms,
         };

@@ -154,19 +154,27 @@ pub fn print_members(f: &crate::members::Figures) {
         .skip(1)
         .map(|ms| format!("{ms:.0}"))
         .collect();
+    let page_cache = if p.cold {
+        "cold"
+    } else {
+        "warm: could not empty the"
+    };
     println!(
-        "| service start on it, first after the fill ({} page cache; recovers the whole log) | {:.0} ms |",
-        if p.cold {
-            "cold"
-        } else {
-            "warm: could not empty the"
-        },
+        "| graceful stop after the fill (close, then sled's snapshot) | {:.0} ms |",
+        f.stop_ms
+    );
+    println!(
+        "| service start on it, first after the stop ({page_cache} page cache; reads the stop's snapshot) | {:.0} ms |",
         f.first_open_ms(),
     );
     println!(
-        "| the {} starts after it (read its snapshot) | {} ms |",
+        "| the {} starts after it | {} ms |",
         later.len(),
         later.join(", ")
+    );
+    println!(
+        "| service start after a crash (`kill -9`) at the end of the fill ({page_cache} page cache; recovers the whole log) | {:.0} ms |",
+        f.after_crash_ms,
     );
     println!(
         "| RSS after start (the start that peaked highest) | {:.0} MiB |",
