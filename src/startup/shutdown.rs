@@ -227,8 +227,8 @@ pub(super) async fn close_store(
             "writing the store's snapshot panicked; the next start recovers the log instead"
         ),
         None => tracing::warn!(
-            "the store's snapshot was not written by the shutdown deadline; the next start \
-             recovers the log instead"
+            "the store's snapshot was not done by the shutdown deadline (or a second signal); \
+             the next start recovers the log instead"
         ),
     }
     Ok(())
