@@ -243,8 +243,8 @@ fn snapshots(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 /// `snap.<lsn>`. A crash (`kill -9`, power loss) before the rename leaves the `.generating`
 /// file empty or cut short, and the registry crate's open takes the newest name it finds,
 /// that one included, so every later open failed with `Corruption` (upstream issues #1527,
-/// #1533; LOYALTY-PATCHES change 6). Here the next start's leftover is planted as such a
-/// crash leaves it, under the name that start would have given it.
+/// #1533; LOYALTY-PATCHES change 6). Here such a leftover is planted under a name newer than
+/// the last snapshot's: empty, cut in half, and whole (a whole one is read, as upstream does).
 #[test]
 fn a_snapshot_left_half_written_by_a_crashed_start_does_not_stop_the_next_one() {
     let _pool = POOL.lock().unwrap_or_else(|e| e.into_inner());

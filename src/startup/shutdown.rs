@@ -174,42 +174,28 @@ pub(super) async fn close_store(
         Ok(store) => store,
         Err(shared) => {
             tracing::warn!(
-                "the store is still in use at shutdown; it closes when the last user drops it"
+                "the store is still in use at shutdown; it closes when the last user drops it \
+                 (no snapshot: the next start recovers the log)"
             );
             // Every store write already waits for its own flush; this one is for anything else.
             let flushed = tokio::task::spawn_blocking(move || shared.flush_now()).await;
             return final_flush(flushed.unwrap_or_else(|e| Err(StoreError::Backend(Box::new(e)))));
         }
     };
+    let closed = tokio::task::spawn_blocking(move || store.close()).await;
+    let closed = final_flush(closed.unwrap_or_else(|e| Err(StoreError::Backend(Box::new(e)))))?;
     // A thread of its own, not `spawn_blocking`: a snapshot still being written at the
     // deadline is left behind, and the runtime would wait for a blocking task at exit.
-    let (closed_tx, closed_rx) = oneshot::channel();
     let (snapshot_tx, snapshot_rx) = oneshot::channel();
-    let closing = std::thread::Builder::new()
-        .name("store-close".into())
+    let writing = std::thread::Builder::new()
+        .name("store-snapshot".into())
         .spawn(move || {
-            let closed = store.close();
-            let snapshot = match closed {
-                Ok(closed) => {
-                    let _ = closed_tx.send(Ok(()));
-                    closed
-                }
-                Err(e) => {
-                    let _ = closed_tx.send(Err(e));
-                    return;
-                }
-            };
-            let _ = snapshot_tx.send(snapshot.write_snapshot());
+            let _ = snapshot_tx.send(closed.write_snapshot());
         });
-    if let Err(e) = closing {
-        tracing::error!(error = %e, "could not start the thread that closes the store");
-        return Err(StoreError::Backend(Box::new(e)));
+    if let Err(e) = writing {
+        tracing::warn!(error = %e, "could not start writing the store's snapshot; the next start recovers the log instead");
+        return Ok(());
     }
-    final_flush(
-        closed_rx
-            .await
-            .unwrap_or_else(|_| Err(StoreError::Backend("closing the store panicked".into()))),
-    )?;
     let written = tokio::select! {
         written = tokio::time::timeout_at(deadline, snapshot_rx) => written.ok(),
         () = hurry.cancelled() => None,
@@ -235,7 +221,7 @@ pub(super) async fn close_store(
 }
 
 /// The final flush's result, logged when it failed.
-fn final_flush(result: Result<(), StoreError>) -> Result<(), StoreError> {
+fn final_flush<T>(result: Result<T, StoreError>) -> Result<T, StoreError> {
     if let Err(e) = &result {
         tracing::error!(error = %e, "final store flush failed");
     }

@@ -20,37 +20,56 @@ const BATCH: u64 = 2_000;
 pub struct Figures {
     pub members: u64,
     pub fill: Duration,
+    /// On disk after the fill, before the stop (as a crash after the fill leaves it).
     pub disk_bytes: u64,
-    /// The graceful stop after the fill: closing the store and writing sled's snapshot.
-    pub stop_ms: f64,
-    /// The first start on the store as a `kill -9` after the fill left it: it recovers
-    /// everything the fill wrote, as sled writes its snapshot only at open (or at a stop).
-    pub after_crash_ms: f64,
-    /// The probe whose start peaked highest in memory (for the memory figures).
-    pub probe: Probe,
-    /// The starts after the graceful stop, in start order.
-    pub open_ms: Vec<f64>,
+    /// The graceful stop after the fill: closing the store and writing sled's snapshot; `None`
+    /// when the snapshot failed (the starts after the stop then recover the log).
+    pub stop_ms: Option<f64>,
+    pub starts: Starts,
 }
 
-impl Figures {
+/// The service's starts on the filled store, each in a new process.
+pub struct Starts {
+    /// The first start on the store as a `kill -9` after the fill left it (a copy): it
+    /// recovers everything the fill wrote, as sled writes its snapshot only at open (or, now,
+    /// at a graceful stop).
+    pub after_crash: Probe,
+    /// The starts after the graceful stop, in start order; the first reads the stop's
+    /// snapshot, the later ones the same one, as no start recovers anything past it.
+    pub after_stop_ms: Vec<f64>,
+    /// Every start after the stop found its page cache emptied.
+    pub after_stop_cold: bool,
+    /// The probe, of all, whose start peaked highest in memory (for the memory figures).
+    pub peak: Probe,
+}
+
+impl Starts {
+    /// The starts measured; `None` without one after the stop.
+    pub fn of(after_crash: Probe, after_stop: Vec<Probe>) -> Option<Starts> {
+        let after_stop_ms: Vec<f64> = after_stop.iter().map(|p| p.open_ms).collect();
+        after_stop_ms.first()?;
+        let after_stop_cold = after_stop.iter().all(|p| p.cold);
+        let peak = after_stop
+            .into_iter()
+            .chain(std::iter::once(after_crash.clone()))
+            .max_by_key(|p| p.rss_peak_kib)?;
+        Some(Starts {
+            after_crash,
+            after_stop_ms,
+            after_stop_cold,
+            peak,
+        })
+    }
+
     /// The cold-start figure: the first start after the fill's graceful stop, as after a
     /// reboot, or a deploy, following a long run.
-    pub fn first_open_ms(&self) -> f64 {
-        self.open_ms.first().copied().unwrap_or_default()
+    pub fn first_after_stop_ms(&self) -> f64 {
+        self.after_stop_ms[0]
     }
 }
 
-/// The starts' times in start order, and the probe whose start peaked highest in memory (for
-/// the memory figures; a start that recovered the whole log, as a rule). `None` without a
-/// start.
-pub fn starts(mut probes: Vec<Probe>) -> Option<(Vec<f64>, Probe)> {
-    let open_ms = probes.iter().map(|p| p.open_ms).collect();
-    probes.sort_by_key(|p| p.rss_peak_kib);
-    Some((open_ms, probes.pop()?))
-}
-
 /// What the child process reports.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Probe {
     /// From the start of `Application::build` until it is ready to serve.
     pub open_ms: f64,
@@ -270,25 +289,30 @@ mod tests {
     }
 
     #[test]
-    fn the_first_start_is_the_cold_start_figure_and_memory_comes_from_the_highest_peak() {
-        let (open_ms, peak) = starts(vec![
-            probe(2500.0, 290),
-            probe(150.0, 300),
-            probe(180.0, 280),
-        ])
+    fn the_first_start_after_the_stop_is_the_cold_start_figure_and_memory_the_highest_peak() {
+        let crash = probe(1100.0, 310);
+        let starts = Starts::of(
+            crash,
+            vec![probe(150.0, 300), probe(250.0, 280), probe(180.0, 305)],
+        )
         .unwrap();
-        assert_eq!(open_ms, [2500.0, 150.0, 180.0], "kept in start order");
-        assert_eq!(peak.rss_peak_kib, 300);
-        let figures = Figures {
-            members: 1,
-            fill: Duration::ZERO,
-            disk_bytes: 0,
-            stop_ms: 0.0,
-            after_crash_ms: 0.0,
-            probe: peak,
-            open_ms,
-        };
-        assert_eq!(figures.first_open_ms(), 2500.0, "not the median, 180");
-        assert!(starts(Vec::new()).is_none());
+        assert_eq!(starts.after_crash.open_ms, 1100.0);
+        assert_eq!(
+            starts.after_stop_ms,
+            [150.0, 250.0, 180.0],
+            "in start order"
+        );
+        assert_eq!(
+            starts.first_after_stop_ms(),
+            150.0,
+            "not the crash start, not the median"
+        );
+        assert_eq!(
+            starts.peak.rss_peak_kib, 310,
+            "the crash start counts for memory"
+        );
+        let quieter = Starts::of(probe(1100.0, 200), vec![probe(150.0, 300)]).unwrap();
+        assert_eq!(quieter.peak.rss_peak_kib, 300);
+        assert!(Starts::of(probe(1.0, 1), Vec::new()).is_none());
     }
 }

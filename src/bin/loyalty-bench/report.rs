@@ -134,8 +134,16 @@ pub fn smoke_ok(rows: &[Row]) -> bool {
 
 /// The `--members` figures.
 pub fn print_members(f: &crate::members::Figures) {
-    let p = &f.probe;
+    let s = &f.starts;
+    let p = &s.peak;
     let mib = |kib: u64| kib as f64 / 1024.0;
+    let page_cache = |cold: bool| {
+        if cold {
+            "cold"
+        } else {
+            "warm: could not empty the"
+        }
+    };
     println!();
     println!("| store with {} members | value |", f.members);
     println!("| --- | ---: |");
@@ -144,28 +152,28 @@ pub fn print_members(f: &crate::members::Figures) {
         f.fill.as_secs_f64()
     );
     println!(
-        "| on disk | {:.1} MiB ({:.0} bytes per member) |",
+        "| on disk after the fill | {:.1} MiB ({:.0} bytes per member) |",
         f.disk_bytes as f64 / (1024.0 * 1024.0),
         f.disk_bytes as f64 / f.members.max(1) as f64
     );
-    let later: Vec<String> = f
-        .open_ms
+    match f.stop_ms {
+        Some(ms) => {
+            println!("| graceful stop after the fill (close, then sled's snapshot) | {ms:.0} ms |")
+        }
+        None => println!(
+            "| graceful stop after the fill (close, then sled's snapshot) | snapshot failed |"
+        ),
+    }
+    let later: Vec<String> = s
+        .after_stop_ms
         .iter()
         .skip(1)
         .map(|ms| format!("{ms:.0}"))
         .collect();
-    let page_cache = if p.cold {
-        "cold"
-    } else {
-        "warm: could not empty the"
-    };
     println!(
-        "| graceful stop after the fill (close, then sled's snapshot) | {:.0} ms |",
-        f.stop_ms
-    );
-    println!(
-        "| service start on it, first after the stop ({page_cache} page cache; reads the stop's snapshot) | {:.0} ms |",
-        f.first_open_ms(),
+        "| service start on it, first after the stop ({} page cache; reads the stop's snapshot) | {:.0} ms |",
+        page_cache(s.after_stop_cold),
+        s.first_after_stop_ms(),
     );
     println!(
         "| the {} starts after it | {} ms |",
@@ -173,8 +181,9 @@ pub fn print_members(f: &crate::members::Figures) {
         later.join(", ")
     );
     println!(
-        "| service start after a crash (`kill -9`) at the end of the fill ({page_cache} page cache; recovers the whole log) | {:.0} ms |",
-        f.after_crash_ms,
+        "| service start after a crash (`kill -9`) at the end of the fill ({} page cache; recovers the whole log) | {:.0} ms |",
+        page_cache(s.after_crash.cold),
+        s.after_crash.open_ms,
     );
     println!(
         "| RSS after start (the start that peaked highest) | {:.0} MiB |",

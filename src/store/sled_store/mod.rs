@@ -79,6 +79,10 @@ pub struct SledStore {
     path: PathBuf,
 }
 
+/// How long [`ClosedStore::write_snapshot`] waits for the closed instance to let go of sled's
+/// file lock.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
 /// A store closed by [`SledStore::close`]: everything written is on disk, and nothing of it is
 /// open any more.
 #[derive(Debug)]
@@ -99,14 +103,30 @@ impl ClosedStore {
     /// 6), the next start recovers the log as it would have. Returns how long it took.
     pub fn write_snapshot(self) -> Result<Duration, StoreError> {
         let started = Instant::now();
-        // The page cache's size does not change what recovery reads; a small one keeps the
-        // stopping process small.
-        let db = sled::Config::new()
-            .path(&self.path)
-            .cache_capacity(8 << 20)
-            .open()?;
-        drop(db);
-        Ok(started.elapsed())
+        loop {
+            // The page cache's size does not change what recovery reads; a small one keeps
+            // the stopping process small.
+            let opened = sled::Config::new()
+                .path(&self.path)
+                .cache_capacity(8 << 20)
+                .open();
+            match opened {
+                Ok(db) => {
+                    drop(db);
+                    return Ok(started.elapsed());
+                }
+                // The closed instance's last jobs (a log write, a zeroing of the segments
+                // ahead: `vendor/sled/LOYALTY-PATCHES.md`, change 4) may still hold the log
+                // file, and with it sled's lock, for a few milliseconds after the close.
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && started.elapsed() < LOCK_WAIT =>
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 }
 
@@ -208,8 +228,9 @@ impl SledStore {
         self.commit.wait()
     }
 
-    /// Flushes every write and closes the store (sled's threads stopped, its file lock
-    /// released), for a graceful stop; [`ClosedStore::write_snapshot`] may follow. An error
+    /// Flushes every write and closes the store, for a graceful stop (sled's last jobs may
+    /// hold its file lock a few milliseconds longer); [`ClosedStore::write_snapshot`] may
+    /// follow. An error
     /// means the last writes may not be on disk; the store is closed all the same.
     pub fn close(self) -> Result<ClosedStore, StoreError> {
         let flushed = self.flush_now();

@@ -464,32 +464,49 @@ pub fn read_snapshot_or_default(config: &RunningConfig) -> Result<Snapshot> {
 /// Returns `Ok(Some(snapshot))` if there was nothing written.
 fn read_snapshot(config: &RunningConfig) -> Result<Option<Snapshot>> {
     let mut candidates = config.get_snapshot_files()?;
-    // loyalty-bot: `write_snapshot` writes `snap.<lsn>.generating`, syncs it and
-    // only then renames it to `snap.<lsn>`; a crash before the rename leaves it
-    // empty or cut short, and taking it as the newest snapshot made every later
-    // open fail with `Corruption` (upstream #1527, #1533). It never became the
-    // snapshot, so the last renamed one and the log are the state; the next
-    // `write_snapshot` removes the leftover with the other old files.
-    candidates.retain(|path| {
-        let leftover =
-            path.extension().map_or(false, |ext| ext == "generating");
-        if leftover {
-            warn!(
-                "ignoring {:?}, a snapshot whose writing was interrupted",
-                path
-            );
-        }
-        !leftover
-    });
     if candidates.is_empty() {
         debug!("no previous snapshot found");
         return Ok(None);
     }
 
     candidates.sort();
-    let path = candidates.pop().unwrap();
+    // loyalty-bot: `write_snapshot` writes `snap.<lsn>.generating`, syncs it and
+    // only then renames it to `snap.<lsn>`. A crash before the rename (or a
+    // power loss that undoes it) leaves that file, and upstream took it as the
+    // newest snapshot: empty or cut short, its check failed and every later
+    // open failed with `Corruption` (upstream #1527, #1533). Whole, it is the
+    // state recovery had reached: it is read as upstream reads it, and renamed
+    // as the crashed start would have; otherwise it
+    // never became the snapshot, and the newest one before it, with the log
+    // past it, is the state, as that crashed start found it. The next
+    // `write_snapshot` removes the leftover with the other old files.
+    while let Some(path) = candidates.pop() {
+        let leftover =
+            path.extension().map_or(false, |ext| ext == "generating");
+        match read_snapshot_file(config, &path) {
+            Err(e) if leftover => warn!(
+                "ignoring {:?}, a snapshot whose writing was interrupted: {:?}",
+                path, e
+            ),
+            Ok(snapshot) if leftover => {
+                // Whole: the rename the crash prevented.
+                std::fs::rename(&path, path.with_extension(""))?;
+                #[cfg(unix)]
+                std::fs::File::open(path.parent().unwrap())?.sync_all()?;
+                return Ok(Some(snapshot));
+            }
+            read => return read.map(Some),
+        }
+    }
+    debug!("no previous snapshot found but interrupted ones");
+    Ok(None)
+}
 
-    let mut f = std::fs::OpenOptions::new().read(true).open(&path)?;
+fn read_snapshot_file(
+    config: &RunningConfig,
+    path: &std::path::Path,
+) -> Result<Snapshot> {
+    let mut f = std::fs::OpenOptions::new().read(true).open(path)?;
 
     let mut buf = vec![];
     let _read = f.read_to_end(&mut buf)?;
@@ -530,7 +547,7 @@ fn read_snapshot(config: &RunningConfig) -> Result<Option<Snapshot>> {
     #[cfg(not(feature = "zstd"))]
     let bytes = buf;
 
-    Snapshot::deserialize(&mut bytes.as_slice()).map(Some)
+    Snapshot::deserialize(&mut bytes.as_slice())
 }
 
 fn write_snapshot(config: &RunningConfig, snapshot: &Snapshot) -> Result<()> {
@@ -566,8 +583,13 @@ fn write_snapshot(config: &RunningConfig, snapshot: &Snapshot) -> Result<()> {
 
     let parent = path_1.parent().unwrap();
     std::fs::create_dir_all(parent)?;
-    let mut f =
-        std::fs::OpenOptions::new().write(true).create(true).open(&path_1)?;
+    // loyalty-bot: `truncate`: a leftover of an interrupted write may have this
+    // name already (LOYALTY-PATCHES change 6).
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path_1)?;
 
     // write the snapshot bytes, followed by a crc64 checksum at the end
     io_fail!(config, "snap write");
@@ -583,6 +605,10 @@ fn write_snapshot(config: &RunningConfig, snapshot: &Snapshot) -> Result<()> {
 
     io_fail!(config, "snap write mv");
     std::fs::rename(&path_1, &path_2)?;
+    // loyalty-bot: the rename is forced too, before the old snapshots it
+    // replaces are removed; a power loss could undo it otherwise (change 6).
+    #[cfg(unix)]
+    std::fs::File::open(parent)?.sync_all()?;
     io_fail!(config, "snap write mv post");
 
     trace!("renamed snapshot to {}", path_2.to_string_lossy());
