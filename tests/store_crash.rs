@@ -50,15 +50,19 @@ fn write_until_killed(path: &str) {
     }
 }
 
-fn one_round(store: &SledStore, tag: &str) {
-    let now = Utc::now();
-    let new = NewMember {
+/// A new member named by `tag` (identity and email), with the signup bonus.
+fn new_member(tag: &str) -> NewMember {
+    NewMember {
         identity: identity(tag),
         email: Email::parse(&format!("{tag}@example.com")).unwrap(),
         profile: Profile::default(),
         bonus: Points(50),
-    };
-    let JoinOutcome::Joined(account) = store.join(new, now).unwrap() else {
+    }
+}
+
+fn one_round(store: &SledStore, tag: &str) {
+    let now = Utc::now();
+    let JoinOutcome::Joined(account) = store.join(new_member(tag), now).unwrap() else {
         panic!("fresh identity did not join");
     };
     println!("ACK join {tag}");
@@ -199,14 +203,8 @@ fn restart_until_killed(path: &str) {
     for i in 0.. {
         let store = open(std::path::Path::new(path));
         let tag = format!("restart-{}-{i}", std::process::id());
-        let new = NewMember {
-            identity: identity(&tag),
-            email: Email::parse(&format!("{tag}@example.com")).unwrap(),
-            profile: Profile::default(),
-            bonus: Points(50),
-        };
         assert!(matches!(
-            store.join(new, Utc::now()).unwrap(),
+            store.join(new_member(&tag), Utc::now()).unwrap(),
             JoinOutcome::Joined(_)
         ));
         println!("ACK join {tag}");
@@ -241,14 +239,7 @@ fn a_start_killed_while_writing_its_snapshot_leaves_a_store_that_opens() {
         let store = open(dir.path());
         let (done, _mark) = loyalty_bot::store::durability::deferred(|| {
             for i in 0..20_000 {
-                let tag = format!("filled-{i}");
-                let new = NewMember {
-                    identity: identity(&tag),
-                    email: Email::parse(&format!("{tag}@example.com")).unwrap(),
-                    profile: Profile::default(),
-                    bonus: Points(50),
-                };
-                store.join(new, Utc::now())?;
+                store.join(new_member(&format!("filled-{i}")), Utc::now())?;
             }
             Ok::<_, loyalty_bot::store::StoreError>(())
         });

@@ -230,8 +230,8 @@ impl SledStore {
 
     /// Flushes every write and closes the store, for a graceful stop (sled's last jobs may
     /// hold its file lock a few milliseconds longer); [`ClosedStore::write_snapshot`] may
-    /// follow. An error
-    /// means the last writes may not be on disk; the store is closed all the same.
+    /// follow. An error means the last writes may not be on disk; the store is closed all the
+    /// same.
     pub fn close(self) -> Result<ClosedStore, StoreError> {
         let flushed = self.flush_now();
         let path = self.path.clone();

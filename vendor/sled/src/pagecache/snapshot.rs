@@ -476,10 +476,10 @@ fn read_snapshot(config: &RunningConfig) -> Result<Option<Snapshot>> {
     // newest snapshot: empty or cut short, its check failed and every later
     // open failed with `Corruption` (upstream #1527, #1533). Whole, it is the
     // state recovery had reached: it is read as upstream reads it, and renamed
-    // as the crashed start would have; otherwise it
-    // never became the snapshot, and the newest one before it, with the log
-    // past it, is the state, as that crashed start found it. The next
-    // `write_snapshot` removes the leftover with the other old files.
+    // as the crashed start would have. Otherwise it never became the snapshot,
+    // and the newest one before it, with the log past it, is the state, as
+    // that crashed start found it; the next `write_snapshot` removes the
+    // leftover with the other old files.
     while let Some(path) = candidates.pop() {
         let leftover =
             path.extension().map_or(false, |ext| ext == "generating");
