@@ -10,13 +10,15 @@
 //! - [`http`]: the HTTP surface (health, admin, error mapping, body and time limits) and
 //!   [`startup`] wiring.
 //! - [`limits`]: rate limits per member and per client address (order-number guessing).
-//! - [`cli`], [`chat`], [`telemetry`]: the binary's command line, terminal chat and logging.
+//! - [`cli`], [`commands`], [`chat`], [`telemetry`]: the binary's command line and what each
+//!   command does, the terminal chat, logging.
 //!
 //! Dependencies point inwards: `http`/`channels` → `flows` → `program` → `{store, shop}` → `domain`.
 
 pub mod channels;
 pub mod chat;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod domain;
 pub mod flows;

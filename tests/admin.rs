@@ -133,7 +133,7 @@ async fn a_disabled_channel_answers_404() {
 async fn a_broken_fixture_orders_file_stops_the_start() {
     let res = try_spawn_app_with(|s| {
         s.shop.kind = ShopKind::Fixture;
-        s.shop.orders_file = "does/not/exist.json".into();
+        s.shop.orders_file = Some("does/not/exist.json".into());
     })
     .await;
     let Err(e @ StartupError::Shop(_)) = res else {
@@ -144,7 +144,7 @@ async fn a_broken_fixture_orders_file_stops_the_start() {
 
 #[tokio::test]
 async fn a_missing_flows_dir_stops_the_start() {
-    let res = try_spawn_app_with(|s| s.flows_dir = "no-such-flows".into()).await;
+    let res = try_spawn_app_with(|s| s.flows_dir = Some("no-such-flows".into())).await;
     assert!(matches!(res, Err(StartupError::Flows { .. })));
 }
 

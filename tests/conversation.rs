@@ -36,7 +36,7 @@ fn bot() -> Bot {
         currency: "EUR".into(),
     };
     let program = Arc::new(Program::new(store.clone(), shop, catalogue, rules));
-    let engine = Engine::load(program, &repo("flows"), "en").unwrap();
+    let engine = Engine::load(program, None, "en").unwrap();
     Bot {
         engine,
         store,

@@ -49,11 +49,11 @@ pub fn flow_file(data: &[u8]) {
 /// Reads one setting.
 type Getter = fn(&Settings) -> &str;
 
-/// Keys whose environment override is a plain string that validation keeps as given.
+/// Keys whose environment override is a string that validation keeps as given.
 const STRING_KEYS: [(&str, Getter); 6] = [
-    ("PROGRAM__CURRENCY", |s| &s.program.currency),
-    ("PROGRAM__LOCALE", |s| &s.program.locale),
-    ("SERVER__BIND", |s| &s.server.bind),
+    ("PROGRAM__CURRENCY", |s| s.program.currency.as_str()),
+    ("PROGRAM__LOCALE", |s| s.program.locale.as_str()),
+    ("ADMIN__TOKEN", |s| s.admin.token.expose()),
     ("MESSENGER__APP_SECRET", |s| s.messenger.app_secret.expose()),
     ("MANYCHAT__TOKEN", |s| s.manychat.token.expose()),
     ("SHOP__SECRET", |s| s.shop.secret.expose()),

@@ -41,8 +41,41 @@ pub struct Registry {
     origins: BTreeMap<String, PathBuf>,
 }
 
+/// The flows compiled into the binary (the repository's `flows/`), by file name.
+pub const BUILT_IN: [(&str, &str); 6] = [
+    ("balance.toml", include_str!("../../flows/balance.toml")),
+    ("claim.toml", include_str!("../../flows/claim.toml")),
+    ("help.toml", include_str!("../../flows/help.toml")),
+    ("join.toml", include_str!("../../flows/join.toml")),
+    ("messages.toml", include_str!("../../flows/messages.toml")),
+    ("redeem.toml", include_str!("../../flows/redeem.toml")),
+];
+
 impl Registry {
-    pub fn load(dir: &Path) -> Result<Registry, FlowError> {
+    /// The built-in flows, with each file of `dir` (if given) replacing the built-in file of
+    /// the same name or adding a new one; then every check.
+    pub fn load_over_built_in(dir: Option<&Path>) -> Result<Registry, FlowError> {
+        let mut files: BTreeMap<String, (PathBuf, String)> = BUILT_IN
+            .iter()
+            .map(|(name, text)| {
+                let path = PathBuf::from(format!("(built-in) {name}"));
+                (name.to_string(), (path, text.to_string()))
+            })
+            .collect();
+        if let Some(dir) = dir {
+            for (path, text) in Self::read_dir(dir)? {
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                files.insert(name, (path, text));
+            }
+        }
+        Self::from_texts(files.into_values().collect())
+    }
+
+    /// Every `*.toml` file of `dir`, by name, with its text.
+    fn read_dir(dir: &Path) -> Result<Vec<(PathBuf, String)>, FlowError> {
         let entries = std::fs::read_dir(dir)
             .map_err(|e| FlowError::new(dir, format!("cannot read the flows directory: {e}")))?;
         let mut paths: Vec<PathBuf> = entries
@@ -56,10 +89,10 @@ impl Registry {
                 std::fs::read_to_string(&path).map_err(|e| FlowError::new(&path, e.to_string()))?;
             texts.push((path, text));
         }
-        Self::from_texts(texts)
+        Ok(texts)
     }
 
-    /// Parses and checks flow files given as (path, text), in that order: [`Registry::load`]
+    /// Parses and checks flow files given as (path, text), in that order: [`Registry::load_over_built_in`]
     /// without the directory.
     pub fn from_texts(texts: Vec<(PathBuf, String)>) -> Result<Registry, FlowError> {
         let mut files = Vec::new();
@@ -276,27 +309,54 @@ mod tests {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("flows")
     }
 
-    /// Copies the shipped flows into a temp dir with one file replaced by `edit(text)`.
+    /// A flows dir holding only `file`, edited by `edit`, over the built-in flows.
     fn load_edited(file: &str, edit: impl Fn(&str) -> String) -> Result<Registry, FlowError> {
         let dir = tempfile::tempdir().unwrap();
-        for e in std::fs::read_dir(repo_flows()).unwrap() {
-            let p = e.unwrap().path();
-            let mut text = std::fs::read_to_string(&p).unwrap();
-            if p.file_name().unwrap() == file {
-                text = edit(&text);
-            }
-            std::fs::write(dir.path().join(p.file_name().unwrap()), text).unwrap();
-        }
-        Registry::load(dir.path())
+        let text = std::fs::read_to_string(repo_flows().join(file)).unwrap();
+        std::fs::write(dir.path().join(file), edit(&text)).unwrap();
+        Registry::load_over_built_in(Some(dir.path()))
     }
 
     #[test]
     fn shipped_flows_load() {
-        let reg = Registry::load(&repo_flows()).unwrap();
+        let reg = Registry::load_over_built_in(None).unwrap();
         for id in ["join", "claim", "balance", "redeem", "help"] {
             assert!(reg.flows.contains_key(id), "{id}");
         }
         assert_eq!(reg.fallback().id, "help");
+    }
+
+    #[test]
+    fn the_built_in_flows_are_the_repositorys_flow_files() {
+        let mut names: Vec<String> = std::fs::read_dir(repo_flows())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        let built_in: Vec<&str> = BUILT_IN.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, built_in, "a flow file is missing from BUILT_IN");
+    }
+
+    #[test]
+    fn a_file_in_the_flows_dir_replaces_the_built_in_one_of_that_name() {
+        let reg = load_edited("help.toml", str::to_owned).unwrap();
+        let built_in = |id: &str| {
+            reg.flows[id]
+                .file
+                .to_string_lossy()
+                .starts_with("(built-in)")
+        };
+        assert!(
+            !built_in("help"),
+            "the dir's help.toml replaces the built-in one"
+        );
+        assert!(built_in("join"), "the others stay built in");
+        let e = load_edited("help.toml", |_| "not toml [".into()).unwrap_err();
+        assert!(e.to_string().contains("help.toml"), "{e}");
+        assert!(
+            !e.to_string().contains("built-in"),
+            "the operator's file is named: {e}"
+        );
     }
 
     #[test]

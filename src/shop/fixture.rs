@@ -1,5 +1,6 @@
-//! The fixture shop: orders come from a JSON file the owner can edit while the service runs;
-//! coupons need nothing outside, since the store records them.
+//! The fixture shop: orders come from a JSON file the owner can edit while the service runs (or,
+//! with no file configured, from the sample orders built into the binary); coupons need nothing
+//! outside, since the store records them.
 
 use super::{amount_from_json, CouponRequest, Shop, ShopError, ShopOrder};
 use crate::domain::{Email, OrderNumber, OrderStatus};
@@ -9,8 +10,17 @@ use std::path::PathBuf;
 
 #[derive(Debug, Clone)]
 pub struct FixtureShop {
-    orders_file: PathBuf,
+    orders: Orders,
 }
+
+#[derive(Debug, Clone)]
+enum Orders {
+    File(PathBuf),
+    BuiltIn,
+}
+
+/// The repository's `fixtures/shop/orders.json`, for a binary run from any folder.
+const BUILT_IN_ORDERS: &str = include_str!("../../fixtures/shop/orders.json");
 
 #[derive(Deserialize)]
 struct FixtureOrder {
@@ -23,20 +33,39 @@ struct FixtureOrder {
 
 impl FixtureShop {
     pub fn new(orders_file: PathBuf) -> Self {
-        FixtureShop { orders_file }
+        FixtureShop {
+            orders: Orders::File(orders_file),
+        }
+    }
+
+    /// The sample orders built into the binary.
+    pub fn built_in() -> Self {
+        FixtureShop {
+            orders: Orders::BuiltIn,
+        }
+    }
+
+    fn name(&self) -> String {
+        match &self.orders {
+            Orders::File(path) => path.display().to_string(),
+            Orders::BuiltIn => "(built-in sample orders)".into(),
+        }
     }
 
     /// Reads and checks the whole file; used at start-up so a broken file stops the service.
     pub fn load_all(&self) -> Result<Vec<ShopOrder>, ShopError> {
-        let text = std::fs::read_to_string(&self.orders_file)
-            .map_err(|e| ShopError::Fixture(format!("{}: {e}", self.orders_file.display())))?;
+        let text = match &self.orders {
+            Orders::File(path) => std::fs::read_to_string(path)
+                .map_err(|e| ShopError::Fixture(format!("{}: {e}", self.name())))?,
+            Orders::BuiltIn => BUILT_IN_ORDERS.to_owned(),
+        };
         let raw: Vec<FixtureOrder> = serde_json::from_str(&text)
-            .map_err(|e| ShopError::Fixture(format!("{}: {e}", self.orders_file.display())))?;
+            .map_err(|e| ShopError::Fixture(format!("{}: {e}", self.name())))?;
         raw.into_iter()
             .enumerate()
             .map(|(i, o)| {
                 let at = |what: String| {
-                    ShopError::Fixture(format!("{} order #{i}: {what}", self.orders_file.display()))
+                    ShopError::Fixture(format!("{} order #{i}: {what}", self.name()))
                 };
                 let total = amount_from_json(&o.total).map_err(at)?;
                 Ok(ShopOrder {

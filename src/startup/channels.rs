@@ -46,7 +46,7 @@ impl Channels {
         };
         let manychat = if settings.manychat.token.is_set() {
             tracing::info!("manychat channel enabled");
-            let public_url = settings.server.public_url.clone();
+            let public_url = settings.public_base();
             Some(Manychat::new(
                 settings.manychat.token.clone(),
                 public_url,

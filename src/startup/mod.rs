@@ -82,10 +82,10 @@ impl Application {
             engine,
         } = Services::open(&settings).await?;
         let bind_error = |source| StartupError::Bind {
-            addr: settings.server.bind.clone(),
+            addr: settings.server.bind.to_string(),
             source,
         };
-        let listener = TcpListener::bind(&settings.server.bind).map_err(bind_error)?;
+        let listener = TcpListener::bind(settings.server.bind).map_err(bind_error)?;
         let address = listener.local_addr().map_err(bind_error)?;
         let workers = CancellationToken::new();
         let channels = Channels::start(&settings, &engine, &store, &workers);

@@ -10,6 +10,7 @@ use crate::program::{Program, Rules};
 use crate::shop::{FixtureShop, GenericShop, Shop};
 use crate::store::{LoyaltyStore, Pacing, SledStore};
 use crate::turns::ShopWaits;
+use std::path::Path;
 use std::sync::Arc;
 
 /// The store, the program and the engine, opened and checked: what every front end needs.
@@ -70,9 +71,9 @@ impl Services {
 }
 
 fn build_engine(program: Arc<Program>, settings: &Settings) -> Result<Engine, StartupError> {
-    let (dir, locale) = (&settings.flows_dir, &settings.program.locale);
-    Engine::load(program, dir, locale).map_err(|e| StartupError::Flows {
-        path: dir.clone(),
+    let (dir, locale) = (settings.flows_dir.as_deref(), settings.program.locale);
+    Engine::load(program, dir, locale.as_str()).map_err(|e| StartupError::Flows {
+        path: dir.map_or_else(|| "(built-in flows)".into(), Path::to_path_buf),
         source: Box::new(e),
     })
 }
@@ -83,7 +84,7 @@ fn rules(settings: &Settings) -> Rules {
         signup_bonus: Points(p.signup_bonus),
         points_per_currency_unit: p.points_per_currency_unit,
         coupon_valid_days: p.coupon_valid_days,
-        currency: p.currency.clone(),
+        currency: p.currency.to_string(),
     }
 }
 
@@ -93,7 +94,10 @@ fn build_shop(settings: &Settings) -> Result<Arc<dyn Shop>, StartupError> {
     let s = &settings.shop;
     let shop: Arc<dyn Shop> = match s.kind {
         ShopKind::Fixture => {
-            let shop = FixtureShop::new(s.orders_file.clone());
+            let shop = match &s.orders_file {
+                Some(path) => FixtureShop::new(path.clone()),
+                None => FixtureShop::built_in(),
+            };
             // Read it once now: a broken file stops the start, not a customer's claim.
             let orders = shop.load_all().map_err(StartupError::Shop)?;
             tracing::info!(orders = orders.len(), "fixture shop loaded");

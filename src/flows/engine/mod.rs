@@ -92,13 +92,14 @@ const PAUSE_TTL: chrono::Duration = chrono::Duration::hours(1);
 pub const REQUEST_ID: &str = "request_id";
 
 impl Engine {
-    /// Loads and checks the flow files; any mistake is an error naming file, step and key.
+    /// Loads and checks the built-in flows, with the files of `flows_dir` (if given) replacing
+    /// those of the same name; any mistake is an error naming file, step and key.
     pub fn load(
         program: Arc<Program>,
-        flows_dir: &Path,
+        flows_dir: Option<&Path>,
         default_locale: &str,
     ) -> Result<Engine, FlowError> {
-        let registry = Registry::load(flows_dir)?;
+        let registry = Registry::load_over_built_in(flows_dir)?;
         Ok(Engine {
             program,
             registry,

@@ -1,0 +1,395 @@
+//! Settings in three layers: the built-in defaults (`defaults.toml`, compiled in), then the
+//! operator's file (any subset of keys, or none), then `LOYALTY__<SECTION>__<KEY>` environment
+//! variables ([`layers`]). Values are parsed into typed settings once, at start-up; every
+//! mistake (an unknown key, a wrong type, a value out of range, a key the chosen shop kind
+//! needs) is an error naming the key ([`validate`]). Nothing reads the environment after that.
+
+mod layers;
+mod report;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+pub use layers::{Layered, Source, DEFAULTS};
+pub use report::render;
+
+use crate::domain::{Catalogue, Points, Reward};
+use crate::limits::LimitSettings;
+use crate::store::Durability;
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// A secret string: never printed by `Debug` (there is no `Display`), and not comparable with
+/// `==`, which would take longer the more leading bytes match. Compare presented values with
+/// [`crate::signature::secrets_match`] or [`crate::signature::bearer_matches`].
+#[derive(Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_set(&self) -> bool {
+        !self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "[empty]"
+        } else {
+            "[redacted]"
+        })
+    }
+}
+
+/// Every key that holds a [`Secret`]: `check-config` prints them as `[redacted]`. A unit test
+/// checks that this list and the settings' `Secret` fields agree.
+pub const SECRET_KEYS: [&str; 6] = [
+    "messenger.app_secret",
+    "messenger.verify_token",
+    "messenger.page_access_token",
+    "manychat.token",
+    "shop.secret",
+    "admin.token",
+];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub store: StoreSettings,
+    pub program: ProgramSettings,
+    pub rewards: Vec<RewardSettings>,
+    pub messenger: MessengerSettings,
+    pub manychat: ManychatSettings,
+    pub shop: ShopSettings,
+    pub admin: AdminSettings,
+    pub limits: LimitSettings,
+    /// A folder whose flow files replace the built-in flows of the same name (and add new
+    /// ones); `None`: the built-in flows only.
+    #[serde(deserialize_with = "optional_path")]
+    pub flows_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub bind: SocketAddr,
+    /// How ManyChat (and later email links) reach us; http or https, no query.
+    #[serde(deserialize_with = "web_url")]
+    pub public_url: url::Url,
+    /// Largest request body on every route but the Messenger webhook; larger ones get 413
+    /// before they are read.
+    pub max_body_bytes: usize,
+    /// Time to send the request line and headers (slowloris); then 408 and the connection closes.
+    pub header_timeout_ms: u64,
+    /// Time from the headers to the end of the body; then 408 and the connection closes.
+    pub body_timeout_ms: u64,
+    /// How long an idle keep-alive connection stays open; 0 closes after each response.
+    pub keep_alive_secs: u64,
+    /// How long a closing connection may take to shut down before it is dropped.
+    pub disconnect_timeout_ms: u64,
+    /// After SIGTERM: how long draining requests, stopping the workers and closing the store
+    /// may take together before unfinished work is left queued for the next start.
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    pub path: PathBuf,
+    /// sled page-cache size; RSS follows it.
+    pub cache_capacity_mb: u64,
+    /// Group commit: the least time between the starts of two flushes, in µs, unless
+    /// `flush_batch` writes wait. Writers arriving in between share the next flush; a lone
+    /// writer after a quiet spell does not wait.
+    pub flush_gap_us: u64,
+    /// Group commit: a flush starts without waiting out the gap once this many writes wait.
+    pub flush_batch: u64,
+    /// What an acknowledged write survives: `power_loss` (each flush is `fdatasync`ed) or
+    /// `process_crash` (sled's own flush only).
+    pub durability: Durability,
+    /// While intake records cannot be written (a full or broken disk), received events wait in
+    /// memory for the next try up to this many MiB; beyond it a new webhook is refused (500, so
+    /// Meta delivers it again) instead of memory growing for as long as the disk stays broken.
+    pub max_unwritten_events_mb: u64,
+}
+
+/// The languages the built-in flows speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Locale {
+    En,
+    De,
+}
+
+impl Locale {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Locale::En => "en",
+            Locale::De => "de",
+        }
+    }
+}
+
+/// An ISO 4217 code: three upper-case letters.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Currency(String);
+
+impl Currency {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Currency {
+    type Error = String;
+    fn try_from(code: String) -> Result<Self, String> {
+        if code.len() == 3 && code.chars().all(|c| c.is_ascii_uppercase()) {
+            Ok(Currency(code))
+        } else {
+            Err(format!(
+                "`{code}` is not a 3-letter ISO currency code such as EUR"
+            ))
+        }
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProgramSettings {
+    pub signup_bonus: u64,
+    /// Points per whole currency unit; may be fractional (`1.5`, or `"1.5"`), never negative.
+    #[serde(deserialize_with = "decimal")]
+    pub points_per_currency_unit: Decimal,
+    pub coupon_valid_days: u32,
+    pub currency: Currency,
+    pub locale: Locale,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RewardSettings {
+    pub id: String,
+    pub title: String,
+    pub points: u64,
+    pub product_ids: Vec<String>,
+    pub checkout_url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessengerSettings {
+    pub app_secret: Secret,
+    pub verify_token: Secret,
+    pub page_access_token: Secret,
+    pub graph_api_url: String,
+    /// Largest webhook body (Meta batches events, so it is larger than the other routes').
+    pub max_body_bytes: usize,
+    /// Received events the worker holds in memory; beyond it they wait only in the store and
+    /// are read back as the worker catches up, so a long shop outage or a hold cannot grow
+    /// memory without bound.
+    pub max_events_in_memory: usize,
+    /// Events worked on at once (`0`: no bound). After a stall every customer has an event
+    /// waiting, and running them all together drains the backlog slower than a few at a time.
+    pub max_turns_at_once: usize,
+    /// A turn that waits on the shop, Meta or a flush for longer than this gives its place to
+    /// another until the wait ends: so a hung shop holds back only its own customers.
+    pub turn_grace_ms: u64,
+    /// A Send API call unanswered after this fails as transient and is retried later.
+    pub send_timeout_ms: u64,
+    /// A profile look-up (name, locale) unanswered after this is given up for that reply.
+    pub profile_timeout_ms: u64,
+}
+
+impl MessengerSettings {
+    pub fn enabled(&self) -> bool {
+        self.app_secret.is_set() && self.verify_token.is_set() && self.page_access_token.is_set()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManychatSettings {
+    pub token: Secret,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShopKind {
+    Fixture,
+    Generic,
+}
+
+/// `[shop]`: the keys of every kind side by side (their names and places are what operators'
+/// files use); [`validate`] requires of each kind only the keys it uses.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShopSettings {
+    pub kind: ShopKind,
+    /// The fixture shop's orders file; `None`: the built-in sample orders.
+    #[serde(deserialize_with = "optional_path")]
+    pub orders_file: Option<PathBuf>,
+    pub verify_url: String,
+    pub coupon_url: String,
+    pub secret: Secret,
+    pub timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSettings {
+    pub token: Secret,
+}
+
+/// A decimal from a TOML integer, float or string. A float goes through its shortest text
+/// (`1.5` → "1.5"), which is exact for any rate a person would type.
+fn decimal<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Int(i64),
+        Float(f64),
+        Text(String),
+    }
+    let text = match Raw::deserialize(d)? {
+        Raw::Int(i) => i.to_string(),
+        Raw::Float(f) => f.to_string(),
+        Raw::Text(s) => s,
+    };
+    text.trim()
+        .parse()
+        .map_err(|_| serde::de::Error::custom(format!("`{text}` is not a decimal number")))
+}
+
+/// An `http` or `https` URL.
+fn web_url<'de, D: serde::Deserializer<'de>>(d: D) -> Result<url::Url, D::Error> {
+    let text = String::deserialize(d)?;
+    let url = url::Url::parse(text.trim())
+        .map_err(|e| serde::de::Error::custom(format!("`{text}` is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(serde::de::Error::custom("must be an http or https URL"));
+    }
+    Ok(url)
+}
+
+/// A path, or `None` for the empty string.
+fn optional_path<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+    let text = String::deserialize(d)?;
+    Ok((!text.trim().is_empty()).then(|| PathBuf::from(text)))
+}
+
+/// A configuration mistake, naming the key (or file) and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("unknown config key `{key}` {origin}{}", suggestion.as_ref().map(|s| format!("; did you mean `{s}`?")).unwrap_or_default())]
+    UnknownKey {
+        key: String,
+        suggestion: Option<String>,
+        /// "in config.toml", "from the environment variable LOYALTY__X__Y".
+        origin: String,
+    },
+    #[error("config: {message}")]
+    Shape { message: String },
+    #[error("config key `{key}`: {problem}")]
+    Invalid { key: String, problem: String },
+    #[error("environment variable {var}: {problem}")]
+    Env { var: String, problem: String },
+}
+
+impl Settings {
+    /// The defaults, then the file at `path` if given (it must exist), then the `LOYALTY__`
+    /// variables of `env`; validated.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, ConfigError> {
+        Self::layered(path, env).map(|(settings, _)| settings)
+    }
+
+    /// [`Settings::load`], also returning the merged layers (for `check-config`).
+    pub fn layered(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(Settings, Layered), ConfigError> {
+        let layered = Layered::load(path, env)?;
+        let settings = Self::from_layered(&layered)?;
+        Ok((settings, layered))
+    }
+
+    /// The defaults, then `text` as the operator's file (read from `path`), then `env`.
+    pub fn from_toml(
+        text: &str,
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, ConfigError> {
+        Self::from_layered(&Layered::merge(Some((text, path)), env)?)
+    }
+
+    /// Typed and validated settings from merged layers.
+    pub fn from_layered(layered: &Layered) -> Result<Settings, ConfigError> {
+        let settings: Settings = layered
+            .value
+            .clone()
+            .try_into()
+            // The whole text, not `message()`: it ends with the key ("in `limits.x.max`").
+            .map_err(|e: toml::de::Error| ConfigError::Shape {
+                message: e.to_string().trim().replace('\n', " "),
+            })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn catalogue(&self) -> Catalogue {
+        Catalogue::new(
+            self.rewards
+                .iter()
+                .map(|r| Reward {
+                    id: r.id.clone(),
+                    title: r.title.clone(),
+                    points: Points(r.points),
+                    product_ids: r.product_ids.clone(),
+                    checkout_url: r.checkout_url.clone(),
+                })
+                .collect(),
+        )
+    }
+
+    /// `public_url` without its trailing slash, for joining paths to.
+    pub fn public_base(&self) -> String {
+        self.server
+            .public_url
+            .as_str()
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
+    /// `public_url` joined with a path, for callback URLs handed to ManyChat.
+    pub fn public_url(&self, path: &str) -> String {
+        format!("{}{path}", self.public_base())
+    }
+}

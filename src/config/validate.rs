@@ -1,0 +1,220 @@
+//! The checks a value's type cannot make: ranges, cross-key rules, the keys each shop kind
+//! requires. Each failure names its key.
+
+use super::{ConfigError, Settings, ShopKind};
+use rust_decimal::Decimal;
+
+/// The catalogue must fit one set of quick replies on every channel.
+const MAX_REWARDS: usize = 10;
+
+impl Settings {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, problem: &str| ConfigError::Invalid {
+            key: key.into(),
+            problem: problem.into(),
+        };
+        if self.server.public_url.query().is_some() {
+            return Err(bad("server.public_url", "must not have a query"));
+        }
+        self.validate_server()?;
+        self.limits
+            .validate()
+            .map_err(|(key, problem)| ConfigError::Invalid { key, problem })?;
+        if !(1..=300).contains(&self.server.shutdown_timeout_secs) {
+            return Err(bad(
+                "server.shutdown_timeout_secs",
+                "must be between 1 and 300",
+            ));
+        }
+        if !(1..=1024).contains(&self.store.max_unwritten_events_mb) {
+            return Err(bad(
+                "store.max_unwritten_events_mb",
+                "must be between 1 and 1024",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.store.flush_batch) {
+            return Err(bad("store.flush_batch", "must be between 1 and 1000000"));
+        }
+        if self.store.flush_gap_us > 100_000 {
+            return Err(bad(
+                "store.flush_gap_us",
+                "must be at most 100000 (0.1 s): every durable answer waits for it",
+            ));
+        }
+        let rate = self.program.points_per_currency_unit;
+        if rate <= Decimal::ZERO || rate > Decimal::from(1000) {
+            return Err(bad(
+                "program.points_per_currency_unit",
+                "must be more than 0 and at most 1000",
+            ));
+        }
+        if self.program.coupon_valid_days == 0 || self.program.coupon_valid_days > 3650 {
+            return Err(bad(
+                "program.coupon_valid_days",
+                "must be between 1 and 3650",
+            ));
+        }
+        if self.rewards.is_empty() {
+            return Err(bad("rewards", "define at least one [[rewards]] entry"));
+        }
+        if self.rewards.len() > MAX_REWARDS {
+            return Err(bad(
+                "rewards",
+                "at most 10 rewards: the catalogue is offered as quick replies (ManyChat shows 11)",
+            ));
+        }
+        let mut ids = std::collections::HashSet::new();
+        for (i, r) in self.rewards.iter().enumerate() {
+            let key = |k: &str| format!("rewards[{i}].{k}");
+            if r.id.is_empty()
+                || !r
+                    .id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                || r.id.len() > 40
+            {
+                return Err(bad(
+                    &key("id"),
+                    "1-40 characters of letters, digits, - and _",
+                ));
+            }
+            if !ids.insert(r.id.to_ascii_lowercase()) {
+                return Err(bad(&key("id"), "duplicate reward id"));
+            }
+            if r.title.trim().is_empty() {
+                return Err(bad(&key("title"), "must not be empty"));
+            }
+            if r.points == 0 {
+                return Err(bad(&key("points"), "must be at least 1"));
+            }
+            if r.product_ids.is_empty() {
+                return Err(bad(
+                    &key("product_ids"),
+                    "a reward coupon must be limited to at least one product",
+                ));
+            }
+            url::Url::parse(&r.checkout_url)
+                .map_err(|e| bad(&key("checkout_url"), &format!("not a URL: {e}")))?;
+        }
+        if self.messenger.enabled() {
+            url::Url::parse(&self.messenger.graph_api_url)
+                .map_err(|e| bad("messenger.graph_api_url", &format!("not a URL: {e}")))?;
+        }
+        if self.shop.timeout_secs == 0 || self.shop.timeout_secs > 60 {
+            return Err(bad("shop.timeout_secs", "must be between 1 and 60"));
+        }
+        self.validate_shop()?;
+        Ok(())
+    }
+
+    /// Each shop kind requires the keys it uses, and only those.
+    fn validate_shop(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, problem: String| ConfigError::Invalid {
+            key: key.into(),
+            problem,
+        };
+        let shop = &self.shop;
+        match shop.kind {
+            ShopKind::Fixture => {
+                if let Some(path) = &shop.orders_file {
+                    if !path.is_file() {
+                        return Err(bad(
+                            "shop.orders_file",
+                            format!("{} is not a readable file", path.display()),
+                        ));
+                    }
+                }
+            }
+            ShopKind::Generic => {
+                for (key, value) in [
+                    ("shop.verify_url", &shop.verify_url),
+                    ("shop.coupon_url", &shop.coupon_url),
+                ] {
+                    if value.trim().is_empty() {
+                        return Err(bad(key, "required for kind = \"generic\"".into()));
+                    }
+                    let url = url::Url::parse(value.trim())
+                        .map_err(|e| bad(key, format!("`{value}` is not a URL: {e}")))?;
+                    if !matches!(url.scheme(), "http" | "https") {
+                        return Err(bad(key, "must be an http or https URL".into()));
+                    }
+                }
+                if !shop.secret.is_set() {
+                    return Err(bad(
+                        "shop.secret",
+                        "required for kind = \"generic\" (set LOYALTY__SHOP__SECRET)".into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Timeouts and body sizes: each within a range that keeps the service usable.
+    fn validate_server(&self) -> Result<(), ConfigError> {
+        const MIB: u64 = 1 << 20;
+        let s = &self.server;
+        let checks = [
+            (
+                "server.max_body_bytes",
+                s.max_body_bytes as u64,
+                1024,
+                16 * MIB,
+            ),
+            (
+                "messenger.max_body_bytes",
+                self.messenger.max_body_bytes as u64,
+                64 * 1024,
+                16 * MIB,
+            ),
+            (
+                "messenger.max_events_in_memory",
+                self.messenger.max_events_in_memory as u64,
+                1,
+                10_000_000,
+            ),
+            (
+                "messenger.max_turns_at_once",
+                self.messenger.max_turns_at_once as u64,
+                0,
+                100_000,
+            ),
+            (
+                "messenger.turn_grace_ms",
+                self.messenger.turn_grace_ms,
+                0,
+                10_000,
+            ),
+            (
+                "messenger.send_timeout_ms",
+                self.messenger.send_timeout_ms,
+                100,
+                60_000,
+            ),
+            (
+                "messenger.profile_timeout_ms",
+                self.messenger.profile_timeout_ms,
+                100,
+                30_000,
+            ),
+            ("server.header_timeout_ms", s.header_timeout_ms, 100, 60_000),
+            ("server.body_timeout_ms", s.body_timeout_ms, 100, 300_000),
+            ("server.keep_alive_secs", s.keep_alive_secs, 0, 3600),
+            (
+                "server.disconnect_timeout_ms",
+                s.disconnect_timeout_ms,
+                0,
+                60_000,
+            ),
+        ];
+        for (key, value, min, max) in checks {
+            if !(min..=max).contains(&value) {
+                return Err(ConfigError::Invalid {
+                    key: key.into(),
+                    problem: format!("must be between {min} and {max}"),
+                });
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,201 @@
+//! The binary as an operator meets it: `--version`, `--help`, the layered configuration (a file
+//! with one key, no file at all, from any folder), typos refused with the key named, and
+//! `check-config`'s report and exit codes.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_loyalty-bot");
+
+/// The binary run in `dir` with only `env` set (no config file unless `dir` holds one).
+fn loyalty_bot(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run loyalty-bot")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn version_and_help_explain_the_program() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = loyalty_bot(dir.path(), &["--version"], &[]);
+    assert!(out.status.success());
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("loyalty-bot {}", env!("CARGO_PKG_VERSION"))
+    );
+    let help = text(&loyalty_bot(dir.path(), &["--help"], &[]).stdout);
+    for command in [
+        "serve",
+        "chat",
+        "check-config",
+        "members",
+        "export",
+        "import",
+        "import-balances",
+    ] {
+        assert!(help.contains(&format!("  {command} ")), "{command}: {help}");
+        let out = loyalty_bot(dir.path(), &[command, "--help"], &[]);
+        assert!(out.status.success(), "{command} --help");
+        assert!(
+            text(&out.stdout).contains("Usage: loyalty-bot"),
+            "{command}"
+        );
+    }
+    let out = loyalty_bot(dir.path(), &["launch"], &[]);
+    assert_eq!(out.status.code(), Some(2), "a usage mistake");
+}
+
+#[test]
+fn a_typo_in_the_file_or_the_environment_stops_the_start_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        "[program]\nsigup_bonus = 75\n",
+    )
+    .unwrap();
+    let out = loyalty_bot(dir.path(), &["serve"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("`program.sigup_bonus`"), "{err}");
+    assert!(
+        err.contains("did you mean `program.signup_bonus`?"),
+        "{err}"
+    );
+
+    let empty = tempfile::tempdir().unwrap();
+    let out = loyalty_bot(
+        empty.path(),
+        &["serve"],
+        &[("LOYALTY__SHOP__ORDRES_FILE", "x.json")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("LOYALTY__SHOP__ORDRES_FILE"), "{err}");
+    assert!(err.contains("did you mean `shop.orders_file`?"), "{err}");
+}
+
+#[test]
+fn check_config_shows_each_value_with_its_layer_and_hides_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        "[program]\nsignup_bonus = 75\n",
+    )
+    .unwrap();
+    let env = [
+        ("LOYALTY__ADMIN__TOKEN", "admin-token-do-not-print"),
+        ("LOYALTY__PROGRAM__LOCALE", "de"),
+    ];
+    let out = loyalty_bot(dir.path(), &["check-config"], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report = text(&out.stdout);
+    let line = |key: &str| {
+        report
+            .lines()
+            .find(|l| l.starts_with(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("{key} not in\n{report}"))
+            .to_owned()
+    };
+    assert!(line("program.signup_bonus").contains("75"));
+    assert!(line("program.signup_bonus").ends_with("# file config.toml"));
+    assert!(line("program.locale").ends_with("# env LOYALTY__PROGRAM__LOCALE"));
+    assert!(line("program.currency").ends_with("# default"));
+    assert!(line("admin.token").contains("[redacted]"));
+    assert!(!report.contains("admin-token-do-not-print"));
+
+    let out = loyalty_bot(
+        dir.path(),
+        &["check-config"],
+        &[("LOYALTY__SHOP__KIND", "generic")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("shop.verify_url"));
+    let other = dir.path().join("other.toml");
+    std::fs::write(&other, "[server]\nbind = \"nowhere\"\n").unwrap();
+    let out = loyalty_bot(
+        dir.path(),
+        &["check-config", "--config", other.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("server.bind"));
+}
+
+/// `serve` from an empty folder with a one-key file: the built-in defaults, flows and sample
+/// orders carry the rest, and the service answers.
+#[test]
+fn a_config_file_with_one_key_serves_from_any_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        "[program]\nsignup_bonus = 75\n",
+    )
+    .unwrap();
+    let data = dir.path().join("store");
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .current_dir(dir.path())
+        .env_clear()
+        .env("RUST_LOG", "info")
+        .env("LOYALTY__SERVER__BIND", "127.0.0.1:0")
+        .env("LOYALTY__STORE__PATH", &data)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut address = None;
+    let mut seen = String::new();
+    for line in stderr.lines().map_while(Result::ok) {
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("listening") {
+            address = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("address="))
+                .map(str::to_owned);
+            break;
+        }
+        assert!(Instant::now() < deadline, "no start within 30 s:\n{seen}");
+    }
+    let address = address.unwrap_or_else(|| panic!("no listening line:\n{seen}"));
+    let status = http_get_status(&address, "/healthz");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(status, 200, "{seen}");
+    assert!(
+        data.join("db").exists(),
+        "the store is where the environment said"
+    );
+}
+
+/// A bare HTTP/1.1 GET, to keep this test free of an async runtime.
+fn http_get_status(address: &str, path: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
