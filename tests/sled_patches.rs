@@ -3,8 +3,8 @@
 //! sled's I/O threads (counted as those threads' voluntary context switches,
 //! `/proc/self/task/*/status`), and a snapshot left half-written by a crash ignored. Recovery's
 //! read-ahead (change 5) is only advice to the kernel, which no test can see: its test pins the
-//! path it takes, a cold reopen over reused segments. A log as the build with change 4 (since
-//! removed) left it opens. Linux only, as the counters are.
+//! path it takes, a cold reopen over reused segments. A store left by the build that had change
+//! 4 (since removed) still opens. Linux only, as the counters are.
 #![cfg(target_os = "linux")]
 
 use std::sync::Mutex;
@@ -139,7 +139,10 @@ fn a_log_ending_in_zeroed_segments_as_the_zeroing_build_left_it_opens_with_every
     drop(db);
     let log = dir.path().join("db");
     let len = std::fs::metadata(&log).unwrap().len();
-    assert!(len > 2 * SEGMENT, "the values filled several segments ({len} bytes)");
+    assert!(
+        len > 2 * SEGMENT,
+        "the values filled several segments ({len} bytes)"
+    );
     let zeroed_to = len.div_ceil(SEGMENT) * SEGMENT + 4 * SEGMENT;
     std::fs::OpenOptions::new()
         .write(true)
