@@ -129,8 +129,7 @@ fn prefill(dir: &std::path::Path, n: u64) -> anyhow::Result<members::Figures> {
     let (fill, store) = members::fill(&db, n, 64 << 20)?;
     let disk_bytes = members::disk_bytes(&db).context("measure the store")?;
     // Every write is flushed and none comes after: the files as they are now are what a
-    // `kill -9` leaves (sled's threads may still zero free segments past the log's tip,
-    // which recovery reads as free whatever they hold).
+    // `kill -9` leaves.
     let crashed = dir.join("crashed");
     members::copy_dir(&db, &crashed).context("copy the store as a crash leaves it")?;
     eprintln!("stopping the store gracefully (close, then sled's snapshot) ...");

@@ -115,9 +115,9 @@ impl ClosedStore {
                     drop(db);
                     return Ok(started.elapsed());
                 }
-                // The closed instance's last jobs (a log write, a zeroing of the segments
-                // ahead: `vendor/sled/LOYALTY-PATCHES.md`, change 4) may still hold the log
-                // file, and with it sled's lock, for a few milliseconds after the close.
+                // The closed instance's last jobs (a log write on sled's I/O pool) may still
+                // hold the log file, and with it sled's lock, for a few milliseconds after the
+                // close.
                 Err(sled::Error::Io(e))
                     if e.to_string().contains("could not acquire lock")
                         && started.elapsed() < LOCK_WAIT =>

@@ -184,13 +184,12 @@ impl LogIter {
     /// this thread parses the current one. Recovery reads every segment
     /// written since the last start, one `pread` of a whole segment after
     /// another, and parses each before reading the next, so on a cold page
-    /// cache its disk waits and its parsing took turns (`docs/benchmark.md`,
-    /// item 49). Segments come in LSN order, which after reuse is not file
-    /// order, so each is named rather than left to the kernel's sequential
-    /// read-ahead. The first read names the next `READ_AHEAD_SEGMENTS`, each
-    /// later one the segment that many ahead, so every segment is named once
-    /// (naming one costs a page-cache look-up per page even when cached).
-    /// Only advice: an error is ignored.
+    /// cache its disk waits and its parsing took turns. Segments come in LSN
+    /// order, which after reuse is not file order, so each is named rather
+    /// than left to the kernel's sequential read-ahead. The first read names
+    /// the next `READ_AHEAD_SEGMENTS`, each later one the segment that many
+    /// ahead, so every segment is named once (naming one costs a page-cache
+    /// look-up per page even when cached). Only advice: an error is ignored.
     fn read_ahead(&self) {
         let first = self.cur_lsn.is_none();
         let ahead = self.segments.values().skip(1);

@@ -96,19 +96,7 @@ pub(crate) struct SegmentAccountant {
     segment_cleaner: SegmentCleaner,
     ordering: BTreeMap<Lsn, LogOffset>,
     async_truncations: BTreeMap<LogOffset, OneShot<Result<()>>>,
-    // loyalty-bot: segments past the tip are written with zeroes (`Corrupted`
-    // bytes, what recovery writes over a free segment) before the log reaches
-    // them, so a log write that extends the log overwrites allocated blocks:
-    // its `fdatasync` then forces data only, not the file's size and extents
-    // (on ext4 and other filesystems that overwrite in place).
-    // `zeroed_to` is where that zeroed region ends; each pending job is keyed
-    // by the segment it zeroes.
-    zeroed_to: LogOffset,
-    async_zeroings: BTreeMap<LogOffset, OneShot<Result<()>>>,
 }
-
-/// loyalty-bot: how many segments past the tip are kept zeroed ahead of the log.
-const ZEROED_AHEAD: LogOffset = 4;
 
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SegmentCleaner {
@@ -497,27 +485,9 @@ impl SegmentAccountant {
             segment_cleaner,
             ordering: BTreeMap::default(),
             async_truncations: BTreeMap::default(),
-            zeroed_to: 0,
-            async_zeroings: BTreeMap::default(),
         };
 
         ret.initialize_from_snapshot(snapshot)?;
-
-        // loyalty-bot: once recovery's truncations are done, the file ends
-        // at the tip, within its last segment, or past it over segments that
-        // recovery zeroed; zeroing starts at the end of that. A zeroing still
-        // queued by an earlier instance on this file (dropped, then opened
-        // again in the same process) runs first: after it, nothing but this
-        // instance writes there.
-        for (_, truncation) in mem::take(&mut ret.async_truncations) {
-            truncation.wait().expect("threadpool should not crash")?;
-        }
-        let _ = on_zeroer(Box::new(|| Ok(()))).wait();
-        let segment_size = ret.config.segment_size as LogOffset;
-        let file_len = ret.config.file.metadata()?.len();
-        ret.zeroed_to = ret.tip.max(
-            (file_len + segment_size - 1) / segment_size * segment_size,
-        );
 
         if let Some(max_free) = ret.free.iter().max() {
             assert!(
@@ -1023,45 +993,11 @@ impl SegmentAccountant {
             }
         }
 
-        // loyalty-bot: the segment handed out must not be zeroed after data
-        // is written to it. A failed zeroing is left to the log write itself:
-        // it meets the same full disk and reports it.
-        let later = self.async_zeroings.split_off(&(lid + 1));
-        for (_, zeroing) in mem::replace(&mut self.async_zeroings, later) {
-            match zeroing.wait() {
-                Some(Ok(())) => {}
-                Some(Err(error)) => {
-                    debug!("failed to zero a segment ahead of the log: {:?}", error)
-                }
-                None => debug!("the zeroing of a segment ahead of the log was lost"),
-            }
-        }
-
         self.tip += self.config.segment_size as LogOffset;
 
         trace!("advancing file tip from {} to {}", lid, self.tip);
 
-        self.zero_ahead();
-
         Ok(lid)
-    }
-
-    // loyalty-bot: zeroes the segments between the zeroed region's end and
-    // `ZEROED_AHEAD` segments past the tip, each as a job for the zeroing
-    // thread, which starts their write-back so that a later flush finds them
-    // on disk already.
-    fn zero_ahead(&mut self) {
-        if self.config.temporary {
-            return;
-        }
-        let segment_size = self.config.segment_size as LogOffset;
-        let target = self.tip + ZEROED_AHEAD * segment_size;
-        while self.zeroed_to < target {
-            let at = self.zeroed_to.max(self.tip);
-            let promise = zero_segment(self.config.clone(), at);
-            self.async_zeroings.insert(at, promise);
-            self.zeroed_to = at + segment_size;
-        }
     }
 
     /// Returns the next offset to write a new segment in.
@@ -1152,13 +1088,6 @@ impl SegmentAccountant {
 
         self.tip = at;
 
-        // loyalty-bot: a zeroing still to run would grow the file again
-        // after the truncation; its region goes with the truncation.
-        for (_, zeroing) in mem::take(&mut self.async_zeroings) {
-            let _ = zeroing.wait();
-        }
-        self.zeroed_to = at;
-
         assert!(!self.free.contains(&at), "double-free of a segment occurred");
 
         let (completer, promise) = OneShot::pair();
@@ -1198,68 +1127,4 @@ impl SegmentAccountant {
 
         idx
     }
-}
-
-/// loyalty-bot: one job for the zeroing thread.
-type ZeroJob = Box<dyn FnOnce() -> Result<()> + Send>;
-
-/// loyalty-bot: zeroes the segment at `at` on the zeroing thread.
-fn zero_segment(config: RunningConfig, at: LogOffset) -> OneShot<Result<()>> {
-    on_zeroer(Box::new(move || write_zeroes(&config, at)))
-}
-
-/// loyalty-bot: runs `work` on a thread of its own, one job at a time in the
-/// order given, not on sled's pool: `bump_tip` and `truncate` wait for a
-/// zeroing while they hold the segment accountant's lock, which pool jobs
-/// (`write_to_log`) take, so a pool whose threads were all blocked on that
-/// lock could never run it. This thread takes no lock of sled's. If it cannot
-/// be started, the work runs on the caller's thread.
-fn on_zeroer(work: ZeroJob) -> OneShot<Result<()>> {
-    type Job = Box<dyn FnOnce() + Send>;
-    static ZEROER: std::sync::OnceLock<Option<std::sync::mpsc::Sender<Job>>> =
-        std::sync::OnceLock::new();
-
-    let (completer, promise) = OneShot::pair();
-    let job: Job = Box::new(move || completer.fill(work()));
-    let sender = ZEROER.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("sled-zeroer".into())
-            .spawn(move || {
-                for job in rx {
-                    job();
-                }
-            })
-            .ok()
-            .map(|_| tx)
-    });
-    match sender {
-        Some(tx) => {
-            if let Err(std::sync::mpsc::SendError(job)) = tx.send(job) {
-                job();
-            }
-        }
-        None => job(),
-    }
-    promise
-}
-
-/// loyalty-bot: writes one segment of `Corrupted` bytes at `at` and starts
-/// its write-back without waiting for it.
-fn write_zeroes(config: &RunningConfig, at: LogOffset) -> Result<()> {
-    let zeroes = vec![MessageKind::Corrupted.into(); config.segment_size];
-    pwrite_all(&config.file, &zeroes, at)?;
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::io::AsRawFd;
-        let _ = unsafe {
-            libc::sync_file_range(
-                config.file.as_raw_fd(),
-                i64::try_from(at).unwrap(),
-                i64::try_from(config.segment_size).unwrap(),
-                libc::SYNC_FILE_RANGE_WRITE,
-            )
-        };
-    }
-    Ok(())
 }

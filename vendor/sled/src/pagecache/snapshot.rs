@@ -446,8 +446,7 @@ pub fn read_snapshot_or_default(config: &RunningConfig) -> Result<Snapshot> {
 
     // loyalty-bot: recovery reads the log from the last snapshot to its tip,
     // mostly in file order; a wider read-ahead window for that pass, the
-    // default again for the running store's page reads (`docs/benchmark.md`,
-    // item 49).
+    // default again for the running store's page reads.
     use super::iterator::{advise, Advice};
     advise(&config.file, 0, 0, Advice::Sequential);
 
