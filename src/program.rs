@@ -11,8 +11,8 @@ use crate::domain::{
 use crate::limits::{Limited, Limits};
 use crate::shop::{CouponRequest, Shop, ShopError};
 use crate::store::{
-    AdjustOutcome, ClaimOutcome, JoinOutcome, LoyaltyStore, MemberAccount, NewMember, RedeemOutcome,
-    ReverseOutcome, StoreError,
+    AdjustOutcome, ClaimOutcome, JoinOutcome, LoyaltyStore, MemberAccount, NewMember,
+    RedeemOutcome, ReverseOutcome, StoreError,
 };
 use chrono::{DateTime, Duration, Utc};
 use std::sync::Arc;

@@ -21,7 +21,12 @@ async fn jane(app: &TestApp) -> u64 {
     account.member.id.0
 }
 
-async fn adjust(app: &TestApp, id: impl std::fmt::Display, key: Option<&str>, body: &Value) -> reqwest::Response {
+async fn adjust(
+    app: &TestApp,
+    id: impl std::fmt::Display,
+    key: Option<&str>,
+    body: &Value,
+) -> reqwest::Response {
     let mut req = app
         .client()
         .post(app.url(&format!("/admin/members/{id}/adjustments")))
@@ -74,7 +79,10 @@ async fn credits_and_debits_are_adjustment_entries_with_their_reason() {
     assert_eq!(points, 60);
     let kinds: Vec<&str> = ledger.iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["signup_bonus", "adjustment", "adjustment"]);
-    assert!(ledger[0].get("reason").is_none(), "only adjustments carry one");
+    assert!(
+        ledger[0].get("reason").is_none(),
+        "only adjustments carry one"
+    );
     assert_eq!(ledger[2]["points"], -20);
     assert_eq!(ledger[2]["reason"], "damaged parcel goodwill");
 }
@@ -148,11 +156,31 @@ async fn a_missing_key_reason_or_points_is_400_naming_it_and_changes_nothing() {
         (Some("k"), json!({"points": 10}), "reason"),
         (Some("k"), json!({"points": 10, "reason": "   "}), "reason"),
         (Some("k"), json!({"reason": "goodwill"}), "points"),
-        (Some("k"), json!({"points": 0, "reason": "goodwill"}), "points"),
-        (Some("k"), json!({"points": 1.5, "reason": "goodwill"}), "points"),
-        (Some("k"), json!({"points": "10", "reason": "goodwill"}), "points"),
-        (Some("k"), json!({"points": 10_000_001, "reason": "goodwill"}), "points"),
-        (Some("k"), json!({"points": 10, "reson": "goodwill"}), "reson"),
+        (
+            Some("k"),
+            json!({"points": 0, "reason": "goodwill"}),
+            "points",
+        ),
+        (
+            Some("k"),
+            json!({"points": 1.5, "reason": "goodwill"}),
+            "points",
+        ),
+        (
+            Some("k"),
+            json!({"points": "10", "reason": "goodwill"}),
+            "points",
+        ),
+        (
+            Some("k"),
+            json!({"points": 10_000_001, "reason": "goodwill"}),
+            "points",
+        ),
+        (
+            Some("k"),
+            json!({"points": 10, "reson": "goodwill"}),
+            "reson",
+        ),
     ];
     for (key, body, names) in cases {
         let (status, answer) = answer(adjust(&app, id, key, &body).await).await;

@@ -10,9 +10,7 @@ pub mod points;
 pub mod reversals;
 pub mod rewards;
 
-pub use adjustments::{
-    Adjustment, AppliedImport, ImportedBalance, RequestKey, MAX_MANUAL_POINTS,
-};
+pub use adjustments::{Adjustment, AppliedImport, ImportedBalance, RequestKey, MAX_MANUAL_POINTS};
 pub use coupons::{Coupon, CouponCode, CouponStatus};
 pub use ledger::{EntryKind, LedgerEntry};
 pub use members::{Channel, ChatIdentity, Email, Member, MemberId, Profile};

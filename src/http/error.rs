@@ -175,7 +175,11 @@ mod tests {
                 409,
                 "insufficient_points",
             ),
-            (ApiError::IdempotencyKeyReused, 422, "idempotency_key_reused"),
+            (
+                ApiError::IdempotencyKeyReused,
+                422,
+                "idempotency_key_reused",
+            ),
             (ApiError::BadRequest("x".into()), 400, "bad_request"),
             (
                 ApiError::PayloadTooLarge { limit: 1 },

@@ -24,9 +24,15 @@ fn rows_are_read_by_their_header_in_any_order_and_case() {
     assert_eq!(got.len(), 3);
     assert_eq!(got[0].email.as_str(), "jane@example.com");
     assert_eq!(got[0].points.value(), 120);
-    assert_eq!(got[0].joined_at, Some("2021-03-04T00:00:00Z".parse().unwrap()));
+    assert_eq!(
+        got[0].joined_at,
+        Some("2021-03-04T00:00:00Z".parse().unwrap())
+    );
     assert_eq!(got[1].joined_at, None);
-    assert_eq!(got[2].joined_at, Some("2020-01-02T02:04:05Z".parse().unwrap()));
+    assert_eq!(
+        got[2].joined_at,
+        Some("2020-01-02T02:04:05Z".parse().unwrap())
+    );
     assert_eq!(rows("email,points\n").unwrap(), vec![]);
 }
 
@@ -48,8 +54,16 @@ fn every_invalid_row_is_reported_with_its_line_number() {
     let lines: Vec<u64> = got.iter().map(|e| e.0).collect();
     assert_eq!(lines, [3, 4, 5, 6, 7, 8, 9, 10, 11, 12], "{got:#?}");
     let names = [
-        "email", "points", "points", "points", "points", "joined_at", "future", "line 2",
-        "fields", "limit",
+        "email",
+        "points",
+        "points",
+        "points",
+        "points",
+        "joined_at",
+        "future",
+        "line 2",
+        "fields",
+        "limit",
     ];
     for ((_, message), name) in got.iter().zip(names) {
         assert!(message.contains(name), "{message} should name {name}");

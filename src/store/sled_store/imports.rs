@@ -30,31 +30,33 @@ impl SledStore {
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let ekey = keys::email(&row.email);
-            let outcome = self.atomic.run(trees, |[imports, emails, members, ledger]| {
-                if imports.get(&ekey)?.is_some() {
-                    return Ok(ImportOutcome::AlreadyImported);
-                }
-                let mut record = ImportedBalance {
-                    email: row.email.clone(),
-                    points: row.points,
-                    joined_at: row.joined_at,
-                    imported_at: now,
-                    applied: None,
-                };
-                let outcome = match emails.get(&ekey)? {
-                    None => ImportOutcome::Waiting,
-                    Some(raw) => {
-                        let acct = tx_account(&members, tx(decode_id(&raw))?)?;
-                        let acct = credit(&members, &ledger, acct, &mut record, now)?;
-                        ImportOutcome::Credited {
-                            member: acct.member.id,
-                            balance: acct.balance,
-                        }
+            let outcome = self
+                .atomic
+                .run(trees, |[imports, emails, members, ledger]| {
+                    if imports.get(&ekey)?.is_some() {
+                        return Ok(ImportOutcome::AlreadyImported);
                     }
-                };
-                imports.insert(&ekey, tx(encode("imported balance", &record))?)?;
-                Ok(outcome)
-            })?;
+                    let mut record = ImportedBalance {
+                        email: row.email.clone(),
+                        points: row.points,
+                        joined_at: row.joined_at,
+                        imported_at: now,
+                        applied: None,
+                    };
+                    let outcome = match emails.get(&ekey)? {
+                        None => ImportOutcome::Waiting,
+                        Some(raw) => {
+                            let acct = tx_account(&members, tx(decode_id(&raw))?)?;
+                            let acct = credit(&members, &ledger, acct, &mut record, now)?;
+                            ImportOutcome::Credited {
+                                member: acct.member.id,
+                                balance: acct.balance,
+                            }
+                        }
+                    };
+                    imports.insert(&ekey, tx(encode("imported balance", &record))?)?;
+                    Ok(outcome)
+                })?;
             out.push(outcome);
         }
         writing.wait()?;
@@ -123,7 +125,12 @@ fn credit(
     now: DateTime<Utc>,
 ) -> Tx<Account> {
     acct.member.joined_at = record.member_since(acct.member.joined_at);
-    let acct = tx_append(members, ledger, acct, &LedgerEntry::import(record.points, now))?;
+    let acct = tx_append(
+        members,
+        ledger,
+        acct,
+        &LedgerEntry::import(record.points, now),
+    )?;
     record.applied = Some(AppliedImport {
         member: acct.member.id,
         at: now,

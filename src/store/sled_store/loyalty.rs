@@ -3,10 +3,10 @@
 
 use chrono::{DateTime, Utc};
 
+use super::imports::tx_take_import;
 use super::records::{
     abort, decode, decode_id, encode, tx, tx_account, tx_append, Abort, Account, OrderRecord,
 };
-use super::imports::tx_take_import;
 use super::SledStore;
 use crate::domain::{
     Adjustment, ChatIdentity, Coupon, CouponCode, CouponStatus, Email, ImportedBalance,
