@@ -9,6 +9,7 @@
 //! - [`channels`]: Messenger and ManyChat wire formats to and from the engine.
 //! - [`http`]: the HTTP surface (health, admin, error mapping, body and time limits) and
 //!   [`startup`] wiring.
+//! - [`imports`]: balances imported from another program (`import-balances`), on a stopped store.
 //! - [`limits`]: rate limits per member and per client address (order-number guessing).
 //! - [`cli`], [`commands`], [`chat`], [`telemetry`]: the binary's command line and what each
 //!   command does, the terminal chat, logging.
@@ -23,6 +24,7 @@ pub mod config;
 pub mod domain;
 pub mod flows;
 pub mod http;
+pub mod imports;
 pub mod limits;
 pub mod program;
 pub mod shop;

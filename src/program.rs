@@ -4,14 +4,15 @@
 //! a refused claim or redemption reads nothing, asks the shop nothing and changes nothing.
 
 use crate::domain::{
-    points_for, Catalogue, ChatIdentity, Coupon, CouponCode, CouponStatus, Email, Member, MemberId,
-    OrderNumber, OrderStatus, Points, Profile, ReversalReason, Reward,
+    points_for, Adjustment, Catalogue, ChatIdentity, Coupon, CouponCode, CouponStatus, Email,
+    Member, MemberId, OrderNumber, OrderStatus, Points, Profile, RequestKey, ReversalReason,
+    Reward,
 };
 use crate::limits::{Limited, Limits};
 use crate::shop::{CouponRequest, Shop, ShopError};
 use crate::store::{
-    ClaimOutcome, JoinOutcome, LoyaltyStore, MemberAccount, NewMember, RedeemOutcome,
-    ReverseOutcome, StoreError,
+    AdjustOutcome, ClaimOutcome, JoinOutcome, LoyaltyStore, MemberAccount, NewMember,
+    RedeemOutcome, ReverseOutcome, StoreError,
 };
 use chrono::{DateTime, Duration, Utc};
 use std::sync::Arc;
@@ -399,6 +400,18 @@ impl Program {
             }
         }
         Ok(coupon)
+    }
+
+    /// An operator's adjustment of a member's balance, applied once per request `key` (see
+    /// [`LoyaltyStore::adjust`]); never takes a balance below zero.
+    pub async fn adjust(
+        &self,
+        member: MemberId,
+        adjustment: Adjustment,
+        key: RequestKey,
+    ) -> Result<AdjustOutcome, ProgramError> {
+        self.durably(move |s| s.adjust(member, &adjustment, &key, Utc::now()))
+            .await
     }
 
     /// Coupons left pending by a crash between reserving points and the shop's answer: the

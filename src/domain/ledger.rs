@@ -1,6 +1,6 @@
 //! The append-only ledger: every change of a balance is one entry, and a balance is their sum.
 
-use super::{OrderNumber, Points};
+use super::{Adjustment, OrderNumber, Points};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +15,10 @@ pub enum EntryKind {
     /// Takes back an order's credit because the shop refunded or cancelled the order; at most
     /// the balance (see [`super::reversals`]), the rest is recorded as `shortfall`.
     OrderReversal,
+    /// An operator's manual change, either way, with its `reason`.
+    Adjustment,
+    /// A balance brought over from another program (`loyalty-bot import-balances`).
+    Import,
 }
 
 /// One ledger line. `points` is signed: credits are positive, redemptions negative.
@@ -32,6 +36,9 @@ pub struct LedgerEntry {
     /// spent and so not debited (`-points + shortfall` is what the order had credited).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shortfall: Option<Points>,
+    /// For an [`EntryKind::Adjustment`]: why the operator changed the balance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     pub at: DateTime<Utc>,
 }
 
@@ -77,6 +84,17 @@ impl LedgerEntry {
         }
     }
 
+    pub fn adjustment(adjustment: &Adjustment, at: DateTime<Utc>) -> Self {
+        LedgerEntry {
+            reason: Some(adjustment.reason().to_owned()),
+            ..Self::new(EntryKind::Adjustment, adjustment.points(), at)
+        }
+    }
+
+    pub fn import(points: Points, at: DateTime<Utc>) -> Self {
+        Self::new(EntryKind::Import, signed(points), at)
+    }
+
     fn new(kind: EntryKind, points: i64, at: DateTime<Utc>) -> Self {
         LedgerEntry {
             kind,
@@ -85,6 +103,7 @@ impl LedgerEntry {
             reward_id: None,
             coupon_code: None,
             shortfall: None,
+            reason: None,
             at,
         }
     }

@@ -1,6 +1,7 @@
 //! Pure domain types and rules: members, points, the ledger, orders, rewards and coupons.
 //! Nothing here knows about HTTP, sled, reqwest or the chat channels.
 
+pub mod adjustments;
 pub mod coupons;
 pub mod ledger;
 pub mod members;
@@ -9,6 +10,7 @@ pub mod points;
 pub mod reversals;
 pub mod rewards;
 
+pub use adjustments::{Adjustment, AppliedImport, ImportedBalance, RequestKey, MAX_MANUAL_POINTS};
 pub use coupons::{Coupon, CouponCode, CouponStatus};
 pub use ledger::{EntryKind, LedgerEntry};
 pub use members::{Channel, ChatIdentity, Email, Member, MemberId, Profile};
@@ -28,4 +30,8 @@ pub enum DomainError {
     InvalidAmount(String),
     #[error("not a valid chat identity: {0}")]
     InvalidIdentity(&'static str),
+    #[error("not a valid adjustment: {0}")]
+    InvalidAdjustment(String),
+    #[error("the Idempotency-Key must be 1 to {0} visible ASCII characters")]
+    InvalidRequestKey(usize),
 }

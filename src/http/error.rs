@@ -24,6 +24,12 @@ pub enum ApiError {
     /// Well-formed, but an event this endpoint does not act on (a typo must not pass as 200).
     #[error("{0}")]
     UnsupportedEvent(String),
+    /// A debit larger than the balance; nothing changed.
+    #[error("{0}")]
+    InsufficientPoints(String),
+    /// An `Idempotency-Key` sent before with a different request; nothing changed.
+    #[error("this Idempotency-Key was used for a different request; use a new key")]
+    IdempotencyKeyReused,
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     /// The client took longer than `server.body_timeout_ms` to send its body.
@@ -49,6 +55,8 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::UnsupportedEvent(_) => "unsupported_event",
+            ApiError::InsufficientPoints(_) => "insufficient_points",
+            ApiError::IdempotencyKeyReused => "idempotency_key_reused",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::RequestTimeout => "request_timeout",
             ApiError::TooManyRequests { .. } => "rate_limited",
@@ -88,7 +96,10 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized | ApiError::BadSignature => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::UnsupportedEvent(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::UnsupportedEvent(_) | ApiError::IdempotencyKeyReused => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ApiError::InsufficientPoints(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -159,6 +170,16 @@ mod tests {
                 "unsupported_event",
             ),
             (ApiError::NotFound("x".into()), 404, "not_found"),
+            (
+                ApiError::InsufficientPoints("x".into()),
+                409,
+                "insufficient_points",
+            ),
+            (
+                ApiError::IdempotencyKeyReused,
+                422,
+                "idempotency_key_reused",
+            ),
             (ApiError::BadRequest("x".into()), 400, "bad_request"),
             (
                 ApiError::PayloadTooLarge { limit: 1 },

@@ -4,7 +4,7 @@
 //! over a member id yields that member's ledger oldest first, and the outbox iterates in id
 //! order. Nothing outside `store` should build or parse these keys.
 
-use crate::domain::{ChatIdentity, Email, MemberId, OrderNumber};
+use crate::domain::{ChatIdentity, Email, MemberId, OrderNumber, RequestKey};
 
 /// `members`, `identities` and `emails` values: a member id, 8 bytes big-endian.
 pub fn member(id: MemberId) -> [u8; 8] {
@@ -43,9 +43,14 @@ pub fn identity(who: &ChatIdentity) -> Vec<u8> {
     who.key().into_bytes()
 }
 
-/// `emails`: the already-normalised (trimmed, lower-case) address.
+/// `emails` and `imported_balances`: the already-normalised (trimmed, lower-case) address.
 pub fn email(email: &Email) -> Vec<u8> {
     email.as_str().as_bytes().to_vec()
+}
+
+/// `adjustment_keys`: the client's `Idempotency-Key`, as given.
+pub fn request_key(key: &RequestKey) -> Vec<u8> {
+    key.as_str().as_bytes().to_vec()
 }
 
 /// `orders`: upper-cased, because shops print `a-2031` and `A-2031` for the same order and

@@ -7,17 +7,20 @@
 pub mod durability;
 mod flusher;
 mod keys;
+mod manual;
 mod sled_store;
 
 pub use durability::{
     collecting, run_durably, run_durably_now, AwaitDurable, Durability, FlushStats, Mark,
 };
 pub use flusher::{GroupCommit, Pacing};
+pub use manual::{AdjustOutcome, Adjusted, ImportOutcome, ImportRow};
 pub use sled_store::{ClosedStore, SledStore};
 
 use crate::domain::{
-    ChatIdentity, Coupon, CouponCode, Email, LedgerEntry, Member, MemberId, OrderNumber, Points,
-    Profile, Reversal, ReversalReason, Reward, VerifiedOrder,
+    Adjustment, ChatIdentity, Coupon, CouponCode, Email, ImportedBalance, LedgerEntry, Member,
+    MemberId, OrderNumber, Points, Profile, RequestKey, Reversal, ReversalReason, Reward,
+    VerifiedOrder,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -202,6 +205,41 @@ pub trait LoyaltyStore: AwaitDurable + Send + Sync + 'static {
         state: &ConversationState,
     ) -> Result<(), StoreError>;
     fn clear_conversation(&self, who: &ChatIdentity) -> Result<(), StoreError>;
+
+    // Balances changed by hand: operator adjustments and imported balances.
+
+    /// Appends an adjustment entry and moves the balance, never below zero, and remembers
+    /// `key` with the result in the same atomic step: a repeat of the same request answers
+    /// [`AdjustOutcome::Repeated`] with the first result, a different request under the same
+    /// key [`AdjustOutcome::KeyReused`]. A refusal remembers nothing.
+    fn adjust(
+        &self,
+        member: MemberId,
+        adjustment: &Adjustment,
+        key: &RequestKey,
+        now: DateTime<Utc>,
+    ) -> Result<AdjustOutcome, StoreError>;
+
+    /// Imports balances, one atomic step per row and one flush for all (a row either is
+    /// recorded whole or not at all): a row whose email is a member's is credited to them, the
+    /// others wait for [`LoyaltyStore::join`] with that email, which credits them with the
+    /// signup bonus. An email imported before is skipped. Outcomes are in `rows`' order.
+    fn import_balances(
+        &self,
+        rows: &[ImportRow],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ImportOutcome>, StoreError>;
+
+    /// The imported balance recorded for an email, waiting or applied.
+    fn imported_balance(&self, email: &Email) -> Result<Option<ImportedBalance>, StoreError>;
+
+    /// Imported balances, waiting or applied, in email order: up to `limit` after `after`
+    /// (exclusive; `None` from the first), so that a whole store's worth is read page by page.
+    fn imported_balances(
+        &self,
+        after: Option<&Email>,
+        limit: usize,
+    ) -> Result<Vec<ImportedBalance>, StoreError>;
 }
 
 /// An inbound chat event, recorded before the webhook is acknowledged.

@@ -4,8 +4,12 @@
 //! checked, so guessing the token is as slow as using it.
 //!
 //! `GET /admin/members?email=<email>`: a member, their balance and their ledger.
+//! `POST /admin/members/{id}/adjustments`: an operator's change of a balance, with its reason
+//! (`adjustments.rs`).
 //! `GET|PUT /admin/messenger/processing` `{"held": bool}`: hold back Messenger processing
 //! (webhooks are still recorded and acknowledged), e.g. while the shop is down for maintenance.
+
+mod adjustments;
 
 use super::ApiError;
 use crate::channels::messenger::Messenger;
@@ -33,7 +37,11 @@ pub fn configure(
         .app_data(web::Data::new(AdminToken(token)))
         .app_data(web::Data::new(AdminLimits(Arc::clone(program.limits()))))
         .app_data(web::Data::from(program))
-        .route("/members", web::get().to(member));
+        .route("/members", web::get().to(member))
+        .route(
+            "/members/{id}/adjustments",
+            web::post().to(adjustments::adjust),
+        );
     if let Some(m) = messenger {
         scope = scope
             .app_data(web::Data::from(m))
@@ -137,6 +145,9 @@ struct EntryView {
     /// Order reversals: the part of the credit already spent, so not debited.
     #[serde(skip_serializing_if = "Option::is_none")]
     shortfall: Option<u64>,
+    /// Adjustments: why the operator changed the balance.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
     /// RFC 3339, UTC.
     at: String,
 }
@@ -161,6 +172,7 @@ impl From<LedgerEntry> for EntryView {
             order_number: e.order_number.map(|o| o.as_str().to_owned()),
             reward_id: e.reward_id,
             shortfall: e.shortfall.map(|p| p.0),
+            reason: e.reason,
             at: e.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         }
     }

@@ -3,17 +3,19 @@
 
 use chrono::{DateTime, Utc};
 
+use super::imports::tx_take_import;
 use super::records::{
     abort, decode, decode_id, encode, tx, tx_account, tx_append, Abort, Account, OrderRecord,
 };
 use super::SledStore;
 use crate::domain::{
-    ChatIdentity, Coupon, CouponCode, CouponStatus, Email, LedgerEntry, Member, MemberId,
-    OrderNumber, Points, Reversal, ReversalReason, Reward, VerifiedOrder,
+    Adjustment, ChatIdentity, Coupon, CouponCode, CouponStatus, Email, ImportedBalance,
+    LedgerEntry, Member, MemberId, OrderNumber, Points, RequestKey, Reversal, ReversalReason,
+    Reward, VerifiedOrder,
 };
 use crate::store::{
-    keys, ClaimOutcome, ConversationState, JoinOutcome, LoyaltyStore, MemberAccount, NewMember,
-    RedeemOutcome, ReverseOutcome, StoreError,
+    keys, AdjustOutcome, ClaimOutcome, ConversationState, ImportOutcome, ImportRow, JoinOutcome,
+    LoyaltyStore, MemberAccount, NewMember, RedeemOutcome, ReverseOutcome, StoreError,
 };
 
 impl LoyaltyStore for SledStore {
@@ -60,11 +62,17 @@ impl LoyaltyStore for SledStore {
         // The counter starts at 0; +1 keeps 0 free so it never looks like a real member.
         let id = MemberId(self.db.generate_id()? + 1);
         let (ikey, ekey) = (keys::identity(&new.identity), keys::email(&new.email));
-        let trees = [&self.members, &self.identities, &self.emails, &self.ledger];
+        let trees = [
+            &self.members,
+            &self.identities,
+            &self.emails,
+            &self.ledger,
+            &self.imported_balances,
+        ];
         let writing = self.commit.writing();
         let outcome = self
             .atomic
-            .run(trees, |[members, identities, emails, ledger]| {
+            .run(trees, |[members, identities, emails, ledger, imports]| {
                 if let Some(raw) = identities.get(&ikey)? {
                     let existing = tx(decode_id(&raw))?;
                     return Ok(JoinOutcome::AlreadyMember(
@@ -93,6 +101,7 @@ impl LoyaltyStore for SledStore {
                     fresh,
                     &LedgerEntry::signup_bonus(new.bonus, now),
                 )?;
+                let acct = tx_take_import(&imports, &members, &ledger, acct, &ekey, now)?;
                 identities.insert(ikey.as_slice(), &keys::member(id))?;
                 emails.insert(ekey.as_slice(), &keys::member(id))?;
                 Ok(JoinOutcome::Joined(acct.view()))
@@ -378,5 +387,35 @@ impl LoyaltyStore for SledStore {
         let writing = self.commit.writing();
         self.conversations.remove(keys::identity(who))?;
         writing.wait()
+    }
+
+    fn adjust(
+        &self,
+        member: MemberId,
+        adjustment: &Adjustment,
+        key: &RequestKey,
+        now: DateTime<Utc>,
+    ) -> Result<AdjustOutcome, StoreError> {
+        self.adjust_points(member, adjustment, key, now)
+    }
+
+    fn import_balances(
+        &self,
+        rows: &[ImportRow],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ImportOutcome>, StoreError> {
+        self.import_rows(rows, now)
+    }
+
+    fn imported_balance(&self, email: &Email) -> Result<Option<ImportedBalance>, StoreError> {
+        self.read_imported_balance(email)
+    }
+
+    fn imported_balances(
+        &self,
+        after: Option<&Email>,
+        limit: usize,
+    ) -> Result<Vec<ImportedBalance>, StoreError> {
+        self.read_imported_balances(after, limit)
     }
 }

@@ -16,6 +16,10 @@
 //!   id → reply, no longer written: replies queued by versions that kept them there, delivered
 //!   and removed
 //!
+//! - `adjustment_keys`: an operator's `Idempotency-Key` → `Adjusted` (the adjustment it applied)
+//! - `imported_balances`: normalised email → `ImportedBalance` (waiting for a member with that
+//!   email, or applied to one; `imports.rs`)
+//!
 //! - `journal`: the redo record of a multi-key operation while it is being applied
 //!
 //! Business operations span trees and run as atomic operations (`atomic.rs`: a writer lock and
@@ -29,7 +33,9 @@
 //! helpers), `loyalty` ([`super::LoyaltyStore`]), `reversal` (order reversals), `queue`
 //! ([`super::EventQueue`]), `intake` (the records of pending events).
 
+mod adjust;
 mod atomic;
+mod imports;
 mod intake;
 mod loyalty;
 mod queue;
@@ -73,6 +79,8 @@ pub struct SledStore {
     /// scan of the inbox finds none (nothing writes them any more).
     legacy_pending: AtomicBool,
     outbox: Tree,
+    adjustment_keys: Tree,
+    imported_balances: Tree,
     atomic: Atomic,
     commit: GroupCommit,
     db: sled::Db,
@@ -202,6 +210,8 @@ impl SledStore {
             intake,
             legacy_pending: AtomicBool::new(true),
             outbox: tree("outbox")?,
+            adjustment_keys: tree("adjustment_keys")?,
+            imported_balances: tree("imported_balances")?,
             atomic: Atomic::recover(&db)?,
             commit,
             db,
