@@ -3,9 +3,14 @@
 
 use crate::cli::{Cli, Command};
 use crate::config::{render, ConfigError, Layered, Settings};
-use crate::startup::Application;
+use crate::imports::{import_balances as import_balances_from, ImportError};
+use crate::progress::Progress;
+use crate::startup::{open_store, Application};
+use crate::store::SledStore;
 use anyhow::Context;
+use chrono::Utc;
 use std::io::Write;
+use std::path::Path;
 use std::process::ExitCode;
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -26,14 +31,63 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Chat { id } => crate::chat::run(settings, &id).await?,
         Command::CheckConfig => unreachable!("answered above"),
-        Command::Members(_)
-        | Command::Export { .. }
-        | Command::Import { .. }
-        | Command::ImportBalances { .. } => {
+        Command::ImportBalances { file } => return import_balances(&settings, &file).await,
+        Command::Members(_) | Command::Export { .. } | Command::Import { .. } => {
             anyhow::bail!("this command is not wired into this build yet")
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `work` on the stopped store (on a blocking thread: store calls wait for their flush),
+/// then closes it so that everything written is on disk.
+async fn with_stopped_store<T: Send + 'static>(
+    settings: &Settings,
+    work: impl FnOnce(&SledStore) -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let store = open_store(settings).context("the service must be stopped first")?;
+    tokio::task::spawn_blocking(move || {
+        let result = work(&store);
+        let closed = store.close().context("closing the store");
+        let value = result?;
+        closed?;
+        Ok(value)
+    })
+    .await?
+}
+
+/// `import-balances FILE.csv`: every row checked first; any invalid row is listed and nothing
+/// is written (exit 1).
+async fn import_balances(settings: &Settings, file: &Path) -> anyhow::Result<ExitCode> {
+    let reader =
+        std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let outcome = with_stopped_store(settings, move |store| {
+        let bar = Progress::new("rows imported");
+        let result = import_balances_from(store, reader, Utc::now(), &mut |n| bar.set(n));
+        bar.finish();
+        Ok(result)
+    })
+    .await?;
+    match outcome {
+        Ok(report) => {
+            println!(
+                "{} rows: {} waiting for their email to join, {} credited to existing members, {} imported before (skipped)",
+                report.rows, report.waiting, report.credited, report.already_imported
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(ImportError::InvalidRows { rows, errors }) => {
+            for e in &errors {
+                eprintln!("{}: {e}", file.display());
+            }
+            eprintln!(
+                "error: {} problem(s) in {rows} rows; nothing was imported",
+                errors.len()
+            );
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Prints the effective configuration with each value's layer to stdout; a mistake goes to

@@ -27,6 +27,7 @@ pub mod http;
 pub mod imports;
 pub mod limits;
 pub mod program;
+pub mod progress;
 pub mod shop;
 pub mod signature;
 pub mod startup;

@@ -155,23 +155,31 @@ fn a_config_file_with_one_key_serves_from_any_folder() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Drained for the child's whole life: a closed pipe would fail its next log line.
     let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
     let deadline = Instant::now() + Duration::from_secs(30);
-    let mut address = None;
     let mut seen = String::new();
-    for line in stderr.lines().map_while(Result::ok) {
+    let address = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = rx.recv_timeout(left) else {
+            panic!("no start within 30 s:\n{seen}");
+        };
         seen.push_str(&line);
         seen.push('\n');
         if line.contains("listening") {
-            address = line
+            let address = line
                 .split_whitespace()
                 .find_map(|w| w.strip_prefix("address="))
                 .map(str::to_owned);
-            break;
+            break address.unwrap_or_else(|| panic!("no address in:\n{seen}"));
         }
-        assert!(Instant::now() < deadline, "no start within 30 s:\n{seen}");
-    }
-    let address = address.unwrap_or_else(|| panic!("no listening line:\n{seen}"));
+    };
     let status = http_get_status(&address, "/healthz");
     let _ = child.kill();
     let _ = child.wait();
@@ -198,4 +206,50 @@ fn http_get_status(address: &str, path: &str) -> u16 {
         .nth(1)
         .and_then(|code| code.parse().ok())
         .unwrap_or(0)
+}
+
+#[test]
+fn import_balances_reports_what_it_did_and_refuses_a_file_with_bad_rows_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let env = [("LOYALTY__STORE__PATH", store.to_str().unwrap())];
+    let good = dir.path().join("good.csv");
+    std::fs::write(
+        &good,
+        "email,points\nana@example.com,120\nben@example.com,30\n",
+    )
+    .unwrap();
+    let out = loyalty_bot(dir.path(), &["import-balances", "good.csv"], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("2 rows: 2 waiting"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = loyalty_bot(dir.path(), &["import-balances", "good.csv"], &env);
+    assert!(
+        text(&out.stdout).contains("2 imported before"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "email,points\ncarl@example.com,10\nnot-an-email,5\ndora@example.com,-3\n",
+    )
+    .unwrap();
+    let out = loyalty_bot(dir.path(), &["import-balances", "bad.csv"], &env);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("line 3") && err.contains("line 4"), "{err}");
+    assert!(err.contains("nothing was imported"), "{err}");
+    // carl's valid row was not written either: importing him alone now counts him as new.
+    std::fs::write(&bad, "email,points\ncarl@example.com,10\n").unwrap();
+    let out = loyalty_bot(dir.path(), &["import-balances", "bad.csv"], &env);
+    assert!(
+        text(&out.stdout).contains("1 rows: 1 waiting"),
+        "{}",
+        text(&out.stdout)
+    );
 }

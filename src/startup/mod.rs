@@ -6,7 +6,7 @@ mod channels;
 mod services;
 mod shutdown;
 
-pub use services::Services;
+pub use services::{open_store, Services};
 pub use shutdown::ShutdownHandle;
 
 use crate::config::Settings;

@@ -22,23 +22,7 @@ pub struct Services {
 
 impl Services {
     pub async fn open(settings: &Settings) -> Result<Services, StartupError> {
-        let cache_bytes = settings.store.cache_capacity_mb * 1024 * 1024;
-        let pacing = Pacing {
-            gap: std::time::Duration::from_micros(settings.store.flush_gap_us),
-            batch: settings.store.flush_batch,
-        };
-        let store = SledStore::open_tuned(
-            &settings.store.path,
-            cache_bytes,
-            pacing,
-            settings.store.durability,
-        )
-        .map_err(|source| StartupError::Store {
-            path: settings.store.path.clone(),
-            source,
-        })?;
-        let unwritten_mb = settings.store.max_unwritten_events_mb as usize;
-        store.set_max_unwritten_event_bytes(unwritten_mb * 1024 * 1024);
+        let store = open_store(settings)?;
         let store = Arc::new(store);
         let dyn_store: Arc<dyn LoyaltyStore> = store.clone();
         let limits = Limits::new(&settings.limits, Arc::new(SystemClock::new()));
@@ -68,6 +52,29 @@ impl Services {
             engine,
         })
     }
+}
+
+/// The store of `[store]`, opened alone: for [`Services::open`], and for the commands that work
+/// on a stopped store (export, import, segments).
+pub fn open_store(settings: &Settings) -> Result<SledStore, StartupError> {
+    let cache_bytes = settings.store.cache_capacity_mb * 1024 * 1024;
+    let pacing = Pacing {
+        gap: std::time::Duration::from_micros(settings.store.flush_gap_us),
+        batch: settings.store.flush_batch,
+    };
+    let store = SledStore::open_tuned(
+        &settings.store.path,
+        cache_bytes,
+        pacing,
+        settings.store.durability,
+    )
+    .map_err(|source| StartupError::Store {
+        path: settings.store.path.clone(),
+        source,
+    })?;
+    let unwritten_mb = settings.store.max_unwritten_events_mb as usize;
+    store.set_max_unwritten_event_bytes(unwritten_mb * 1024 * 1024);
+    Ok(store)
 }
 
 fn build_engine(program: Arc<Program>, settings: &Settings) -> Result<Engine, StartupError> {
