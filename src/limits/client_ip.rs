@@ -1,13 +1,31 @@
 //! Which address a request comes from, for per-address limits. The TCP peer, unless the peer is
 //! one of `limits.trusted_proxies`: then the nearest `X-Forwarded-For` entry that is not itself
 //! a trusted proxy. Without trusted proxies the header is ignored, because any client can send
-//! it and would pick its own key (a fresh budget per request).
+//! it and would pick its own key (a fresh budget per request). [`client_ip`] reads an actix
+//! request; the rule itself ([`nearest_untrusted`]) knows nothing of HTTP.
 
+use super::Limits;
+use actix_web::HttpRequest;
 use std::net::IpAddr;
+
+/// The client address of `req` by the rules of `limits`; `None` when actix knows no peer (a
+/// test request, a Unix socket).
+pub fn client_ip(req: &HttpRequest, limits: &Limits) -> Option<IpAddr> {
+    let forwarded: Vec<&str> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    nearest_untrusted(
+        req.peer_addr().map(|a| a.ip()),
+        forwarded.into_iter(),
+        &limits.trusted_proxies,
+    )
+}
 
 /// The client address of a request from `peer` carrying these `X-Forwarded-For` header values
 /// (in the order received).
-pub fn client_ip<'a>(
+fn nearest_untrusted<'a>(
     peer: Option<IpAddr>,
     forwarded_for: impl DoubleEndedIterator<Item = &'a str>,
     trusted_proxies: &[IpAddr],
@@ -80,7 +98,7 @@ mod tests {
             ("::ffff:10.0.0.1", &["198.51.100.1"], &proxy, "198.51.100.1"),
         ];
         for (peer, xff, trusted, want) in cases {
-            let got = client_ip(Some(ip(peer)), xff.iter().copied(), trusted);
+            let got = nearest_untrusted(Some(ip(peer)), xff.iter().copied(), trusted);
             assert_eq!(got, Some(ip(want)), "peer {peer}, XFF {xff:?}");
         }
     }
@@ -88,7 +106,7 @@ mod tests {
     #[test]
     fn a_chain_of_trusted_proxies_is_walked_back() {
         let trusted = [ip("10.0.0.1"), ip("10.0.0.2")];
-        let got = client_ip(
+        let got = nearest_untrusted(
             Some(ip("10.0.0.1")),
             ["198.51.100.7, 10.0.0.2"].into_iter(),
             &trusted,

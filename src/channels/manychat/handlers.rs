@@ -12,7 +12,7 @@ use super::request::ContactRequest;
 use super::response::{apology, render, Callbacks};
 use super::Manychat;
 use crate::domain::{Channel, ChatIdentity};
-use crate::limits::{Limited, Limiter};
+use crate::limits::{client_ip, Limited, Limiter};
 use crate::signature::bearer_matches;
 use crate::store::collecting;
 use actix_web::http::header::AUTHORIZATION;
@@ -141,7 +141,7 @@ fn within_address_budget(
         Paused::Claims => &limits.claims_per_ip,
         Paused::Redemptions => &limits.redemptions_per_ip,
     };
-    let Some(ip) = crate::http::client_ip(req, limits) else {
+    let Some(ip) = client_ip(req, limits) else {
         return Ok(());
     };
     limiter.acquire(&ip).map_err(|refused| (paused, refused))

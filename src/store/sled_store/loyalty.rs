@@ -3,9 +3,8 @@
 
 use chrono::{DateTime, Utc};
 
-use super::records::{
-    abort, decode, decode_id, encode, tx, tx_account, tx_append, Abort, Account, OrderRecord,
-};
+use super::atomic::{abort, tx, Abort};
+use super::records::{decode, decode_id, encode, tx_account, tx_append, Account, OrderRecord};
 use super::SledStore;
 use crate::domain::{
     ChatIdentity, Coupon, CouponCode, CouponStatus, Email, LedgerEntry, Member, MemberId,
