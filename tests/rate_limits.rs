@@ -429,6 +429,35 @@ async fn forwarded_addresses_are_believed_only_from_a_trusted_proxy() {
 }
 
 #[tokio::test]
+async fn forwarded_addresses_are_believed_from_inside_a_trusted_range_only() {
+    // The tests' client connects from 127.0.0.1: inside 127.0.0.0/8, outside 10.0.0.0/8.
+    let inside = spawn_app_with(|s| {
+        one_admin_request_per_minute(s);
+        s.limits.trusted_proxies = "10.0.0.0/8, 127.0.0.0/8".into();
+    })
+    .await;
+    assert_eq!(admin_from(&inside, "198.51.100.1").await, 404);
+    assert_eq!(admin_from(&inside, "198.51.100.1").await, 429);
+    assert_eq!(
+        admin_from(&inside, "198.51.100.2").await,
+        404,
+        "another forwarded client has its own budget"
+    );
+
+    let outside = spawn_app_with(|s| {
+        one_admin_request_per_minute(s);
+        s.limits.trusted_proxies = "10.0.0.0/8, ::1/128".into();
+    })
+    .await;
+    assert_eq!(admin_from(&outside, "198.51.100.1").await, 404);
+    assert_eq!(
+        admin_from(&outside, "198.51.100.2").await,
+        429,
+        "the header of an untrusted peer is ignored: one budget for the peer"
+    );
+}
+
+#[tokio::test]
 async fn a_limit_with_max_zero_is_off() {
     let app = spawn_app_with(|s| {
         s.limits.failed_claims_per_member.max = 0;

@@ -12,7 +12,7 @@ mod client_ip;
 mod limiter;
 mod settings;
 
-pub use client_ip::{client_ip, parse_trusted_proxies};
+pub use client_ip::{client_ip, parse_trusted_proxies, TrustedProxies};
 pub use limiter::{Clock, Limited, Limiter, ManualClock, Rate, SystemClock};
 pub use settings::{LimitSettings, RateSettings};
 
@@ -32,7 +32,7 @@ pub struct Limits {
     pub claims_per_ip: Limiter<IpAddr>,
     pub redemptions_per_ip: Limiter<IpAddr>,
     pub admin_per_ip: Limiter<IpAddr>,
-    trusted_proxies: Vec<IpAddr>,
+    trusted_proxies: TrustedProxies,
 }
 
 impl Limits {
