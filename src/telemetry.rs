@@ -20,3 +20,15 @@ pub fn init_with_default(default_filter: &str) {
         .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
+
+/// Error message with its causes, for logs. Our errors never carry tokens or URLs with them.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

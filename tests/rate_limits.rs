@@ -1,7 +1,8 @@
 //! Rate limits on claims and redemptions (order-number guessing above all) and on the admin
-//! API, through the real server with tiny limits set in the settings: over a limit, ManyChat
-//! and admin answer 429 with `Retry-After`, chat answers politely in the customer's language,
-//! and in every case the store is unchanged and the shop is not asked.
+//! API, through the real server with tiny limits set in the settings: over a limit, the admin
+//! API answers 429 with `Retry-After`; chat, ManyChat included, answers politely in the
+//! customer's language (ManyChat with a 200, since it shows nothing of an error status); and in
+//! every case the store is unchanged and the shop is not asked.
 
 mod common;
 
@@ -53,6 +54,41 @@ async fn ledger_len(app: &TestApp, email: &str) -> usize {
     body["ledger"].as_array().unwrap().len()
 }
 
+/// A ManyChat answer's v2 message texts, checked to be a 200 with a valid v2 body.
+async fn v2_text(res: reqwest::Response) -> String {
+    assert_eq!(
+        res.status(),
+        200,
+        "ManyChat shows nothing of another status"
+    );
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["version"], "v2", "{body}");
+    let messages = body["content"]["messages"].as_array().expect("messages");
+    assert!(!messages.is_empty(), "{body}");
+    let texts: Vec<&str> = messages
+        .iter()
+        .map(|m| {
+            assert_eq!(m["type"], "text", "{body}");
+            m["text"].as_str().expect("text")
+        })
+        .collect();
+    texts.join("\n")
+}
+
+/// The number just before `unit` in `text` ("about 20 seconds" → 20).
+fn wait_in(text: &str, unit: &str) -> u64 {
+    let before = &text[..text
+        .find(unit)
+        .unwrap_or_else(|| panic!("no {unit:?}: {text}"))];
+    let n: u64 = before
+        .split_whitespace()
+        .last()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("no number before {unit:?}: {text}"));
+    assert!(n >= 1, "{text}");
+    n
+}
+
 /// Seconds from a 429's `Retry-After`, checked to be there and sensible.
 fn retry_after(res: &reqwest::Response) -> u64 {
     let secs: u64 = res
@@ -68,7 +104,7 @@ fn retry_after(res: &reqwest::Response) -> u64 {
 }
 
 #[tokio::test]
-async fn manychat_claims_over_the_limit_get_429_and_change_nothing() {
+async fn manychat_claims_over_the_member_limit_are_answered_with_the_wait_and_change_nothing() {
     let app = spawn_app_with(|s| s.limits.failed_claims_per_member = per_hour(2)).await;
     app.shop
         .add_order("1001", "jane@example.com", "42.50", "paid");
@@ -84,21 +120,15 @@ async fn manychat_claims_over_the_limit_get_429_and_change_nothing() {
     assert_eq!(verify_requests(&app), 2);
 
     // The third claim is refused even for a real order of hers: the budget is spent.
-    let res = claim_on_manychat(&app, "1515862162", "1001").await;
-    assert_eq!(res.status(), 429);
-    let secs = retry_after(&res);
+    let text = v2_text(claim_on_manychat(&app, "1515862162", "1001").await).await;
     assert!(
-        secs <= 1800,
-        "one guess comes back after half an hour: {secs}"
+        text.contains("paused claims") && text.contains("Nothing has changed"),
+        "the contact's polite message: {text}"
     );
-    let body: Value = res.json().await.unwrap();
-    assert_eq!(body["error"], "rate_limited");
+    let minutes = wait_in(&text, " min");
     assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("Nothing has changed"),
-        "the contact's polite message: {body}"
+        minutes <= 30,
+        "one guess comes back after half an hour: {minutes}"
     );
     assert_eq!(verify_requests(&app), 2, "the shop was not asked");
     assert_eq!(app.balance_of("jane@example.com").await, 50);
@@ -121,7 +151,8 @@ async fn successful_claims_do_not_use_up_the_guessing_budget() {
 }
 
 #[tokio::test]
-async fn manychat_claims_over_the_address_limit_get_429_and_ask_the_shop_nothing() {
+async fn manychat_claims_over_the_address_limit_are_answered_with_the_wait_and_ask_the_shop_nothing(
+) {
     let app = spawn_app_with(|s| {
         s.limits.claims_per_ip = RateSettings {
             max: 3,
@@ -135,12 +166,13 @@ async fn manychat_claims_over_the_address_limit_get_429_and_ask_the_shop_nothing
         assert_eq!(res.status(), 200, "{id}");
     }
     let asked = app.shop.requests().len();
-    let res = claim_on_manychat(&app, "2004", "9004").await;
-    assert_eq!(res.status(), 429);
-    let secs = retry_after(&res);
+    let text = v2_text(claim_on_manychat(&app, "2004", "9004").await).await;
+    assert!(
+        text.contains("paused claims") && text.contains("Nothing has changed"),
+        "{text}"
+    );
+    let secs = wait_in(&text, " second");
     assert!(secs <= 20, "one claim per 20 s comes back: {secs}");
-    let body: Value = res.json().await.unwrap();
-    assert_eq!(body["error"], "rate_limited");
     assert_eq!(app.shop.requests().len(), asked);
     // Other endpoints are not part of this budget.
     let res = manychat(&app, "/manychat/balance", &contact("2004")).await;
@@ -148,7 +180,7 @@ async fn manychat_claims_over_the_address_limit_get_429_and_ask_the_shop_nothing
 }
 
 #[tokio::test]
-async fn manychat_redemptions_over_the_limit_get_429_and_spend_nothing() {
+async fn manychat_redemptions_over_the_member_limit_are_answered_with_the_wait_and_spend_nothing() {
     let app = spawn_app_with(|s| s.limits.redemptions_per_member = per_hour(1)).await;
     app.shop
         .add_order("1001", "jane@example.com", "450.00", "paid");
@@ -166,9 +198,12 @@ async fn manychat_redemptions_over_the_limit_get_429_and_spend_nothing() {
     );
     assert_eq!(app.balance_of("jane@example.com").await, 300);
 
-    let res = manychat(&app, "/manychat/redeem", &body).await;
-    assert_eq!(res.status(), 429);
-    retry_after(&res);
+    let text = v2_text(manychat(&app, "/manychat/redeem", &body).await).await;
+    assert!(
+        text.contains("paused rewards") && text.contains("No points were spent"),
+        "{text}"
+    );
+    assert!(wait_in(&text, " min") <= 60, "{text}");
     assert_eq!(
         app.balance_of("jane@example.com").await,
         300,
@@ -178,7 +213,8 @@ async fn manychat_redemptions_over_the_limit_get_429_and_spend_nothing() {
 }
 
 #[tokio::test]
-async fn manychat_redemptions_over_the_address_limit_get_429_and_spend_nothing() {
+async fn manychat_redemptions_over_the_address_limit_are_answered_with_the_wait_and_spend_nothing()
+{
     let app = spawn_app_with(|s| {
         s.limits.redemptions_per_ip = RateSettings {
             max: 2,
@@ -203,12 +239,13 @@ async fn manychat_redemptions_over_the_address_limit_get_429_and_spend_nothing()
         let res = manychat(&app, "/manychat/redeem", &redeem(id)).await;
         assert_eq!(res.status(), 200, "{id}");
     }
-    let res = manychat(&app, "/manychat/redeem", &redeem("4003")).await;
-    assert_eq!(res.status(), 429);
-    let secs = retry_after(&res);
+    let text = v2_text(manychat(&app, "/manychat/redeem", &redeem("4003")).await).await;
+    assert!(
+        text.contains("paused rewards") && text.contains("No points were spent"),
+        "{text}"
+    );
+    let secs = wait_in(&text, " second");
     assert!(secs <= 30, "one redemption per 30 s comes back: {secs}");
-    let body: Value = res.json().await.unwrap();
-    assert_eq!(body["error"], "rate_limited");
     assert_eq!(app.shop.coupons().len(), 2, "no third coupon asked for");
     assert_eq!(app.balance_of("c2@example.com").await, 500, "nothing spent");
     // Claims have a budget of their own.
@@ -230,10 +267,9 @@ async fn claims_beyond_the_member_budget_are_refused_even_when_each_one_succeeds
         assert_eq!(res.status(), 200, "order {order}");
     }
     let asked = verify_requests(&app);
-    let res = claim_on_manychat(&app, "1515862162", "1004").await;
-    assert_eq!(res.status(), 429);
-    let secs = retry_after(&res);
-    assert!(secs <= 1200, "one claim per 20 min comes back: {secs}");
+    let text = v2_text(claim_on_manychat(&app, "1515862162", "1004").await).await;
+    let minutes = wait_in(&text, " min");
+    assert!(minutes <= 20, "one claim per 20 min comes back: {minutes}");
     assert_eq!(verify_requests(&app), asked, "the shop was not asked");
     assert_eq!(app.balance_of("jane@example.com").await, 80);
     // Another member's budget is untouched.
@@ -244,6 +280,36 @@ async fn claims_beyond_the_member_budget_are_refused_even_when_each_one_succeeds
         claim_on_manychat(&app, "1515862163", "1009").await.status(),
         200
     );
+}
+
+#[tokio::test]
+async fn a_german_contact_over_the_address_limit_is_told_in_german() {
+    let app = spawn_app_with(|s| {
+        s.limits.claims_per_ip = RateSettings {
+            max: 1,
+            window_secs: 120,
+        }
+    })
+    .await;
+    let german = |id: &str| {
+        let mut body = contact(id);
+        body["locale"] = json!("de_DE");
+        body["order_number"] = json!("9001");
+        body
+    };
+    assert_eq!(
+        manychat(&app, "/manychat/claim", &german("5001"))
+            .await
+            .status(),
+        200
+    );
+    let text = v2_text(manychat(&app, "/manychat/claim", &german("5002")).await).await;
+    assert!(
+        text.contains("pausiere ich das Melden") && text.contains("nichts geändert"),
+        "{text}"
+    );
+    let minutes = wait_in(&text, " Minute");
+    assert!(minutes <= 2, "one claim per 2 min comes back: {minutes}");
 }
 
 #[tokio::test]
@@ -360,6 +426,35 @@ async fn forwarded_addresses_are_believed_only_from_a_trusted_proxy() {
     assert_eq!(admin_from(&app, "198.51.100.2").await, 404);
     // A client-supplied entry to the left of the proxy's own is not believed.
     assert_eq!(admin_from(&app, "203.0.113.5, 198.51.100.2").await, 429);
+}
+
+#[tokio::test]
+async fn forwarded_addresses_are_believed_from_inside_a_trusted_range_only() {
+    // The tests' client connects from 127.0.0.1: inside 127.0.0.0/8, outside 10.0.0.0/8.
+    let inside = spawn_app_with(|s| {
+        one_admin_request_per_minute(s);
+        s.limits.trusted_proxies = "10.0.0.0/8, 127.0.0.0/8".into();
+    })
+    .await;
+    assert_eq!(admin_from(&inside, "198.51.100.1").await, 404);
+    assert_eq!(admin_from(&inside, "198.51.100.1").await, 429);
+    assert_eq!(
+        admin_from(&inside, "198.51.100.2").await,
+        404,
+        "another forwarded client has its own budget"
+    );
+
+    let outside = spawn_app_with(|s| {
+        one_admin_request_per_minute(s);
+        s.limits.trusted_proxies = "10.0.0.0/8, ::1/128".into();
+    })
+    .await;
+    assert_eq!(admin_from(&outside, "198.51.100.1").await, 404);
+    assert_eq!(
+        admin_from(&outside, "198.51.100.2").await,
+        429,
+        "the header of an untrusted peer is ignored: one budget for the peer"
+    );
 }
 
 #[tokio::test]

@@ -116,7 +116,7 @@ pub struct Turn {
     pub points_changed: bool,
     pub awaiting: Option<Awaiting>,
     /// Set when a rate limit refused the action (nothing changed, and the replies say so
-    /// politely): how long until it is allowed again. ManyChat answers 429 with it.
+    /// politely): how long until it is allowed again.
     pub limited: Option<std::time::Duration>,
 }
 

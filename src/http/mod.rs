@@ -62,17 +62,3 @@ fn json_config(max_body: usize) -> web::JsonConfig {
 fn bad_request(e: &dyn std::fmt::Display) -> ApiError {
     ApiError::BadRequest(e.to_string())
 }
-
-/// The client address of `req` by the rules of `limits` (`X-Forwarded-For` believed only from a
-/// trusted proxy); `None` when actix knows no peer (a test request, a Unix socket).
-pub fn client_ip(
-    req: &actix_web::HttpRequest,
-    limits: &crate::limits::Limits,
-) -> Option<std::net::IpAddr> {
-    let forwarded: Vec<&str> = req
-        .headers()
-        .get_all("x-forwarded-for")
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    limits.client_ip(req.peer_addr().map(|a| a.ip()), forwarded.into_iter())
-}

@@ -4,14 +4,15 @@
 //! injectable so tests can move time by hand.
 //!
 //! [`Limits`] holds every limiter. The program applies the member budgets (so every channel
-//! shares them), the HTTP layer the per-address ones. Nothing here knows about HTTP or the
-//! store. Keys, defaults and reasons: `docs/limits.md`.
+//! shares them), the HTTP layer the per-address ones. Nothing here knows about HTTP (beyond
+//! reading a request's client address, [`client_ip`]) or the store. Keys, defaults and
+//! reasons: `docs/limits.md`.
 
 mod client_ip;
 mod limiter;
 mod settings;
 
-pub use client_ip::{client_ip, parse_trusted_proxies};
+pub use client_ip::{client_ip, parse_trusted_proxies, TrustedProxies};
 pub use limiter::{Clock, Limited, Limiter, ManualClock, Rate, SystemClock};
 pub use settings::{LimitSettings, RateSettings};
 
@@ -31,7 +32,7 @@ pub struct Limits {
     pub claims_per_ip: Limiter<IpAddr>,
     pub redemptions_per_ip: Limiter<IpAddr>,
     pub admin_per_ip: Limiter<IpAddr>,
-    trusted_proxies: Vec<IpAddr>,
+    trusted_proxies: TrustedProxies,
 }
 
 impl Limits {
@@ -67,15 +68,6 @@ impl Limits {
             ..LimitSettings::default()
         };
         Self::new(&settings, Arc::new(SystemClock::new()))
-    }
-
-    /// The client address of a request (see [`client_ip`]).
-    pub fn client_ip<'a>(
-        &self,
-        peer: Option<IpAddr>,
-        forwarded_for: impl DoubleEndedIterator<Item = &'a str>,
-    ) -> Option<IpAddr> {
-        client_ip(peer, forwarded_for, &self.trusted_proxies)
     }
 
     /// Takes a claim from both member budgets: every claim, and a failed one reserved up

@@ -33,8 +33,8 @@ const MAX_WINDOW_SECS: u64 = 7 * 24 * 3600;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitSettings {
-    /// Comma-separated addresses of our own reverse proxies, whose `X-Forwarded-For` is
-    /// believed. Empty: the TCP peer is the client.
+    /// Comma-separated addresses or CIDR ranges (`10.0.0.0/8`) of our own reverse proxies,
+    /// whose `X-Forwarded-For` is believed. Empty: the TCP peer is the client.
     pub trusted_proxies: String,
     /// Keys each limit remembers at most; past it idle keys, then the oldest, are forgotten.
     pub max_tracked_keys: usize,
@@ -103,5 +103,30 @@ impl LimitSettings {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_proxies(list: &str) -> LimitSettings {
+        LimitSettings {
+            trusted_proxies: list.into(),
+            ..LimitSettings::default()
+        }
+    }
+
+    #[test]
+    fn trusted_proxies_take_cidr_ranges_and_a_bad_entry_names_the_key_and_the_entry() {
+        assert_eq!(
+            with_proxies("10.0.0.0/8, ::1/128, 192.0.2.7").validate(),
+            Ok(())
+        );
+        let (key, problem) = with_proxies("10.0.0.0/8, 10.0.0.0/33")
+            .validate()
+            .unwrap_err();
+        assert_eq!(key, "limits.trusted_proxies");
+        assert!(problem.contains("`10.0.0.0/33`"), "{problem}");
     }
 }

@@ -1,8 +1,8 @@
 //! Why a ManyChat request was refused, and the one place that maps it to an HTTP status and a
-//! JSON body. Engine failures are not here: the customer gets a 200 with an apology instead.
+//! JSON body. Engine failures and rate limits are not here: ManyChat shows the contact nothing
+//! of an error status, so those answer 200 with a message instead (see `handlers`).
 
 use crate::domain::DomainError;
-use actix_web::http::header::RETRY_AFTER;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
@@ -20,14 +20,6 @@ pub enum ManychatError {
     BadSubscriberIdType { field: &'static str },
     #[error("invalid subscriber id")]
     InvalidSubscriberId(#[source] DomainError),
-    /// A rate limit (per client address, or the contact's own claims/redemptions) said no;
-    /// nothing was changed. `message` is what to tell (the contact's language when it is theirs).
-    #[error("rate limit reached ({scope}); retry after {retry_after_secs} s")]
-    RateLimited {
-        scope: &'static str,
-        retry_after_secs: u64,
-        message: String,
-    },
 }
 
 impl ManychatError {
@@ -41,7 +33,6 @@ impl ManychatError {
             ManychatError::BadSubscriberIdType { .. } | ManychatError::InvalidSubscriberId(_) => {
                 "invalid_subscriber_id"
             }
-            ManychatError::RateLimited { .. } => "rate_limited",
         }
     }
 }
@@ -50,7 +41,6 @@ impl ResponseError for ManychatError {
     fn status_code(&self) -> StatusCode {
         match self {
             ManychatError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ManychatError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -58,20 +48,11 @@ impl ResponseError for ManychatError {
     fn error_response(&self) -> HttpResponse {
         let message = match self {
             ManychatError::InvalidSubscriberId(e) => format!("{self}: {e}"),
-            ManychatError::RateLimited { message, .. } => message.clone(),
             _ => self.to_string(),
         };
         let mut res = HttpResponse::build(self.status_code());
-        match self {
-            ManychatError::Unauthorized => {
-                res.insert_header(("WWW-Authenticate", "Bearer"));
-            }
-            ManychatError::RateLimited {
-                retry_after_secs, ..
-            } => {
-                res.insert_header((RETRY_AFTER, *retry_after_secs));
-            }
-            _ => {}
+        if let ManychatError::Unauthorized = self {
+            res.insert_header(("WWW-Authenticate", "Bearer"));
         }
         res.json(serde_json::json!({ "error": self.code(), "message": message }))
     }

@@ -1,17 +1,18 @@
-//! One request: authenticate (before looking at the body), check the per-address budget of
-//! claims and redemptions, parse, run the endpoint's flow and render the turn. Engine failures
-//! still answer 200 with an apology, because ManyChat shows our reply to the customer and an
-//! error status would leave them with silence. Rate limits answer 429 with `Retry-After`:
-//! nothing was done, and the caller (ManyChat, or whoever holds the token) must slow down.
+//! One request: authenticate (before looking at the body), parse, check the per-address budget
+//! of claims and redemptions, run the endpoint's flow and render the turn. Every answer to an
+//! authenticated, well-formed request is a 200 with a v2 message, because ManyChat shows the
+//! contact nothing of any other status: engine failures answer with an apology, and a rate
+//! limit (the address's or the contact's own) with a message in the contact's language saying
+//! what is paused and for how long, having changed nothing.
 
 use super::endpoint::Endpoint;
 use super::error::ManychatError;
+use super::limited::{self, Paused};
 use super::request::ContactRequest;
 use super::response::{apology, render, Callbacks};
 use super::Manychat;
 use crate::domain::{Channel, ChatIdentity};
-use crate::flows::Turn;
-use crate::limits::{Limited, Limiter};
+use crate::limits::{client_ip, Limited, Limiter};
 use crate::signature::bearer_matches;
 use crate::store::collecting;
 use actix_web::http::header::AUTHORIZATION;
@@ -56,11 +57,20 @@ async fn answer(
     if !bearer_matches(header, mc.token.expose()) {
         return Err(ManychatError::Unauthorized);
     }
-    within_address_budget(mc, endpoint, req)?;
     let contact = ContactRequest::parse(body)?;
     let who = ChatIdentity::new(Channel::Manychat, &contact.subscriber_id)
         .map_err(ManychatError::InvalidSubscriberId)?;
     tracing::Span::current().record("subscriber.id", who.id.as_str());
+    if let Err((paused, refused)) = within_address_budget(mc, endpoint, req) {
+        let secs = refused.retry_after_secs();
+        tracing::warn!(
+            limit = paused.limit(),
+            retry_after_secs = secs,
+            "rate limited; the contact was told to wait"
+        );
+        let locale = mc.engine.locale_for(&contact.profile);
+        return Ok(HttpResponse::Ok().json(limited::answer(paused, secs, &locale)));
+    }
 
     let vars = contact.vars_for(endpoint);
     let engine = Arc::clone(&mc.engine);
@@ -84,8 +94,16 @@ async fn answer(
         .await
         .unwrap_or_else(|e| Err(e.into()));
     let v2 = match turn {
-        Ok(turn) if turn.limited.is_some() => return Err(contact_limited(&turn)),
         Ok(turn) => {
+            if let Some(wait) = turn.limited {
+                // The engine's polite message, in the contact's language, is the answer.
+                let secs = Limited { retry_after: wait }.retry_after_secs();
+                tracing::info!(
+                    retry_after_secs = secs,
+                    flow = endpoint.flow(),
+                    "the contact's own limit was reached; they were told to wait"
+                );
+            }
             let route = |payload: &str| mc.engine.route_payload(payload);
             render(
                 &turn,
@@ -109,41 +127,24 @@ async fn answer(
 /// Claims and redemptions per client address. ManyChat calls from a few servers on behalf of
 /// every contact, so this budget is shared by all of them: generous, a backstop against a
 /// leaked token or a guessing campaign spread over many contacts. Checked after the token, so
-/// strangers cannot spend ManyChat's budget.
+/// strangers cannot spend ManyChat's budget. A refusal takes nothing.
 fn within_address_budget(
     mc: &Manychat,
     endpoint: Endpoint,
     req: &HttpRequest,
-) -> Result<(), ManychatError> {
-    let limits = mc.engine.program().limits();
-    let limiter: &Limiter<IpAddr> = match endpoint {
-        Endpoint::Claim => &limits.claims_per_ip,
-        Endpoint::Redeem => &limits.redemptions_per_ip,
-        _ => return Ok(()),
-    };
-    let Some(ip) = crate::http::client_ip(req, limits) else {
+) -> Result<(), (Paused, Limited)> {
+    let Some(paused) = Paused::of(endpoint) else {
         return Ok(());
     };
-    limiter.acquire(&ip).map_err(|l: Limited| {
-        let secs = l.retry_after_secs();
-        ManychatError::RateLimited {
-            scope: "client address",
-            retry_after_secs: secs,
-            message: format!("too many requests from this address; retry after {secs} s"),
-        }
-    })
-}
-
-/// The contact's own budget ran out: the engine's polite message, in their language, is the
-/// 429's `message` (ManyChat shows no content of an error answer; see `docs/limits.md`).
-fn contact_limited(turn: &Turn) -> ManychatError {
-    let retry_after = turn.limited.unwrap_or_default();
-    let text: Vec<&str> = turn.replies.iter().map(|r| r.text.as_str()).collect();
-    ManychatError::RateLimited {
-        scope: "contact",
-        retry_after_secs: Limited { retry_after }.retry_after_secs(),
-        message: text.join("\n\n"),
-    }
+    let limits = mc.engine.program().limits();
+    let limiter: &Limiter<IpAddr> = match paused {
+        Paused::Claims => &limits.claims_per_ip,
+        Paused::Redemptions => &limits.redemptions_per_ip,
+    };
+    let Some(ip) = client_ip(req, limits) else {
+        return Ok(());
+    };
+    limiter.acquire(&ip).map_err(|refused| (paused, refused))
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 mod endpoint;
 mod error;
 mod handlers;
+mod limited;
 pub mod request;
 pub mod response;
 pub mod v2;

@@ -114,11 +114,16 @@ pub fn render(turn: &Turn, cb: &Callbacks<'_>) -> V2 {
 
 /// The engine's apology (see [`crate::flows::Engine::apology`]) as a plain v2 message.
 pub fn apology(reply: &Reply) -> V2 {
+    text_only(reply.text.clone())
+}
+
+/// One text message and nothing else: no buttons, actions or callbacks.
+pub fn text_only(text: String) -> V2 {
     V2 {
         version: "v2",
         content: Content {
             messages: vec![Message::Text {
-                text: reply.text.clone(),
+                text: clip(&text, MAX_TEXT_CHARS),
                 buttons: Vec::new(),
             }],
             actions: Vec::new(),

@@ -3,8 +3,8 @@
 //! in the store only once it is delivered or dropped.
 
 use super::send_api::{SendApi, SendError};
-use super::worker::chain;
 use crate::store::{run_durably, EventQueue, OutboundMessage, ReplyId};
+use crate::telemetry::chain;
 use crate::turns::waiting;
 use std::sync::Arc;
 use std::time::Duration;

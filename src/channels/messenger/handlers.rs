@@ -80,7 +80,7 @@ pub async fn receive(
             Ok(new) if !new.is_empty() => messenger.hand_over(new),
             Ok(_) => tracing::debug!("redelivered events skipped"),
             Err(e) => {
-                tracing::error!(error = %super::worker::chain(&e), "cannot record webhook events");
+                tracing::error!(error = %crate::telemetry::chain(&e), "cannot record webhook events");
                 messenger.recording_failed();
                 // Not acknowledged, so Meta delivers it again; the cause stays in our log.
                 return HttpResponse::InternalServerError().json(serde_json::json!({

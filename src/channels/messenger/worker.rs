@@ -17,6 +17,7 @@ use crate::store::{
     collecting, run_durably, EventQueue, InboundEvent, OutboundMessage, ReplyId, SenderQuota,
     StoreError,
 };
+use crate::telemetry::chain;
 use crate::turns::{waiting, Turns};
 use futures_util::FutureExt;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -443,18 +444,6 @@ fn insert_in_order(queue: &mut VecDeque<Job>, job: Job) {
         at -= 1;
     }
     queue.insert(at, job);
-}
-
-/// Error message with its causes, for logs. Our errors never carry tokens or URLs with them.
-pub(super) fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// What the worker remembers between reads of the store.

@@ -251,6 +251,12 @@ impl Engine {
         .reply("internal_error", &Default::default())
     }
 
+    /// The locale (`en`, `de`) the engine would answer `profile` in when nothing else is known
+    /// of them: for channels that word an answer of their own.
+    pub fn locale_for(&self, profile: &Profile) -> String {
+        self.locale(profile, None, None)
+    }
+
     /// The flow and values a payload starts, e.g. `REDEEM:free-mug` → (`redeem`, reward_id=free-mug).
     pub fn route_payload(&self, payload: &str) -> Option<(String, BTreeMap<String, String>)> {
         for flow in self.registry.flows.values() {

@@ -109,7 +109,7 @@ fn within_address_budget(req: &HttpRequest) -> Result<(), ApiError> {
     let Some(limits) = req.app_data::<web::Data<AdminLimits>>() else {
         return Ok(());
     };
-    match super::client_ip(req, &limits.0) {
+    match crate::limits::client_ip(req, &limits.0) {
         Some(ip) => limits.0.admin_per_ip.acquire(&ip).map_err(|l| {
             tracing::warn!(
                 retry_after_secs = l.retry_after_secs(),

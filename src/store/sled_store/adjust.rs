@@ -5,7 +5,8 @@
 
 use chrono::{DateTime, Utc};
 
-use super::records::{decode, encode, tx, tx_append, Account};
+use super::atomic::tx;
+use super::records::{decode, encode, tx_append, Account};
 use super::SledStore;
 use crate::domain::{Adjustment, LedgerEntry, MemberId, RequestKey};
 use crate::store::{keys, AdjustOutcome, Adjusted, StoreError};

@@ -26,7 +26,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use sled::{IVec, Tree};
 
-use super::records::{Abort, Tx, TxError};
+use crate::domain::{CouponCode, MemberId};
 use crate::store::StoreError;
 
 /// The writer lock and the journal; one per store.
@@ -263,6 +263,51 @@ fn decode(mut raw: &[u8]) -> Result<Vec<Write>, StoreError> {
         out.push(Write { tree, key, value });
     }
     Ok(out)
+}
+
+/// Why an atomic operation gave up, described inside its closure and acted on by the caller.
+#[derive(Debug)]
+pub(super) enum Abort {
+    UnknownMember(MemberId),
+    UnknownCoupon(CouponCode),
+    Corrupt(String, Option<serde_json::Error>),
+}
+
+impl From<Abort> for StoreError {
+    fn from(a: Abort) -> Self {
+        match a {
+            Abort::UnknownMember(id) => StoreError::UnknownMember(id),
+            Abort::UnknownCoupon(code) => StoreError::UnknownCoupon(code),
+            Abort::Corrupt(what, source) => StoreError::Corrupt { what, source },
+        }
+    }
+}
+
+/// How an atomic operation's closure fails: a rule said no ([`Abort`]) or sled failed.
+#[derive(Debug)]
+pub(super) enum TxError {
+    Abort(Abort),
+    Storage(sled::Error),
+}
+
+impl From<TxError> for StoreError {
+    fn from(e: TxError) -> Self {
+        match e {
+            TxError::Abort(a) => a.into(),
+            TxError::Storage(e) => e.into(),
+        }
+    }
+}
+
+pub(super) type Tx<T> = Result<T, TxError>;
+
+pub(super) fn abort<T>(a: Abort) -> Tx<T> {
+    Err(TxError::Abort(a))
+}
+
+/// Lifts a plain [`Abort`] result into an operation closure's result.
+pub(super) fn tx<T>(r: Result<T, Abort>) -> Tx<T> {
+    r.map_err(TxError::Abort)
 }
 
 impl From<sled::Error> for TxError {

@@ -7,7 +7,8 @@
 use chrono::{DateTime, Utc};
 
 use super::atomic::TxTree;
-use super::records::{decode, decode_id, encode, tx, tx_account, tx_append, Account, Tx};
+use super::atomic::{tx, Tx};
+use super::records::{decode, decode_id, encode, tx_account, tx_append, Account};
 use super::SledStore;
 use crate::domain::{AppliedImport, Email, ImportedBalance, LedgerEntry};
 use crate::store::{keys, ImportOutcome, ImportRow, StoreError};

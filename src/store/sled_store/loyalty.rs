@@ -3,10 +3,9 @@
 
 use chrono::{DateTime, Utc};
 
+use super::atomic::{abort, tx, Abort};
 use super::imports::tx_take_import;
-use super::records::{
-    abort, decode, decode_id, encode, tx, tx_account, tx_append, Abort, Account, OrderRecord,
-};
+use super::records::{decode, decode_id, encode, tx_account, tx_append, Account, OrderRecord};
 use super::SledStore;
 use crate::domain::{
     Adjustment, ChatIdentity, Coupon, CouponCode, CouponStatus, Email, ImportedBalance,

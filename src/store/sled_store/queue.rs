@@ -12,8 +12,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use chrono::{DateTime, Utc};
 use sled::IVec;
 
+use super::atomic::Abort;
 use super::intake::EventHead;
-use super::records::{decode, encode, Abort, DoneRaw, Inbox, State, StateOnly};
+use super::records::{decode, encode, DoneRaw, Inbox, State, StateOnly};
 use super::SledStore;
 use crate::store::{
     keys, EventQueue, InboundEvent, OutboundMessage, ReplyId, SenderQuota, StoreError,

@@ -1,14 +1,14 @@
 //! What the sled store keeps in its trees, how values are encoded, and the helpers that
 //! atomic operations' closures share. These helpers only read, stage writes and describe
-//! failures ([`Abort`]); they never log or act.
+//! failures ([`Abort`], from `atomic.rs`); they never log or act.
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::atomic::TxTree;
-use crate::domain::{CouponCode, LedgerEntry, Member, MemberId, Points, Reversal};
-use crate::store::{keys, InboundEvent, MemberAccount, OutboundMessage, StoreError};
+use super::atomic::{abort, tx, Abort, Tx, TxTree};
+use crate::domain::{LedgerEntry, Member, MemberId, Points, Reversal};
+use crate::store::{keys, InboundEvent, MemberAccount, OutboundMessage};
 
 /// A member as stored: the cached balance and the next ledger sequence travel with the member,
 /// so every ledger append rewrites this record and conflicting writers serialise on it.
@@ -173,46 +173,6 @@ pub(super) struct StateOnly {
     pub state: State,
 }
 
-/// Why an atomic operation gave up, described inside its closure and acted on by the caller.
-#[derive(Debug)]
-pub(super) enum Abort {
-    UnknownMember(MemberId),
-    UnknownCoupon(CouponCode),
-    Corrupt(String, Option<serde_json::Error>),
-}
-
-impl From<Abort> for StoreError {
-    fn from(a: Abort) -> Self {
-        match a {
-            Abort::UnknownMember(id) => StoreError::UnknownMember(id),
-            Abort::UnknownCoupon(code) => StoreError::UnknownCoupon(code),
-            Abort::Corrupt(what, source) => StoreError::Corrupt { what, source },
-        }
-    }
-}
-
-/// How an atomic operation's closure fails: a rule said no ([`Abort`]) or sled failed.
-#[derive(Debug)]
-pub(super) enum TxError {
-    Abort(Abort),
-    Storage(sled::Error),
-}
-
-impl From<TxError> for StoreError {
-    fn from(e: TxError) -> Self {
-        match e {
-            TxError::Abort(a) => a.into(),
-            TxError::Storage(e) => e.into(),
-        }
-    }
-}
-
-pub(super) type Tx<T> = Result<T, TxError>;
-
-pub(super) fn abort<T>(a: Abort) -> Tx<T> {
-    Err(TxError::Abort(a))
-}
-
 pub(super) fn encode<T: Serialize>(what: &str, v: &T) -> Result<Vec<u8>, Abort> {
     serde_json::to_vec(v).map_err(|e| Abort::Corrupt(format!("cannot encode {what}"), Some(e)))
 }
@@ -225,11 +185,6 @@ pub(super) fn decode_id(bytes: &[u8]) -> Result<MemberId, Abort> {
     keys::read_u64(bytes)
         .map(MemberId)
         .ok_or_else(|| Abort::Corrupt("member id in an index".into(), None))
-}
-
-/// Lifts a plain [`Abort`] result into an operation closure's result.
-pub(super) fn tx<T>(r: Result<T, Abort>) -> Tx<T> {
-    r.map_err(TxError::Abort)
 }
 
 pub(super) fn tx_account(members: &TxTree<'_>, id: MemberId) -> Tx<Account> {

@@ -4,7 +4,8 @@
 
 use chrono::{DateTime, Utc};
 
-use super::records::{abort, decode, encode, tx, tx_account, tx_append, Abort, OrderRecord};
+use super::atomic::{abort, tx, Abort};
+use super::records::{decode, encode, tx_account, tx_append, OrderRecord};
 use super::SledStore;
 use crate::domain::{EntryKind, LedgerEntry, OrderNumber, Points, Reversal, ReversalReason};
 use crate::store::{keys, LoyaltyStore, ReverseOutcome, StoreError};
