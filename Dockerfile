@@ -6,8 +6,8 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-# The whole tree is copied because the build reads more than src/ (the committed config.toml
-# is compiled in, sled is vendored). Cache mounts keep the registry and target/ between builds;
+# The whole tree is copied because the build reads more than src/ (the default flows and the
+# sample orders are compiled in, sled is vendored). Cache mounts keep the registry and target/ between builds;
 # the release profile links with fat LTO, so a cold build takes several minutes.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
@@ -26,13 +26,11 @@ RUN apt-get update \
     && mkdir /data \
     && chown loyalty:loyalty /data
 COPY --from=build /usr/local/bin/loyalty-bot /usr/local/bin/loyalty-bot
-# The committed configuration and flows (the defaults; replace /app/config.toml or /app/flows
-# with a bind mount, or override single keys with LOYALTY__<SECTION>__<KEY>). The sample
-# orders let the default fixture shop answer in a first trial run.
-WORKDIR /app
-COPY config.toml ./config.toml
-COPY flows ./flows
-COPY fixtures/shop ./fixtures/shop
+# Defaults, flows and the fixture shop's sample orders are built into the binary. Set keys with
+# LOYALTY__<SECTION>__<KEY>, or mount a config file (any subset of keys) and name it in
+# LOYALTY_CONFIG, e.g. -v ./config.toml:/etc/loyalty-bot/config.toml:ro
+# -e LOYALTY_CONFIG=/etc/loyalty-bot/config.toml.
+WORKDIR /data
 ENV LOYALTY__STORE__PATH=/data \
     LOYALTY__SERVER__BIND=0.0.0.0:8080
 VOLUME ["/data"]
@@ -44,4 +42,4 @@ USER loyalty:loyalty
 # let the orchestrator or proxy probe GET /healthz.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["loyalty-bot"]
-CMD ["serve", "--config", "/app/config.toml"]
+CMD ["serve"]
