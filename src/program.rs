@@ -130,15 +130,75 @@ impl Program {
         &self.rules
     }
 
+    /// The raw store, for tests and offline tools only: flows, channels and handlers go through
+    /// the methods of `Program`, which keep the rules (limits, ordering of side effects).
     pub fn store(&self) -> &Arc<dyn LoyaltyStore> {
         &self.store
+    }
+
+    /// The group commit's counters, for the benchmark's flush figures.
+    pub fn flush_stats(&self) -> Option<crate::store::FlushStats> {
+        self.store.flush_stats()
+    }
+
+    /// Waits until the writes up to `mark` are on disk: a channel that collected a turn's
+    /// writes ([`crate::store::collecting`]) awaits once before it answers.
+    pub async fn await_durable(&self, mark: crate::store::Mark) -> Result<(), ProgramError> {
+        Ok(self.store.durable(mark).await?)
+    }
+
+    /// The paused conversation of `who`, as the engine saved it (opaque to the program).
+    pub async fn conversation(
+        &self,
+        who: &ChatIdentity,
+    ) -> Result<Option<serde_json::Value>, ProgramError> {
+        let who = who.clone();
+        let state = self.durably(move |s| s.conversation(&who)).await?;
+        Ok(state.map(|c| c.data))
+    }
+
+    /// Saves the engine's state of the conversation with `who`.
+    pub async fn save_conversation(
+        &self,
+        who: &ChatIdentity,
+        data: serde_json::Value,
+    ) -> Result<(), ProgramError> {
+        let who = who.clone();
+        let state = crate::store::ConversationState { data };
+        self.durably(move |s| s.save_conversation(&who, &state))
+            .await
+    }
+
+    /// The member with this email, if any.
+    pub async fn member_by_email(
+        &self,
+        email: &Email,
+    ) -> Result<Option<MemberAccount>, ProgramError> {
+        let email = email.clone();
+        self.durably(move |s| s.member_by_email(&email)).await
+    }
+
+    /// The member with this email and their ledger (oldest first), read together.
+    pub async fn member_with_ledger_by_email(
+        &self,
+        email: &Email,
+    ) -> Result<Option<(MemberAccount, Vec<crate::domain::LedgerEntry>)>, ProgramError> {
+        let email = email.clone();
+        self.durably(move |s| match s.member_by_email(&email)? {
+            Some(account) => {
+                let ledger = s.ledger(account.member.id)?;
+                Ok(Some((account, ledger)))
+            }
+            None => Ok(None),
+        })
+        .await
     }
 
     /// Runs one store operation (a point read or write, microseconds) on the current thread
     /// and returns once its effect is durable; the flush is awaited, not blocked on. Inside a
     /// channel's [`crate::store::collecting`] scope the wait is left to the channel, which
     /// awaits once before it answers.
-    pub async fn durably<T, F>(&self, f: F) -> Result<T, ProgramError>
+    async fn durably<T, F>(&self, f: F) -> Result<T, ProgramError>
     where
         F: FnOnce(&dyn LoyaltyStore) -> Result<T, StoreError>,
     {

@@ -385,7 +385,9 @@ fn any_limit_can_be_set_from_the_environment() {
 #[test]
 fn every_key_outside_limits_is_in_the_readmes_configuration_table() {
     let readme = include_str!("../../README.md");
-    let start = readme.find("## Configuration").expect("a Configuration section");
+    let start = readme
+        .find("## Configuration")
+        .expect("a Configuration section");
     let section = &readme[start..];
     let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
     let defaults: toml::Table = DEFAULTS.parse().unwrap();
@@ -393,6 +395,9 @@ fn every_key_outside_limits_is_in_the_readmes_configuration_table() {
     layers::known_keys(&defaults, "", &mut keys);
     for key in keys.iter().filter(|k| !k.starts_with("limits.")) {
         let field = key.rsplit('.').next().unwrap();
-        assert!(section.contains(field), "{key} is not in the README's configuration table");
+        assert!(
+            section.contains(field),
+            "{key} is not in the README's configuration table"
+        );
     }
 }

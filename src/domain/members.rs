@@ -223,3 +223,10 @@ mod tests {
         );
     }
 }
+
+/// A member plus their current balance (which always equals the ledger sum).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberAccount {
+    pub member: Member,
+    pub balance: super::Points,
+}

@@ -13,7 +13,7 @@ pub mod rewards;
 pub use adjustments::{Adjustment, AppliedImport, ImportedBalance, RequestKey, MAX_MANUAL_POINTS};
 pub use coupons::{Coupon, CouponCode, CouponStatus};
 pub use ledger::{EntryKind, LedgerEntry};
-pub use members::{Channel, ChatIdentity, Email, Member, MemberId, Profile};
+pub use members::{Channel, ChatIdentity, Email, Member, MemberAccount, MemberId, Profile};
 pub use orders::{points_for, OrderNumber, OrderStatus, VerifiedOrder};
 pub use points::Points;
 pub use reversals::{Reversal, ReversalReason};

@@ -5,12 +5,12 @@ use super::definition::{Action, InputKind};
 use super::registry::Registry;
 use super::render::{self, Renderer, Vars};
 use super::turn::{Awaiting, Choice, Reply, Turn};
+use crate::domain::MemberAccount;
 use crate::domain::{
     Catalogue, ChatIdentity, Email, OrderNumber, OrderStatus, Points, Profile, Reward,
 };
 use crate::limits::Limited;
 use crate::program::{ClaimResult, JoinResult, Program, ProgramError, RedeemResult};
-use crate::store::MemberAccount;
 use std::collections::BTreeMap;
 
 pub struct Ctx<'a> {

@@ -18,9 +18,8 @@ pub use manual::{AdjustOutcome, Adjusted, ImportOutcome, ImportRow};
 pub use sled_store::{ClosedStore, SledStore};
 
 use crate::domain::{
-    Adjustment, ChatIdentity, Coupon, CouponCode, Email, ImportedBalance, LedgerEntry, Member,
-    MemberId, OrderNumber, Points, Profile, RequestKey, Reversal, ReversalReason, Reward,
-    VerifiedOrder,
+    Adjustment, ChatIdentity, Coupon, CouponCode, Email, ImportedBalance, LedgerEntry, MemberId,
+    OrderNumber, Points, Profile, RequestKey, Reversal, ReversalReason, Reward, VerifiedOrder,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -47,12 +46,7 @@ impl From<sled::Error> for StoreError {
     }
 }
 
-/// A member plus their current balance (which always equals the ledger sum).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MemberAccount {
-    pub member: Member,
-    pub balance: Points,
-}
+pub use crate::domain::MemberAccount;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JoinOutcome {

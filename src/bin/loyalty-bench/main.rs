@@ -223,10 +223,10 @@ pub async fn measure_service(
     plan: Plan,
     scenario: Arc<dyn Scenario>,
 ) -> Measured {
-    let store = service.program().store().clone();
-    let before = store.flush_stats();
+    let program = service.program();
+    let before = program.flush_stats();
     let mut measured = measure(name, service.addr, plan, scenario).await;
-    measured.flushes = store
+    measured.flushes = program
         .flush_stats()
         .zip(before)
         .map(|(after, before)| after.since(&before));

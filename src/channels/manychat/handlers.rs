@@ -79,9 +79,9 @@ async fn answer(
         // One flush wait for the whole turn, before the answer announces anything it did.
         let (turn, mark) = collecting(engine.run(flow, &whom, &profile, vars)).await;
         match mark {
-            Some(mark) => match engine.program().store().durable(mark).await {
+            Some(mark) => match engine.program().await_durable(mark).await {
                 Ok(()) => turn,
-                Err(e) => Err(e.into()),
+                Err(e) => Err(e),
             },
             None => turn,
         }

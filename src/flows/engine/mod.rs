@@ -13,7 +13,6 @@ use super::turn::{Awaiting, Expect, Input, Reply, Turn};
 use crate::domain::orders::strip_prefix_ignore_ascii_case;
 use crate::domain::{ChatIdentity, Profile};
 use crate::program::{Program, ProgramError};
-use crate::store::ConversationState;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -115,12 +114,7 @@ impl Engine {
     #[tracing::instrument(skip_all, fields(channel = input.who.channel.as_str(), member.id))]
     pub async fn converse(&self, input: Input) -> Result<Turn, ProgramError> {
         let who = input.who.clone();
-        let key = who.clone();
-        let stored = self
-            .program
-            .durably(move |s| s.conversation(&key))
-            .await?
-            .map(|c| c.data);
+        let stored = self.program.conversation(&who).await?;
         let stored_state: Saved = stored
             .clone()
             .and_then(|data| serde_json::from_value(data).ok())
@@ -196,9 +190,7 @@ impl Engine {
                 }));
             }
             let data = serde_json::to_value(&state).unwrap_or_default();
-            self.program
-                .durably(move |s| s.save_conversation(&who, &ConversationState { data }))
-                .await?;
+            self.program.save_conversation(&who, data).await?;
         }
         Ok(turn)
     }

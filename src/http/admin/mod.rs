@@ -185,15 +185,7 @@ async fn member(
     q: web::Query<MemberQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let email = Email::parse(&q.email).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let found = program
-        .durably(move |s| match s.member_by_email(&email)? {
-            Some(account) => {
-                let ledger = s.ledger(account.member.id)?;
-                Ok(Some((account, ledger)))
-            }
-            None => Ok(None),
-        })
-        .await?;
+    let found = program.member_with_ledger_by_email(&email).await?;
     let (account, ledger) =
         found.ok_or_else(|| ApiError::NotFound("no member has this email".into()))?;
     tracing::info!(member.id = %account.member.id, "admin looked up a member");
