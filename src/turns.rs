@@ -1,9 +1,9 @@
 //! How many Messenger events are worked on at once. After a stall every customer has an event
 //! waiting; letting all their lanes run together makes each event costlier and the backlog
-//! drain slowly (`docs/benchmark.md`, items 38 and 39), so a lane takes a place before it works.
-//! A lane that waits on something outside (the shop, Meta, the disk's flush) for longer than a
-//! short grace gives its place up until the wait ends, so a hung shop holds back only the
-//! customers whose turns are waiting on it, never everyone else.
+//! drain slowly (`docs/benchmark.md`, Decisions: a bound on turns at once), so a lane takes a
+//! place before it works. A lane that waits on something outside (the shop, Meta, the disk's
+//! flush) for longer than a short grace gives its place up until the wait ends, so a hung shop
+//! holds back only the customers whose turns are waiting on it, never everyone else.
 
 use crate::shop::{CouponRequest, Shop, ShopError, ShopOrder};
 use futures_util::future::BoxFuture;

@@ -20,7 +20,8 @@
 //! is woken by the flush it waits for and by no other (a task, not a parked thread per request).
 //! Each wake of a task on another runtime's thread is a syscall (an eventfd write) made by the
 //! flusher before it can start the next flush, so waking every waiter after every flush, as a
-//! `watch` channel did, woke most of them twice (`docs/benchmark.md`, item 47).
+//! `watch` channel did, woke most of them twice (`docs/benchmark.md`, Decisions: an async waiter
+//! is woken by its own flush only).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -66,8 +67,8 @@ struct Shared {
 /// When the next flush starts: `gap` after the previous one began, or as soon as `batch` writes
 /// wait for it. The gap lets writers share a flush (each costs CPU in sled's and the kernel's
 /// I/O paths, however little it carries); once `batch` are waiting, holding them longer saves
-/// little and only delays them (`docs/benchmark.md`, item 40). A write after a quiet spell
-/// longer than the gap does not wait at all.
+/// little and only delays them (`docs/benchmark.md`, Decisions: group commit pacing). A write
+/// after a quiet spell longer than the gap does not wait at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pacing {
     pub gap: Duration,

@@ -178,7 +178,8 @@ fn prefill(dir: &std::path::Path, n: u64) -> anyhow::Result<members::Figures> {
 /// (intake leaves a backlog for the Messenger worker, so it runs last), and returns them in
 /// table order. The held intake runs first, on the store the run started with (fresh, or the
 /// `--members` one), as the other rows do. It drains its own backlog before the next row; run
-/// after the claim rows, it measured what they left in the store as well (benchmark.md item 49).
+/// after the claim rows, it measured what they left in the store as well (`docs/benchmark.md`,
+/// Method: the workloads).
 async fn workloads(
     options: &Options,
     fakes: &Fakes,

@@ -3,10 +3,10 @@
 //!
 //! Why not a slot per event in the inbox: a sled insert per event was most of intake's cost,
 //! and since event keys grow, about one insert in eight split a leaf and rewrote its parent
-//! index node whole (`docs/benchmark.md`, items 24 and 29). Here intake appends each new event
-//! to an open batch in memory, and the flusher writes the batch as one record at the start of
-//! the flush that its writers wait for ([`GroupCommit::before_each_flush`]), so every 200
-//! still waits for a flush that holds its event. An event's inbox slot is written when it is
+//! index node whole (`docs/benchmark.md`, Decisions: intake records). Here intake appends each
+//! new event to an open batch in memory, and the flusher writes the batch as one record at the
+//! start of the flush that its writers wait for ([`GroupCommit::before_each_flush`]), so every
+//! 200 still waits for a flush that holds its event. An event's inbox slot is written when it is
 //! done (as before, its replies live there), and a record goes once every event in it is done.
 //!
 //! Pending events are known by a 128-bit hash of their key (SHA-256, truncated) mapped to their

@@ -104,9 +104,9 @@ impl ClosedStore {
     /// log position) at no other time, so a start recovers everything written since the last
     /// start: after weeks of running, or an import of a million members, the whole log, which
     /// from a cold page cache (after a reboot) took 1–3 s at a million members
-    /// (`docs/benchmark.md`, item 50). Done at a graceful stop, sled's own recovery reads a log
-    /// that is mostly still in the page cache, and the next start reads the snapshot and the
-    /// short tail past it. Nothing depends on it: failed or cut off (a kill at the shutdown
+    /// (`docs/benchmark.md`, Decisions: the snapshot at a graceful stop). Done at a graceful
+    /// stop, sled's own recovery reads a log that is mostly still in the page cache, and the
+    /// next start reads the snapshot and the short tail past it. Nothing depends on it: failed or cut off (a kill at the shutdown
     /// deadline; a half-written snapshot is ignored, `vendor/sled/LOYALTY-PATCHES.md` change
     /// 6), the next start recovers the log as it would have. Returns how long it took.
     pub fn write_snapshot(self) -> Result<Duration, StoreError> {
