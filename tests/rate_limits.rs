@@ -10,7 +10,7 @@ use common::{spawn_app_with, TestApp, ADMIN_TOKEN};
 use loyalty_bot::config::Settings;
 use loyalty_bot::domain::{Channel, ChatIdentity, Email, Profile};
 use loyalty_bot::flows::{Input, InputEvent};
-use loyalty_bot::limits::RateSettings;
+use loyalty_bot::limits::{parse_trusted_proxies, RateSettings};
 use serde_json::{json, Value};
 
 fn per_hour(max: u32) -> RateSettings {
@@ -418,7 +418,7 @@ async fn forwarded_addresses_are_believed_only_from_a_trusted_proxy() {
     // Behind a trusted proxy (the tests' loopback), each forwarded client has its own budget.
     let app = spawn_app_with(|s| {
         one_admin_request_per_minute(s);
-        s.limits.trusted_proxies = "127.0.0.1".into();
+        s.limits.trusted_proxies = parse_trusted_proxies("127.0.0.1").unwrap();
     })
     .await;
     assert_eq!(admin_from(&app, "198.51.100.1").await, 404);
@@ -433,7 +433,7 @@ async fn forwarded_addresses_are_believed_from_inside_a_trusted_range_only() {
     // The tests' client connects from 127.0.0.1: inside 127.0.0.0/8, outside 10.0.0.0/8.
     let inside = spawn_app_with(|s| {
         one_admin_request_per_minute(s);
-        s.limits.trusted_proxies = "10.0.0.0/8, 127.0.0.0/8".into();
+        s.limits.trusted_proxies = parse_trusted_proxies("10.0.0.0/8, 127.0.0.0/8").unwrap();
     })
     .await;
     assert_eq!(admin_from(&inside, "198.51.100.1").await, 404);
@@ -446,7 +446,7 @@ async fn forwarded_addresses_are_believed_from_inside_a_trusted_range_only() {
 
     let outside = spawn_app_with(|s| {
         one_admin_request_per_minute(s);
-        s.limits.trusted_proxies = "10.0.0.0/8, ::1/128".into();
+        s.limits.trusted_proxies = parse_trusted_proxies("10.0.0.0/8, ::1/128").unwrap();
     })
     .await;
     assert_eq!(admin_from(&outside, "198.51.100.1").await, 404);

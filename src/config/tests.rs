@@ -378,7 +378,10 @@ fn any_limit_can_be_set_from_the_environment() {
     .unwrap();
     assert_eq!(s.limits.failed_claims_per_member.max, 2);
     assert_eq!(s.limits.admin_per_ip.window_secs, 10);
-    assert_eq!(s.limits.trusted_proxies, "10.0.0.1,::1");
+    let ranges: Vec<String> = (s.limits.trusted_proxies.ranges().iter())
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(ranges, ["10.0.0.1/32", "::1/128"]);
     assert_eq!(s.server.body_timeout_ms, 250);
 }
 

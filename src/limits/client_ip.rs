@@ -26,8 +26,17 @@ pub fn client_ip(req: &HttpRequest, limits: &Limits) -> Option<IpAddr> {
 
 /// Our own reverse proxies: addresses and address ranges, IPv4-mapped IPv6 ones stored as IPv4
 /// so that they match however the peer's address is written.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub struct TrustedProxies(Vec<IpNet>);
+
+/// `limits.trusted_proxies` is written as one comma-separated string.
+impl TryFrom<String> for TrustedProxies {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        parse_trusted_proxies(&text)
+    }
+}
 
 impl TrustedProxies {
     pub fn contains(&self, ip: IpAddr) -> bool {

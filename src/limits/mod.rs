@@ -48,7 +48,7 @@ impl Limits {
             claims_per_ip: ip(settings.claims_per_ip),
             redemptions_per_ip: ip(settings.redemptions_per_ip),
             admin_per_ip: ip(settings.admin_per_ip),
-            trusted_proxies: parse_trusted_proxies(&settings.trusted_proxies).unwrap_or_default(),
+            trusted_proxies: settings.trusted_proxies.clone(),
         }
     }
 

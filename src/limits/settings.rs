@@ -35,7 +35,7 @@ const MAX_WINDOW_SECS: u64 = 7 * 24 * 3600;
 pub struct LimitSettings {
     /// Comma-separated addresses or CIDR ranges (`10.0.0.0/8`) of our own reverse proxies,
     /// whose `X-Forwarded-For` is believed. Empty: the TCP peer is the client.
-    pub trusted_proxies: String,
+    pub trusted_proxies: super::TrustedProxies,
     /// Keys each limit remembers at most; past it idle keys, then the oldest, are forgotten.
     pub max_tracked_keys: usize,
     /// Every order claim by one member, whatever its outcome.
@@ -55,7 +55,7 @@ pub struct LimitSettings {
 impl Default for LimitSettings {
     fn default() -> Self {
         LimitSettings {
-            trusted_proxies: String::new(),
+            trusted_proxies: super::TrustedProxies::default(),
             max_tracked_keys: 50_000,
             claims_per_member: RateSettings::new(30, 3600),
             failed_claims_per_member: RateSettings::new(5, 1800),
@@ -86,8 +86,6 @@ impl LimitSettings {
     /// The first mistake as (key, problem).
     pub fn validate(&self) -> Result<(), (String, String)> {
         let bad = |key: &str, problem: &str| (key.to_owned(), problem.to_owned());
-        super::parse_trusted_proxies(&self.trusted_proxies)
-            .map_err(|p| bad("limits.trusted_proxies", &p))?;
         if !(100..=10_000_000).contains(&self.max_tracked_keys) {
             return Err(bad(
                 "limits.max_tracked_keys",
@@ -110,23 +108,18 @@ impl LimitSettings {
 mod tests {
     use super::*;
 
-    fn with_proxies(list: &str) -> LimitSettings {
-        LimitSettings {
-            trusted_proxies: list.into(),
-            ..LimitSettings::default()
-        }
+    fn with_proxies(list: &str) -> Result<LimitSettings, toml::de::Error> {
+        toml::from_str(&format!("trusted_proxies = {list:?}"))
     }
 
     #[test]
     fn trusted_proxies_take_cidr_ranges_and_a_bad_entry_names_the_key_and_the_entry() {
-        assert_eq!(
-            with_proxies("10.0.0.0/8, ::1/128, 192.0.2.7").validate(),
-            Ok(())
-        );
-        let (key, problem) = with_proxies("10.0.0.0/8, 10.0.0.0/33")
-            .validate()
-            .unwrap_err();
-        assert_eq!(key, "limits.trusted_proxies");
-        assert!(problem.contains("`10.0.0.0/33`"), "{problem}");
+        let ok = with_proxies("10.0.0.0/8, ::1/128, 192.0.2.7").unwrap();
+        assert_eq!(ok.trusted_proxies.ranges().len(), 3);
+        let e = with_proxies("10.0.0.0/8, 10.0.0.0/33")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("trusted_proxies"), "{e}");
+        assert!(e.contains("`10.0.0.0/33`"), "{e}");
     }
 }
