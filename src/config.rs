@@ -55,6 +55,10 @@ pub struct Settings {
     pub limits: LimitSettings,
     #[serde(default = "default_flows_dir")]
     pub flows_dir: PathBuf,
+    #[serde(default)]
+    pub metrics: crate::metrics::MetricsSettings,
+    #[serde(default)]
+    pub log: crate::telemetry::LogSettings,
 }
 
 fn default_flows_dir() -> PathBuf {

@@ -10,6 +10,7 @@
 //! - [`http`]: the HTTP surface (health, admin, error mapping, body and time limits) and
 //!   [`startup`] wiring.
 //! - [`limits`]: rate limits per member and per client address (order-number guessing).
+//! - [`metrics`]: the Prometheus metrics the program, channels, limits, shop and store count into.
 //! - [`cli`], [`chat`], [`telemetry`]: the binary's command line, terminal chat and logging.
 //!
 //! Dependencies point inwards: `http`/`channels` → `flows` → `program` → `{store, shop}` → `domain`.
@@ -22,6 +23,7 @@ pub mod domain;
 pub mod flows;
 pub mod http;
 pub mod limits;
+pub mod metrics;
 pub mod program;
 pub mod shop;
 pub mod signature;

@@ -22,8 +22,6 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let quiet = matches!(command, Command::Chat { .. });
-    loyalty_bot::telemetry::init_with_default(if quiet { "warn" } else { "info" });
     match run(command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -42,6 +40,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Serve { config } => {
             let settings = Settings::load(&config, std::env::vars())?;
+            loyalty_bot::telemetry::init_with(&settings.log, "info");
             let app = Application::build(settings)
                 .await
                 .context("start-up failed")?;
@@ -50,6 +49,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Chat { config, id } => {
             let settings = Settings::load(&config, std::env::vars())?;
+            // Quiet by default, so logs do not interleave with the conversation.
+            loyalty_bot::telemetry::init_with(&settings.log, "warn");
             loyalty_bot::chat::run(settings, &id).await?;
             Ok(())
         }

@@ -8,6 +8,7 @@
 //! store (an event not marked done runs again, a reply not marked delivered is sent again; see
 //! `docs/crash-safety.md`). A second signal spends what is left of the budget at once.
 
+use crate::http::health::Readiness;
 use crate::store::{SledStore, StoreError};
 use actix_web::dev::ServerHandle;
 use std::sync::Arc;
@@ -41,20 +42,24 @@ pub(super) fn requested_at(mut requested: oneshot::Receiver<Instant>) -> Instant
     requested.try_recv().unwrap_or_else(|_| Instant::now())
 }
 
-/// Waits for a stop request, notes its time in `requested`, then stops the server gracefully
-/// (it stops accepting at once and drains for up to its own shutdown timeout). A second signal
-/// cancels `hurry`: the server, the workers and the store stop without waiting any longer.
+/// Waits for a stop request, notes its time in `requested`, turns `readiness` off, then stops
+/// the server gracefully (it stops accepting at once and drains for up to its own shutdown
+/// timeout). A second signal cancels `hurry`: the server, the workers and the store stop
+/// without waiting any longer.
 pub(super) async fn stop_on_request(
     stop: CancellationToken,
     server: ServerHandle,
     requested: oneshot::Sender<Instant>,
     hurry: CancellationToken,
     mut signals: Signals,
+    readiness: Readiness,
 ) {
     tokio::select! {
         () = stop.cancelled() => tracing::info!("shutdown requested; draining"),
         () = signals.next() => tracing::info!("signal received; draining"),
     }
+    // First: a request on a connection still open during the drain hears that we stop.
+    readiness.set(false);
     let _ = requested.send(Instant::now());
     tokio::select! {
         () = server.stop(true) => {}

@@ -56,6 +56,8 @@ async fn answer(
     if !bearer_matches(header, mc.token.expose()) {
         return Err(ManychatError::Unauthorized);
     }
+    let metrics = mc.engine.program().metrics();
+    metrics.webhook_events(Channel::Manychat).inc();
     within_address_budget(mc, endpoint, req)?;
     let contact = ContactRequest::parse(body)?;
     let who = ChatIdentity::new(Channel::Manychat, &contact.subscriber_id)

@@ -13,7 +13,7 @@ use crate::domain::{
 };
 use crate::store::{
     keys, ClaimOutcome, ConversationState, JoinOutcome, LoyaltyStore, MemberAccount, NewMember,
-    RedeemOutcome, ReverseOutcome, StoreError,
+    RedeemOutcome, ReverseOutcome, StoreError, Totals,
 };
 
 impl LoyaltyStore for SledStore {
@@ -95,6 +95,7 @@ impl LoyaltyStore for SledStore {
                 )?;
                 identities.insert(ikey.as_slice(), &keys::member(id))?;
                 emails.insert(ekey.as_slice(), &keys::member(id))?;
+                super::totals::tx_add(&members.totals(), 1, 0)?;
                 Ok(JoinOutcome::Joined(acct.view()))
             })?;
         // Even a refusal waits: the state it reports may come from a concurrent join that has
@@ -378,5 +379,9 @@ impl LoyaltyStore for SledStore {
         let writing = self.commit.writing();
         self.conversations.remove(keys::identity(who))?;
         writing.wait()
+    }
+
+    fn totals(&self) -> Result<Totals, StoreError> {
+        self.read_totals()
     }
 }
