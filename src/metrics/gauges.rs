@@ -36,13 +36,13 @@ impl Collector for StoreGauges {
                 gauge(
                     &mut encoder,
                     "loyalty_members_total",
-                    "Members in the store",
+                    "Members in the store.",
                     totals.members,
                 )?;
                 gauge(
                     &mut encoder,
                     "loyalty_points_outstanding",
-                    "Sum of all members' balances",
+                    "Sum of all members' balances.",
                     totals.points,
                 )?;
             }
@@ -54,7 +54,7 @@ impl Collector for StoreGauges {
             gauge(
                 &mut encoder,
                 "loyalty_inbox_pending",
-                "Chat events received and not processed yet",
+                "Chat events received and not processed yet.",
                 n,
             )?;
         }
@@ -62,7 +62,7 @@ impl Collector for StoreGauges {
             gauge(
                 &mut encoder,
                 "loyalty_outbox_pending",
-                "Replies queued and not delivered yet",
+                "Replies queued and not delivered yet.",
                 n,
             )?;
         }

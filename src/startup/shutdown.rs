@@ -232,3 +232,74 @@ fn final_flush<T>(result: Result<T, StoreError>) -> Result<T, StoreError> {
     }
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    use tokio::sync::Notify;
+
+    #[tokio::test]
+    async fn readiness_is_off_from_the_stop_request_while_requests_drain() {
+        let readiness = Readiness::default();
+        readiness.set(true);
+        let (entered, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let (e, r) = (Arc::clone(&entered), Arc::clone(&release));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/slow", listener.local_addr().unwrap());
+        let server = HttpServer::new(move || {
+            let (e, r) = (Arc::clone(&e), Arc::clone(&r));
+            App::new().route(
+                "/slow",
+                web::get().to(move || {
+                    let (e, r) = (Arc::clone(&e), Arc::clone(&r));
+                    async move {
+                        e.notify_one();
+                        r.notified().await;
+                        HttpResponse::Ok().finish()
+                    }
+                }),
+            )
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .unwrap()
+        .run();
+        let (stop, hurry) = (CancellationToken::new(), CancellationToken::new());
+        let (requested, _when) = oneshot::channel();
+        let no_signals = Signals {
+            term: None,
+            int: None,
+        };
+        let watcher = tokio::spawn(stop_on_request(
+            stop.clone(),
+            server.handle(),
+            requested,
+            hurry,
+            no_signals,
+            readiness.clone(),
+        ));
+        let served = tokio::spawn(server);
+        let slow = tokio::spawn(reqwest::get(url));
+        entered.notified().await;
+        stop.cancel();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while readiness.is_ready() {
+            assert!(
+                Instant::now() < deadline,
+                "readiness stayed on after the stop request"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert!(
+            !slow.is_finished(),
+            "the request in flight still holds the drain"
+        );
+        assert!(!served.is_finished());
+        release.notify_one();
+        assert_eq!(slow.await.unwrap().unwrap().status(), 200);
+        served.await.unwrap().unwrap();
+        watcher.abort();
+    }
+}

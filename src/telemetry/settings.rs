@@ -77,4 +77,44 @@ mod tests {
             assert!(LogLevel::try_from(bad.to_owned()).is_err(), "{bad:?}");
         }
     }
+
+    fn settings(text: &str, env: &[(&str, &str)]) -> Result<crate::config::Settings, String> {
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        crate::config::Settings::from_toml(text, std::path::Path::new("config.toml"), env)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_log_and_metrics_keys_are_optional_checked_and_named_in_errors() {
+        let committed = include_str!("../../config.toml");
+        let start = committed.find("# Prometheus metrics").unwrap();
+        let end = committed.find("# Rate limits").unwrap();
+        let without = format!("{}{}", &committed[..start], &committed[end..]);
+        assert!(!without.contains("[log]") && !without.contains("[metrics]"));
+        let s = settings(&without, &[]).unwrap();
+        assert_eq!(s.log.format, LogFormat::Text);
+        assert_eq!(s.log.level, None);
+        assert!(!s.metrics.token.is_set());
+
+        let s = settings(
+            committed,
+            &[
+                ("LOYALTY__LOG__LEVEL", "warn,loyalty_bot=debug"),
+                ("LOYALTY__LOG__FORMAT", "json"),
+                ("LOYALTY__METRICS__TOKEN", "t0k"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.log.format, LogFormat::Json);
+        assert_eq!(s.log.level.unwrap().as_str(), "warn,loyalty_bot=debug");
+        assert_eq!(s.metrics.token.expose(), "t0k");
+
+        let typo = settings(committed, &[("LOYALTY__LOG__LEVEL", "debg")]).unwrap_err();
+        assert!(
+            typo.contains("log.level") && typo.contains("debg"),
+            "{typo}"
+        );
+        let format = settings(committed, &[("LOYALTY__LOG__FORMAT", "yaml")]).unwrap_err();
+        assert!(format.contains("log.format"), "{format}");
+    }
 }
