@@ -153,6 +153,27 @@ async fn a_join_and_a_claim_move_the_counters_and_the_gauges() {
 }
 
 #[tokio::test]
+async fn redemptions_are_counted_by_reward_and_result() {
+    let app = spawn_with_metrics().await;
+    jane_joins_and_claims(&app).await;
+    let subscriber = jane(&[])["id"].as_str().unwrap().to_owned();
+    for reward in ["free-mug", "tote-bag"] {
+        let body = json!({ "subscriber_id": subscriber, "reward_id": reward });
+        let res = app.post_manychat("/manychat/redeem", &body).await;
+        assert_eq!(res.status(), 200);
+    }
+    let text = scrape(&app).await;
+    let mug = r#"loyalty_redemptions_total{reward="free-mug",result="redeemed"}"#;
+    assert_eq!(must(&text, mug), 1);
+    let bag = r#"loyalty_redemptions_total{reward="tote-bag",result="insufficient_points"}"#;
+    assert_eq!(must(&text, bag), 1, "60 points left, 500 needed");
+    assert_eq!(must(&text, "loyalty_points_redeemed_total"), 200);
+    assert_eq!(must(&text, "loyalty_points_outstanding"), 60);
+    let coupons = r#"loyalty_shop_request_seconds_count{operation="create_coupon"}"#;
+    assert_eq!(must(&text, coupons), 1);
+}
+
+#[tokio::test]
 async fn after_a_restart_the_gauges_still_show_the_members_and_points() {
     let mut app = spawn_with_metrics().await;
     jane_joins_and_claims(&app).await;
