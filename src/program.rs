@@ -242,7 +242,7 @@ impl Program {
         member: &Member,
         order: OrderNumber,
     ) -> Result<ClaimResult, ProgramError> {
-        let result = self.claim_counted(member, order).await;
+        let result = self.try_claim(member, order).await;
         let (label, credited) = match &result {
             Ok(r) => (r.label(), r.credited().0),
             Err(_) => ("error", 0),
@@ -252,7 +252,7 @@ impl Program {
         result
     }
 
-    async fn claim_counted(
+    async fn try_claim(
         &self,
         member: &Member,
         order: OrderNumber,
@@ -365,7 +365,7 @@ impl Program {
     ) -> Result<RedeemResult, ProgramError> {
         let mut repeated = false;
         let result = self
-            .redeem_counted(member, reward_id, request, &mut repeated)
+            .try_redeem(member, reward_id, request, &mut repeated)
             .await;
         let (label, spent) = match &result {
             Ok(_) if repeated => ("repeated", 0),
@@ -380,7 +380,7 @@ impl Program {
     }
 
     /// [`Program::redeem`]; `repeated` is set when the request was a replay of an earlier one.
-    async fn redeem_counted(
+    async fn try_redeem(
         &self,
         member: &Member,
         reward_id: &str,

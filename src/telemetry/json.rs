@@ -129,7 +129,7 @@ mod tests {
                 member.id = tracing::field::Empty
             );
             let _outer = outer.enter();
-            outer.record("member.id", 42);
+            outer.record("member.id", tracing::field::display(42));
             let inner = tracing::info_span!("claim", channel = "inner wins");
             let _inner = inner.enter();
             tracing::info!(points = 7, order = %"A-1", "order credited");
@@ -139,7 +139,7 @@ mod tests {
         let line: Value = serde_json::from_str(text.trim()).unwrap();
         assert_eq!(line["message"], "order credited");
         assert_eq!(line["level"], "INFO");
-        assert_eq!(line["member.id"], 42);
+        assert_eq!(line["member.id"], "42");
         assert_eq!(line["channel"], "inner wins");
         assert_eq!(line["points"], 7);
         assert_eq!(line["order"], "A-1");
