@@ -20,8 +20,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return Ok(check_config(file.as_deref()));
     }
     let settings = Settings::load(file.as_deref(), std::env::vars())?;
+    // Quiet by default in the terminal chat, so logs do not interleave with the conversation.
     let quiet = matches!(command, Command::Chat { .. });
-    crate::telemetry::init_with_default(if quiet { "warn" } else { "info" });
+    crate::telemetry::init_with(&settings.log, if quiet { "warn" } else { "info" });
     match command {
         Command::Serve => {
             let app = Application::build(settings)

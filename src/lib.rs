@@ -11,6 +11,7 @@
 //!   [`startup`] wiring.
 //! - [`imports`]: balances imported from another program (`import-balances`), on a stopped store.
 //! - [`limits`]: rate limits per member and per client address (order-number guessing).
+//! - [`metrics`]: the Prometheus metrics the program, channels, limits, shop and store count into.
 //! - [`cli`], [`commands`], [`chat`], [`telemetry`]: the binary's command line and what each
 //!   command does, the terminal chat, logging.
 //!
@@ -26,6 +27,7 @@ pub mod flows;
 pub mod http;
 pub mod imports;
 pub mod limits;
+pub mod metrics;
 pub mod program;
 pub mod progress;
 pub mod shop;

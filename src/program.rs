@@ -9,6 +9,7 @@ use crate::domain::{
     Reward,
 };
 use crate::limits::{Limited, Limits};
+use crate::metrics::Metrics;
 use crate::shop::{CouponRequest, Shop, ShopError};
 use crate::store::{
     AdjustOutcome, ClaimOutcome, JoinOutcome, LoyaltyStore, MemberAccount, NewMember,
@@ -87,12 +88,50 @@ pub enum RedeemResult {
     Limited(Limited),
 }
 
+impl ClaimResult {
+    /// The `result` label of `loyalty_order_claims_total`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ClaimResult::Credited { .. } => "credited",
+            ClaimResult::AlreadyClaimedByYou { .. } => "already_claimed",
+            ClaimResult::AlreadyClaimedByOther => "claimed_by_other",
+            ClaimResult::NotFound => "not_found",
+            ClaimResult::NotPaid(_) => "not_paid",
+            ClaimResult::OtherCurrency(_) => "other_currency",
+            ClaimResult::ShopUnavailable => "shop_unavailable",
+            ClaimResult::Limited(_) => "limited",
+        }
+    }
+
+    /// The points this claim credited.
+    fn credited(&self) -> Points {
+        match self {
+            ClaimResult::Credited { points, .. } => *points,
+            _ => Points::ZERO,
+        }
+    }
+}
+
+impl RedeemResult {
+    /// The `result` label of `loyalty_redemptions_total` (a replayed request is `repeated`).
+    pub fn label(&self) -> &'static str {
+        match self {
+            RedeemResult::Redeemed { .. } => "redeemed",
+            RedeemResult::Insufficient { .. } => "insufficient_points",
+            RedeemResult::UnknownReward => "unknown_reward",
+            RedeemResult::ShopUnavailable { .. } => "shop_unavailable",
+            RedeemResult::Limited(_) => "limited",
+        }
+    }
+}
+
 pub struct Program {
     store: Arc<dyn LoyaltyStore>,
     shop: Arc<dyn Shop>,
     catalogue: Catalogue,
     rules: Rules,
     limits: Arc<Limits>,
+    metrics: Metrics,
 }
 
 impl Program {
@@ -108,7 +147,20 @@ impl Program {
             catalogue,
             rules,
             limits: Arc::new(Limits::unlimited()),
+            metrics: Metrics::default(),
         }
+    }
+
+    /// The metrics to count joins, claims and redemptions into (the default counts into
+    /// handles nobody reads).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The metrics, also for the channels' webhook counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The rate limits to apply (the default is none: start-up always sets them).
@@ -234,6 +286,7 @@ impl Program {
         let out = self.durably(move |s| s.join(new, Utc::now())).await?;
         Ok(match out {
             JoinOutcome::Joined(a) => {
+                self.metrics.joined(self.rules.signup_bonus.0);
                 tracing::info!(member.id = %a.member.id, "member joined");
                 JoinResult::Joined(a)
             }
@@ -246,6 +299,21 @@ impl Program {
     /// one claimed by someone else, is charged to the tighter failed-claims budget: that is
     /// what guessing order numbers looks like.
     pub async fn claim(
+        &self,
+        member: &Member,
+        order: OrderNumber,
+    ) -> Result<ClaimResult, ProgramError> {
+        let result = self.try_claim(member, order).await;
+        let (label, credited) = match &result {
+            Ok(r) => (r.label(), r.credited().0),
+            Err(_) => ("error", 0),
+        };
+        self.metrics
+            .claimed(member.identity.channel, label, credited);
+        result
+    }
+
+    async fn try_claim(
         &self,
         member: &Member,
         order: OrderNumber,
@@ -282,7 +350,7 @@ impl Program {
         let found = match self.shop.find_order(&order, &member.email).await {
             Ok(found) => found,
             Err(e) => {
-                log_shop_error(&e, "order look-up");
+                log_shop_error(&e, "order look-up", id);
                 return Ok(ClaimResult::ShopUnavailable);
             }
         };
@@ -356,6 +424,30 @@ impl Program {
         reward_id: &str,
         request: Option<&str>,
     ) -> Result<RedeemResult, ProgramError> {
+        let mut repeated = false;
+        let result = self
+            .try_redeem(member, reward_id, request, &mut repeated)
+            .await;
+        let (label, spent) = match &result {
+            Ok(_) if repeated => ("repeated", 0),
+            Ok(RedeemResult::Redeemed { reward, .. }) => ("redeemed", reward.points.0),
+            Ok(r) => (r.label(), 0),
+            Err(_) => ("error", 0),
+        };
+        // Only configured ids become label values: a typed id must not make a new series.
+        let reward = self.catalogue.get(reward_id).map_or("unknown", |r| &r.id);
+        self.metrics.redeemed(reward, label, spent);
+        result
+    }
+
+    /// [`Program::redeem`]; `repeated` is set when the request was a replay of an earlier one.
+    async fn try_redeem(
+        &self,
+        member: &Member,
+        reward_id: &str,
+        request: Option<&str>,
+        repeated: &mut bool,
+    ) -> Result<RedeemResult, ProgramError> {
         let id = member.id;
         if let Err(limited) = self.limits.redemptions_per_member.acquire(&id) {
             tracing::warn!(member.id = %id, retry_after_secs = limited.retry_after_secs(), "redemption refused: rate limit");
@@ -384,6 +476,7 @@ impl Program {
             }
             RedeemOutcome::Reserved { coupon, .. } => (coupon, reward),
             RedeemOutcome::Repeated { coupon, .. } => {
+                *repeated = true;
                 // Pending coupons left by a crash are cancelled at start-up, so a pending one
                 // here belongs to the same request still in flight (a double tap): wait for
                 // its outcome rather than asking the shop for the same code a second time.
@@ -415,7 +508,7 @@ impl Program {
         };
         let code = coupon.code.clone();
         if let Err(e) = self.shop.create_coupon(&request).await {
-            log_shop_error(&e, "coupon creation");
+            log_shop_error(&e, "coupon creation", id);
             let balance = self
                 .durably(move |s| s.cancel_coupon(&code, Utc::now()))
                 .await?;
@@ -490,6 +583,6 @@ impl Program {
     }
 }
 
-fn log_shop_error(e: &ShopError, what: &str) {
-    tracing::warn!(error = %e, "shop {what} failed");
+fn log_shop_error(e: &ShopError, what: &str, member: MemberId) {
+    tracing::warn!(member.id = %member, error = %e, "shop {what} failed");
 }

@@ -190,6 +190,14 @@ fn acknowledged_writes_survive_kill_9() {
             account.member.id
         );
     }
+    let members = store.members().unwrap();
+    let totals = store.totals().unwrap();
+    let sum: u64 = members.iter().map(|a| a.balance.0).sum();
+    assert_eq!(
+        (totals.members, totals.points),
+        (members.len() as u64, sum),
+        "the totals record matches the members after kill -9"
+    );
 }
 
 const START_CHILD_DIR: &str = "LOYALTY_STORE_START_CRASH_CHILD_DIR";

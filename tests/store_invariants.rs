@@ -15,7 +15,7 @@ use loyalty_bot::domain::{
 };
 use loyalty_bot::store::{
     ClaimOutcome, ConversationState, EventQueue, InboundEvent, JoinOutcome, LoyaltyStore,
-    NewMember, OutboundMessage, RedeemOutcome, ReverseOutcome, SledStore,
+    NewMember, OutboundMessage, RedeemOutcome, ReverseOutcome, SledStore, Totals,
 };
 use proptest::prelude::*;
 
@@ -294,6 +294,16 @@ fn check_invariants(store: &SledStore, acks: &Acks) -> Result<(), TestCaseError>
     for c in store.pending_coupons().unwrap() {
         prop_assert_eq!(c.status, CouponStatus::Pending);
     }
+    let members = store.members().unwrap();
+    let scanned = Totals {
+        members: members.len() as u64,
+        points: members.iter().map(|a| a.balance.0).sum(),
+    };
+    prop_assert_eq!(
+        store.totals().unwrap(),
+        scanned,
+        "the totals record disagrees"
+    );
     for n in 0..ORDERS {
         let number = number(n, true);
         let key = order_key(&number);

@@ -53,13 +53,14 @@ impl fmt::Debug for Secret {
 
 /// Every key that holds a [`Secret`]: `check-config` prints them as `[redacted]`. A unit test
 /// checks that this list and the settings' `Secret` fields agree.
-pub const SECRET_KEYS: [&str; 6] = [
+pub const SECRET_KEYS: [&str; 7] = [
     "messenger.app_secret",
     "messenger.verify_token",
     "messenger.page_access_token",
     "manychat.token",
     "shop.secret",
     "admin.token",
+    "metrics.token",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -78,6 +79,8 @@ pub struct Settings {
     /// ones); `None`: the built-in flows only.
     #[serde(deserialize_with = "optional_path")]
     pub flows_dir: Option<PathBuf>,
+    pub metrics: crate::metrics::MetricsSettings,
+    pub log: crate::telemetry::LogSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]

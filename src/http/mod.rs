@@ -5,6 +5,7 @@ pub mod admin;
 mod body;
 pub mod error;
 pub mod health;
+mod metrics;
 mod server;
 pub mod shop_webhook;
 

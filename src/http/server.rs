@@ -25,6 +25,11 @@ pub struct Routes {
     pub shop_secret: Secret,
     pub messenger: Option<Arc<Messenger>>,
     pub manychat: Option<Arc<Manychat>>,
+    /// What `/metrics` shows; `metrics_token` empty disables the route.
+    pub metrics: Arc<prometheus_client::registry::Registry>,
+    pub metrics_token: Secret,
+    /// What `/readyz` answers from.
+    pub readiness: super::health::Readiness,
 }
 
 /// Serves on an already bound `listener`. Signals are left to the caller, which stops the
@@ -63,6 +68,10 @@ pub fn server(
             .configure(|cfg| {
                 super::shop_webhook::configure(cfg, Arc::clone(&r.program), &r.shop_secret)
             })
+            .configure(|cfg| super::health::configure_readiness(cfg, r.readiness.clone()))
+            .configure(|cfg| {
+                super::metrics::configure(cfg, Arc::clone(&r.metrics), &r.metrics_token)
+            })
             .configure(|cfg| {
                 if let Some(m) = &r.messenger {
                     m.configure(cfg);
@@ -94,7 +103,8 @@ async fn log_request<B: MessageBody>(
     let res = next.call(req).await?;
     let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let status = res.status().as_u16();
-    if path == "/healthz" {
+    // Probes and scrapes come every few seconds; at info they would drown the rest.
+    if matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics") {
         tracing::debug!(http.method = %method, http.path = %path, http.status = status, elapsed_ms, "request");
     } else {
         tracing::info!(http.method = %method, http.path = %path, http.status = status, elapsed_ms, "request");

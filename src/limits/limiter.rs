@@ -91,6 +91,8 @@ pub struct Limiter<K> {
     /// Key → the time its bucket is full again ("theoretical arrival time" in GCRA). A std
     /// mutex: held for one hash-map operation, never across an await.
     full_at: Mutex<HashMap<K, Duration>>,
+    /// Counts the refusals (`loyalty_rate_limited_total`); counts into nothing until set.
+    refusals: prometheus_client::metrics::counter::Counter,
 }
 
 impl<K: Hash + Eq + Clone> Limiter<K> {
@@ -100,7 +102,13 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
             clock,
             max_keys: max_keys.max(1),
             full_at: Mutex::new(HashMap::new()),
+            refusals: Default::default(),
         }
+    }
+
+    /// Counts this limit's refusals into `counter`.
+    pub fn count_refusals(&mut self, counter: prometheus_client::metrics::counter::Counter) {
+        self.refusals = counter;
     }
 
     /// Takes one token for `key`, or says how long until one is back. A refusal changes nothing.
@@ -114,6 +122,7 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
         let after = full_at + self.rate.interval();
         // The bucket holds `max` tokens: it may run at most one window ahead of now.
         if after > now + self.rate.window {
+            self.refusals.inc();
             return Err(Limited {
                 retry_after: after - now - self.rate.window,
             });

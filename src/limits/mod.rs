@@ -70,6 +70,30 @@ impl Limits {
         Self::new(&settings, Arc::new(SystemClock::new()))
     }
 
+    /// Counts every refusal into `metrics`, by the limit's key under `[limits]`.
+    pub fn count_refusals(mut self, metrics: &crate::metrics::Metrics) -> Self {
+        let limiters = [
+            (&mut self.claims_per_member, "claims_per_member"),
+            (
+                &mut self.failed_claims_per_member,
+                "failed_claims_per_member",
+            ),
+            (&mut self.redemptions_per_member, "redemptions_per_member"),
+        ];
+        for (limiter, name) in limiters {
+            limiter.count_refusals(metrics.rate_limited(name));
+        }
+        let per_ip = [
+            (&mut self.claims_per_ip, "claims_per_ip"),
+            (&mut self.redemptions_per_ip, "redemptions_per_ip"),
+            (&mut self.admin_per_ip, "admin_per_ip"),
+        ];
+        for (limiter, name) in per_ip {
+            limiter.count_refusals(metrics.rate_limited(name));
+        }
+        self
+    }
+
     /// Takes a claim from both member budgets: every claim, and a failed one reserved up
     /// front (give it back with [`Limits::claim_did_not_fail`]). Reserving makes concurrent
     /// guesses count too; a refusal takes nothing.
@@ -141,6 +165,25 @@ mod tests {
             l.start_claim(m).is_err(),
             "the overall budget still applies"
         );
+    }
+
+    #[test]
+    fn each_refusal_is_counted_under_the_limit_that_refused() {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = crate::metrics::Metrics::register(&mut registry);
+        let l = limits(Arc::new(ManualClock::default())).count_refusals(&metrics);
+        let m = MemberId(9);
+        for _ in 0..3 {
+            let _ = l.start_claim(m);
+        }
+        let text = crate::metrics::encode(&registry).unwrap();
+        let count = |limit: &str| {
+            let series = format!("loyalty_rate_limited_total{{limit=\"{limit}\"}} ");
+            let line = text.lines().find(|l| l.starts_with(&series)).unwrap();
+            line[series.len()..].to_owned()
+        };
+        assert_eq!(count("failed_claims_per_member"), "1");
+        assert_eq!(count("claims_per_member"), "0");
     }
 
     #[test]

@@ -4,9 +4,11 @@
 
 mod fixture;
 mod generic;
+mod timed;
 
 pub use fixture::FixtureShop;
 pub use generic::{parse_answer as parse_generic_answer, GenericShop, SIGNATURE_HEADER};
+pub use timed::TimedShop;
 
 use crate::domain::{Email, OrderNumber, OrderStatus};
 use chrono::{DateTime, Utc};

@@ -12,9 +12,11 @@ pub use shutdown::ShutdownHandle;
 use crate::config::Settings;
 use crate::flows::Engine;
 use crate::http;
+use crate::http::health::Readiness;
+use crate::metrics::{Metrics, StoreGauges};
 use crate::program::{Program, ProgramError};
 use crate::shop::ShopError;
-use crate::store::{SledStore, StoreError};
+use crate::store::{EventQueue, LoyaltyStore, SledStore, StoreError};
 use actix_web::dev::Server;
 use channels::Channels;
 use std::net::TcpListener;
@@ -68,6 +70,8 @@ pub struct Application {
     /// `server.shutdown_timeout_secs`.
     shutdown_timeout: Duration,
     signals: shutdown::Signals,
+    /// `/readyz`: on once everything runs, off from the start of a stop.
+    readiness: Readiness,
 }
 
 impl Application {
@@ -76,11 +80,14 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
         // First, before the socket accepts anything: see `shutdown::Signals`.
         let signals = shutdown::Signals::listen();
+        let readiness = Readiness::default();
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = Metrics::register(&mut registry);
         let Services {
             store,
             program,
             engine,
-        } = Services::open(&settings).await?;
+        } = Services::open_with_metrics(&settings, &metrics).await?;
         let bind_error = |source| StartupError::Bind {
             addr: settings.server.bind.to_string(),
             source,
@@ -89,12 +96,18 @@ impl Application {
         let address = listener.local_addr().map_err(bind_error)?;
         let workers = CancellationToken::new();
         let channels = Channels::start(&settings, &engine, &store, &workers);
+        let (totals, queue): (Arc<dyn LoyaltyStore>, Arc<dyn EventQueue>) =
+            (store.clone(), store.clone());
+        registry.register_collector(Box::new(StoreGauges::new(totals, Some(queue))));
         let routes = http::Routes {
             program: Arc::clone(&program),
             admin_token: settings.admin.token.clone(),
             shop_secret: settings.shop.secret.clone(),
             messenger: channels.messenger,
             manychat: channels.manychat,
+            metrics: Arc::new(registry),
+            metrics_token: settings.metrics.token.clone(),
+            readiness: readiness.clone(),
         };
         let shutdown_timeout = Duration::from_secs(settings.server.shutdown_timeout_secs);
         if settings.shop.timeout_secs >= settings.server.shutdown_timeout_secs {
@@ -107,6 +120,13 @@ impl Application {
         }
         let server =
             http::server(listener, routes, &settings.server).map_err(StartupError::Server)?;
+        // The store is open and the workers run.
+        readiness.set(true);
+        if settings.metrics.token.is_set() {
+            tracing::info!("metrics enabled at /metrics");
+        } else {
+            tracing::info!(empty = "metrics.token", "metrics disabled: keys are empty");
+        }
         tracing::info!(%address, "listening");
         Ok(Application {
             port: address.port(),
@@ -119,6 +139,7 @@ impl Application {
             engine,
             shutdown_timeout,
             signals,
+            readiness,
         })
     }
 
@@ -157,6 +178,7 @@ impl Application {
             engine,
             shutdown_timeout,
             signals,
+            readiness,
             ..
         } = self;
         drop((program, engine));
@@ -168,8 +190,10 @@ impl Application {
             requested,
             hurry.clone(),
             signals,
+            readiness.clone(),
         ));
         let served = server.await;
+        readiness.set(false);
         let since = shutdown::requested_at(stopping);
         let deadline = since + shutdown_timeout;
         workers.cancel();

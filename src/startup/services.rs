@@ -6,8 +6,9 @@ use crate::config::{Settings, ShopKind};
 use crate::domain::Points;
 use crate::flows::Engine;
 use crate::limits::{Limits, SystemClock};
+use crate::metrics::Metrics;
 use crate::program::{Program, Rules};
-use crate::shop::{FixtureShop, GenericShop, Shop};
+use crate::shop::{FixtureShop, GenericShop, Shop, TimedShop};
 use crate::store::{LoyaltyStore, Pacing, SledStore};
 use crate::turns::ShopWaits;
 use std::path::Path;
@@ -21,19 +22,32 @@ pub struct Services {
 }
 
 impl Services {
+    /// [`Services::open_with_metrics`] counting into metrics nobody reads (the terminal chat).
     pub async fn open(settings: &Settings) -> Result<Services, StartupError> {
+        Self::open_with_metrics(settings, &Metrics::default()).await
+    }
+
+    /// Opens everything, counting into `metrics`: the program's results, the limits'
+    /// refusals, the shop's calls and the store's flushes.
+    pub async fn open_with_metrics(
+        settings: &Settings,
+        metrics: &Metrics,
+    ) -> Result<Services, StartupError> {
         let store = open_store(settings)?;
+        store.observe_flushes(metrics.flush_observer());
         let store = Arc::new(store);
         let dyn_store: Arc<dyn LoyaltyStore> = store.clone();
-        let limits = Limits::new(&settings.limits, Arc::new(SystemClock::new()));
+        let limits =
+            Limits::new(&settings.limits, Arc::new(SystemClock::new())).count_refusals(metrics);
         let program = Arc::new(
             Program::new(
                 dyn_store,
-                build_shop(settings)?,
+                build_shop(settings, metrics)?,
                 settings.catalogue(),
                 rules(settings),
             )
-            .with_limits(Arc::new(limits)),
+            .with_limits(Arc::new(limits))
+            .with_metrics(metrics.clone()),
         );
         let engine = Arc::new(build_engine(Arc::clone(&program), settings)?);
         let recovered = program
@@ -95,9 +109,9 @@ fn rules(settings: &Settings) -> Rules {
     }
 }
 
-/// The configured shop, its calls marked as waits so that a Messenger turn gives its place up
-/// while the shop is slow (`turns.rs`).
-fn build_shop(settings: &Settings) -> Result<Arc<dyn Shop>, StartupError> {
+/// The configured shop, its calls timed (`loyalty_shop_request_seconds`) and marked as waits so
+/// that a Messenger turn gives its place up while the shop is slow (`turns.rs`).
+fn build_shop(settings: &Settings, metrics: &Metrics) -> Result<Arc<dyn Shop>, StartupError> {
     let s = &settings.shop;
     let shop: Arc<dyn Shop> = match s.kind {
         ShopKind::Fixture => {
@@ -120,7 +134,8 @@ fn build_shop(settings: &Settings) -> Result<Arc<dyn Shop>, StartupError> {
             .map_err(StartupError::Shop)?,
         ),
     };
-    Ok(Arc::new(ShopWaits(shop)))
+    let timed = TimedShop::new(shop, metrics);
+    Ok(Arc::new(ShopWaits(Arc::new(timed))))
 }
 
 #[cfg(test)]

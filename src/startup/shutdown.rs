@@ -8,6 +8,7 @@
 //! store (an event not marked done runs again, a reply not marked delivered is sent again; see
 //! `docs/crash-safety.md`). A second signal spends what is left of the budget at once.
 
+use crate::http::health::Readiness;
 use crate::store::{SledStore, StoreError};
 use actix_web::dev::ServerHandle;
 use std::sync::Arc;
@@ -41,20 +42,24 @@ pub(super) fn requested_at(mut requested: oneshot::Receiver<Instant>) -> Instant
     requested.try_recv().unwrap_or_else(|_| Instant::now())
 }
 
-/// Waits for a stop request, notes its time in `requested`, then stops the server gracefully
-/// (it stops accepting at once and drains for up to its own shutdown timeout). A second signal
-/// cancels `hurry`: the server, the workers and the store stop without waiting any longer.
+/// Waits for a stop request, notes its time in `requested`, turns `readiness` off, then stops
+/// the server gracefully (it stops accepting at once and drains for up to its own shutdown
+/// timeout). A second signal cancels `hurry`: the server, the workers and the store stop
+/// without waiting any longer.
 pub(super) async fn stop_on_request(
     stop: CancellationToken,
     server: ServerHandle,
     requested: oneshot::Sender<Instant>,
     hurry: CancellationToken,
     mut signals: Signals,
+    readiness: Readiness,
 ) {
     tokio::select! {
         () = stop.cancelled() => tracing::info!("shutdown requested; draining"),
         () = signals.next() => tracing::info!("signal received; draining"),
     }
+    // First: a request on a connection still open during the drain hears that we stop.
+    readiness.set(false);
     let _ = requested.send(Instant::now());
     tokio::select! {
         () = server.stop(true) => {}
@@ -226,4 +231,75 @@ fn final_flush<T>(result: Result<T, StoreError>) -> Result<T, StoreError> {
         tracing::error!(error = %e, "final store flush failed");
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    use tokio::sync::Notify;
+
+    #[tokio::test]
+    async fn readiness_is_off_from_the_stop_request_while_requests_drain() {
+        let readiness = Readiness::default();
+        readiness.set(true);
+        let (entered, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let (e, r) = (Arc::clone(&entered), Arc::clone(&release));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/slow", listener.local_addr().unwrap());
+        let server = HttpServer::new(move || {
+            let (e, r) = (Arc::clone(&e), Arc::clone(&r));
+            App::new().route(
+                "/slow",
+                web::get().to(move || {
+                    let (e, r) = (Arc::clone(&e), Arc::clone(&r));
+                    async move {
+                        e.notify_one();
+                        r.notified().await;
+                        HttpResponse::Ok().finish()
+                    }
+                }),
+            )
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .unwrap()
+        .run();
+        let (stop, hurry) = (CancellationToken::new(), CancellationToken::new());
+        let (requested, _when) = oneshot::channel();
+        let no_signals = Signals {
+            term: None,
+            int: None,
+        };
+        let watcher = tokio::spawn(stop_on_request(
+            stop.clone(),
+            server.handle(),
+            requested,
+            hurry,
+            no_signals,
+            readiness.clone(),
+        ));
+        let served = tokio::spawn(server);
+        let slow = tokio::spawn(reqwest::get(url));
+        entered.notified().await;
+        stop.cancel();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while readiness.is_ready() {
+            assert!(
+                Instant::now() < deadline,
+                "readiness stayed on after the stop request"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert!(
+            !slow.is_finished(),
+            "the request in flight still holds the drain"
+        );
+        assert!(!served.is_finished());
+        release.notify_one();
+        assert_eq!(slow.await.unwrap().unwrap().status(), 200);
+        served.await.unwrap().unwrap();
+        watcher.abort();
+    }
 }

@@ -61,6 +61,9 @@ struct Shared {
     /// Runs at the start of every flush, in the flusher thread (see
     /// [`GroupCommit::before_each_flush`]).
     before_flush: std::sync::OnceLock<BeforeFlush>,
+    /// Told each flush's duration, once its waiters are woken (see
+    /// [`GroupCommit::after_each_flush`]).
+    after_flush: std::sync::OnceLock<AfterFlush>,
     pacing: Pacing,
 }
 
@@ -87,6 +90,10 @@ impl Pacing {
 
 /// Writes what writers left to the flusher: an error fails the flush it belongs to.
 pub type BeforeFlush = Box<dyn Fn() -> sled::Result<()> + Send + Sync>;
+
+/// Observes how long a flush took (the metrics' histogram); runs on the flusher thread, so it
+/// must be quick.
+pub type AfterFlush = Box<dyn Fn(Duration) + Send + Sync>;
 
 fn failure(e: Option<&sled::Error>) -> StoreError {
     match e {
@@ -162,6 +169,7 @@ impl GroupCommit {
             work: Condvar::new(),
             done: Condvar::new(),
             before_flush: std::sync::OnceLock::new(),
+            after_flush: std::sync::OnceLock::new(),
             pacing,
         });
         let worker = Arc::clone(&shared);
@@ -181,6 +189,11 @@ impl GroupCommit {
     /// sled write instead of one each.
     pub fn before_each_flush(&self, write: BeforeFlush) {
         let _ = self.shared.before_flush.set(write);
+    }
+
+    /// Sets what is told each flush's duration (once; later calls are ignored).
+    pub fn after_each_flush(&self, observe: AfterFlush) {
+        let _ = self.shared.after_flush.set(observe);
     }
 
     /// Blocks until everything written before this call is on disk. Call it after the write,
@@ -441,6 +454,9 @@ impl Shared {
                 waker.wake();
             }
             self.done.notify_all();
+            if let Some(observe) = self.after_flush.get() {
+                observe(elapsed);
+            }
         }
     }
 }

@@ -234,6 +234,30 @@ pub trait LoyaltyStore: AwaitDurable + Send + Sync + 'static {
         after: Option<&Email>,
         limit: usize,
     ) -> Result<Vec<ImportedBalance>, StoreError>;
+
+    // ---- Observability: what the metrics' gauges read; no scans ----
+
+    /// How many members there are and the sum of their balances. Kept by the same atomic step
+    /// as every join and every ledger entry, so it is right after a restart without a scan.
+    fn totals(&self) -> Result<Totals, StoreError>;
+}
+
+/// Members and points, for the metrics (see [`LoyaltyStore::totals`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub members: u64,
+    /// The sum of all balances: points earned and not yet spent or taken back.
+    pub points: u64,
+}
+
+/// How much chat work waits, for the metrics; `None` where the backend cannot tell without a
+/// scan (yet).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueDepths {
+    /// Events recorded and not processed yet.
+    pub inbox: Option<u64>,
+    /// Replies queued and not delivered (nor dropped) yet.
+    pub outbox: Option<u64>,
 }
 
 /// An inbound chat event, recorded before the webhook is acknowledged.
@@ -405,4 +429,11 @@ pub trait EventQueue: AwaitDurable + Send + Sync + 'static {
     fn finish_outbound(&self, id: &ReplyId) -> Result<(), StoreError>;
     /// Forgets processed event keys older than `before` (Meta stops redelivering after hours).
     fn prune_inbound(&self, before: DateTime<Utc>) -> Result<usize, StoreError>;
+
+    // ---- Observability ----
+
+    /// The queue's depths, as far as known without a scan.
+    fn queue_depths(&self) -> QueueDepths {
+        QueueDepths::default()
+    }
 }

@@ -57,6 +57,8 @@ async fn answer(
     if !bearer_matches(header, mc.token.expose()) {
         return Err(ManychatError::Unauthorized);
     }
+    let metrics = mc.engine.program().metrics();
+    metrics.webhook_events(Channel::Manychat).inc();
     let contact = ContactRequest::parse(body)?;
     let who = ChatIdentity::new(Channel::Manychat, &contact.subscriber_id)
         .map_err(ManychatError::InvalidSubscriberId)?;

@@ -75,6 +75,7 @@ pub async fn receive(
         }
     };
     tracing::Span::current().record("events", events.len());
+    messenger.events_received.inc_by(events.len() as u64);
     if !events.is_empty() {
         match record(&messenger, events).await {
             Ok(new) if !new.is_empty() => messenger.hand_over(new),

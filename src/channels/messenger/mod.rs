@@ -21,7 +21,7 @@ pub use send_api::SendError;
 pub use webhook::{input_of, parse_notification, WebhookError};
 
 use crate::config::MessengerSettings;
-use crate::domain::Profile;
+use crate::domain::{Channel, Profile};
 use crate::flows::{Engine, Input, Reply, Turn};
 use crate::limits::BodyLimit;
 use crate::program::ProgramError;
@@ -73,6 +73,8 @@ pub struct Messenger {
     intake_rx: Mutex<Option<mpsc::UnboundedReceiver<Vec<InboundEvent>>>>,
     /// `true` while the operator holds processing back (see [`Messenger::hold_processing`]).
     held: tokio::sync::watch::Sender<bool>,
+    /// Events in authenticated deliveries (`loyalty_webhook_events_total`).
+    events_received: prometheus_client::metrics::counter::Counter,
 }
 
 impl Messenger {
@@ -81,7 +83,11 @@ impl Messenger {
         engine: Arc<Engine>,
         queue: Arc<dyn EventQueue>,
     ) -> Arc<Self> {
-        Self::with_conversation(settings, engine, queue, RetryPolicy::default())
+        let events = engine
+            .program()
+            .metrics()
+            .webhook_events(Channel::Messenger);
+        Self::build(settings, engine, queue, RetryPolicy::default(), events)
     }
 
     /// Like [`Messenger::new`], with any [`Conversation`] and retry policy (used by tests).
@@ -90,6 +96,16 @@ impl Messenger {
         conversation: Arc<dyn Conversation>,
         queue: Arc<dyn EventQueue>,
         retry: RetryPolicy,
+    ) -> Arc<Self> {
+        Self::build(settings, conversation, queue, retry, Default::default())
+    }
+
+    fn build(
+        settings: MessengerSettings,
+        conversation: Arc<dyn Conversation>,
+        queue: Arc<dyn EventQueue>,
+        retry: RetryPolicy,
+        events_received: prometheus_client::metrics::counter::Counter,
     ) -> Arc<Self> {
         let send_api = send_api::SendApi::new(
             &settings.graph_api_url,
@@ -123,6 +139,7 @@ impl Messenger {
             backlog,
             intake_rx: Mutex::new(Some(intake_rx)),
             held: tokio::sync::watch::Sender::new(false),
+            events_received,
         })
     }
 

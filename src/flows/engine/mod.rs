@@ -124,7 +124,8 @@ impl Engine {
             .for_request(input.request_id.as_deref());
         let account = self.program.account(&who).await?;
         if let Some(a) = &account {
-            tracing::Span::current().record("member.id", a.member.id.0);
+            // As text, like every other `member.id`: one JSON type per log field.
+            tracing::Span::current().record("member.id", tracing::field::display(a.member.id));
         }
         let mut locale = self.locale(
             &input.profile,

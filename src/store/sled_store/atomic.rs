@@ -33,6 +33,9 @@ use crate::store::StoreError;
 pub(super) struct Atomic {
     state: Mutex<State>,
     journal: Tree,
+    /// The store's totals (`totals.rs`), which every operation that adds a member or a ledger
+    /// entry updates in its own write set.
+    totals: Tree,
     db: sled::Db,
 }
 
@@ -58,9 +61,19 @@ struct Write {
 pub(super) struct TxTree<'a> {
     tree: &'a Tree,
     staged: &'a RefCell<Vec<Write>>,
+    totals: &'a Tree,
 }
 
-impl TxTree<'_> {
+impl<'a> TxTree<'a> {
+    /// The totals tree, as seen inside the same operation: its writes join this write set.
+    pub fn totals(&self) -> TxTree<'a> {
+        TxTree {
+            tree: self.totals,
+            staged: self.staged,
+            totals: self.totals,
+        }
+    }
+
     pub fn get(&self, key: impl AsRef<[u8]>) -> Tx<Option<IVec>> {
         let key = key.as_ref();
         let name = self.tree.name();
@@ -100,6 +113,7 @@ impl Atomic {
     /// store serves anything.
     pub fn recover(db: &sled::Db) -> Result<Atomic, StoreError> {
         let journal = db.open_tree("journal")?;
+        let totals = db.open_tree("totals")?;
         let mut next = 0;
         let mut replayed = 0;
         for kv in journal.iter() {
@@ -124,8 +138,14 @@ impl Atomic {
                 unfinished: None,
             }),
             journal,
+            totals,
             db: db.clone(),
         })
+    }
+
+    /// The totals tree, for reads outside an operation.
+    pub fn totals_tree(&self) -> &Tree {
+        &self.totals
     }
 
     /// Runs `f` against views of `trees` under the writer lock and applies what it staged, all or
@@ -141,6 +161,7 @@ impl Atomic {
         let out = f(std::array::from_fn(|i| TxTree {
             tree: trees[i],
             staged: &staged,
+            totals: &self.totals,
         }))
         .map_err(StoreError::from)?;
         let writes = staged.into_inner();

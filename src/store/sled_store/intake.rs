@@ -409,6 +409,11 @@ impl Intake {
         self.max_unwritten_bytes.load(Relaxed)
     }
 
+    /// How many events are pending.
+    pub fn pending_count(&self) -> usize {
+        self.lock().pending.len()
+    }
+
     /// How many events are pending, and in how many records.
     #[cfg(test)]
     pub fn counts(&self) -> (usize, usize) {

@@ -14,7 +14,7 @@ use crate::domain::{
 };
 use crate::store::{
     keys, AdjustOutcome, ClaimOutcome, ConversationState, ImportOutcome, ImportRow, JoinOutcome,
-    LoyaltyStore, MemberAccount, NewMember, RedeemOutcome, ReverseOutcome, StoreError,
+    LoyaltyStore, MemberAccount, NewMember, RedeemOutcome, ReverseOutcome, StoreError, Totals,
 };
 
 impl LoyaltyStore for SledStore {
@@ -103,6 +103,7 @@ impl LoyaltyStore for SledStore {
                 let acct = tx_take_import(&imports, &members, &ledger, acct, &ekey, now)?;
                 identities.insert(ikey.as_slice(), &keys::member(id))?;
                 emails.insert(ekey.as_slice(), &keys::member(id))?;
+                super::totals::tx_add(&members.totals(), 1, 0)?;
                 Ok(JoinOutcome::Joined(acct.view()))
             })?;
         // Even a refusal waits: the state it reports may come from a concurrent join that has
@@ -416,5 +417,9 @@ impl LoyaltyStore for SledStore {
         limit: usize,
     ) -> Result<Vec<ImportedBalance>, StoreError> {
         self.read_imported_balances(after, limit)
+    }
+
+    fn totals(&self) -> Result<Totals, StoreError> {
+        self.read_totals()
     }
 }

@@ -21,6 +21,7 @@
 //!   email, or applied to one; `imports.rs`)
 //!
 //! - `journal`: the redo record of a multi-key operation while it is being applied
+//! - `totals`: one record, the number of members and the sum of their balances (`totals.rs`)
 //!
 //! Business operations span trees and run as atomic operations (`atomic.rs`: a writer lock and
 //! a redo journal; sled's own transactions stop the whole database and sync twice each). Every
@@ -31,10 +32,12 @@
 //!
 //! Submodules: `atomic` (the writer lock and journal), `records` (stored shapes, codec, closure
 //! helpers), `loyalty` ([`super::LoyaltyStore`]), `reversal` (order reversals), `queue`
-//! ([`super::EventQueue`]), `intake` (the records of pending events).
+//! ([`super::EventQueue`]), `intake` (the records of pending events), `totals` and `depths`
+//! (what the metrics' gauges read).
 
 mod adjust;
 mod atomic;
+mod depths;
 mod imports;
 mod intake;
 mod loyalty;
@@ -43,6 +46,7 @@ mod records;
 mod reversal;
 #[cfg(test)]
 mod tests;
+mod totals;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -78,6 +82,8 @@ pub struct SledStore {
     /// Whether the inbox may still hold pending slots written by an earlier version: until a
     /// scan of the inbox finds none (nothing writes them any more).
     legacy_pending: AtomicBool,
+    /// Replies queued and not delivered, for the metrics (`depths.rs`).
+    undelivered: depths::Undelivered,
     outbox: Tree,
     adjustment_keys: Tree,
     imported_balances: Tree,
@@ -209,6 +215,7 @@ impl SledStore {
             inbox,
             intake,
             legacy_pending: AtomicBool::new(true),
+            undelivered: depths::Undelivered::unknown(),
             outbox: tree("outbox")?,
             adjustment_keys: tree("adjustment_keys")?,
             imported_balances: tree("imported_balances")?,
@@ -218,6 +225,8 @@ impl SledStore {
             path: path.to_path_buf(),
         };
         // No member count here: `Tree::len` walks the whole tree, seconds at a million members.
+        // The totals record counts them instead, once for a store written before it existed.
+        totals::ensure(store.atomic.totals_tree(), &store.members)?;
         tracing::info!(path = %path.display(), "store opened");
         Ok(store)
     }
@@ -231,6 +240,12 @@ impl SledStore {
     #[cfg(test)]
     pub(crate) fn max_unwritten_event_bytes(&self) -> usize {
         self.intake.max_unwritten_bytes()
+    }
+
+    /// Tells `observe` how long each group-commit flush took (the metrics); it runs on the
+    /// flusher thread after the flush's waiters are woken, so it must be quick.
+    pub fn observe_flushes(&self, observe: impl Fn(Duration) + Send + Sync + 'static) {
+        self.commit.after_each_flush(Box::new(observe));
     }
 
     /// Blocks until every write so far is on disk; for shutdown.

@@ -17,7 +17,7 @@ use super::intake::EventHead;
 use super::records::{decode, encode, DoneRaw, Inbox, State, StateOnly};
 use super::SledStore;
 use crate::store::{
-    keys, EventQueue, InboundEvent, OutboundMessage, ReplyId, SenderQuota, StoreError,
+    keys, EventQueue, InboundEvent, OutboundMessage, QueueDepths, ReplyId, SenderQuota, StoreError,
 };
 
 impl EventQueue for SledStore {
@@ -197,6 +197,7 @@ impl EventQueue for SledStore {
         }
         // After the slot: a copy of the event arriving now finds one or the other.
         self.intake.finished(key)?;
+        self.undelivered.queued(count as usize);
         writing.wait()?;
         Ok((0..count)
             .map(|index| ReplyId::Event {
@@ -243,6 +244,7 @@ impl EventQueue for SledStore {
             }
         }
         queued.sort_by_key(|q| (q.0, q.1));
+        self.undelivered.found(out.len() + queued.len());
         out.extend(
             queued
                 .into_iter()
@@ -255,7 +257,9 @@ impl EventQueue for SledStore {
         let writing = self.commit.writing();
         match id {
             ReplyId::Outbox(id) => {
-                self.outbox.remove(keys::outbox(*id))?;
+                if self.outbox.remove(keys::outbox(*id))?.is_some() {
+                    self.undelivered.delivered();
+                }
             }
             ReplyId::Event { key, index } => {
                 let mut current = self.inbox.get(key)?;
@@ -264,7 +268,10 @@ impl EventQueue for SledStore {
                         break; // already marked, or the slot is not a done one
                     };
                     match self.inbox.compare_and_swap(key, Some(&raw), Some(next))? {
-                        Ok(()) => break,
+                        Ok(()) => {
+                            self.undelivered.delivered();
+                            break;
+                        }
                         Err(lost) => current = lost.current,
                     }
                 }
@@ -302,6 +309,10 @@ impl EventQueue for SledStore {
             self.commit.wait()?;
         }
         Ok(pruned)
+    }
+
+    fn queue_depths(&self) -> QueueDepths {
+        self.depths()
     }
 }
 

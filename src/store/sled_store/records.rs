@@ -195,7 +195,8 @@ pub(super) fn tx_account(members: &TxTree<'_>, id: MemberId) -> Tx<Account> {
 }
 
 /// Appends `entry` to the member's ledger and moves the cached balance by exactly the entry's
-/// signed points, so the balance equals the ledger sum by construction.
+/// signed points, so the balance equals the ledger sum by construction; the store's totals
+/// (`totals.rs`) move with it.
 pub(super) fn tx_append(
     members: &TxTree<'_>,
     ledger: &TxTree<'_>,
@@ -217,5 +218,6 @@ pub(super) fn tx_append(
     acct.next_seq += 1;
     acct.balance = Points(balance);
     members.insert(keys::member(id), tx(encode("member record", &acct))?)?;
+    super::totals::tx_add(&members.totals(), 0, entry.points)?;
     Ok(acct)
 }

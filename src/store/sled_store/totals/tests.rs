@@ -1,0 +1,178 @@
+//! The totals record follows every change of members and balances, survives a reopen, and is
+//! counted once for a store written before it existed.
+
+use super::super::SledStore;
+use super::KEY;
+use crate::domain::*;
+use crate::store::*;
+use chrono::{Duration, Utc};
+
+/// Opens the store, waiting out sled's file lock, which the last jobs of an instance just
+/// closed may hold for a few milliseconds (as `ClosedStore::write_snapshot` does).
+fn open(dir: &tempfile::TempDir) -> SledStore {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match SledStore::open(dir.path(), 8 << 20) {
+            Ok(store) => return store,
+            Err(e)
+                if format!("{e:?}").contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(e) => panic!("open: {e:?}"),
+        }
+    }
+}
+
+fn join(store: &SledStore, psid: &str) -> MemberId {
+    let new = NewMember {
+        identity: ChatIdentity::new(Channel::Messenger, psid).unwrap(),
+        email: Email::parse(&format!("{psid}@example.com")).unwrap(),
+        profile: Profile::default(),
+        bonus: Points(50),
+    };
+    match store.join(new, Utc::now()).unwrap() {
+        JoinOutcome::Joined(a) => a.member.id,
+        other => panic!("expected a new member, got {other:?}"),
+    }
+}
+
+fn claim(store: &SledStore, id: MemberId, n: &str, points: u64) {
+    let order = VerifiedOrder {
+        number: OrderNumber::parse(n).unwrap(),
+        email: Email::parse("ana@example.com").unwrap(),
+        total: "42".parse().unwrap(),
+        currency: "EUR".into(),
+        status: OrderStatus::Paid,
+    };
+    store
+        .claim_order(id, &order, Points(points), Utc::now())
+        .unwrap();
+}
+
+fn redeem(store: &SledStore, id: MemberId, points: u64) -> Option<Coupon> {
+    let reward = Reward {
+        id: "mug".into(),
+        title: "Mug".into(),
+        points: Points(points),
+        product_ids: vec!["p1".into()],
+        checkout_url: "https://shop.example/mug".into(),
+    };
+    let now = Utc::now();
+    let code = CouponCode::generate("mug");
+    match store
+        .redeem_reward(id, &reward, code, now + Duration::days(30), now, None)
+        .unwrap()
+    {
+        RedeemOutcome::Reserved { coupon, .. } => Some(coupon),
+        _ => None,
+    }
+}
+
+/// What a scan says the totals are.
+fn scanned(store: &SledStore) -> Totals {
+    let members = store.members().unwrap();
+    Totals {
+        members: members.len() as u64,
+        points: members.iter().map(|a| a.balance.0).sum(),
+    }
+}
+
+#[test]
+fn the_totals_follow_joins_credits_redemptions_refunds_and_reversals() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    assert_eq!(store.totals().unwrap(), Totals::default());
+    let ana = join(&store, "100");
+    let bob = join(&store, "200");
+    let again = NewMember {
+        identity: ChatIdentity::new(Channel::Messenger, "200").unwrap(),
+        email: Email::parse("200@example.com").unwrap(),
+        profile: Profile::default(),
+        bonus: Points(50),
+    };
+    let again = store.join(again, Utc::now()).unwrap();
+    assert!(
+        matches!(again, JoinOutcome::AlreadyMember(_)),
+        "nothing changes"
+    );
+    claim(&store, ana, "1001", 120);
+    claim(&store, bob, "1001", 120); // already claimed: nothing changes
+    claim(&store, bob, "1002", 30);
+    let kept = redeem(&store, ana, 100).unwrap();
+    store.confirm_coupon(&kept.code).unwrap();
+    let refunded = redeem(&store, bob, 60).unwrap();
+    store.cancel_coupon(&refunded.code, Utc::now()).unwrap();
+    assert!(
+        redeem(&store, bob, 1000).is_none(),
+        "insufficient: nothing changes"
+    );
+    store
+        .reverse_order(
+            &OrderNumber::parse("1002").unwrap(),
+            ReversalReason::Refunded,
+            Utc::now(),
+        )
+        .unwrap();
+    let totals = store.totals().unwrap();
+    assert_eq!(
+        totals,
+        Totals {
+            members: 2,
+            points: 50 + 50 + 120 + 30 - 100 - 30
+        }
+    );
+    assert_eq!(totals, scanned(&store));
+}
+
+#[test]
+fn the_totals_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let ana = join(&store, "100");
+    claim(&store, ana, "1001", 70);
+    drop(store.close().unwrap());
+    let store = open(&dir);
+    assert_eq!(
+        store.totals().unwrap(),
+        Totals {
+            members: 1,
+            points: 120
+        }
+    );
+}
+
+#[test]
+fn a_store_without_totals_is_counted_once_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let ana = join(&store, "100");
+    join(&store, "200");
+    claim(&store, ana, "1001", 7);
+    // What a store written before the totals existed looks like.
+    store.atomic.totals_tree().remove(KEY).unwrap();
+    drop(store.close().unwrap());
+    let store = open(&dir);
+    let want = Totals {
+        members: 2,
+        points: 107,
+    };
+    assert_eq!(store.totals().unwrap(), want);
+    assert_eq!(scanned(&store), want);
+}
+
+#[test]
+fn a_recount_repairs_totals_that_writes_outside_the_operations_left_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    join(&store, "100");
+    store
+        .atomic
+        .totals_tree()
+        .insert(KEY, &super::encode(Totals::default())[..])
+        .unwrap();
+    assert_eq!(store.totals().unwrap().members, 0);
+    assert_eq!(store.recount_totals().unwrap(), scanned(&store));
+    assert_eq!(store.totals().unwrap(), scanned(&store));
+}
