@@ -92,7 +92,7 @@ async fn a_chunked_body_past_the_limit_gets_413_without_the_rest() {
 
 #[tokio::test]
 async fn headers_trickled_byte_by_byte_get_408_and_the_connection_is_closed() {
-    let app = spawn_app_with(|s| s.server.header_timeout_ms = 300).await;
+    let app = spawn_app_with(|s| s.server.header_timeout = Duration::from_millis(300)).await;
     let mut client = RawClient::connect(app.address()).await;
     // Slowloris: a header every so often, never the blank line that ends them.
     let headers = "GET /healthz HTTP/1.1\r\nHost: loyalty.test\r\nX-Slow: ".repeat(20);
@@ -105,7 +105,7 @@ async fn headers_trickled_byte_by_byte_get_408_and_the_connection_is_closed() {
 
 #[tokio::test]
 async fn a_body_trickled_byte_by_byte_gets_408_and_changes_nothing() {
-    let app = spawn_app_with(|s| s.server.body_timeout_ms = 300).await;
+    let app = spawn_app_with(|s| s.server.body_timeout = Duration::from_millis(300)).await;
     app.shop
         .add_order("1001", "jane@example.com", "42.50", "paid");
     let body = br#"{"id": "1515862162", "email": "jane@example.com", "order_number": "1001"}"#;
@@ -144,8 +144,8 @@ async fn a_body_trickled_byte_by_byte_gets_408_and_changes_nothing() {
 #[tokio::test]
 async fn slow_clients_do_not_hold_up_anyone_else() {
     let app = spawn_app_with(|s| {
-        s.server.header_timeout_ms = 60_000;
-        s.server.body_timeout_ms = 60_000;
+        s.server.header_timeout = Duration::from_millis(60_000);
+        s.server.body_timeout = Duration::from_millis(60_000);
     })
     .await;
     // Many more stalled connections than the server has worker threads.

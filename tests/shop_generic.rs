@@ -11,7 +11,14 @@ use loyalty_bot::shop::{CouponRequest, GenericShop, Shop, ShopError};
 use std::time::Duration;
 
 fn adapter(shop: &FakeShop, secret: &str) -> GenericShop {
-    GenericShop::new(shop.verify_url(), shop.coupon_url(), Secret::new(secret), 1).unwrap()
+    let timeout = Duration::from_secs(1);
+    GenericShop::new(
+        shop.verify_url(),
+        shop.coupon_url(),
+        Secret::new(secret),
+        timeout,
+    )
+    .unwrap()
 }
 
 fn order(n: &str) -> OrderNumber {

@@ -80,7 +80,7 @@ pub fn config(data: &[u8]) {
         "rate {rate}"
     );
     assert!((1..=3650).contains(&s.program.coupon_valid_days));
-    assert!((1..=60).contains(&s.shop.timeout_secs));
+    assert!((1..=60).contains(&s.shop.timeout.as_secs()));
     assert!((1..=10).contains(&s.catalogue().all().len()));
     let _ = s.public_url("/manychat/join");
     // The environment wins over the file: the last override of a key is what is used.

@@ -21,6 +21,7 @@ use serde::Deserialize;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// A secret string: never printed by `Debug` (there is no `Display`), and not comparable with
 /// `==`, which would take longer the more leading bytes match. Compare presented values with
@@ -94,16 +95,21 @@ pub struct ServerSettings {
     /// before they are read.
     pub max_body_bytes: usize,
     /// Time to send the request line and headers (slowloris); then 408 and the connection closes.
-    pub header_timeout_ms: u64,
+    #[serde(rename = "header_timeout_ms", deserialize_with = "millis")]
+    pub header_timeout: Duration,
     /// Time from the headers to the end of the body; then 408 and the connection closes.
-    pub body_timeout_ms: u64,
-    /// How long an idle keep-alive connection stays open; 0 closes after each response.
-    pub keep_alive_secs: u64,
+    #[serde(rename = "body_timeout_ms", deserialize_with = "millis")]
+    pub body_timeout: Duration,
+    /// How long an idle keep-alive connection stays open; zero closes after each response.
+    #[serde(rename = "keep_alive_secs", deserialize_with = "secs")]
+    pub keep_alive: Duration,
     /// How long a closing connection may take to shut down before it is dropped.
-    pub disconnect_timeout_ms: u64,
+    #[serde(rename = "disconnect_timeout_ms", deserialize_with = "millis")]
+    pub disconnect_timeout: Duration,
     /// After SIGTERM: how long draining requests, stopping the workers and closing the store
     /// may take together before unfinished work is left queued for the next start.
-    pub shutdown_timeout_secs: u64,
+    #[serde(rename = "shutdown_timeout_secs", deserialize_with = "secs")]
+    pub shutdown_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -115,7 +121,8 @@ pub struct StoreSettings {
     /// Group commit: the least time between the starts of two flushes, in µs, unless
     /// `flush_batch` writes wait. Writers arriving in between share the next flush; a lone
     /// writer after a quiet spell does not wait.
-    pub flush_gap_us: u64,
+    #[serde(rename = "flush_gap_us", deserialize_with = "micros")]
+    pub flush_gap: Duration,
     /// Group commit: a flush starts without waiting out the gap once this many writes wait.
     pub flush_batch: u64,
     /// What an acknowledged write survives: `power_loss` (each flush is `fdatasync`ed) or
@@ -214,11 +221,14 @@ pub struct MessengerSettings {
     pub max_turns_at_once: usize,
     /// A turn that waits on the shop, Meta or a flush for longer than this gives its place to
     /// another until the wait ends: so a hung shop holds back only its own customers.
-    pub turn_grace_ms: u64,
+    #[serde(rename = "turn_grace_ms", deserialize_with = "millis")]
+    pub turn_grace: Duration,
     /// A Send API call unanswered after this fails as transient and is retried later.
-    pub send_timeout_ms: u64,
+    #[serde(rename = "send_timeout_ms", deserialize_with = "millis")]
+    pub send_timeout: Duration,
     /// A profile look-up (name, locale) unanswered after this is given up for that reply.
-    pub profile_timeout_ms: u64,
+    #[serde(rename = "profile_timeout_ms", deserialize_with = "millis")]
+    pub profile_timeout: Duration,
 }
 
 impl MessengerSettings {
@@ -252,7 +262,9 @@ pub struct ShopSettings {
     pub verify_url: String,
     pub coupon_url: String,
     pub secret: Secret,
-    pub timeout_secs: u64,
+    /// How long a shop request may take before the customer is told to try later.
+    #[serde(rename = "timeout_secs", deserialize_with = "secs")]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -279,6 +291,19 @@ fn decimal<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> 
     text.trim()
         .parse()
         .map_err(|_| serde::de::Error::custom(format!("`{text}` is not a decimal number")))
+}
+
+/// Durations are whole numbers in the unit their key names (`_ms`, `_secs`, `_us`).
+fn millis<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    u64::deserialize(d).map(Duration::from_millis)
+}
+
+fn secs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    u64::deserialize(d).map(Duration::from_secs)
+}
+
+fn micros<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    u64::deserialize(d).map(Duration::from_micros)
 }
 
 /// An `http` or `https` URL.

@@ -28,7 +28,7 @@ fn a_file_with_one_key_is_enough_and_the_environment_sets_any_other_with_its_typ
     assert_eq!(s.program.signup_bonus, 75);
     assert_eq!(s.program.currency.as_str(), "EUR", "the default");
     assert_eq!(s.messenger.max_turns_at_once, 32);
-    assert_eq!(s.store.flush_gap_us, 3000);
+    assert_eq!(s.store.flush_gap, Duration::from_micros(3000));
     assert_eq!(s.store.durability, Durability::ProcessCrash);
     assert_eq!(s.program.points_per_currency_unit, Decimal::new(15, 1));
     // A secret of digits stays a string.
@@ -312,23 +312,31 @@ fn the_committed_limits_are_the_documented_defaults() {
     assert_eq!(s.limits.rates(), defaults.rates());
     assert_eq!(s.limits.trusted_proxies, defaults.trusted_proxies);
     assert_eq!(s.limits.max_tracked_keys, defaults.max_tracked_keys);
+    let ms = Duration::from_millis;
     let server = (
         s.server.max_body_bytes,
-        s.server.header_timeout_ms,
-        s.server.body_timeout_ms,
-        s.server.keep_alive_secs,
-        s.server.disconnect_timeout_ms,
+        s.server.header_timeout,
+        s.server.body_timeout,
+        s.server.keep_alive,
+        s.server.disconnect_timeout,
     );
-    assert_eq!(server, (65536, 5000, 10_000, 5, 1000));
+    let want = (
+        65536,
+        ms(5000),
+        ms(10_000),
+        Duration::from_secs(5),
+        ms(1000),
+    );
+    assert_eq!(server, want);
     assert_eq!(s.messenger.max_body_bytes, 1 << 20);
     assert_eq!(s.messenger.max_events_in_memory, 20_000);
     assert_eq!(s.messenger.max_turns_at_once, 64);
-    assert_eq!(s.messenger.turn_grace_ms, 5);
-    assert_eq!(s.messenger.send_timeout_ms, 10_000);
-    assert_eq!(s.messenger.profile_timeout_ms, 2_000);
+    assert_eq!(s.messenger.turn_grace, ms(5));
+    assert_eq!(s.messenger.send_timeout, ms(10_000));
+    assert_eq!(s.messenger.profile_timeout, ms(2_000));
     assert_eq!(s.store.max_unwritten_events_mb, 8);
-    let pacing = (s.store.flush_gap_us, s.store.flush_batch);
-    assert_eq!(pacing, (2000, 32));
+    let pacing = (s.store.flush_gap, s.store.flush_batch);
+    assert_eq!(pacing, (Duration::from_micros(2000), 32));
     // Every key is documented in docs/limits.md.
     let doc = include_str!("../../docs/limits.md");
     let mut keys: Vec<String> = s
@@ -382,7 +390,7 @@ fn any_limit_can_be_set_from_the_environment() {
         .map(ToString::to_string)
         .collect();
     assert_eq!(ranges, ["10.0.0.1/32", "::1/128"]);
-    assert_eq!(s.server.body_timeout_ms, 250);
+    assert_eq!(s.server.body_timeout, Duration::from_millis(250));
 }
 
 #[test]

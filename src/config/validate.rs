@@ -20,7 +20,7 @@ impl Settings {
         self.limits
             .validate()
             .map_err(|(key, problem)| ConfigError::Invalid { key, problem })?;
-        if !(1..=300).contains(&self.server.shutdown_timeout_secs) {
+        if !(1..=300).contains(&self.server.shutdown_timeout.as_secs()) {
             return Err(bad(
                 "server.shutdown_timeout_secs",
                 "must be between 1 and 300",
@@ -35,7 +35,7 @@ impl Settings {
         if !(1..=1_000_000).contains(&self.store.flush_batch) {
             return Err(bad("store.flush_batch", "must be between 1 and 1000000"));
         }
-        if self.store.flush_gap_us > 100_000 {
+        if self.store.flush_gap > std::time::Duration::from_micros(100_000) {
             return Err(bad(
                 "store.flush_gap_us",
                 "must be at most 100000 (0.1 s): every durable answer waits for it",
@@ -100,7 +100,7 @@ impl Settings {
             url::Url::parse(&self.messenger.graph_api_url)
                 .map_err(|e| bad("messenger.graph_api_url", &format!("not a URL: {e}")))?;
         }
-        if self.shop.timeout_secs == 0 || self.shop.timeout_secs > 60 {
+        if !(1..=60).contains(&self.shop.timeout.as_secs()) {
             return Err(bad("shop.timeout_secs", "must be between 1 and 60"));
         }
         self.validate_shop()?;
@@ -181,28 +181,33 @@ impl Settings {
             ),
             (
                 "messenger.turn_grace_ms",
-                self.messenger.turn_grace_ms,
+                ms(self.messenger.turn_grace),
                 0,
                 10_000,
             ),
             (
                 "messenger.send_timeout_ms",
-                self.messenger.send_timeout_ms,
+                ms(self.messenger.send_timeout),
                 100,
                 60_000,
             ),
             (
                 "messenger.profile_timeout_ms",
-                self.messenger.profile_timeout_ms,
+                ms(self.messenger.profile_timeout),
                 100,
                 30_000,
             ),
-            ("server.header_timeout_ms", s.header_timeout_ms, 100, 60_000),
-            ("server.body_timeout_ms", s.body_timeout_ms, 100, 300_000),
-            ("server.keep_alive_secs", s.keep_alive_secs, 0, 3600),
+            (
+                "server.header_timeout_ms",
+                ms(s.header_timeout),
+                100,
+                60_000,
+            ),
+            ("server.body_timeout_ms", ms(s.body_timeout), 100, 300_000),
+            ("server.keep_alive_secs", s.keep_alive.as_secs(), 0, 3600),
             (
                 "server.disconnect_timeout_ms",
-                s.disconnect_timeout_ms,
+                ms(s.disconnect_timeout),
                 0,
                 60_000,
             ),
@@ -217,4 +222,9 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// A duration in whole milliseconds, as its key gives it.
+fn ms(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

@@ -15,7 +15,7 @@ use actix_web::middleware::{from_fn, ErrorHandlerResponse, ErrorHandlers, Next};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, ResponseError};
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// What the routes need. A channel that is `None` is disabled: its routes answer 404.
 pub struct Routes {
@@ -42,10 +42,11 @@ pub fn server(
 ) -> std::io::Result<Server> {
     let routes = Arc::new(routes);
     let max_body = limits.max_body_bytes;
-    let body_timeout = BodyTimeout(Duration::from_millis(limits.body_timeout_ms));
-    let keep_alive = match limits.keep_alive_secs {
-        0 => KeepAlive::Disabled,
-        secs => KeepAlive::Timeout(Duration::from_secs(secs)),
+    let body_timeout = BodyTimeout(limits.body_timeout);
+    let keep_alive = if limits.keep_alive.is_zero() {
+        KeepAlive::Disabled
+    } else {
+        KeepAlive::Timeout(limits.keep_alive)
     };
     let server = HttpServer::new(move || {
         let r = Arc::clone(&routes);
@@ -83,10 +84,10 @@ pub fn server(
             .default_service(web::to(not_found))
     })
     .disable_signals()
-    .shutdown_timeout(limits.shutdown_timeout_secs.max(1))
+    .shutdown_timeout(limits.shutdown_timeout.as_secs().max(1))
     // Slowloris: the request line and headers must arrive within this, else 408 and close.
-    .client_request_timeout(Duration::from_millis(limits.header_timeout_ms))
-    .client_disconnect_timeout(Duration::from_millis(limits.disconnect_timeout_ms))
+    .client_request_timeout(limits.header_timeout)
+    .client_disconnect_timeout(limits.disconnect_timeout)
     .keep_alive(keep_alive)
     .listen(listener)?
     .run();

@@ -52,11 +52,12 @@ impl GenericShop {
         verify_url: String,
         coupon_url: String,
         secret: Secret,
-        timeout_secs: u64,
+        timeout: Duration,
     ) -> Result<Self, ShopError> {
+        let timeout_secs = timeout.as_secs();
         let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(timeout_secs))
-            .connect_timeout(Duration::from_secs(timeout_secs))
+            .timeout(timeout)
+            .connect_timeout(timeout)
             // Many shop servers (Node, actix) close idle connections after 5 s; reusing one
             // just as it closes fails the request, so we drop ours first.
             .pool_idle_timeout(Duration::from_secs(4))
@@ -217,7 +218,7 @@ mod tests {
             "http://127.0.0.1:9/verify".into(),
             "http://127.0.0.1:9/coupons".into(),
             Secret::new("shop-secret-123"),
-            5,
+            Duration::from_secs(5),
         )
         .unwrap();
         let shown = format!("{shop:?}");
@@ -234,7 +235,7 @@ mod tests {
                 bad.into(),
                 "http://127.0.0.1:9/coupons".into(),
                 Secret::new("s"),
-                5,
+                Duration::from_secs(5),
             );
             assert!(
                 matches!(made, Err(ShopError::BadUrl(ref u)) if u == bad),

@@ -109,11 +109,11 @@ impl Application {
             metrics_token: settings.metrics.token.clone(),
             readiness: readiness.clone(),
         };
-        let shutdown_timeout = Duration::from_secs(settings.server.shutdown_timeout_secs);
-        if settings.shop.timeout_secs >= settings.server.shutdown_timeout_secs {
+        let shutdown_timeout = settings.server.shutdown_timeout;
+        if settings.shop.timeout >= shutdown_timeout {
             tracing::warn!(
-                shop.timeout_secs = settings.shop.timeout_secs,
-                server.shutdown_timeout_secs = settings.server.shutdown_timeout_secs,
+                shop.timeout_secs = settings.shop.timeout.as_secs(),
+                server.shutdown_timeout_secs = shutdown_timeout.as_secs(),
                 "shop timeout not below the shutdown timeout: a request waiting on the shop at \
                  shutdown may be cut off"
             );

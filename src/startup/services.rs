@@ -73,7 +73,7 @@ impl Services {
 pub fn open_store(settings: &Settings) -> Result<SledStore, StartupError> {
     let cache_bytes = settings.store.cache_capacity_mb * 1024 * 1024;
     let pacing = Pacing {
-        gap: std::time::Duration::from_micros(settings.store.flush_gap_us),
+        gap: settings.store.flush_gap,
         batch: settings.store.flush_batch,
     };
     let store = SledStore::open_tuned(
@@ -129,7 +129,7 @@ fn build_shop(settings: &Settings, metrics: &Metrics) -> Result<Arc<dyn Shop>, S
                 s.verify_url.clone(),
                 s.coupon_url.clone(),
                 s.secret.clone(),
-                s.timeout_secs,
+                s.timeout,
             )
             .map_err(StartupError::Shop)?,
         ),

@@ -370,9 +370,9 @@ impl Channel {
             max_body_bytes: 1 << 20,
             max_events_in_memory,
             max_turns_at_once,
-            turn_grace_ms,
-            send_timeout_ms: 10_000,
-            profile_timeout_ms: 2_000,
+            turn_grace: Duration::from_millis(turn_grace_ms),
+            send_timeout: Duration::from_millis(10_000),
+            profile_timeout: Duration::from_millis(2_000),
         };
         let retry = RetryPolicy {
             max_attempts: MAX_ATTEMPTS,

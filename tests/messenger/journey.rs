@@ -279,7 +279,7 @@ async fn a_hung_shop_holds_back_only_its_own_customer_when_one_event_is_worked_o
     // One place: without giving it up during a long shop call, Bea's claim would wait for
     // Ann's hung one. The grace is the default's.
     let app = spawn_app_with(|s| s.messenger.max_turns_at_once = 1).await;
-    assert_eq!(app.settings.messenger.turn_grace_ms, 5);
+    assert_eq!(app.settings.messenger.turn_grace.as_millis(), 5);
     app.shop
         .add_order("2001", "ann@example.com", "30.00", "paid");
     app.shop

@@ -84,7 +84,7 @@ pub fn store_setup() -> anyhow::Result<String> {
     Ok(format!(
         "store:   sled, durability {}, group-commit gap {} µs or {} writes",
         store.durability.as_str(),
-        store.flush_gap_us,
+        store.flush_gap.as_micros(),
         store.flush_batch
     ))
 }

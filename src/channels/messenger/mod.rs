@@ -110,18 +110,15 @@ impl Messenger {
         let send_api = send_api::SendApi::new(
             &settings.graph_api_url,
             settings.page_access_token.clone(),
-            std::time::Duration::from_millis(settings.send_timeout_ms),
+            settings.send_timeout,
         );
         let profiles = profile::Profiles::new(
             &settings.graph_api_url,
             settings.page_access_token.clone(),
-            std::time::Duration::from_millis(settings.profile_timeout_ms),
+            settings.profile_timeout,
         );
         let backlog = Arc::new(Backlog::new(settings.max_events_in_memory));
-        let turns = Turns::new(
-            settings.max_turns_at_once,
-            std::time::Duration::from_millis(settings.turn_grace_ms),
-        );
+        let turns = Turns::new(settings.max_turns_at_once, settings.turn_grace);
         let worker = Worker::new(
             conversation,
             queue,
