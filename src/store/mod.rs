@@ -36,6 +36,11 @@ pub enum StoreError {
     UnknownMember(MemberId),
     #[error("unknown coupon {0}")]
     UnknownCoupon(CouponCode),
+    #[error(
+        "the store's layout is version {found}, newer than this loyalty-bot knows ({known}): \
+         run the newer loyalty-bot that wrote it"
+    )]
+    NewerLayout { found: u32, known: u32 },
 }
 
 impl From<sled::Error> for StoreError {
@@ -264,20 +269,15 @@ pub struct OutboundMessage {
 }
 
 /// Names one queued reply: the event it answers and its place among that event's replies.
-/// `Outbox` names a reply queued by a version that kept replies in a separate outbox; such a
-/// store still delivers them after an upgrade.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ReplyId {
     Event { key: String, index: u32 },
-    Outbox(u64),
 }
 
 impl std::fmt::Display for ReplyId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ReplyId::Event { key, index } => write!(f, "{key}#{index}"),
-            ReplyId::Outbox(id) => write!(f, "outbox {id}"),
-        }
+        let ReplyId::Event { key, index } = self;
+        write!(f, "{key}#{index}")
     }
 }
 

@@ -199,7 +199,7 @@ impl Intake {
     }
 
     /// Adds an event (`encoded`, its JSON) to the open record unless it is pending already or
-    /// has a slot in `inbox` (done, or recorded by an earlier version); true when it is new.
+    /// has a slot in `inbox` (done); true when it is new.
     /// The caller then asks for a flush, which writes the record.
     ///
     /// A copy of a pending event whose record failed to be written also counts as new (it is

@@ -11,12 +11,11 @@
 //! - `conversations`: chat identity key → `ConversationState`
 //! - `intake`: record number → the events recorded in one group-commit flush, a JSON array,
 //!   removed once all are processed (`intake.rs`)
-//! - `inbox`: event key → `Inbox` (once processed, the done-at time and the replies not
-//!   delivered yet; earlier versions also kept pending events here, still read); `outbox`:
-//!   id → reply, no longer written: replies queued by versions that kept them there, delivered
-//!   and removed
-//!
+//! - `inbox`: processed event key → `Done` (the done-at time and the replies not delivered
+//!   yet)
 //! - `journal`: the redo record of a multi-key operation while it is being applied
+//! - `meta`: the layout version (`migrate.rs`, which also brings older layouts up to date at
+//!   open)
 //!
 //! Business operations span trees and run as atomic operations (`atomic.rs`: a writer lock and
 //! a redo journal; sled's own transactions stop the whole database and sync twice each). Every
@@ -27,11 +26,13 @@
 //!
 //! Submodules: `atomic` (the writer lock and journal), `records` (stored shapes, codec, closure
 //! helpers), `loyalty` ([`super::LoyaltyStore`]), `reversal` (order reversals), `queue`
-//! ([`super::EventQueue`]), `intake` (the records of pending events).
+//! ([`super::EventQueue`]), `intake` (the records of pending events), `migrate` (layout
+//! versions).
 
 mod atomic;
 mod intake;
 mod loyalty;
+mod migrate;
 mod queue;
 mod records;
 mod reversal;
@@ -39,7 +40,6 @@ mod reversal;
 mod tests;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -69,10 +69,6 @@ pub struct SledStore {
     inbox: Tree,
     /// Pending events; shared with the flusher, which writes their unwritten records.
     intake: Arc<Intake>,
-    /// Whether the inbox may still hold pending slots written by an earlier version: until a
-    /// scan of the inbox finds none (nothing writes them any more).
-    legacy_pending: AtomicBool,
-    outbox: Tree,
     atomic: Atomic,
     commit: GroupCommit,
     db: sled::Db,
@@ -176,6 +172,9 @@ impl SledStore {
             .path(path)
             .cache_capacity(cache_capacity_bytes)
             .open()?;
+        // The journal first: a migration reads what a crash may have left half-applied.
+        let atomic = Atomic::recover(&db)?;
+        migrate::to_current(&db, &atomic)?;
         let commit = match durability {
             Durability::ProcessCrash => GroupCommit::start(db.clone(), pacing)?,
             Durability::PowerLoss => {
@@ -200,9 +199,7 @@ impl SledStore {
             conversations: tree("conversations")?,
             inbox,
             intake,
-            legacy_pending: AtomicBool::new(true),
-            outbox: tree("outbox")?,
-            atomic: Atomic::recover(&db)?,
+            atomic,
             commit,
             db,
             path: path.to_path_buf(),
@@ -242,13 +239,6 @@ impl SledStore {
     #[cfg(test)]
     fn intake_tree(&self) -> Tree {
         self.db.open_tree("intake").unwrap()
-    }
-
-    /// After a whole scan of the inbox: `none_found` means no pending slot is left there.
-    fn no_legacy_pending_if(&self, none_found: bool) {
-        if none_found {
-            self.legacy_pending.store(false, Relaxed);
-        }
     }
 
     fn account(&self, id: MemberId) -> Result<Option<Account>, StoreError> {
