@@ -10,10 +10,12 @@
 //! - [`http`]: the HTTP surface (health, admin, error mapping, body and time limits) and
 //!   [`startup`] wiring.
 //! - [`limits`]: rate limits per member and per client address (order-number guessing).
+//! - [`backup`]: the whole store as one file (export) and back (import).
 //! - [`cli`], [`chat`], [`telemetry`]: the binary's command line, terminal chat and logging.
 //!
 //! Dependencies point inwards: `http`/`channels` → `flows` → `program` → `{store, shop}` → `domain`.
 
+pub mod backup;
 pub mod channels;
 pub mod chat;
 pub mod cli;

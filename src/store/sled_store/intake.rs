@@ -392,6 +392,16 @@ impl Intake {
         Ok(rewritten)
     }
 
+    /// Forgets every pending event and every record not yet written: for a store emptied by
+    /// a failed import, whose `intake` tree is cleared after a flush wrote what waited.
+    pub fn forget_all(&self) {
+        let mut st = self.lock();
+        let next = st.filling().seq + 1;
+        st.unwritten = vec![Unwritten::new(next)];
+        st.pending.clear();
+        st.left.clear();
+    }
+
     /// Whether the test made this write fail.
     #[cfg(test)]
     fn failing(&self) -> bool {

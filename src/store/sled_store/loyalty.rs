@@ -11,6 +11,7 @@ use crate::domain::{
     ChatIdentity, Coupon, CouponCode, CouponStatus, Email, LedgerEntry, Member, MemberId,
     OrderNumber, Points, Reversal, ReversalReason, Reward, VerifiedOrder,
 };
+use crate::store::backup::BackupRecord;
 use crate::store::{
     keys, ClaimOutcome, ConversationState, JoinOutcome, LoyaltyStore, MemberAccount, NewMember,
     RedeemOutcome, ReverseOutcome, StoreError,
@@ -378,5 +379,34 @@ impl LoyaltyStore for SledStore {
         let writing = self.commit.writing();
         self.conversations.remove(keys::identity(who))?;
         writing.wait()
+    }
+
+    // Backups: `backup.rs` and `restore.rs`.
+
+    fn layout_version(&self) -> u32 {
+        super::migrate::CURRENT
+    }
+
+    fn backup(
+        &self,
+        visit: &mut dyn FnMut(BackupRecord) -> std::ops::ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        self.backup_records(visit)
+    }
+
+    fn restore_begin(&self) -> Result<(), StoreError> {
+        SledStore::restore_begin(self)
+    }
+
+    fn restore(&self, record: BackupRecord) -> Result<(), StoreError> {
+        self.restore_record(record)
+    }
+
+    fn restore_finish(&self) -> Result<(), StoreError> {
+        SledStore::restore_finish(self)
+    }
+
+    fn restore_abort(&self) -> Result<(), StoreError> {
+        SledStore::restore_abort(self)
     }
 }

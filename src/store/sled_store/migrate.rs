@@ -85,7 +85,7 @@ pub(super) fn version(meta: &Tree) -> Result<Option<u32>, StoreError> {
 }
 
 /// Whether any tree but `meta` holds a key.
-fn has_data(db: &sled::Db) -> Result<bool, StoreError> {
+pub(super) fn has_data(db: &sled::Db) -> Result<bool, StoreError> {
     for name in db.tree_names() {
         if &*name == b"meta" {
             continue;

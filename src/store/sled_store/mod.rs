@@ -15,7 +15,7 @@
 //!   yet)
 //! - `journal`: the redo record of a multi-key operation while it is being applied
 //! - `meta`: the layout version (`migrate.rs`, which also brings older layouts up to date at
-//!   open)
+//!   open), and a mark while a backup is being imported (`restore.rs`)
 //!
 //! Business operations span trees and run as atomic operations (`atomic.rs`: a writer lock and
 //! a redo journal; sled's own transactions stop the whole database and sync twice each). Every
@@ -27,14 +27,16 @@
 //! Submodules: `atomic` (the writer lock and journal), `records` (stored shapes, codec, closure
 //! helpers), `loyalty` ([`super::LoyaltyStore`]), `reversal` (order reversals), `queue`
 //! ([`super::EventQueue`]), `intake` (the records of pending events), `migrate` (layout
-//! versions).
+//! versions), `backup` and `restore` (the store as records, out and in).
 
 mod atomic;
+mod backup;
 mod intake;
 mod loyalty;
 mod migrate;
 mod queue;
 mod records;
+mod restore;
 mod reversal;
 #[cfg(test)]
 mod tests;
@@ -162,11 +164,33 @@ impl SledStore {
     /// of a millisecond or two lets each flush serve more writers; fewer flushes were the
     /// largest CPU saving in the benchmark's profile. `durability` says what each flush must
     /// survive.
+    /// A store whose import did not finish is refused ([`StoreError::RestoreUnfinished`]):
+    /// it holds part of a backup. [`SledStore::open_for_restore`] opens it.
     pub fn open_tuned(
         path: &Path,
         cache_capacity_bytes: u64,
         pacing: Pacing,
         durability: Durability,
+    ) -> Result<SledStore, StoreError> {
+        Self::open_with(path, cache_capacity_bytes, pacing, durability, false)
+    }
+
+    /// Opens a store to import a backup into ([`crate::backup::import`]), also one where an
+    /// earlier import did not finish (the import removes what it left and starts over).
+    pub fn open_for_restore(
+        path: &Path,
+        cache_capacity_bytes: u64,
+    ) -> Result<SledStore, StoreError> {
+        let (pacing, durability) = (Pacing::gap(Duration::ZERO), Durability::default());
+        Self::open_with(path, cache_capacity_bytes, pacing, durability, true)
+    }
+
+    fn open_with(
+        path: &Path,
+        cache_capacity_bytes: u64,
+        pacing: Pacing,
+        durability: Durability,
+        for_restore: bool,
     ) -> Result<SledStore, StoreError> {
         let db = sled::Config::new()
             .path(path)
@@ -175,6 +199,9 @@ impl SledStore {
         // The journal first: a migration reads what a crash may have left half-applied.
         let atomic = Atomic::recover(&db)?;
         migrate::to_current(&db, &atomic)?;
+        if !for_restore && restore::unfinished(&db)? {
+            return Err(StoreError::RestoreUnfinished);
+        }
         let commit = match durability {
             Durability::ProcessCrash => GroupCommit::start(db.clone(), pacing)?,
             Durability::PowerLoss => {

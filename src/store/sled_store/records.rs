@@ -66,6 +66,16 @@ impl OrderRecord {
         }
     }
 
+    /// The record of a claim and/or reversal as a backup holds it.
+    pub fn restored(claim: Option<Claim>, reversal: Option<Reversal>) -> Self {
+        OrderRecord {
+            member: claim.map(|c| c.member),
+            at: claim.map(|c| c.at),
+            points: claim.map(|c| c.points),
+            reversal,
+        }
+    }
+
     /// The claim, if the order was claimed; an error if the record is half a claim.
     pub fn claim(&self) -> Result<Option<Claim>, Abort> {
         match (self.member, self.at, self.points) {
