@@ -312,3 +312,6 @@ fn outbox_into_inbox(db: &sled::Db, atomic: &Atomic) -> Result<usize, StoreError
     db.drop_tree("outbox")?;
     Ok(moved)
 }
+
+#[cfg(test)]
+mod tests;
