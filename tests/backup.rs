@@ -428,3 +428,74 @@ fn after_an_import_newcomers_get_ids_above_every_imported_member() {
     let ana = store.member(MemberId(7000001)).unwrap().unwrap();
     assert_eq!(ana.member.email.as_str(), "ana@example.com");
 }
+
+#[test]
+fn every_member_in_an_export_taken_under_load_has_the_balance_of_their_ledger() {
+    use loyalty_bot::domain::{CouponCode, OrderStatus, Reward, VerifiedOrder};
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SledStore::open(dir.path(), 8 << 20).unwrap());
+    let ids: Vec<MemberId> = (0..20)
+        .map(|i| {
+            let new = NewMember {
+                identity: ChatIdentity::new(Channel::Terminal, &i.to_string()).unwrap(),
+                email: Email::parse(&format!("m{i}@example.com")).unwrap(),
+                profile: Profile::default(),
+                bonus: Points(50),
+            };
+            match store.join(new, Utc::now()).unwrap() {
+                loyalty_bot::store::JoinOutcome::Joined(a) => a.member.id,
+                other => panic!("{other:?}"),
+            }
+        })
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    // Each writer credits orders and spends points, many ledger entries a second.
+    let writers: Vec<_> = (0..3)
+        .map(|w| {
+            let (store, stop, ids) = (Arc::clone(&store), Arc::clone(&stop), ids.clone());
+            std::thread::spawn(move || {
+                let reward = Reward {
+                    id: "pen".into(),
+                    title: "Pen".into(),
+                    points: Points(3),
+                    product_ids: vec![],
+                    checkout_url: "https://shop.example/pen".into(),
+                };
+                let mut n = 0;
+                while !stop.load(Relaxed) {
+                    let id = ids[n % ids.len()];
+                    let order = VerifiedOrder {
+                        number: order(&format!("{w}-{n}")),
+                        email: Email::parse("x@example.com").unwrap(),
+                        total: "5.00".parse().unwrap(),
+                        currency: "EUR".into(),
+                        status: OrderStatus::Paid,
+                    };
+                    store
+                        .claim_order(id, &order, Points(5), Utc::now())
+                        .unwrap();
+                    let (code, now) = (CouponCode::generate("pen"), Utc::now());
+                    store
+                        .redeem_reward(id, &reward, code, now, now, None)
+                        .unwrap();
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+    for _ in 0..15 {
+        // The export refuses to write a member whose balance is not their ledger's sum.
+        let text = export_of(&store);
+        for member in lines(&text).iter().filter(|l| l["type"] == "member") {
+            let ledger = member["ledger"].as_array().unwrap();
+            let sum: i64 = ledger.iter().map(|e| e["points"].as_i64().unwrap()).sum();
+            assert_eq!(member["balance"].as_i64(), Some(sum));
+        }
+    }
+    stop.store(true, Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+}

@@ -194,7 +194,7 @@ impl SledStore {
         let mut waiting = Vec::new();
         for kv in self.inbox.iter() {
             let (k, v) = kv?;
-            if let Some(slot) = decode::<DoneRaw>("inbox entry", &v).ok() {
+            if let Ok(slot) = decode::<DoneRaw>("inbox entry", &v) {
                 if slot.replies.len() > slot.delivered as usize {
                     waiting.push((slot.seq, k));
                 }
