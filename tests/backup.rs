@@ -499,3 +499,32 @@ fn every_member_in_an_export_taken_under_load_has_the_balance_of_their_ledger() 
         w.join().unwrap();
     }
 }
+
+#[test]
+fn imported_balances_waiting_for_their_member_travel_with_the_export() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // As the balance import keeps them: by normalised email, the record as JSON.
+        let db = sled::open(dir.path()).unwrap();
+        let tree = db.open_tree("imported_balances").unwrap();
+        let zoe = json!({"email": "zoe@example.com", "points": 120,
+            "imported_at": "2026-11-01T10:00:00Z", "joined_at": "2019-03-02T00:00:00Z"});
+        tree.insert("zoe@example.com", serde_json::to_vec(&zoe).unwrap())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let store = SledStore::open(dir.path(), 8 << 20).unwrap();
+    let first = export_of(&store);
+    let line = lines(&first)
+        .into_iter()
+        .find(|l| l["type"] == "imported_balance")
+        .expect("an imported_balance line");
+    assert_eq!(
+        (&line["email"], &line["points"]),
+        (&json!("zoe@example.com"), &json!(120))
+    );
+    let moved = tempfile::tempdir().unwrap();
+    let copy = fresh_store(moved.path());
+    import(&copy, &first).unwrap();
+    assert_eq!(comparable(&export_of(&copy)), comparable(&first));
+}
