@@ -164,6 +164,7 @@ impl SledStore {
     /// of a millisecond or two lets each flush serve more writers; fewer flushes were the
     /// largest CPU saving in the benchmark's profile. `durability` says what each flush must
     /// survive.
+    ///
     /// A store whose import did not finish is refused ([`StoreError::RestoreUnfinished`]):
     /// it holds part of a backup. [`SledStore::open_for_restore`] opens it.
     pub fn open_tuned(

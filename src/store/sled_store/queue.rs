@@ -4,8 +4,8 @@
 //! compare-and-swap of one slot, so none of them takes the writer lock or the journal:
 //! finishing turns an absent slot into a done one with its replies, delivery advances a done
 //! slot's delivered count, and pruning removes an old done slot. Each is atomic in sled by
-//! itself. Finishing and marking delivered re-read the slot when they lost a race; pruning
-//! leaves a slot that changed under it alone.
+//! itself. Marking delivered re-reads the slot when it lost a race; finishing that loses one
+//! finds the event done already; pruning leaves a slot that changed under it alone.
 
 use chrono::{DateTime, Utc};
 use sled::IVec;
