@@ -11,12 +11,14 @@
 //!   [`startup`] wiring.
 //! - [`imports`]: balances imported from another program (`import-balances`), on a stopped store.
 //! - [`limits`]: rate limits per member and per client address (order-number guessing).
+//! - [`backup`]: the whole store as one file (export) and back (import).
 //! - [`metrics`]: the Prometheus metrics the program, channels, limits, shop and store count into.
 //! - [`cli`], [`commands`], [`chat`], [`telemetry`]: the binary's command line and what each
 //!   command does, the terminal chat, logging.
 //!
 //! Dependencies point inwards: `http`/`channels` → `flows` → `program` → `{store, shop}` → `domain`.
 
+pub mod backup;
 pub mod channels;
 pub mod chat;
 pub mod cli;

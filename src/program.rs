@@ -266,6 +266,15 @@ impl Program {
         Ok(crate::store::run_durably_now(self.store.as_ref(), f).await?)
     }
 
+    /// Writes the whole store to `out` in the export format ([`crate::backup`]), while it
+    /// serves. Blocking (it walks the store): call it on a blocking thread.
+    pub fn export(
+        &self,
+        out: &mut dyn std::io::Write,
+    ) -> Result<crate::backup::ExportSummary, crate::backup::BackupError> {
+        crate::backup::export(self.store.as_ref(), out, &mut |_| {})
+    }
+
     pub async fn account(&self, who: &ChatIdentity) -> Result<Option<MemberAccount>, ProgramError> {
         let who = who.clone();
         self.durably(move |s| s.member_by_identity(&who)).await

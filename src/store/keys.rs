@@ -1,8 +1,8 @@
 //! Big-endian key encoding for the sled trees.
 //!
 //! sled orders keys by their bytes, so every numeric key part is big-endian: then a prefix scan
-//! over a member id yields that member's ledger oldest first, and the outbox iterates in id
-//! order. Nothing outside `store` should build or parse these keys.
+//! over a member id yields that member's ledger oldest first, and journal records iterate in
+//! the order taken. Nothing outside `store` should build or parse these keys.
 
 use crate::domain::{ChatIdentity, Email, MemberId, OrderNumber, RequestKey};
 
@@ -26,11 +26,6 @@ pub fn member_request(id: MemberId, request: &str) -> Vec<u8> {
     k.extend_from_slice(&id.0.to_be_bytes());
     k.extend_from_slice(request.as_bytes());
     k
-}
-
-/// `outbox`: a monotonic id, big-endian so iteration order is queue order.
-pub fn outbox(id: u64) -> [u8; 8] {
-    id.to_be_bytes()
 }
 
 /// `journal`: a record of the sled store's atomic writes, big-endian in the order taken.
@@ -59,7 +54,7 @@ pub fn order(number: &OrderNumber) -> Vec<u8> {
     number.as_str().to_ascii_uppercase().into_bytes()
 }
 
-/// Reads back an 8-byte big-endian number (a member id value or an outbox key).
+/// Reads back an 8-byte big-endian number (a member id value, a journal or intake record key).
 pub fn read_u64(bytes: &[u8]) -> Option<u64> {
     <[u8; 8]>::try_from(bytes).ok().map(u64::from_be_bytes)
 }
@@ -82,9 +77,9 @@ mod tests {
         }
 
         #[test]
-        fn outbox_keys_sort_numerically_and_round_trip(a in any::<u64>(), b in any::<u64>()) {
-            prop_assert_eq!(outbox(a).cmp(&outbox(b)), a.cmp(&b));
-            prop_assert_eq!(read_u64(&outbox(a)), Some(a));
+        fn journal_keys_sort_numerically_and_round_trip(a in any::<u64>(), b in any::<u64>()) {
+            prop_assert_eq!(journal(a).cmp(&journal(b)), a.cmp(&b));
+            prop_assert_eq!(read_u64(&journal(a)), Some(a));
         }
     }
 

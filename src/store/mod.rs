@@ -4,6 +4,7 @@
 //! handlers only ever see these traits, and call them through [`run_durably`], which awaits
 //! the flush instead of parking a thread on it.
 
+pub mod backup;
 pub mod durability;
 mod flusher;
 mod keys;
@@ -38,6 +39,20 @@ pub enum StoreError {
     UnknownMember(MemberId),
     #[error("unknown coupon {0}")]
     UnknownCoupon(CouponCode),
+    #[error(
+        "the store's layout is version {found}, newer than this loyalty-bot knows ({known}): \
+         run the newer loyalty-bot that wrote it"
+    )]
+    NewerLayout { found: u32, known: u32 },
+    #[error("the store is not empty")]
+    NotEmpty,
+    #[error(
+        "an import into this store did not finish, so it holds part of a backup: run the \
+         import again (it starts over) or remove the store"
+    )]
+    RestoreUnfinished,
+    #[error("the backup does not fit the store: {0}")]
+    Conflict(String),
 }
 
 impl From<sled::Error> for StoreError {
@@ -240,6 +255,40 @@ pub trait LoyaltyStore: AwaitDurable + Send + Sync + 'static {
     /// How many members there are and the sum of their balances. Kept by the same atomic step
     /// as every join and every ledger entry, so it is right after a restart without a scan.
     fn totals(&self) -> Result<Totals, StoreError>;
+
+    // ---- Backups (`crate::backup`): the whole store read as records while it serves, and
+    // written back into an empty store. The records include the chat queue's pending work
+    // (`EventQueue`), which the same backend object keeps. ----
+
+    /// The layout version of the store (after any migration at open: the current one).
+    fn layout_version(&self) -> u32;
+
+    /// Calls `visit` with every record of the store, in the order of [`backup::BackupRecord`]'s
+    /// kinds: each member (their ledger, balance, claimed orders and coupons read at one
+    /// instant, under the same guard as the writers that change them), then the orders nobody
+    /// claimed, imported balances, conversations, pending events and processed events. Holds
+    /// a member's records at a time, not the store's. Stops early when `visit` breaks. Returns
+    /// once everything read is durable.
+    fn backup(
+        &self,
+        visit: &mut dyn FnMut(backup::BackupRecord) -> std::ops::ControlFlow<()>,
+    ) -> Result<(), StoreError>;
+
+    /// Starts writing a backup into this store: refuses with [`StoreError::NotEmpty`] a store
+    /// that holds anything, except the remains of a restore that did not finish (a crash),
+    /// which are removed first. Until [`LoyaltyStore::restore_finish`], the store is marked as
+    /// being restored, and opening it for anything but a restore is refused.
+    fn restore_begin(&self) -> Result<(), StoreError>;
+
+    /// Writes one record of a backup, as it is (no bonus, no rule applied), with the indexes
+    /// it needs. Not durable until [`LoyaltyStore::restore_finish`].
+    fn restore(&self, record: backup::BackupRecord) -> Result<(), StoreError>;
+
+    /// Makes everything restored durable and clears the mark.
+    fn restore_finish(&self) -> Result<(), StoreError>;
+
+    /// Removes everything restored (the store is empty again) and clears the mark.
+    fn restore_abort(&self) -> Result<(), StoreError>;
 }
 
 /// Members and points, for the metrics (see [`LoyaltyStore::totals`]).
@@ -320,20 +369,15 @@ pub struct OutboundMessage {
 }
 
 /// Names one queued reply: the event it answers and its place among that event's replies.
-/// `Outbox` names a reply queued by a version that kept replies in a separate outbox; such a
-/// store still delivers them after an upgrade.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ReplyId {
     Event { key: String, index: u32 },
-    Outbox(u64),
 }
 
 impl std::fmt::Display for ReplyId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ReplyId::Event { key, index } => write!(f, "{key}#{index}"),
-            ReplyId::Outbox(id) => write!(f, "outbox {id}"),
-        }
+        let ReplyId::Event { key, index } = self;
+        write!(f, "{key}#{index}")
     }
 }
 

@@ -257,11 +257,10 @@ impl EventQueue for MemQueue {
     }
     /// Like the sled queue: finishing a reply also finishes the ones before it of its event.
     fn finish_outbound(&self, id: &ReplyId) -> Result<(), StoreError> {
-        let done = |queued: &ReplyId| match (queued, id) {
-            (ReplyId::Event { key: k, index: i }, ReplyId::Event { key, index }) => {
-                k == key && i <= index
-            }
-            _ => queued == id,
+        let ReplyId::Event { key, index } = id;
+        let done = |queued: &ReplyId| {
+            let ReplyId::Event { key: k, index: i } = queued;
+            k == key && i <= index
         };
         self.state
             .lock()

@@ -6,10 +6,12 @@
 //! `GET /admin/members?email=<email>`: a member, their balance and their ledger.
 //! `POST /admin/members/{id}/adjustments`: an operator's change of a balance, with its reason
 //! (`adjustments.rs`).
+//! `GET /admin/export`: the whole store, streamed in the export format (`export.rs`).
 //! `GET|PUT /admin/messenger/processing` `{"held": bool}`: hold back Messenger processing
 //! (webhooks are still recorded and acknowledged), e.g. while the shop is down for maintenance.
 
 mod adjustments;
+mod export;
 
 use super::ApiError;
 use crate::channels::messenger::Messenger;
@@ -41,7 +43,8 @@ pub fn configure(
         .route(
             "/members/{id}/adjustments",
             web::post().to(adjustments::adjust),
-        );
+        )
+        .route("/export", web::get().to(export::export));
     if let Some(m) = messenger {
         scope = scope
             .app_data(web::Data::from(m))

@@ -199,7 +199,7 @@ impl Intake {
     }
 
     /// Adds an event (`encoded`, its JSON) to the open record unless it is pending already or
-    /// has a slot in `inbox` (done, or recorded by an earlier version); true when it is new.
+    /// has a slot in `inbox` (done); true when it is new.
     /// The caller then asks for a flush, which writes the record.
     ///
     /// A copy of a pending event whose record failed to be written also counts as new (it is
@@ -390,6 +390,16 @@ impl Intake {
             }
         }
         Ok(rewritten)
+    }
+
+    /// Forgets every pending event and every record not yet written: for a store emptied by
+    /// a failed import, whose `intake` tree is cleared after a flush wrote what waited.
+    pub fn forget_all(&self) {
+        let mut st = self.lock();
+        let next = st.filling().seq + 1;
+        st.unwritten = vec![Unwritten::new(next)];
+        st.pending.clear();
+        st.left.clear();
     }
 
     /// Whether the test made this write fail.

@@ -12,6 +12,7 @@ use crate::domain::{
     LedgerEntry, Member, MemberId, OrderNumber, Points, RequestKey, Reversal, ReversalReason,
     Reward, VerifiedOrder,
 };
+use crate::store::backup::BackupRecord;
 use crate::store::{
     keys, AdjustOutcome, ClaimOutcome, ConversationState, ImportOutcome, ImportRow, JoinOutcome,
     LoyaltyStore, MemberAccount, NewMember, RedeemOutcome, ReverseOutcome, StoreError, Totals,
@@ -421,5 +422,34 @@ impl LoyaltyStore for SledStore {
 
     fn totals(&self) -> Result<Totals, StoreError> {
         self.read_totals()
+    }
+
+    // Backups: `backup.rs` and `restore.rs`.
+
+    fn layout_version(&self) -> u32 {
+        super::migrate::CURRENT
+    }
+
+    fn backup(
+        &self,
+        visit: &mut dyn FnMut(BackupRecord) -> std::ops::ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        self.backup_records(visit)
+    }
+
+    fn restore_begin(&self) -> Result<(), StoreError> {
+        SledStore::restore_begin(self)
+    }
+
+    fn restore(&self, record: BackupRecord) -> Result<(), StoreError> {
+        self.restore_record(record)
+    }
+
+    fn restore_finish(&self) -> Result<(), StoreError> {
+        SledStore::restore_finish(self)
+    }
+
+    fn restore_abort(&self) -> Result<(), StoreError> {
+        SledStore::restore_abort(self)
     }
 }

@@ -11,17 +11,15 @@
 //! - `conversations`: chat identity key → `ConversationState`
 //! - `intake`: record number → the events recorded in one group-commit flush, a JSON array,
 //!   removed once all are processed (`intake.rs`)
-//! - `inbox`: event key → `Inbox` (once processed, the done-at time and the replies not
-//!   delivered yet; earlier versions also kept pending events here, still read); `outbox`:
-//!   id → reply, no longer written: replies queued by versions that kept them there, delivered
-//!   and removed
-//!
+//! - `inbox`: processed event key → `Done` (the done-at time and the replies not delivered
+//!   yet)
 //! - `adjustment_keys`: an operator's `Idempotency-Key` → `Adjusted` (the adjustment it applied)
 //! - `imported_balances`: normalised email → `ImportedBalance` (waiting for a member with that
 //!   email, or applied to one; `imports.rs`)
-//!
-//! - `journal`: the redo record of a multi-key operation while it is being applied
 //! - `totals`: one record, the number of members and the sum of their balances (`totals.rs`)
+//! - `journal`: the redo record of a multi-key operation while it is being applied
+//! - `meta`: the layout version (`migrate.rs`, which also brings older layouts up to date at
+//!   open), and a mark while a backup is being imported (`restore.rs`)
 //!
 //! Business operations span trees and run as atomic operations (`atomic.rs`: a writer lock and
 //! a redo journal; sled's own transactions stop the whole database and sync twice each). Every
@@ -33,23 +31,26 @@
 //! Submodules: `atomic` (the writer lock and journal), `records` (stored shapes, codec, closure
 //! helpers), `loyalty` ([`super::LoyaltyStore`]), `reversal` (order reversals), `queue`
 //! ([`super::EventQueue`]), `intake` (the records of pending events), `totals` and `depths`
-//! (what the metrics' gauges read).
+//! (what the metrics' gauges read), `migrate` (layout versions), `backup` and `restore` (the
+//! store as records, out and in).
 
 mod adjust;
 mod atomic;
+mod backup;
 mod depths;
 mod imports;
 mod intake;
 mod loyalty;
+mod migrate;
 mod queue;
 mod records;
+mod restore;
 mod reversal;
 #[cfg(test)]
 mod tests;
 mod totals;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -79,12 +80,8 @@ pub struct SledStore {
     inbox: Tree,
     /// Pending events; shared with the flusher, which writes their unwritten records.
     intake: Arc<Intake>,
-    /// Whether the inbox may still hold pending slots written by an earlier version: until a
-    /// scan of the inbox finds none (nothing writes them any more).
-    legacy_pending: AtomicBool,
     /// Replies queued and not delivered, for the metrics (`depths.rs`).
     undelivered: depths::Undelivered,
-    outbox: Tree,
     adjustment_keys: Tree,
     imported_balances: Tree,
     atomic: Atomic,
@@ -180,16 +177,45 @@ impl SledStore {
     /// of a millisecond or two lets each flush serve more writers; fewer flushes were the
     /// largest CPU saving in the benchmark's profile. `durability` says what each flush must
     /// survive.
+    ///
+    /// A store whose import did not finish is refused ([`StoreError::RestoreUnfinished`]):
+    /// it holds part of a backup. [`SledStore::open_for_restore`] opens it.
     pub fn open_tuned(
         path: &Path,
         cache_capacity_bytes: u64,
         pacing: Pacing,
         durability: Durability,
     ) -> Result<SledStore, StoreError> {
+        Self::open_with(path, cache_capacity_bytes, pacing, durability, false)
+    }
+
+    /// Opens a store to import a backup into ([`crate::backup::import`]), also one where an
+    /// earlier import did not finish (the import removes what it left and starts over).
+    pub fn open_for_restore(
+        path: &Path,
+        cache_capacity_bytes: u64,
+    ) -> Result<SledStore, StoreError> {
+        let (pacing, durability) = (Pacing::gap(Duration::ZERO), Durability::default());
+        Self::open_with(path, cache_capacity_bytes, pacing, durability, true)
+    }
+
+    fn open_with(
+        path: &Path,
+        cache_capacity_bytes: u64,
+        pacing: Pacing,
+        durability: Durability,
+        for_restore: bool,
+    ) -> Result<SledStore, StoreError> {
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(cache_capacity_bytes)
             .open()?;
+        // The journal first: a migration reads what a crash may have left half-applied.
+        let atomic = Atomic::recover(&db)?;
+        migrate::to_current(&db, &atomic)?;
+        if !for_restore && restore::unfinished(&db)? {
+            return Err(StoreError::RestoreUnfinished);
+        }
         let commit = match durability {
             Durability::ProcessCrash => GroupCommit::start(db.clone(), pacing)?,
             Durability::PowerLoss => {
@@ -214,12 +240,10 @@ impl SledStore {
             conversations: tree("conversations")?,
             inbox,
             intake,
-            legacy_pending: AtomicBool::new(true),
             undelivered: depths::Undelivered::unknown(),
-            outbox: tree("outbox")?,
             adjustment_keys: tree("adjustment_keys")?,
             imported_balances: tree("imported_balances")?,
-            atomic: Atomic::recover(&db)?,
+            atomic,
             commit,
             db,
             path: path.to_path_buf(),
@@ -267,13 +291,6 @@ impl SledStore {
     #[cfg(test)]
     fn intake_tree(&self) -> Tree {
         self.db.open_tree("intake").unwrap()
-    }
-
-    /// After a whole scan of the inbox: `none_found` means no pending slot is left there.
-    fn no_legacy_pending_if(&self, none_found: bool) {
-        if none_found {
-            self.legacy_pending.store(false, Relaxed);
-        }
     }
 
     fn account(&self, id: MemberId) -> Result<Option<Account>, StoreError> {

@@ -2,22 +2,18 @@
 //! intake records, many to a record (`intake.rs`); once processed, an event has a slot in the
 //! `inbox` tree holding the replies it queued until they are delivered. Every inbox write is a
 //! compare-and-swap of one slot, so none of them takes the writer lock or the journal:
-//! finishing turns an absent (or, from an earlier version, pending) slot into a done one with
-//! its replies, delivery advances a done slot's delivered count, and pruning removes an old
-//! done slot. Each is atomic in sled by itself. Finishing and marking delivered re-read the
-//! slot when they lost a race; pruning leaves a slot that changed under it alone.
-
-use std::sync::atomic::Ordering::Relaxed;
+//! finishing turns an absent slot into a done one with its replies, delivery advances a done
+//! slot's delivered count, and pruning removes an old done slot. Each is atomic in sled by
+//! itself. Marking delivered re-reads the slot when it lost a race; finishing that loses one
+//! finds the event done already; pruning leaves a slot that changed under it alone.
 
 use chrono::{DateTime, Utc};
 use sled::IVec;
 
-use super::atomic::Abort;
-use super::intake::EventHead;
-use super::records::{decode, encode, DoneRaw, Inbox, State, StateOnly};
+use super::records::{decode, encode, Done, DoneRaw};
 use super::SledStore;
 use crate::store::{
-    keys, EventQueue, InboundEvent, OutboundMessage, QueueDepths, ReplyId, SenderQuota, StoreError,
+    EventQueue, InboundEvent, OutboundMessage, QueueDepths, ReplyId, SenderQuota, StoreError,
 };
 
 impl EventQueue for SledStore {
@@ -42,22 +38,6 @@ impl EventQueue for SledStore {
 
     fn pending_inbound(&self) -> Result<Vec<InboundEvent>, StoreError> {
         let mut out = Vec::new();
-        if self.legacy_pending.load(Relaxed) {
-            let mut found = false;
-            for kv in self.inbox.iter() {
-                let (k, v) = kv?;
-                // One unreadable slot must not stop every other event from running.
-                match decode::<Inbox>("inbox entry", &v) {
-                    Ok(Inbox::Pending { event }) => {
-                        found = true;
-                        out.push(event);
-                    }
-                    Ok(Inbox::Done { .. }) => {}
-                    Err(e) => unreadable(&k, &e.into()),
-                }
-            }
-            self.no_legacy_pending_if(!found);
-        }
         self.intake.scan(&mut |_, raw| {
             match decode::<InboundEvent>("intake event", raw.get().as_bytes()) {
                 Ok(event) => out.push(event),
@@ -80,20 +60,19 @@ impl EventQueue for SledStore {
         quota: &SenderQuota,
     ) -> Result<(Vec<InboundEvent>, bool), StoreError> {
         // The `limit` oldest in a max-heap, so that reading a backlog of millions holds no more
-        // than `limit` of them. Each slot is parsed once, for its rank alone; only the chosen
+        // than `limit` of them. Each event is parsed once, for its rank alone; only the chosen
         // ones are decoded whole, at the end.
         let mut first = std::collections::BinaryHeap::with_capacity(limit.min(4096));
         let mut more = false;
-        // `stored` is called only for an event the heap keeps: most of a large backlog is not.
-        let mut offer = |event: EventHead<'_>, stored: &dyn Fn() -> Stored| {
+        self.intake.scan(&mut |event, raw| {
             if skip.contains(event.key.as_ref()) {
-                return;
+                return Ok(());
             }
             // A sender at their quota takes no room in the heap (whose every entry may be
             // theirs otherwise); the quota's cut below handles the rest.
             if quota.of(event.sender.as_ref()) == 0 {
                 more = true;
-                return;
+                return Ok(());
             }
             let rank = (event.timestamp_ms, event.sender, event.key);
             if first.len() == limit {
@@ -102,39 +81,18 @@ impl EventQueue for SledStore {
                     Some(Oldest(top, _)) if rank_ref(&rank) < rank_ref(top) => {
                         first.pop();
                     }
-                    _ => return,
+                    _ => return Ok(()),
                 }
             }
+            // Copied only for an event the heap keeps: most of a large backlog is not.
             let owned = (rank.0, rank.1.into_owned(), rank.2.into_owned());
-            first.push(Oldest(owned, stored()));
-        };
-        if self.legacy_pending.load(Relaxed) {
-            let mut found = false;
-            for kv in self.inbox.iter() {
-                let (key, raw) = kv?;
-                let head = match serde_json::from_slice::<Head<'_>>(&raw) {
-                    Ok(head) => head,
-                    Err(e) => {
-                        unreadable(&key, &Abort::Corrupt("inbox entry".into(), Some(e)).into());
-                        continue;
-                    }
-                };
-                let Some(event) = head.event.filter(|_| head.state == State::Pending) else {
-                    continue;
-                };
-                found = true;
-                offer(event, &|| Stored::Slot(raw.clone()));
-            }
-            self.no_legacy_pending_if(!found);
-        }
-        self.intake.scan(&mut |event, raw| {
-            offer(event, &|| Stored::Event(raw.get().as_bytes().into()));
+            first.push(Oldest(owned, raw.get().as_bytes().into()));
             Ok(())
         })?;
         let events = first
             .into_sorted_vec()
             .into_iter()
-            .map(|Oldest(_, stored)| stored.event())
+            .map(|Oldest(_, raw)| Ok(decode("intake event", &raw)?))
             .collect::<Result<Vec<_>, StoreError>>()?;
         // The heap holds a prefix of each sender's events (it keeps the lowest ranks), so the
         // quota's cut keeps prefixes too.
@@ -145,10 +103,7 @@ impl EventQueue for SledStore {
     fn inbound_finished(&self, key: &str) -> Result<bool, StoreError> {
         // No wait for the flush: a "done" that a crash could undo only skips a copy of an
         // event that then runs again after the restart; nothing is announced from it.
-        Ok(match self.inbox.get(key)? {
-            Some(raw) => state_of(&raw)? == State::Done,
-            None => false,
-        })
+        Ok(self.inbox.contains_key(key)?)
     }
 
     /// Turns the event's slot into a done one holding its replies. An event already done
@@ -168,37 +123,21 @@ impl EventQueue for SledStore {
         } else {
             self.db.generate_id()? + 1
         };
-        let done = encode(
-            "inbox entry",
-            &Inbox::<()>::Done {
-                at: Utc::now(),
-                replies,
-                delivered: 0,
-                seq,
-            },
-        )?;
+        let done = encode("inbox entry", &Done::new(Utc::now(), replies, seq))?;
         let writing = self.commit.writing();
-        let mut current = self.inbox.get(key)?;
-        loop {
-            if let Some(raw) = &current {
-                if state_of(raw)? == State::Done {
-                    self.intake.finished(key)?;
-                    writing.wait()?;
-                    return Ok(Vec::new());
-                }
-            }
-            match self
-                .inbox
-                .compare_and_swap(key, current.as_ref(), Some(done.as_slice()))?
-            {
-                Ok(()) => break,
-                Err(lost) => current = lost.current,
-            }
-        }
+        // Every slot is a done one: only an absent slot is replaced.
+        let absent: Option<&[u8]> = None;
+        let fresh = self
+            .inbox
+            .compare_and_swap(key, absent, Some(done.as_slice()))?
+            .is_ok();
         // After the slot: a copy of the event arriving now finds one or the other.
         self.intake.finished(key)?;
         self.undelivered.queued(count as usize);
         writing.wait()?;
+        if !fresh {
+            return Ok(Vec::new());
+        }
         Ok((0..count)
             .map(|index| ReplyId::Event {
                 key: key.to_owned(),
@@ -208,73 +147,50 @@ impl EventQueue for SledStore {
     }
 
     fn pending_outbound(&self) -> Result<Vec<(ReplyId, OutboundMessage)>, StoreError> {
-        // Replies a version with a separate outbox left queued go first: they are older.
-        let mut out = Vec::new();
-        for kv in self.outbox.iter() {
-            let (k, v) = kv?;
-            let id = keys::read_u64(&k).ok_or_else(|| Abort::Corrupt("outbox key".into(), None))?;
-            out.push((ReplyId::Outbox(id), decode("outbound message", &v)?));
-        }
         let mut queued = Vec::new();
         for kv in self.inbox.iter() {
             let (k, v) = kv?;
+            if !has_replies(&v) {
+                continue;
+            }
             // One unreadable slot must not keep every other customer's replies from going out
             // after a restart: it is reported and left where it is.
-            let slot = state_of(&v).and_then(|state| match state {
-                State::Done => Ok(Some(decode::<Inbox>("inbox entry", &v)?)),
-                State::Pending => Ok(None),
-            });
-            let (replies, delivered, seq) = match slot {
-                Ok(Some(Inbox::Done {
-                    replies,
-                    delivered,
-                    seq,
-                    ..
-                })) => (replies, delivered, seq),
-                Ok(_) => continue,
+            let slot = match decode::<Done>("inbox entry", &v) {
+                Ok(slot) => slot,
                 Err(e) => {
-                    tracing::error!(key = %String::from_utf8_lossy(&k), error = %e, "unreadable inbox slot skipped; its replies, if any, are not sent");
+                    tracing::error!(key = %String::from_utf8_lossy(&k), error = %StoreError::from(e), "unreadable inbox slot skipped; its replies, if any, are not sent");
                     continue;
                 }
             };
             let key = String::from_utf8_lossy(&k).into_owned();
-            for (index, reply) in replies.into_iter().enumerate().skip(delivered as usize) {
+            let delivered = slot.delivered as usize;
+            for (index, reply) in slot.replies.into_iter().enumerate().skip(delivered) {
                 let index = index as u32; // fewer than u32::MAX replies: see finish_inbound
-                queued.push((seq, index, key.clone(), reply));
+                queued.push((slot.seq, index, key.clone(), reply));
             }
         }
         queued.sort_by_key(|q| (q.0, q.1));
-        self.undelivered.found(out.len() + queued.len());
-        out.extend(
-            queued
-                .into_iter()
-                .map(|(_, index, key, reply)| (ReplyId::Event { key, index }, reply)),
-        );
-        Ok(out)
+        self.undelivered.found(queued.len());
+        Ok(queued
+            .into_iter()
+            .map(|(_, index, key, reply)| (ReplyId::Event { key, index }, reply))
+            .collect())
     }
 
     fn finish_outbound(&self, id: &ReplyId) -> Result<(), StoreError> {
         let writing = self.commit.writing();
-        match id {
-            ReplyId::Outbox(id) => {
-                if self.outbox.remove(keys::outbox(*id))?.is_some() {
+        let ReplyId::Event { key, index } = id;
+        let mut current = self.inbox.get(key)?;
+        while let Some(raw) = current {
+            let Some(next) = marked_delivered(&raw, *index)? else {
+                break; // already marked
+            };
+            match self.inbox.compare_and_swap(key, Some(&raw), Some(next))? {
+                Ok(()) => {
                     self.undelivered.delivered();
+                    break;
                 }
-            }
-            ReplyId::Event { key, index } => {
-                let mut current = self.inbox.get(key)?;
-                while let Some(raw) = current {
-                    let Some(next) = marked_delivered(&raw, *index)? else {
-                        break; // already marked, or the slot is not a done one
-                    };
-                    match self.inbox.compare_and_swap(key, Some(&raw), Some(next))? {
-                        Ok(()) => {
-                            self.undelivered.delivered();
-                            break;
-                        }
-                        Err(lost) => current = lost.current,
-                    }
-                }
+                Err(lost) => current = lost.current,
             }
         }
         writing.wait()
@@ -288,21 +204,21 @@ impl EventQueue for SledStore {
         let mut pruned = 0;
         for kv in self.inbox.iter() {
             let (k, v) = kv?;
-            if state_of(&v)? != State::Done {
+            // Undelivered replies keep their slot; an unreadable one stays for an operator.
+            if has_replies(&v) {
                 continue;
             }
-            if let Inbox::Done { at, replies, .. } = decode::<Inbox>("inbox entry", &v)? {
-                // Undelivered replies keep their slot. Compare-and-swap, so a slot rewritten
-                // since we read it is left alone.
-                if at < before
-                    && replies.is_empty()
-                    && self
-                        .inbox
-                        .compare_and_swap(&k, Some(&v), None as Option<&[u8]>)?
-                        .is_ok()
-                {
-                    pruned += 1;
-                }
+            let Ok(slot) = decode::<DoneRaw>("inbox entry", &v) else {
+                continue;
+            };
+            // Compare-and-swap, so a slot rewritten since we read it is left alone.
+            if slot.at < before
+                && self
+                    .inbox
+                    .compare_and_swap(&k, Some(&v), None as Option<&[u8]>)?
+                    .is_ok()
+            {
+                pruned += 1;
             }
         }
         if pruned > 0 || compacted > 0 {
@@ -316,32 +232,13 @@ impl EventQueue for SledStore {
     }
 }
 
-/// An inbox slot's state and, when pending (written by an earlier version), what orders its
-/// event; the payload is skimmed.
-#[derive(serde::Deserialize)]
-struct Head<'a> {
-    state: State,
-    #[serde(borrow)]
-    event: Option<EventHead<'a>>,
-}
-
-/// A pending event as a scan found it: an earlier version's inbox slot, or an intake record's
-/// event.
-enum Stored {
-    Slot(IVec),
-    Event(Box<[u8]>),
-}
-
-impl Stored {
-    fn event(self) -> Result<InboundEvent, StoreError> {
-        match self {
-            Stored::Slot(raw) => match decode::<Inbox>("inbox entry", &raw)? {
-                Inbox::Pending { event } => Ok(event),
-                Inbox::Done { .. } => Err(Abort::Corrupt("inbox entry".into(), None).into()),
-            },
-            Stored::Event(raw) => Ok(decode("intake event", &raw)?),
-        }
-    }
+/// Whether a slot may hold replies, judged from its bytes without parsing it: a slot whose
+/// replies are all delivered is written without the field (`Done`'s serde attributes), so
+/// most slots are skipped unparsed. A slot that merely contains the word is parsed and found
+/// empty.
+fn has_replies(raw: &[u8]) -> bool {
+    raw.windows(b"\"replies\"".len())
+        .any(|w| w == b"\"replies\"")
 }
 
 /// Oldest first: timestamp, then sender and key to break ties.
@@ -352,11 +249,11 @@ fn rank_ref<S: AsRef<str>>(r: &(i64, S, S)) -> (i64, &str, &str) {
 }
 
 fn unreadable(key: &[u8], e: &StoreError) {
-    tracing::error!(key = %String::from_utf8_lossy(key), error = %e, "unreadable inbox slot skipped; its event is not processed");
+    tracing::error!(key = %String::from_utf8_lossy(key), error = %e, "unreadable intake event skipped; it is not processed");
 }
 
-/// A pending event by [`Rank`], with its stored bytes.
-struct Oldest(Rank, Stored);
+/// A pending event by [`Rank`], with its stored JSON.
+struct Oldest(Rank, Box<[u8]>);
 
 impl PartialEq for Oldest {
     fn eq(&self, other: &Self) -> bool {
@@ -378,16 +275,9 @@ impl Ord for Oldest {
     }
 }
 
-fn state_of(raw: &[u8]) -> Result<State, StoreError> {
-    Ok(decode::<StateOnly>("inbox entry", raw)?.state)
-}
-
 /// The done slot `raw` with reply `index` (and every one before it) counted as delivered, its
 /// replies dropped once all are; `None` when there is nothing to change.
 fn marked_delivered(raw: &IVec, index: u32) -> Result<Option<Vec<u8>>, StoreError> {
-    if state_of(raw)? != State::Done {
-        return Ok(None);
-    }
     let mut slot: DoneRaw = decode("inbox entry", raw)?;
     if index < slot.delivered || index as usize >= slot.replies.len() {
         return Ok(None);
@@ -447,24 +337,6 @@ mod tests {
 
     fn keys_of(events: &[InboundEvent]) -> Vec<&str> {
         events.iter().map(|e| e.key.as_str()).collect()
-    }
-
-    #[test]
-    fn inbox_slots_written_by_earlier_versions_still_read() {
-        let pending = br#"{"state":"pending","event":{"key":"p:m1","sender":"7","timestamp_ms":3,"payload":{"message":{"mid":"m1","text":"hi"}}}}"#;
-        let Inbox::Pending { event } = decode::<Inbox>("inbox entry", pending).unwrap() else {
-            panic!("a pending slot reads as pending");
-        };
-        assert_eq!(
-            event.payload.get(),
-            r#"{"message":{"mid":"m1","text":"hi"}}"#
-        );
-        let done = br#"{"state":"done","at":"2026-11-01T10:00:00Z"}"#;
-        assert!(matches!(
-            decode::<Inbox>("inbox entry", done).unwrap(),
-            Inbox::Done { .. }
-        ));
-        assert!(decode::<Inbox>("inbox entry", br#"{"state":"pending"}"#).is_err());
     }
 
     #[test]
@@ -649,19 +521,6 @@ mod tests {
     }
 
     #[test]
-    fn replies_queued_in_a_separate_outbox_by_an_older_version_are_still_delivered_first() {
-        let (_d, store) = open();
-        let old = encode("outbound message", &reply("old", 7)).unwrap();
-        store.outbox.insert(keys::outbox(41), old).unwrap();
-        let new = store.finish_inbound("m1", vec![reply("m1", 0)]).unwrap();
-        let queued = store.pending_outbound().unwrap();
-        assert_eq!(ids_of(&queued), [ReplyId::Outbox(41), new[0].clone()]);
-        assert_eq!(queued[0].1.body["n"], 7);
-        store.finish_outbound(&ReplyId::Outbox(41)).unwrap();
-        assert_eq!(ids_of(&store.pending_outbound().unwrap()), new);
-    }
-
-    #[test]
     fn an_unreadable_slot_does_not_hold_back_the_other_replies() {
         let (_d, store) = open();
         let ids = store.finish_inbound("m1", vec![reply("m1", 0)]).unwrap();
@@ -673,7 +532,7 @@ mod tests {
     }
 
     #[test]
-    fn a_done_slot_written_before_replies_moved_into_it_still_reads() {
+    fn a_done_slot_without_replies_reads_and_is_not_finished_again() {
         let (_d, store) = open();
         let old = br#"{"state":"done","at":"2026-11-01T10:00:00Z"}"#;
         store.inbox.insert("m1", &old[..]).unwrap();
@@ -801,26 +660,6 @@ mod tests {
         assert!(store.intake_tree().is_empty());
         assert!(store.pending_inbound().unwrap().is_empty());
         assert_eq!(store.intake.counts(), (0, 0));
-    }
-
-    #[test]
-    fn pending_slots_written_by_an_earlier_version_still_run_once() {
-        let (dir, store) = open();
-        let legacy = br#"{"state":"pending","event":{"key":"old","sender":"a","timestamp_ms":1,"payload":{"text":"old"}}}"#;
-        store.inbox.insert("old", &legacy[..]).unwrap();
-        store.record_inbound(vec![event("new", "a", 2)]).unwrap();
-        let store = reopen(&dir, store);
-        assert_eq!(keys_of(&store.pending_inbound().unwrap()), ["old", "new"]);
-        let (first, _) = store
-            .pending_inbound_first(1, &Default::default(), &SenderQuota::unlimited())
-            .unwrap();
-        assert_eq!(keys_of(&first), ["old"]);
-        assert!(known(&store, event("old", "a", 1)));
-        store.finish_inbound("old", vec![]).unwrap();
-        assert!(!store.inbound_finished("new").unwrap());
-        assert_eq!(keys_of(&store.pending_inbound().unwrap()), ["new"]);
-        // That scan found no pending slot left: the inbox is not scanned for them again.
-        assert!(!store.legacy_pending.load(Relaxed));
     }
 
     #[test]

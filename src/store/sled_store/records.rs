@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::atomic::{abort, tx, Abort, Tx, TxTree};
 use crate::domain::{LedgerEntry, Member, MemberId, Points, Reversal};
-use crate::store::{keys, InboundEvent, MemberAccount, OutboundMessage};
+use crate::store::{keys, MemberAccount, OutboundMessage};
 
 /// A member as stored: the cached balance and the next ledger sequence travel with the member,
 /// so every ledger append rewrites this record and conflicting writers serialise on it.
@@ -33,17 +33,16 @@ impl Account {
 pub(super) struct Claim {
     pub member: MemberId,
     pub at: DateTime<Utc>,
-    /// `None` for claims stored before reversals existed: their points are in the ledger.
-    pub points: Option<Points>,
+    pub points: Points,
 }
 
 /// Everything the store knows about one order number, under one key of the `orders` tree: its
 /// claim and its reversal. Keeping both in one record makes a claim and a reversal of the same
 /// order write the same key, so sled serialises them: neither can miss the other.
 ///
-/// Stored flat (`{"member":…,"at":…,"points":…,"reversal":{…}}`) so that records written
-/// before reversals existed (`{"member":…,"at":…}`) read unchanged. A record with a reversal
-/// and no member is a refund that arrived before any claim.
+/// Stored flat (`{"member":…,"at":…,"points":…,"reversal":{…}}`). A record with a reversal
+/// and no member is a refund that arrived before any claim. (Claims stored before reversals
+/// existed lacked `points`; the migration to layout 1 filled them in, `migrate.rs`.)
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(super) struct OrderRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -67,15 +66,21 @@ impl OrderRecord {
         }
     }
 
+    /// The record of a claim and/or reversal as a backup holds it.
+    pub fn restored(claim: Option<Claim>, reversal: Option<Reversal>) -> Self {
+        OrderRecord {
+            member: claim.map(|c| c.member),
+            at: claim.map(|c| c.at),
+            points: claim.map(|c| c.points),
+            reversal,
+        }
+    }
+
     /// The claim, if the order was claimed; an error if the record is half a claim.
     pub fn claim(&self) -> Result<Option<Claim>, Abort> {
-        match (self.member, self.at) {
-            (Some(member), Some(at)) => Ok(Some(Claim {
-                member,
-                at,
-                points: self.points,
-            })),
-            (None, None) => Ok(None),
+        match (self.member, self.at, self.points) {
+            (Some(member), Some(at), Some(points)) => Ok(Some(Claim { member, at, points })),
+            (None, None, None) => Ok(None),
             _ => Err(Abort::Corrupt(
                 "order record with half a claim".into(),
                 None,
@@ -84,93 +89,56 @@ impl OrderRecord {
     }
 }
 
-/// An inbox slot: the event while it waits; once processed, its done-at time and the replies
-/// it queued until they are all delivered (the key alone is what de-duplicates redeliveries).
-/// Keeping the replies in the event's own slot makes "processed, with these replies" and each
-/// "delivered" one single-key write, atomic in sled without the writer lock or the journal.
-/// Stored as `{"state":"pending","event":{…}}` or `{"state":"done","at":…}`, the latter with
-/// `"replies":[…],"delivered":n,"seq":s` while some are undelivered.
-#[derive(Debug, Serialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub(super) enum Inbox<E = InboundEvent> {
-    Pending {
-        event: E,
-    },
-    Done {
-        at: DateTime<Utc>,
-        /// The replies in order; emptied once all are delivered.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        replies: Vec<OutboundMessage>,
-        /// How many of `replies`, from the first, are delivered or dropped for good.
-        #[serde(default, skip_serializing_if = "is_zero")]
-        delivered: u32,
-        /// Queue order across events, for resuming after a restart (a sled-generated id).
-        #[serde(default, skip_serializing_if = "is_zero")]
-        seq: u64,
-    },
+/// A processed event's inbox slot: its done-at time and the replies it queued until they are
+/// all delivered (the key alone is what de-duplicates redeliveries). Keeping the replies in
+/// the event's own slot makes "processed, with these replies" and each "delivered" one
+/// single-key write, atomic in sled without the writer lock or the journal. Stored as
+/// `{"state":"done","at":…}`, with `"replies":[…],"delivered":n,"seq":s` while some are
+/// undelivered. `R` is a reply: [`OutboundMessage`], or its JSON text left unparsed so that
+/// marking one delivered rewrites the slot without building every reply's Send API body.
+/// (Pending events once had slots here too, `{"state":"pending",…}`; the migration to layout
+/// 1 moved them to intake records, `migrate.rs`.)
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(bound(deserialize = "R: Deserialize<'de>"))]
+pub(super) struct Done<R = OutboundMessage> {
+    pub state: State,
+    pub at: DateTime<Utc>,
+    /// The replies in order; emptied once all are delivered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replies: Vec<R>,
+    /// How many of `replies`, from the first, are delivered or dropped for good.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub delivered: u32,
+    /// Queue order across events, for resuming after a restart (a sled-generated id).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub seq: u64,
 }
+
+impl<R> Done<R> {
+    pub fn new(at: DateTime<Utc>, replies: Vec<R>, seq: u64) -> Self {
+        Done {
+            state: State::Done,
+            at,
+            replies,
+            delivered: 0,
+            seq,
+        }
+    }
+}
+
+/// A done slot with its replies left as JSON text.
+pub(super) type DoneRaw = Done<Box<serde_json::value::RawValue>>;
 
 fn is_zero<T: Default + PartialEq>(n: &T) -> bool {
     *n == T::default()
 }
 
-/// Read through a flat struct rather than serde's internally tagged enum: that one buffers the
-/// fields first, and a buffered event's raw JSON payload cannot be read back.
-impl<'de> Deserialize<'de> for Inbox {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        struct Flat {
-            state: State,
-            event: Option<InboundEvent>,
-            at: Option<DateTime<Utc>>,
-            #[serde(default)]
-            replies: Vec<OutboundMessage>,
-            #[serde(default)]
-            delivered: u32,
-            #[serde(default)]
-            seq: u64,
-        }
-        use serde::de::Error;
-        let flat = Flat::deserialize(d)?;
-        match (flat.state, flat.event, flat.at) {
-            (State::Pending, Some(event), _) => Ok(Inbox::Pending { event }),
-            (State::Done, _, Some(at)) => Ok(Inbox::Done {
-                at,
-                replies: flat.replies,
-                delivered: flat.delivered,
-                seq: flat.seq,
-            }),
-            (State::Pending, None, _) => Err(D::Error::missing_field("event")),
-            (State::Done, _, None) => Err(D::Error::missing_field("at")),
-        }
-    }
-}
-
-/// A done inbox slot with its replies left as JSON text: marking one delivered rewrites the
-/// slot without building (and re-serializing) every reply's Send API body.
-#[derive(Serialize, Deserialize)]
-pub(super) struct DoneRaw {
-    pub state: State,
-    pub at: DateTime<Utc>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub replies: Vec<Box<serde_json::value::RawValue>>,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub delivered: u32,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub seq: u64,
-}
-
-/// An inbox slot's state alone: skims past the rest of the value without building it.
+/// An inbox slot's state: `done` is the only one a slot has now. A value without it (or with
+/// another) is unreadable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(super) enum State {
-    Pending,
     Done,
-}
-
-#[derive(Deserialize)]
-pub(super) struct StateOnly {
-    pub state: State,
 }
 
 pub(super) fn encode<T: Serialize>(what: &str, v: &T) -> Result<Vec<u8>, Abort> {

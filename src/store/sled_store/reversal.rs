@@ -4,11 +4,11 @@
 
 use chrono::{DateTime, Utc};
 
-use super::atomic::{abort, tx, Abort};
+use super::atomic::tx;
 use super::records::{decode, encode, tx_account, tx_append, OrderRecord};
 use super::SledStore;
-use crate::domain::{EntryKind, LedgerEntry, OrderNumber, Points, Reversal, ReversalReason};
-use crate::store::{keys, LoyaltyStore, ReverseOutcome, StoreError};
+use crate::domain::{LedgerEntry, OrderNumber, Reversal, ReversalReason};
+use crate::store::{keys, ReverseOutcome, StoreError};
 
 impl SledStore {
     pub(super) fn reverse(
@@ -18,9 +18,6 @@ impl SledStore {
         now: DateTime<Utc>,
     ) -> Result<ReverseOutcome, StoreError> {
         let okey = keys::order(order);
-        // Claims stored before reversals existed do not carry their points; their ledger
-        // entry does, and it never changes, so it is read once here, outside the operation.
-        let legacy = self.legacy_credit(order)?;
         let trees = [&self.orders, &self.members, &self.ledger];
         let writing = self.commit.writing();
         let outcome = self.atomic.run(trees, |[orders, members, ledger]| {
@@ -35,12 +32,7 @@ impl SledStore {
             let (reversal, balance) = match tx(record.claim())? {
                 None => (Reversal::before_claim(reason, now), None),
                 Some(claim) => {
-                    let Some(credited) = claim.points.or(legacy) else {
-                        return abort(Abort::Corrupt(
-                            format!("claim of order {order} without its credit"),
-                            None,
-                        ));
-                    };
+                    let credited = claim.points;
                     let acct = tx_account(&members, claim.member)?;
                     let reversal =
                         Reversal::of_credit(reason, now, claim.member, credited, acct.balance);
@@ -88,28 +80,6 @@ impl SledStore {
             Some(raw) => Ok(Some(decode("order record", &raw)?)),
             None => Ok(None),
         }
-    }
-
-    /// For a claim stored without its points (before reversals existed): the points of its
-    /// order-credit entry in the claiming member's ledger. `None` for every other order.
-    fn legacy_credit(&self, order: &OrderNumber) -> Result<Option<Points>, StoreError> {
-        let Some(record) = self.order_record(order)? else {
-            return Ok(None);
-        };
-        let Some(claim) = record.claim()?.filter(|c| c.points.is_none()) else {
-            return Ok(None);
-        };
-        let okey = keys::order(order);
-        for entry in self.ledger(claim.member)? {
-            let this_order = entry
-                .order_number
-                .as_ref()
-                .is_some_and(|n| keys::order(n) == okey);
-            if entry.kind == EntryKind::OrderCredit && this_order {
-                return Ok(Some(Points(entry.points.unsigned_abs())));
-            }
-        }
-        Err(Abort::Corrupt(format!("claim of order {order} without its credit"), None).into())
     }
 }
 
