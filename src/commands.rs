@@ -33,9 +33,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Chat { id } => crate::chat::run(settings, &id).await?,
         Command::CheckConfig => unreachable!("answered above"),
         Command::ImportBalances { file } => return import_balances(&settings, &file).await,
-        Command::Members(_) | Command::Export { .. } | Command::Import { .. } => {
-            anyhow::bail!("this command is not wired into this build yet")
-        }
+        Command::Export { out } => export(&settings, &out).await?,
+        Command::Import { file } => import(&settings, &file).await?,
+        Command::Members(_) => anyhow::bail!("this command is not wired into this build yet"),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -55,6 +55,73 @@ async fn with_stopped_store<T: Send + 'static>(
         Ok(value)
     })
     .await?
+}
+
+/// `export --out F`: the whole store in the export format, written to a temporary file beside
+/// `F` and renamed once complete, so `F` is never a cut-off export (`-`: standard output).
+async fn export(settings: &Settings, out: &Path) -> anyhow::Result<()> {
+    let out = out.to_path_buf();
+    let summary = with_stopped_store(settings, move |store| {
+        let bar = Progress::new("records exported");
+        let mut progress = |n| bar.set(n);
+        let summary = if out == Path::new("-") {
+            let stdout = std::io::stdout();
+            crate::backup::export(store, &mut stdout.lock(), &mut progress)?
+        } else {
+            let name = out.file_name().context("--out names no file")?;
+            let partial = out.with_file_name(format!(".{}.partial", name.to_string_lossy()));
+            let mut file = std::fs::File::create(&partial)
+                .with_context(|| format!("cannot create {}", partial.display()))?;
+            let summary = crate::backup::export(store, &mut file, &mut progress)?;
+            file.sync_all()?;
+            std::fs::rename(&partial, &out).with_context(|| {
+                format!("cannot rename {} to {}", partial.display(), out.display())
+            })?;
+            summary
+        };
+        bar.finish();
+        Ok(summary)
+    })
+    .await?;
+    let c = summary.counts;
+    eprintln!(
+        "exported {} members ({} ledger entries), {} orders, {} coupons, {} imported balances, {} bytes",
+        c.members, c.ledger_entries, c.orders, c.coupons, c.imported_balances, summary.bytes
+    );
+    Ok(())
+}
+
+/// `import F`: an export loaded into an empty store, all or nothing.
+async fn import(settings: &Settings, file: &Path) -> anyhow::Result<()> {
+    let reader =
+        std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let cache = settings.store.cache_capacity_mb * 1024 * 1024;
+    let path = settings.store.path.clone();
+    let store = SledStore::open_for_restore(&path, cache).with_context(|| {
+        format!(
+            "cannot open the store at {} (stop the service first)",
+            path.display()
+        )
+    })?;
+    let summary = tokio::task::spawn_blocking(move || {
+        let bar = Progress::new("records imported");
+        let mut input = std::io::BufReader::new(reader);
+        let result = crate::backup::import(&store, &mut input, &mut |n| bar.set(n));
+        bar.finish();
+        let closed = store.close().context("closing the store");
+        let summary = result?;
+        if let Err(e) = closed?.write_snapshot() {
+            tracing::warn!(error = %e, "the store's snapshot was not written; the next start recovers its log");
+        }
+        anyhow::Ok(summary)
+    })
+    .await??;
+    let c = summary.counts;
+    eprintln!(
+        "imported {} members ({} ledger entries), {} orders, {} coupons, {} imported balances",
+        c.members, c.ledger_entries, c.orders, c.coupons, c.imported_balances
+    );
+    Ok(())
 }
 
 /// `import-balances FILE.csv`: every row checked first; any invalid row is listed and nothing

@@ -253,3 +253,59 @@ fn import_balances_reports_what_it_did_and_refuses_a_file_with_bad_rows_whole() 
         text(&out.stdout)
     );
 }
+
+#[test]
+fn export_and_import_move_a_stopped_store_and_an_import_refuses_a_store_holding_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = (dir.path().join("old"), dir.path().join("new"));
+    let run = |args: &[&str], store: &Path| {
+        loyalty_bot(
+            dir.path(),
+            args,
+            &[("LOYALTY__STORE__PATH", store.to_str().unwrap())],
+        )
+    };
+    std::fs::write(
+        dir.path().join("b.csv"),
+        "email,points\nana@example.com,120\n",
+    )
+    .unwrap();
+    assert!(run(&["import-balances", "b.csv"], &old).status.success());
+
+    let out = run(&["export", "--out", "first.ndjson"], &old);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let first = std::fs::read_to_string(dir.path().join("first.ndjson")).unwrap();
+    assert!(
+        first.starts_with("{\"format\":\"loyalty-bot-export\",\"version\":1"),
+        "{first}"
+    );
+    assert!(first.contains("ana@example.com"), "{first}");
+    assert!(
+        !dir.path().join(".first.ndjson.partial").exists(),
+        "the partial file was renamed"
+    );
+
+    let out = run(&["import", "first.ndjson"], &new);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run(&["export", "--out", "-"], &new);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let without_time = |export: &str| -> Vec<String> {
+        export
+            .lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v.as_object_mut().unwrap().remove("exported_at");
+                v.to_string()
+            })
+            .collect()
+    };
+    assert_eq!(without_time(&text(&out.stdout)), without_time(&first));
+
+    let out = run(&["import", "first.ndjson"], &new);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("not empty"),
+        "{}",
+        text(&out.stderr)
+    );
+}
