@@ -46,7 +46,7 @@ async fn with_stopped_store<T: Send + 'static>(
     settings: &Settings,
     work: impl FnOnce(&SledStore) -> anyhow::Result<T> + Send + 'static,
 ) -> anyhow::Result<T> {
-    let store = open_store(settings).context("the service must be stopped first")?;
+    let store = open_store(settings)?;
     tokio::task::spawn_blocking(move || {
         let result = work(&store);
         let closed = store.close().context("closing the store");

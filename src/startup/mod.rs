@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    #[error("cannot open the store at {path} (is another loyalty-bot using it?)")]
+    #[error("cannot open the store at {path}{}", lock_hint(source))]
     Store {
         path: PathBuf,
         #[source]
@@ -54,6 +54,18 @@ pub enum StartupError {
     Server(#[source] std::io::Error),
     #[error("the final store flush at shutdown failed; the last writes may not be on disk")]
     FinalFlush(#[source] StoreError),
+}
+
+/// sled lets one process open a store: say what to do when another holds it.
+fn lock_hint(e: &StoreError) -> &'static str {
+    let mut cause: Option<&dyn std::error::Error> = Some(e);
+    while let Some(c) = cause {
+        if c.to_string().contains("could not acquire lock") {
+            return " (another process holds it: stop the running loyalty-bot first)";
+        }
+        cause = c.source();
+    }
+    ""
 }
 
 /// A running (not yet served) application: the socket is bound, so [`Application::port`] is
