@@ -2,21 +2,14 @@
 //! attacker input in production, but a typo must give an error naming the key, never a panic.
 
 use loyalty_bot::config::Settings;
-use loyalty_bot::flows::check_flow_texts;
+use loyalty_bot::flows::{check_flow_texts, BUILT_IN_FLOWS};
 use rust_decimal::Decimal;
 use std::path::{Path, PathBuf};
 
 /// The shipped flows, which the fuzzed file joins: alone, a file could never pass the checks
 /// across files (every locale has every message, one fallback flow), which is where most of
 /// the loading code is.
-const SHIPPED: [(&str, &str); 6] = [
-    ("balance.toml", include_str!("../../flows/balance.toml")),
-    ("claim.toml", include_str!("../../flows/claim.toml")),
-    ("help.toml", include_str!("../../flows/help.toml")),
-    ("join.toml", include_str!("../../flows/join.toml")),
-    ("messages.toml", include_str!("../../flows/messages.toml")),
-    ("redeem.toml", include_str!("../../flows/redeem.toml")),
-];
+const SHIPPED: [(&str, &str); 6] = BUILT_IN_FLOWS;
 
 /// One flow file. Layout: a byte choosing which shipped file the text replaces (`n % 7`; 6
 /// adds it as `fuzz.toml`), then the file's text.

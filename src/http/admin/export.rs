@@ -32,7 +32,7 @@ pub(super) async fn export(_: Admin, program: web::Data<Program>) -> HttpRespons
                 "export finished"
             ),
             Err(e) => {
-                let message = error_chain(&e);
+                let message = crate::telemetry::chain(&e);
                 tracing::error!(error = %message, "export failed; the response is cut off before its last line");
                 // The client may be gone already; then there is nobody to tell.
                 let _ = out.0.blocking_send(Err(io::Error::other(message)));
@@ -63,15 +63,4 @@ impl io::Write for Chunks {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
