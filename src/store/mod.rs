@@ -16,8 +16,8 @@ pub use flusher::{GroupCommit, Pacing};
 pub use sled_store::{ClosedStore, SledStore};
 
 use crate::domain::{
-    ChatIdentity, Coupon, CouponCode, Email, LedgerEntry, Member, MemberId, OrderNumber, Points,
-    Profile, Reversal, ReversalReason, Reward, VerifiedOrder,
+    ChatIdentity, Coupon, CouponCode, Email, LedgerEntry, Member, MemberId, MemberRow, OrderNumber,
+    Points, Profile, Reversal, ReversalReason, Reward, SegmentFilter, VerifiedOrder,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -202,6 +202,19 @@ pub trait LoyaltyStore: AwaitDurable + Send + Sync + 'static {
         state: &ConversationState,
     ) -> Result<(), StoreError>;
     fn clear_conversation(&self, who: &ChatIdentity) -> Result<(), StoreError>;
+
+    // Members and segments: operator listings that walk the whole store.
+
+    /// Visits, in id order from the first id above `after`, every member `filter` admits, each
+    /// with their ledger's figures as at one instant (`points` is the sum of the entries its
+    /// `stats` folded), until `visit` breaks. Holds a bounded number of rows at a time however
+    /// large the store, stops no writer, and hands out nothing a crash could undo.
+    fn member_rows(
+        &self,
+        filter: &SegmentFilter,
+        after: Option<MemberId>,
+        visit: &mut dyn FnMut(MemberRow) -> std::ops::ControlFlow<()>,
+    ) -> Result<(), StoreError>;
 }
 
 /// An inbound chat event, recorded before the webhook is acknowledged.

@@ -379,4 +379,13 @@ impl LoyaltyStore for SledStore {
         self.conversations.remove(keys::identity(who))?;
         writing.wait()
     }
+
+    fn member_rows(
+        &self,
+        filter: &crate::domain::SegmentFilter,
+        after: Option<MemberId>,
+        visit: &mut dyn FnMut(crate::domain::MemberRow) -> std::ops::ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        self.scan_member_rows(filter, after, visit)
+    }
 }

@@ -35,6 +35,7 @@ mod loyalty;
 mod queue;
 mod records;
 mod reversal;
+mod segments;
 #[cfg(test)]
 mod tests;
 

@@ -1,0 +1,178 @@
+//! [`crate::store::LoyaltyStore::member_rows`] on sled: one ordered pass over the `members`
+//! and `ledger` trees together (both are ordered by member id, see `keys.rs`), so a segment
+//! of a million members reads each record once and holds one batch of rows at a time.
+//!
+//! No lock is taken, and yet each row is as at one instant. The `Account` record carries the
+//! balance and the next ledger sequence; every append writes its ledger entry before the
+//! record (`records::tx_append`, applied in staged order); entries never change. So the entries
+//! numbered below the record's `next_seq` are exactly the ledger whose sum the balance is, and
+//! all of them exist once the record has been read. Entries appended since are left out. The
+//! shared ledger iterator may have read a page before a concurrent append reached it; when it
+//! yields fewer entries than `next_seq`, that member's ledger is read again on its own.
+
+use std::ops::ControlFlow;
+
+use chrono::{DateTime, Utc};
+use sled::IVec;
+
+use super::records::{decode, Abort, Account};
+use super::SledStore;
+use crate::domain::{EntryKind, MemberId, MemberRow, MemberStats, SegmentFilter};
+use crate::store::{keys, StoreError};
+
+/// Rows read before they are handed out. Each batch first waits for a flush if a write it may
+/// include is not durable yet (as every read whose answer leaves the store does).
+const BATCH: usize = 1024;
+
+/// What the figures need of a ledger entry; serde skips the rest of the record unread.
+#[derive(serde::Deserialize)]
+struct Figures {
+    kind: EntryKind,
+    points: i64,
+    at: DateTime<Utc>,
+}
+
+type Visit<'a> = &'a mut dyn FnMut(MemberRow) -> ControlFlow<()>;
+
+impl SledStore {
+    pub(super) fn scan_member_rows(
+        &self,
+        filter: &SegmentFilter,
+        after: Option<MemberId>,
+        visit: Visit<'_>,
+    ) -> Result<(), StoreError> {
+        let first = match after {
+            None => MemberId(0),
+            Some(MemberId(u64::MAX)) => return Ok(()),
+            Some(MemberId(id)) => MemberId(id + 1),
+        };
+        let mut ledger = Ledger {
+            iter: self.ledger.range(keys::member_seq(first, 0)..),
+            next: None,
+        };
+        let mut batch = Vec::with_capacity(BATCH);
+        for kv in self.members.range(keys::member(first)..) {
+            let (_, raw) = kv?;
+            let acct: Account = decode("member record", &raw)?;
+            let id = acct.member.id;
+            let wanted = filter.admits_member(&acct.member, acct.balance);
+            let mut stats = MemberStats::default();
+            ledger.pass(id, acct.next_seq, wanted.then_some(&mut stats))?;
+            if !wanted {
+                continue;
+            }
+            if stats.entries != acct.next_seq {
+                stats = self.figures_of(id, acct.next_seq)?;
+            }
+            if !stats.add_up_to(acct.balance) {
+                let what = format!("the ledger of member {id} does not add up to its balance");
+                return Err(Abort::Corrupt(what, None).into());
+            }
+            if !filter.admits_stats(&stats) {
+                continue;
+            }
+            batch.push(MemberRow {
+                member: acct.member,
+                points: acct.balance,
+                stats,
+            });
+            if batch.len() == BATCH && self.hand_out(&mut batch, visit)?.is_break() {
+                return Ok(());
+            }
+        }
+        self.hand_out(&mut batch, visit).map(drop)
+    }
+
+    fn hand_out(
+        &self,
+        batch: &mut Vec<MemberRow>,
+        visit: Visit<'_>,
+    ) -> Result<ControlFlow<()>, StoreError> {
+        if batch.is_empty() {
+            return Ok(ControlFlow::Continue(()));
+        }
+        self.commit.settle_read()?;
+        for row in batch.drain(..) {
+            if visit(row).is_break() {
+                return Ok(ControlFlow::Break(()));
+            }
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+
+    /// The figures of the first `count` entries of the member's ledger, read afresh.
+    fn figures_of(&self, id: MemberId, count: u64) -> Result<MemberStats, StoreError> {
+        let mut stats = MemberStats::default();
+        if count > 0 {
+            let entries = self
+                .ledger
+                .range(keys::member_seq(id, 0)..keys::member_seq(id, count));
+            for kv in entries {
+                add(&mut stats, &kv?.1)?;
+            }
+        }
+        if stats.entries != count {
+            let what = format!("the ledger of member {id} lacks entries");
+            return Err(Abort::Corrupt(what, None).into());
+        }
+        Ok(stats)
+    }
+}
+
+/// The ledger tree, read once in key order alongside the members.
+struct Ledger {
+    iter: sled::Iter,
+    /// An entry read past the member being read: it belongs to a later one.
+    next: Option<(IVec, IVec)>,
+}
+
+impl Ledger {
+    /// Moves past the entries of members below `id` (a join being applied writes its ledger
+    /// first) and those of `id`, folding those numbered below `count` into `stats`.
+    fn pass(
+        &mut self,
+        id: MemberId,
+        count: u64,
+        mut stats: Option<&mut MemberStats>,
+    ) -> Result<(), StoreError> {
+        loop {
+            let (key, raw) = match self.next.take() {
+                Some(kv) => kv,
+                None => match self.iter.next() {
+                    Some(kv) => kv?,
+                    None => return Ok(()),
+                },
+            };
+            let (owner, seq) = split(&key)?;
+            if owner > id.0 {
+                self.next = Some((key, raw));
+                return Ok(());
+            }
+            if let Some(stats) = stats
+                .as_deref_mut()
+                .filter(|_| owner == id.0 && seq < count)
+            {
+                add(stats, &raw)?;
+            }
+        }
+    }
+}
+
+fn add(stats: &mut MemberStats, raw: &[u8]) -> Result<(), StoreError> {
+    let e: Figures = decode("ledger entry", raw)?;
+    stats.add(e.kind, e.points, e.at);
+    Ok(())
+}
+
+/// A ledger key's member id and sequence.
+fn split(key: &[u8]) -> Result<(u64, u64), StoreError> {
+    let corrupt = || StoreError::from(Abort::Corrupt("ledger key".into(), None));
+    let (owner, seq) = key.split_at_checked(8).ok_or_else(corrupt)?;
+    Ok((
+        keys::read_u64(owner).ok_or_else(corrupt)?,
+        keys::read_u64(seq).ok_or_else(corrupt)?,
+    ))
+}
+
+#[cfg(test)]
+mod tests;
