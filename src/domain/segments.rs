@@ -76,7 +76,7 @@ impl SegmentFilter {
         let mut seen: Vec<&str> = Vec::new();
         for (name, value) in pairs {
             let Some(known) = PARAMETERS.iter().copied().find(|p| *p == name) else {
-                return Err(unknown(name));
+                return Err(unknown_parameter(name, &[]));
             };
             if seen.contains(&known) {
                 return Err(bad(known, "given more than once"));
@@ -170,15 +170,20 @@ impl SegmentFilter {
     }
 }
 
-fn unknown(name: &str) -> FilterError {
-    let nearest = PARAMETERS
-        .iter()
-        .map(|p| (strsim::jaro_winkler(p, name), *p))
+/// The error for a parameter nobody knows, with the nearest of [`PARAMETERS`] and `also`
+/// (a caller's own parameters, such as a page size) when one is near.
+pub fn unknown_parameter(name: &str, also: &[&str]) -> FilterError {
+    let known = || PARAMETERS.iter().chain(also).copied();
+    let nearest = known()
+        .map(|p| (strsim::jaro_winkler(p, name), p))
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .filter(|(score, _)| *score > 0.8);
     let problem = match nearest {
         Some((_, p)) => format!("unknown parameter; did you mean `{p}`?"),
-        None => format!("unknown parameter; known: {}", PARAMETERS.join(", ")),
+        None => format!(
+            "unknown parameter; known: {}",
+            known().collect::<Vec<_>>().join(", ")
+        ),
     };
     bad(name, problem)
 }

@@ -4,8 +4,11 @@
 //! checked, so guessing the token is as slow as using it.
 //!
 //! `GET /admin/members?email=<email>`: a member, their balance and their ledger.
+//! `GET /admin/members?<filters>`, `GET /admin/members/<id>`: see `segments.rs`.
 //! `GET|PUT /admin/messenger/processing` `{"held": bool}`: hold back Messenger processing
 //! (webhooks are still recorded and acknowledged), e.g. while the shop is down for maintenance.
+
+mod segments;
 
 use super::ApiError;
 use crate::channels::messenger::Messenger;
@@ -33,7 +36,12 @@ pub fn configure(
         .app_data(web::Data::new(AdminToken(token)))
         .app_data(web::Data::new(AdminLimits(Arc::clone(program.limits()))))
         .app_data(web::Data::from(program))
-        .route("/members", web::get().to(member));
+        .route(
+            "/members",
+            web::get().guard(segments::asks_by_email()).to(member),
+        )
+        .route("/members", web::get().to(segments::members))
+        .route("/members/{id}", web::get().to(segments::member));
     if let Some(m) = messenger {
         scope = scope
             .app_data(web::Data::from(m))
