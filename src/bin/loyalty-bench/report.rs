@@ -196,3 +196,40 @@ pub fn print_members(f: &crate::members::Figures) {
         mib(p.rss_peak_kib)
     );
 }
+
+/// The segment export's figures; `members`: the `--members` fill, when there was one.
+pub fn print_segment(f: &crate::segments::Figures, members: Option<u64>) {
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let of = members.map_or_else(String::new, |n| format!(" of the store's {n} members"));
+    println!();
+    println!(
+        "| segment export: `GET /admin/members?format=csv&{}` | value |",
+        crate::segments::RANGE
+    );
+    println!("| --- | ---: |");
+    println!("| rows{of} | {} |", f.rows);
+    println!(
+        "| to the last byte | {:.2} s ({:.1} MiB, {:.0} bytes per row) |",
+        f.elapsed.as_secs_f64(),
+        f.bytes as f64 / (1024.0 * 1024.0),
+        f.bytes as f64 / f.rows.max(1) as f64
+    );
+    println!(
+        "| **rows/s** (bar: ≥ 250,000) | **{:.0}** |",
+        f.rows_per_sec()
+    );
+    println!(
+        "| RSS idle before → peak during ({}) | {:.0} → {:.0} MiB |",
+        if f.exact {
+            "kernel high-water mark"
+        } else {
+            "sampled every 2 ms"
+        },
+        mib(f.idle_rss_kib),
+        mib(f.peak_rss_kib)
+    );
+    println!(
+        "| **peak RSS above idle** (bar: < 100 MiB) | **{:.1} MiB** |",
+        f.above_idle_mib()
+    );
+}
