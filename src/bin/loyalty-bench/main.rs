@@ -117,7 +117,7 @@ async fn run(options: &Options) -> anyhow::Result<bool> {
     if let Some(s) = &segment {
         report::print_segment(s, filled.as_ref().map(|f| f.members));
     }
-    let segment_ok = segment.as_ref().is_none_or(|s| s.rows > 0);
+    let segment_ok = segment.iter().flatten().all(|r| r.rows > 0);
     Ok(!options.smoke || (report::smoke_ok(&rows) && segment_ok))
 }
 
@@ -190,7 +190,7 @@ async fn workloads(
     options: &Options,
     fakes: &Fakes,
     service: &Service,
-) -> anyhow::Result<(Vec<Row>, Option<segments::Figures>)> {
+) -> anyhow::Result<(Vec<Row>, Option<Vec<segments::Round>>)> {
     let plan = options.plan();
     let bare = measure(
         "bare ceiling",

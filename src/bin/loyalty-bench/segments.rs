@@ -17,8 +17,12 @@ use std::time::{Duration, Instant};
 /// signup bonus), so on that store the segment is every member: the export's worst case.
 pub const RANGE: &str = "min_points=1&max_points=1000000";
 
-/// What the export measured.
-pub struct Figures {
+/// Exports measured one after the other: the first finds sled's page cache as the start left
+/// it and fills it (up to `store.cache_capacity_mb`); the next shows the export alone.
+pub const ROUNDS: usize = 2;
+
+/// What one export measured.
+pub struct Round {
     pub rows: u64,
     pub bytes: u64,
     pub elapsed: Duration,
@@ -30,25 +34,42 @@ pub struct Figures {
     pub exact: bool,
 }
 
-impl Figures {
+impl Round {
     pub fn rows_per_sec(&self) -> f64 {
         self.rows as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
-    /// MiB above the idle service at the peak.
-    pub fn above_idle_mib(&self) -> f64 {
-        self.peak_rss_kib.saturating_sub(self.idle_rss_kib) as f64 / 1024.0
+    /// MiB above `idle_kib` at the peak.
+    pub fn above_mib(&self, idle_kib: u64) -> f64 {
+        self.peak_rss_kib.saturating_sub(idle_kib) as f64 / 1024.0
     }
 }
 
 /// Members joined for the row when the run has no `--members` fill (as that fill does).
 const SEED: u64 = 2_000;
 
-pub async fn run(service: &Service, filled: bool) -> anyhow::Result<Figures> {
+/// [`ROUNDS`] exports, in order.
+pub async fn run(service: &Service, filled: bool) -> anyhow::Result<Vec<Round>> {
     if !filled {
         seed(service).await?;
     }
-    eprintln!("running segment export (CSV over HTTP) ...");
+    let mut rounds = Vec::with_capacity(ROUNDS);
+    for round in 1..=ROUNDS {
+        eprintln!("running segment export (CSV over HTTP), {round}/{ROUNDS} ...");
+        let r = measure(service).await?;
+        eprintln!(
+            "  {} rows in {:.2} s ({:.0} rows/s), peak RSS {:.0} MiB above the idle before it",
+            r.rows,
+            r.elapsed.as_secs_f64(),
+            r.rows_per_sec(),
+            r.above_mib(r.idle_rss_kib)
+        );
+        rounds.push(r);
+    }
+    Ok(rounds)
+}
+
+async fn measure(service: &Service) -> anyhow::Result<Round> {
     let idle_rss_kib = status_kib("VmRSS:").context("read VmRSS")?;
     // `5` resets the peak-RSS counter (VmHWM) to the current RSS (Linux ≥ 4.0).
     let exact = std::fs::write("/proc/self/clear_refs", "5").is_ok();
@@ -74,22 +95,14 @@ pub async fn run(service: &Service, filled: bool) -> anyhow::Result<Figures> {
     } else {
         0
     };
-    let figures = Figures {
+    Ok(Round {
         rows,
         bytes,
         elapsed,
         idle_rss_kib,
         peak_rss_kib: hwm.max(sampled.load(Relaxed)),
         exact,
-    };
-    eprintln!(
-        "  {} rows in {:.2} s ({:.0} rows/s), peak RSS {:.0} MiB above idle",
-        figures.rows,
-        elapsed.as_secs_f64(),
-        figures.rows_per_sec(),
-        figures.above_idle_mib()
-    );
-    Ok(figures)
+    })
 }
 
 /// Joins [`SEED`] members the way the `--members` fill does, with one flush for them all.
