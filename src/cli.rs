@@ -95,8 +95,8 @@ pub struct MembersArgs {
     /// With this language (en, de).
     #[arg(long, value_name = "LOCALE")]
     pub locale: Option<String>,
-    /// CSV with a header row (the columns of `GET /admin/members?format=csv`), instead of one
-    /// JSON object per line.
+    /// CSV with a header row (the columns of `GET /admin/members?format=csv`). Without it: a
+    /// table on a terminal, one JSON object per line when piped.
     #[arg(long)]
     pub csv: bool,
 }

@@ -1,15 +1,17 @@
 //! What each subcommand of the binary does, once [`crate::cli`] has parsed it. The top of the
 //! program: errors are `anyhow` here, printed on one line by `main`.
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, MembersArgs};
 use crate::config::{render, ConfigError, Layered, Settings};
+use crate::domain::SegmentFilter;
 use crate::imports::{import_balances as import_balances_from, ImportError};
 use crate::progress::Progress;
+use crate::segments::{write_segment, SegmentFormat};
 use crate::startup::{open_store, Application};
 use crate::store::SledStore;
 use anyhow::Context;
 use chrono::Utc;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -35,7 +37,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ImportBalances { file } => return import_balances(&settings, &file).await,
         Command::Export { out } => export(&settings, &out).await?,
         Command::Import { file } => import(&settings, &file).await?,
-        Command::Members(_) => anyhow::bail!("this command is not wired into this build yet"),
+        Command::Members(args) => members(&settings, &args).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -55,6 +57,36 @@ async fn with_stopped_store<T: Send + 'static>(
         Ok(value)
     })
     .await?
+}
+
+/// `members [filters] [--csv]`: a segment of a stopped store, streamed to standard output.
+async fn members(settings: &Settings, args: &MembersArgs) -> anyhow::Result<()> {
+    let pairs = args.query_pairs();
+    let filter = SegmentFilter::parse(
+        pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        &settings.catalogue(),
+        Utc::now(),
+    )?;
+    let format = if args.csv {
+        SegmentFormat::Csv
+    } else if std::io::stdout().is_terminal() {
+        SegmentFormat::Table
+    } else {
+        SegmentFormat::JsonLines
+    };
+    let written = with_stopped_store(settings, move |store| {
+        let bar = Progress::new("members listed");
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::new(stdout.lock());
+        let written = write_segment(store, &filter, format, &mut out, &mut |n| bar.set(n));
+        bar.finish();
+        let written = written?;
+        out.flush()?;
+        Ok(written)
+    })
+    .await?;
+    eprintln!("{written} members");
+    Ok(())
 }
 
 /// `export --out F`: the whole store in the export format, written to a temporary file beside

@@ -5,6 +5,7 @@
 //! - [`store`]: the storage seam ([`store::LoyaltyStore`], [`store::EventQueue`]) and its sled backend.
 //! - [`shop`]: the shop seam ([`shop::Shop`]): order look-ups and coupon creation.
 //! - [`program`]: the use cases (join, claim, balance, redeem); orders side effects.
+//! - [`segments`]: a segment of members written out as CSV, JSON lines or a table.
 //! - [`flows`]: the flow engine; conversations as data from `flows/`.
 //! - [`channels`]: Messenger and ManyChat wire formats to and from the engine.
 //! - [`http`]: the HTTP surface (health, admin, error mapping, body and time limits) and
@@ -32,6 +33,7 @@ pub mod limits;
 pub mod metrics;
 pub mod program;
 pub mod progress;
+pub mod segments;
 pub mod shop;
 pub mod signature;
 pub mod startup;

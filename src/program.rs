@@ -3,6 +3,7 @@
 //! durably) in the store, and only then report success to the caller. Rate limits come first:
 //! a refused claim or redemption reads nothing, asks the shop nothing and changes nothing.
 
+use crate::domain::{ledger::balance_of, FilterError, LedgerEntry, MemberRow, SegmentFilter};
 use crate::domain::{
     points_for, Adjustment, Catalogue, ChatIdentity, Coupon, CouponCode, CouponStatus, Email,
     Member, MemberId, OrderNumber, OrderStatus, Points, Profile, RequestKey, ReversalReason,
@@ -10,6 +11,7 @@ use crate::domain::{
 };
 use crate::limits::{Limited, Limits};
 use crate::metrics::Metrics;
+use crate::segments::{self, SegmentError, SegmentFormat};
 use crate::shop::{CouponRequest, Shop, ShopError};
 use crate::store::{
     AdjustOutcome, ClaimOutcome, JoinOutcome, LoyaltyStore, MemberAccount, NewMember,
@@ -589,6 +591,75 @@ impl Program {
             tracing::warn!(member.id = %c.member, "pending coupon from an interrupted redemption cancelled; points restored");
         }
         Ok(n)
+    }
+}
+
+// Members and segments: operator listings. Scans of the store run on the blocking pool.
+impl Program {
+    /// A segment filter from `name=value` pairs ([`crate::domain::segments::PARAMETERS`]),
+    /// with this program's catalogue for `can_redeem`.
+    pub fn segment_filter<'a>(
+        &self,
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<SegmentFilter, FilterError> {
+        SegmentFilter::parse(pairs, &self.catalogue, Utc::now())
+    }
+
+    /// Up to `limit` members of the segment, from the first id above `after`, and whether
+    /// more follow.
+    pub async fn member_page(
+        &self,
+        filter: SegmentFilter,
+        after: Option<MemberId>,
+        limit: usize,
+    ) -> Result<(Vec<MemberRow>, bool), ProgramError> {
+        let store = Arc::clone(&self.store);
+        let page = tokio::task::spawn_blocking(move || {
+            let mut rows = Vec::with_capacity(limit.min(1024) + 1);
+            store.member_rows(&filter, after, &mut |row| {
+                rows.push(row);
+                if rows.len() > limit {
+                    std::ops::ControlFlow::Break(())
+                } else {
+                    std::ops::ControlFlow::Continue(())
+                }
+            })?;
+            let more = rows.len() > limit;
+            rows.truncate(limit);
+            Ok::<_, StoreError>((rows, more))
+        });
+        Ok(page.await??)
+    }
+
+    /// The whole segment written to `out` ([`crate::segments::write_segment`]). Blocking: call
+    /// it from a blocking thread.
+    pub fn write_segment(
+        &self,
+        filter: &SegmentFilter,
+        format: SegmentFormat,
+        out: &mut dyn std::io::Write,
+    ) -> Result<u64, SegmentError> {
+        segments::write_segment(self.store.as_ref(), filter, format, out, &mut |_| {})
+    }
+
+    /// A member and their ledger, oldest first; the balance is the ledger's sum, so the two
+    /// agree even while a write lands between the reads.
+    pub async fn member_with_ledger(
+        &self,
+        id: MemberId,
+    ) -> Result<Option<(MemberAccount, Vec<LedgerEntry>)>, ProgramError> {
+        self.durably(move |s| {
+            let Some(mut account) = s.member(id)? else {
+                return Ok(None);
+            };
+            let ledger = s.ledger(id)?;
+            account.balance = balance_of(&ledger).ok_or_else(|| StoreError::Corrupt {
+                what: format!("the ledger of member {id} adds up below zero"),
+                source: None,
+            })?;
+            Ok(Some((account, ledger)))
+        })
+        .await
     }
 }
 

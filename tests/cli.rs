@@ -309,3 +309,51 @@ fn export_and_import_move_a_stopped_store_and_an_import_refuses_a_store_holding_
         text(&out.stderr)
     );
 }
+
+#[test]
+fn members_lists_a_segment_of_a_stopped_store_as_csv_and_names_a_bad_filter() {
+    use loyalty_bot::domain::{Channel, ChatIdentity, Email, Points, Profile};
+    use loyalty_bot::store::{LoyaltyStore, NewMember, SledStore};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    {
+        let store = SledStore::open(&path, 8 << 20).unwrap();
+        for (name, bonus) in [("ana", 50), ("ben", 150), ("cy", 300)] {
+            let new = NewMember {
+                identity: ChatIdentity::new(Channel::Manychat, name).unwrap(),
+                email: Email::parse(&format!("{name}@example.com")).unwrap(),
+                profile: Profile::default(),
+                bonus: Points(bonus),
+            };
+            store.join(new, chrono::Utc::now()).unwrap();
+        }
+        store.close().unwrap();
+    }
+    let env = [("LOYALTY__STORE__PATH", path.to_str().unwrap())];
+    let out = loyalty_bot(
+        dir.path(),
+        &["members", "--min-points", "100", "--csv"],
+        &env,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let csv = text(&out.stdout);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "id,email,points,joined_at,last_activity_at,orders_claimed,points_earned,points_redeemed,rewards_redeemed,locale,channels"
+    );
+    let emails: Vec<&str> = lines[1..]
+        .iter()
+        .map(|l| l.split(',').nth(1).unwrap())
+        .collect();
+    assert_eq!(emails, ["ben@example.com", "cy@example.com"], "{csv}");
+    assert!(lines[2].contains(",300,"), "{csv}");
+
+    let out = loyalty_bot(dir.path(), &["members", "--channel", "fax"], &env);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("channel"),
+        "{}",
+        text(&out.stderr)
+    );
+}

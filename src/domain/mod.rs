@@ -4,20 +4,24 @@
 pub mod adjustments;
 pub mod coupons;
 pub mod ledger;
+pub mod member_stats;
 pub mod members;
 pub mod orders;
 pub mod points;
 pub mod reversals;
 pub mod rewards;
+pub mod segments;
 
 pub use adjustments::{Adjustment, AppliedImport, ImportedBalance, RequestKey, MAX_MANUAL_POINTS};
 pub use coupons::{Coupon, CouponCode, CouponStatus};
 pub use ledger::{EntryKind, LedgerEntry};
+pub use member_stats::{MemberRow, MemberStats};
 pub use members::{Channel, ChatIdentity, Email, Member, MemberAccount, MemberId, Profile};
 pub use orders::{points_for, OrderNumber, OrderStatus, VerifiedOrder};
 pub use points::Points;
 pub use reversals::{Reversal, ReversalReason};
 pub use rewards::{Catalogue, Reward};
+pub use segments::{FilterError, SegmentFilter};
 
 /// A value from outside failed the domain's rules.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

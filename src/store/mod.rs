@@ -20,7 +20,8 @@ pub use sled_store::{ClosedStore, SledStore};
 
 use crate::domain::{
     Adjustment, ChatIdentity, Coupon, CouponCode, Email, ImportedBalance, LedgerEntry, MemberId,
-    OrderNumber, Points, Profile, RequestKey, Reversal, ReversalReason, Reward, VerifiedOrder,
+    MemberRow, OrderNumber, Points, Profile, RequestKey, Reversal, ReversalReason, Reward,
+    SegmentFilter, VerifiedOrder,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -289,6 +290,19 @@ pub trait LoyaltyStore: AwaitDurable + Send + Sync + 'static {
 
     /// Removes everything restored (the store is empty again) and clears the mark.
     fn restore_abort(&self) -> Result<(), StoreError>;
+
+    // Members and segments: operator listings that walk the whole store.
+
+    /// Visits, in id order from the first id above `after`, every member `filter` admits, each
+    /// with their ledger's figures as at one instant (`points` is the sum of the entries its
+    /// `stats` folded), until `visit` breaks. Holds a bounded number of rows at a time however
+    /// large the store, stops no writer, and hands out nothing a crash could undo.
+    fn member_rows(
+        &self,
+        filter: &SegmentFilter,
+        after: Option<MemberId>,
+        visit: &mut dyn FnMut(MemberRow) -> std::ops::ControlFlow<()>,
+    ) -> Result<(), StoreError>;
 }
 
 /// Members and points, for the metrics (see [`LoyaltyStore::totals`]).

@@ -14,8 +14,8 @@ usage: loyalty-bench [--seconds N] [--connections C] [--rate R] [--members N] [-
                     scheduled time (default 3000; 50 with --smoke; 0 skips the paced runs)
   --members N       fill the store with N members before the service starts, and report
                     bytes per member, cold start time and memory (a new process)
-  --only W,...      run only these workloads: bare, held, intake, e2e, claim, redeem
-                    (the bare ceiling always runs: every ratio needs it)
+  --only W,...      run only these workloads: bare, held, intake, e2e, claim, redeem,
+                    segments (the bare ceiling always runs: every ratio needs it)
   --smoke           a short run of every workload that fails (exit 1) on any error or
                     on zero throughput; for CI";
 
@@ -41,6 +41,8 @@ pub enum Workload {
     EndToEnd,
     Claim,
     Redeem,
+    /// A points-range segment exported as CSV over HTTP.
+    Segments,
 }
 
 impl Workload {
@@ -52,6 +54,7 @@ impl Workload {
             "e2e" => Workload::EndToEnd,
             "claim" => Workload::Claim,
             "redeem" => Workload::Redeem,
+            "segments" => Workload::Segments,
             other => return Err(format!("unknown workload {other:?} in --only")),
         })
     }

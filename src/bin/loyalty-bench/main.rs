@@ -16,6 +16,7 @@ mod manychat;
 mod members;
 mod messenger;
 mod report;
+mod segments;
 mod service;
 
 use anyhow::Context;
@@ -107,13 +108,17 @@ async fn run(options: &Options) -> anyhow::Result<bool> {
     // Stop (and delete the temp store) even when a workload failed.
     let stopped = service.stop().await;
     fakes.stop().await;
-    let rows = rows?;
+    let (rows, segment) = rows?;
     stopped?;
     report::print(&rows, options);
     if let Some(f) = &filled {
         report::print_members(f);
     }
-    Ok(!options.smoke || report::smoke_ok(&rows))
+    if let Some(s) = &segment {
+        report::print_segment(s, filled.as_ref().map(|f| f.members));
+    }
+    let segment_ok = segment.iter().flatten().all(|r| r.rows > 0);
+    Ok(!options.smoke || (report::smoke_ok(&rows) && segment_ok))
 }
 
 /// Cold starts measured per `--members` run after the graceful stop (each reads the snapshot
@@ -180,11 +185,12 @@ fn prefill(dir: &std::path::Path, n: u64) -> anyhow::Result<members::Figures> {
 /// `--members` one), as the other rows do. It drains its own backlog before the next row; run
 /// after the claim rows, it measured what they left in the store as well (`docs/benchmark.md`,
 /// Method: the workloads).
+/// The segment export follows it, with no background work left, and is reported apart.
 async fn workloads(
     options: &Options,
     fakes: &Fakes,
     service: &Service,
-) -> anyhow::Result<Vec<Row>> {
+) -> anyhow::Result<(Vec<Row>, Option<Vec<segments::Round>>)> {
     let plan = options.plan();
     let bare = measure(
         "bare ceiling",
@@ -195,6 +201,11 @@ async fn workloads(
     .await;
     let held = if options.runs(Workload::Held) {
         Some(messenger::run_held_intake(options, fakes, service).await?)
+    } else {
+        None
+    };
+    let segment = if options.runs(Workload::Segments) {
+        Some(segments::run(service, options.members.is_some()).await?)
     } else {
         None
     };
@@ -214,7 +225,7 @@ async fn workloads(
     rows.extend(intake);
     rows.extend(e2e.into_iter().flatten());
     rows.extend(manychat);
-    Ok(rows)
+    Ok((rows, segment))
 }
 
 /// One workload against the service, with its flushes counted.

@@ -4,6 +4,7 @@
 //! checked, so guessing the token is as slow as using it.
 //!
 //! `GET /admin/members?email=<email>`: a member, their balance and their ledger.
+//! `GET /admin/members?<filters>`, `GET /admin/members/<id>`: see `segments.rs`.
 //! `POST /admin/members/{id}/adjustments`: an operator's change of a balance, with its reason
 //! (`adjustments.rs`).
 //! `GET /admin/export`: the whole store, streamed in the export format (`export.rs`).
@@ -12,6 +13,7 @@
 
 mod adjustments;
 mod export;
+mod segments;
 
 use super::ApiError;
 use crate::channels::messenger::Messenger;
@@ -39,7 +41,12 @@ pub fn configure(
         .app_data(web::Data::new(AdminToken(token)))
         .app_data(web::Data::new(AdminLimits(Arc::clone(program.limits()))))
         .app_data(web::Data::from(program))
-        .route("/members", web::get().to(member))
+        .route(
+            "/members",
+            web::get().guard(segments::asks_by_email()).to(member),
+        )
+        .route("/members", web::get().to(segments::members))
+        .route("/members/{id}", web::get().to(segments::member))
         .route(
             "/members/{id}/adjustments",
             web::post().to(adjustments::adjust),

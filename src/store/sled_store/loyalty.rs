@@ -452,4 +452,13 @@ impl LoyaltyStore for SledStore {
     fn restore_abort(&self) -> Result<(), StoreError> {
         SledStore::restore_abort(self)
     }
+
+    fn member_rows(
+        &self,
+        filter: &crate::domain::SegmentFilter,
+        after: Option<MemberId>,
+        visit: &mut dyn FnMut(crate::domain::MemberRow) -> std::ops::ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        self.scan_member_rows(filter, after, visit)
+    }
 }

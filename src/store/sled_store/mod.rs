@@ -46,6 +46,7 @@ mod queue;
 mod records;
 mod restore;
 mod reversal;
+mod segments;
 #[cfg(test)]
 mod tests;
 mod totals;
