@@ -22,8 +22,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return Ok(check_config(file.as_deref()));
     }
     let settings = Settings::load(file.as_deref(), std::env::vars())?;
-    // Quiet by default in the terminal chat, so logs do not interleave with the conversation.
-    let quiet = matches!(command, Command::Chat { .. });
+    // Only the service logs at info by default: the terminal chat and the offline commands
+    // print what they did themselves, and their logs would interleave with it.
+    let quiet = !matches!(command, Command::Serve);
     crate::telemetry::init_with(&settings.log, if quiet { "warn" } else { "info" });
     match command {
         Command::Serve => {

@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 
 pub struct Progress(ProgressBar);
 
-const TEMPLATE: &str = "{spinner} {human_pos} {msg} ({per_sec}, {elapsed})";
+const TEMPLATE: &str = "{spinner} {human_pos} {msg} ({elapsed})";
 
 impl Progress {
     /// A counter of `what` (e.g. "members exported"), drawn on standard error if it is a

@@ -348,6 +348,8 @@ fn members_lists_a_segment_of_a_stopped_store_as_csv_and_names_a_bad_filter() {
         .collect();
     assert_eq!(emails, ["ben@example.com", "cy@example.com"], "{csv}");
     assert!(lines[2].contains(",300,"), "{csv}");
+    // Piped, no progress is drawn: the only word on stderr is the count.
+    assert_eq!(text(&out.stderr).trim(), "2 members");
 
     let out = loyalty_bot(dir.path(), &["members", "--channel", "fax"], &env);
     assert_eq!(out.status.code(), Some(1));
