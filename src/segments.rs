@@ -140,7 +140,7 @@ pub fn write_segment_csv(
 
 enum Sink<'a> {
     /// With a buffer for the numbers, reused for every field.
-    Csv(csv::Writer<&'a mut dyn Write>, String),
+    Csv(Box<csv::Writer<&'a mut dyn Write>>, String),
     JsonLines(std::io::BufWriter<&'a mut dyn Write>),
     Table(std::io::BufWriter<&'a mut dyn Write>),
 }
@@ -166,7 +166,7 @@ impl<'a> Sink<'a> {
             SegmentFormat::Csv => {
                 let mut w = csv::Writer::from_writer(out);
                 w.write_record(CSV_COLUMNS)?;
-                Sink::Csv(w, String::new())
+                Sink::Csv(Box::new(w), String::new())
             }
             SegmentFormat::JsonLines => Sink::JsonLines(std::io::BufWriter::new(out)),
             SegmentFormat::Table => {

@@ -45,7 +45,7 @@ pub(super) struct Feed<'scope, 'env> {
 }
 
 enum Source {
-    Inline(sled::Iter),
+    Inline(Box<sled::Iter>),
     Thread {
         rx: Receiver<Entries>,
         batch: std::vec::IntoIter<Entry>,
@@ -57,7 +57,7 @@ impl<'scope, 'env> Feed<'scope, 'env> {
     pub fn new(scope: &'scope Scope<'scope, 'env>, ledger: sled::Iter) -> Self {
         Feed {
             scope,
-            source: Source::Inline(ledger),
+            source: Source::Inline(Box::new(ledger)),
             next: None,
             read_inline: 0,
         }
@@ -121,7 +121,7 @@ impl<'scope, 'env> Feed<'scope, 'env> {
         };
         std::thread::Builder::new()
             .name("segment-ledger".into())
-            .spawn_scoped(self.scope, move || read_ahead(iter, &tx))
+            .spawn_scoped(self.scope, move || read_ahead(*iter, &tx))
             .map_err(|e| StoreError::Backend(Box::new(e)))?;
         Ok(())
     }
