@@ -13,11 +13,11 @@ use super::super::records::{decode, Abort};
 use crate::domain::{EntryKind, MemberId, MemberStats};
 use crate::store::{keys, StoreError};
 
-/// Entries read on the scan's thread before a reading thread takes over (early in unit tests,
-/// so that their small stores go both ways).
+/// Entries read on the scan's thread before a reading thread takes over. Unit tests hand over
+/// early and in small messages, so that their small stores go every way.
 const INLINE: u64 = if cfg!(test) { 100 } else { 8 * 1024 };
 /// Entries per message from the reading thread, and messages it may read ahead.
-const ENTRIES: usize = 1024;
+const ENTRIES: usize = if cfg!(test) { 64 } else { 1024 };
 const READ_AHEAD: usize = 4;
 
 /// What the figures need of a ledger entry; serde skips the rest of the record unread.
