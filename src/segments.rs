@@ -12,8 +12,10 @@ use crate::domain::{FilterError, MemberRow, SegmentFilter};
 use crate::store::{LoyaltyStore, StoreError};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
+use sink::Sink;
 use std::io::Write;
 use std::ops::ControlFlow;
+use std::sync::mpsc::{sync_channel, SyncSender};
 
 /// The CSV header, in column order.
 pub const CSV_COLUMNS: [&str; 11] = [
@@ -32,6 +34,9 @@ pub const CSV_COLUMNS: [&str; 11] = [
 
 /// How often [`write_segment`] reports progress, in rows.
 const PROGRESS_EVERY: u64 = 10_000;
+/// Rows per message from the scanning thread to the writing one, and messages in flight.
+const ROWS: usize = 256;
+const ROWS_AHEAD: usize = 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SegmentFormat {
@@ -50,6 +55,8 @@ pub enum SegmentError {
     Store(#[from] StoreError),
     #[error("cannot write the segment")]
     Write(#[source] std::io::Error),
+    #[error("cannot start the thread that reads the members")]
+    Thread(#[source] std::io::Error),
 }
 
 /// One member as the admin API's pages and the JSON lines show it: the CSV's columns, with
@@ -106,26 +113,60 @@ pub fn write_segment(
     progress: &mut dyn FnMut(u64),
 ) -> Result<u64, SegmentError> {
     let mut sink = Sink::start(format, out).map_err(SegmentError::Write)?;
-    let (mut written, mut failed) = (0u64, None);
-    store.member_rows(filter, None, &mut |row| match sink.row(&row) {
-        Ok(()) => {
-            written += 1;
-            if written % PROGRESS_EVERY == 0 {
-                progress(written);
+    let mut written = 0u64;
+    // The store is read on a thread of its own while this one writes: formatting is a fair
+    // part of an export's time.
+    std::thread::scope(|scope| {
+        let (tx, rx) = sync_channel(ROWS_AHEAD);
+        let scan = std::thread::Builder::new()
+            .name("segment-scan".into())
+            .spawn_scoped(scope, move || scan(store, filter, &tx))
+            .map_err(SegmentError::Thread)?;
+        let mut wrote = Ok(());
+        'rows: for batch in &rx {
+            for row in &batch {
+                if let Err(e) = sink.row(row) {
+                    wrote = Err(e);
+                    break 'rows;
+                }
+                written += 1;
+                if written % PROGRESS_EVERY == 0 {
+                    progress(written);
+                }
             }
-            ControlFlow::Continue(())
         }
-        Err(e) => {
-            failed = Some(e);
-            ControlFlow::Break(())
-        }
+        // Stops the scan at its next batch, if a failed write left it running.
+        drop(rx);
+        let scanned = scan.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        wrote.map_err(SegmentError::Write)?;
+        Ok::<_, SegmentError>(scanned?)
     })?;
-    if let Some(e) = failed {
-        return Err(SegmentError::Write(e));
-    }
     sink.finish().map_err(SegmentError::Write)?;
     progress(written);
     Ok(written)
+}
+
+/// The scanning thread: the segment's rows, in batches, until the end or until nobody listens.
+fn scan(
+    store: &dyn LoyaltyStore,
+    filter: &SegmentFilter,
+    tx: &SyncSender<Vec<MemberRow>>,
+) -> Result<(), StoreError> {
+    let mut batch = Vec::with_capacity(ROWS);
+    store.member_rows(filter, None, &mut |row| {
+        batch.push(row);
+        if batch.len() < ROWS {
+            return ControlFlow::Continue(());
+        }
+        match tx.send(std::mem::replace(&mut batch, Vec::with_capacity(ROWS))) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(_) => ControlFlow::Break(()),
+        }
+    })?;
+    if !batch.is_empty() {
+        let _ = tx.send(batch);
+    }
+    Ok(())
 }
 
 /// [`write_segment`] as CSV.
@@ -138,133 +179,6 @@ pub fn write_segment_csv(
     write_segment(store, filter, SegmentFormat::Csv, out, progress)
 }
 
-enum Sink<'a> {
-    /// With a buffer for the numbers, reused for every field.
-    Csv(Box<csv::Writer<&'a mut dyn Write>>, String),
-    JsonLines(std::io::BufWriter<&'a mut dyn Write>),
-    Table(std::io::BufWriter<&'a mut dyn Write>),
-}
-
-/// The table's columns: (title, width); a negative width aligns left.
-const TABLE: [(&str, i32); 11] = [
-    ("id", 9),
-    ("email", -32),
-    ("points", 9),
-    ("joined", -10),
-    ("last active", -11),
-    ("orders", 7),
-    ("earned", 9),
-    ("redeemed", 9),
-    ("rewards", 8),
-    ("locale", -6),
-    ("channels", -9),
-];
-
-impl<'a> Sink<'a> {
-    fn start(format: SegmentFormat, out: &'a mut dyn Write) -> std::io::Result<Sink<'a>> {
-        Ok(match format {
-            SegmentFormat::Csv => {
-                let mut w = Box::new(csv::Writer::from_writer(out));
-                w.write_record(CSV_COLUMNS)?;
-                Sink::Csv(w, String::new())
-            }
-            SegmentFormat::JsonLines => Sink::JsonLines(std::io::BufWriter::new(out)),
-            SegmentFormat::Table => {
-                let mut w = std::io::BufWriter::new(out);
-                table_line(&mut w, TABLE.map(|(title, _)| title.to_owned()))?;
-                Sink::Table(w)
-            }
-        })
-    }
-
-    fn row(&mut self, row: &MemberRow) -> std::io::Result<()> {
-        match self {
-            Sink::Csv(w, buf) => csv_row(w, buf, row)?,
-            Sink::JsonLines(w) => {
-                serde_json::to_writer(&mut *w, &MemberJson::from(row))?;
-                w.write_all(b"\n")?;
-            }
-            Sink::Table(w) => {
-                let j = MemberJson::from(row);
-                let date = |t: &str| t.get(..10).unwrap_or(t).to_owned();
-                let cells = [
-                    j.id.to_string(),
-                    cut(j.email, 32),
-                    j.points.to_string(),
-                    date(&j.joined_at),
-                    j.last_activity_at.as_deref().map(date).unwrap_or_default(),
-                    j.orders_claimed.to_string(),
-                    j.points_earned.to_string(),
-                    j.points_redeemed.to_string(),
-                    j.rewards_redeemed.to_string(),
-                    j.locale.unwrap_or("").to_owned(),
-                    j.channels.join(";"),
-                ];
-                table_line(w, cells)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn finish(self) -> std::io::Result<()> {
-        match self {
-            Sink::Csv(mut w, _) => w.flush(),
-            Sink::JsonLines(mut w) | Sink::Table(mut w) => w.flush(),
-        }
-    }
-}
-
-/// One CSV record, the numbers written through `buf`: a segment is written at hundreds of
-/// thousands of rows a second, and a string per field showed in its profile.
-fn csv_row(
-    w: &mut csv::Writer<&mut dyn Write>,
-    buf: &mut String,
-    row: &MemberRow,
-) -> std::io::Result<()> {
-    use std::fmt::Write as _;
-    let (m, s) = (&row.member, &row.stats);
-    let mut field = |w: &mut csv::Writer<_>, value: &dyn std::fmt::Display| {
-        buf.clear();
-        let _ = write!(buf, "{value}");
-        w.write_field(buf.as_bytes())
-    };
-    field(w, &m.id.0)?;
-    w.write_field(m.email.as_str())?;
-    field(w, &row.points.0)?;
-    w.write_field(time(m.joined_at))?;
-    w.write_field(s.last_activity_at.map(time).unwrap_or_default())?;
-    field(w, &s.orders_claimed)?;
-    field(w, &s.points_earned)?;
-    field(w, &s.points_redeemed)?;
-    field(w, &s.rewards_redeemed)?;
-    w.write_field(m.locale.as_deref().unwrap_or(""))?;
-    w.write_field(m.identity.channel.as_str())?;
-    w.write_record(None::<&[u8]>)?;
-    Ok(())
-}
-
-fn table_line(w: &mut impl Write, cells: [String; 11]) -> std::io::Result<()> {
-    let mut line = String::new();
-    for ((_, width), cell) in TABLE.iter().zip(cells) {
-        let n = width.unsigned_abs() as usize;
-        if *width < 0 {
-            line.push_str(&format!("{cell:<n$} "));
-        } else {
-            line.push_str(&format!("{cell:>n$} "));
-        }
-    }
-    writeln!(w, "{}", line.trim_end())
-}
-
-/// `s` in at most `max` characters, the last one `…` if it was cut.
-fn cut(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_owned();
-    }
-    let mut out: String = s.chars().take(max - 1).collect();
-    out.push('…');
-    out
-}
-
+mod sink;
 #[cfg(test)]
 mod tests;

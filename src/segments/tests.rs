@@ -1,3 +1,4 @@
+use super::sink::cut;
 use super::*;
 use crate::domain::{Channel, ChatIdentity, Email, Points, Profile};
 use crate::store::{JoinOutcome, NewMember, SledStore};

@@ -19,7 +19,7 @@ pub const RANGE: &str = "min_points=1&max_points=1000000";
 
 /// Exports measured one after the other: the first finds sled's page cache as the start left
 /// it and fills it (up to `store.cache_capacity_mb`); the next shows the export alone.
-pub const ROUNDS: usize = 2;
+pub const ROUNDS: usize = 3;
 
 /// What one export measured.
 pub struct Round {

@@ -160,3 +160,27 @@ fn rows_stay_whole_while_writers_append() {
         }
     });
 }
+
+#[test]
+fn a_scan_told_to_stop_stops_its_reading_thread_too() {
+    let (_d, store) = open();
+    let ((), _) = durability::deferred(|| {
+        for n in 0..2000 {
+            join(&store, n);
+        }
+    });
+    store.flush_now().unwrap();
+    // Past the hand-over to the reading thread, with most of the ledger still unread.
+    let mut seen = 0;
+    store
+        .member_rows(&SegmentFilter::default(), None, &mut |_| {
+            seen += 1;
+            if seen == 1100 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .unwrap();
+    assert_eq!(seen, 1100);
+}
