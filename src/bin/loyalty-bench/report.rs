@@ -197,6 +197,10 @@ pub fn print_members(f: &crate::members::Figures) {
     );
 }
 
+fn us(v: Option<f64>) -> String {
+    v.map_or_else(|| "–".into(), |us| format!("{us:.2}"))
+}
+
 /// The segment exports' figures, in order; `members`: the `--members` fill, when there was one.
 pub fn print_segment(rounds: &[crate::segments::Round], members: Option<u64>) {
     let Some(first) = rounds.first() else {
@@ -214,16 +218,18 @@ pub fn print_segment(rounds: &[crate::segments::Round], members: Option<u64>) {
         rounds.len()
     );
     println!();
-    println!("| export | rows | to the last byte | **rows/s** | RSS before → peak | **peak above the idle before it** | peak above the idle before the first |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| export | rows | to the last byte | **rows/s** | CPU µs/row | server CPU µs/row | RSS before → peak | **peak above the idle before it** | peak above the idle before the first |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for (i, r) in rounds.iter().enumerate() {
         println!(
-            "| {} | {}{of} | {:.2} s ({:.1} MiB) | **{:.0}** | {:.0} → {:.0} MiB{} | **{:.1} MiB** | {:.1} MiB |",
+            "| {} | {}{of} | {:.2} s ({:.1} MiB) | **{:.0}** | {} | {} | {:.0} → {:.0} MiB{} | **{:.1} MiB** | {:.1} MiB |",
             i + 1,
             r.rows,
             r.elapsed.as_secs_f64(),
             r.bytes as f64 / (1024.0 * 1024.0),
             r.rows_per_sec(),
+            us(r.us_per_row(r.cpu)),
+            us(r.us_per_row(r.server_cpu)),
             mib(r.idle_rss_kib),
             mib(r.peak_rss_kib),
             if r.exact { "" } else { " (sampled)" },

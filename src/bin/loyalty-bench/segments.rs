@@ -4,8 +4,8 @@
 //! resident memory during the export above what it was just before (the idle service): the
 //! export must stream, not gather.
 
-use crate::members;
 use crate::service::{Service, ADMIN_TOKEN};
+use crate::{machine, members};
 use anyhow::Context;
 use loyalty_bot::domain::{Points, Profile};
 use loyalty_bot::store::{durability, NewMember};
@@ -32,9 +32,18 @@ pub struct Round {
     /// before it when that is allowed (`exact`), else sampled every 2 ms.
     pub peak_rss_kib: u64,
     pub exact: bool,
+    /// CPU time of the whole process during the export, and of the threads serving it (the
+    /// rest is the client's): steadier than rows/s on a shared machine.
+    pub cpu: Option<Duration>,
+    pub server_cpu: Option<Duration>,
 }
 
 impl Round {
+    /// Microseconds of `cpu` per row.
+    pub fn us_per_row(&self, cpu: Option<Duration>) -> Option<f64> {
+        Some(cpu?.as_secs_f64() * 1e6 / self.rows.max(1) as f64)
+    }
+
     pub fn rows_per_sec(&self) -> f64 {
         self.rows as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
@@ -86,7 +95,9 @@ async fn measure(service: &Service) -> anyhow::Result<Round> {
             }
         })
     };
+    let cpu_before = machine::process_cpu().zip(machine::harness_cpu());
     let exported = export(service).await;
+    let cpu_after = machine::process_cpu().zip(machine::harness_cpu());
     stop.store(true, Relaxed);
     let _ = sampler.join();
     let (rows, bytes, elapsed) = exported?;
@@ -102,6 +113,10 @@ async fn measure(service: &Service) -> anyhow::Result<Round> {
         idle_rss_kib,
         peak_rss_kib: hwm.max(sampled.load(Relaxed)),
         exact,
+        cpu: cpu_after.zip(cpu_before).map(|((p, _), (p0, _))| p - p0),
+        server_cpu: cpu_after
+            .zip(cpu_before)
+            .map(|((p, h), (p0, h0))| (p - p0).saturating_sub(h - h0)),
     })
 }
 
