@@ -1,6 +1,8 @@
 //! Backups and moving house: `GET /admin/export` streams the whole store as NDJSON while the
 //! service runs; `loyalty_bot::backup::import` loads such a file into an empty store, all or
-//! nothing; export → import → export gives the same records, and the imported store serves.
+//! nothing; export → import → export gives the same records, and the imported store serves
+//! (an operator's adjustment retried after the move is answered as the first time, not applied
+//! again).
 
 mod common;
 
@@ -47,11 +49,24 @@ async fn join(app: &TestApp, id: &str, email: &str) -> loyalty_bot::domain::Memb
     }
 }
 
+/// An operator's adjustment of Max over HTTP, under its `Idempotency-Key`.
+async fn adjust_max(app: &TestApp, max: MemberId) -> reqwest::Response {
+    app.client()
+        .post(app.url(&format!("/admin/members/{max}/adjustments")))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("Idempotency-Key", "goodwill-7f3a")
+        .json(&json!({"points": 25, "reason": "late parcel"}))
+        .send()
+        .await
+        .unwrap()
+}
+
 /// A store with some of everything, built through the running application: members with
-/// claims, a refund, a coupon issued and one cancelled (with their request keys), a refund
-/// before any claim, a Messenger conversation in progress whose reply waits for the Send API,
-/// and a Messenger event held back from processing.
-async fn varied_app() -> TestApp {
+/// claims, a refund, a coupon issued and one cancelled (with their request keys), an
+/// operator's adjustment (its answer is returned), a refund before any claim, a Messenger
+/// conversation in progress whose reply waits for the Send API, and a Messenger event held
+/// back from processing.
+async fn varied_app() -> (TestApp, Value) {
     let app = spawn_app().await;
     let program = app.program();
     for (n, total) in [("1001", "210.00"), ("1002", "42.50")] {
@@ -81,6 +96,9 @@ async fn varied_app() -> TestApp {
             .unwrap();
     }
     drop(program);
+    let adjusted = adjust_max(&app, max.id).await;
+    assert_eq!(adjusted.status(), 201);
+    let adjusted: Value = adjusted.json().await.unwrap();
 
     // Bo starts joining on Messenger and is asked for their email: the conversation waits
     // for the answer. Then the Send API goes down, and the answer to Cy waits in the queue.
@@ -122,7 +140,7 @@ async fn varied_app() -> TestApp {
         json!({"text": "bo@example.com"}),
     )
     .await;
-    app
+    (app, adjusted)
 }
 
 fn order(n: &str) -> OrderNumber {
@@ -166,7 +184,7 @@ fn fresh_store(dir: &Path) -> SledStore {
 
 #[tokio::test]
 async fn export_then_import_then_export_gives_the_same_records_and_the_move_serves() {
-    let app = varied_app().await;
+    let (app, adjusted) = varied_app().await;
     let res = export_over_http(&app, Some(ADMIN_TOKEN)).await;
     assert_eq!(res.status(), 200);
     let content_type = res.headers()["content-type"].to_str().unwrap().to_owned();
@@ -193,6 +211,7 @@ async fn export_then_import_then_export_gives_the_same_records_and_the_move_serv
         ("member", "members"),
         ("order", "orders"),
         ("coupon", "coupons"),
+        ("adjustment_key", "adjustment_keys"),
         ("conversation", "conversations"),
         ("pending_event", "pending_events"),
         ("processed_event", "processed_events"),
@@ -220,6 +239,12 @@ async fn export_then_import_then_export_gives_the_same_records_and_the_move_serv
     assert_eq!(records[4]["status"], "issued");
     assert_eq!(records[4]["requests"], json!(["tap-1"]));
     assert_eq!(counts["pending_replies"], 1);
+    let key = records
+        .iter()
+        .find(|r| r["type"] == "adjustment_key")
+        .unwrap();
+    assert_eq!(key["key"], "goodwill-7f3a");
+    assert_eq!(key["adjusted"]["entry"]["reason"], "late parcel");
     let unclaimed = records.iter().find(|r| r["number"] == "9999").unwrap();
     assert!(unclaimed.get("claim").is_none() && unclaimed["reversal"].is_object());
 
@@ -238,6 +263,14 @@ async fn export_then_import_then_export_gives_the_same_records_and_the_move_serv
     // id of their own.
     let app = spawn_app_with(|s| s.store.path = moved.path().to_path_buf()).await;
     assert_eq!(app.balance_of("ana@example.com").await, 60);
+    // The operator retries Max's adjustment: answered as the first time, applied once.
+    let max = MemberId(adjusted["member_id"].as_u64().unwrap());
+    let replayed = adjust_max(&app, max).await;
+    assert_eq!(replayed.status(), 201);
+    assert_eq!(replayed.headers()["Idempotent-Replayed"], "true");
+    assert_eq!(replayed.json::<Value>().await.unwrap(), adjusted);
+    let balance = adjusted["points"].as_u64().unwrap();
+    assert_eq!(app.balance_of("max@example.com").await, balance);
     app.graph_api
         .wait_for_sent(2, Duration::from_secs(10))
         .await;
@@ -372,6 +405,76 @@ fn a_member_whose_balance_is_not_their_ledger_sum_or_wrong_counts_refuse_the_fil
         assert!(e.to_string().contains(expect), "{expect}: {e}");
         assert!(is_empty(&store));
     }
+}
+
+/// An export of one member, Ana, with an operator's adjustment under the key `k-1`.
+fn export_with_an_adjustment() -> String {
+    use loyalty_bot::domain::{Adjustment, RequestKey};
+    use loyalty_bot::store::{AdjustOutcome, JoinOutcome};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path(), 8 << 20).unwrap();
+    let new = NewMember {
+        identity: ChatIdentity::new(Channel::Terminal, "ana").unwrap(),
+        email: Email::parse("ana@example.com").unwrap(),
+        profile: Profile::default(),
+        bonus: Points(50),
+    };
+    let Ok(JoinOutcome::Joined(ana)) = store.join(new, Utc::now()) else {
+        panic!("no join");
+    };
+    let (gift, key) = (
+        Adjustment::new(7, "gift").unwrap(),
+        RequestKey::parse("k-1"),
+    );
+    let outcome = store.adjust(ana.member.id, &gift, &key.unwrap(), Utc::now());
+    assert!(
+        matches!(outcome, Ok(AdjustOutcome::Applied(_))),
+        "{outcome:?}"
+    );
+    export_of(&store)
+}
+
+#[test]
+fn an_adjustment_key_twice_or_without_its_member_or_its_adjustment_refuses_the_file() {
+    let file = export_with_an_adjustment();
+    let lines: Vec<&str> = file.lines().collect();
+    let (member, key) = (lines[1], lines[2]);
+    assert!(key.contains("\"type\":\"adjustment_key\""), "{file}");
+    let with = |member: &str, keys: &[&str]| {
+        let mut out = vec![lines[0], member];
+        out.extend(keys);
+        out.extend(&lines[3..]);
+        out.join("\n") + "\n"
+    };
+    let elsewhere = key.replace("\"member\":1,", "\"member\":9,");
+    let other_reason = key.replace("\"reason\":\"gift\"", "\"reason\":\"gifts\"");
+    let bad_key = key.replace("\"key\":\"k-1\"", "\"key\":\"k 1\"");
+    for (bad, expect) in [
+        (
+            with(member, &[key, key]),
+            "line 4: adjustment key k-1 twice",
+        ),
+        (
+            with(member, &[&elsewhere]),
+            "line 3: adjustment key k-1 of unknown member 9",
+        ),
+        (
+            with(member, &[&other_reason]),
+            "its adjustment is not in member 1's ledger",
+        ),
+        (with(member, &[&bad_key]), "no request key"),
+    ] {
+        assert_ne!(bad, file, "{expect}: the fault was not planted");
+        let dir = tempfile::tempdir().unwrap();
+        let store = fresh_store(dir.path());
+        let e = import(&store, &bad).unwrap_err();
+        assert!(e.to_string().contains(expect), "{expect}: {e}");
+        assert!(is_empty(&store));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = fresh_store(dir.path());
+    let summary = import(&store, &with(member, &[key])).unwrap();
+    assert_eq!(summary.counts.adjustment_keys, 1);
 }
 
 #[test]
@@ -565,5 +668,68 @@ async fn an_export_that_fails_half_way_is_cut_off_before_its_trailer() {
     match res.text().await {
         Err(_) => {}
         Ok(text) => assert!(!text.contains("\"type\":\"end\""), "{text}"),
+    }
+}
+
+#[test]
+fn an_export_taken_while_adjustments_run_has_a_key_exactly_for_each_adjustment_it_holds() {
+    use loyalty_bot::domain::{Adjustment, RequestKey};
+    use loyalty_bot::store::JoinOutcome;
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SledStore::open(dir.path(), 8 << 20).unwrap());
+    let ids: Vec<MemberId> = (0..20)
+        .map(|i| {
+            let new = NewMember {
+                identity: ChatIdentity::new(Channel::Terminal, &i.to_string()).unwrap(),
+                email: Email::parse(&format!("m{i}@example.com")).unwrap(),
+                profile: Profile::default(),
+                bonus: Points(50),
+            };
+            match store.join(new, Utc::now()).unwrap() {
+                JoinOutcome::Joined(a) => a.member.id,
+                other => panic!("{other:?}"),
+            }
+        })
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..3)
+        .map(|w| {
+            let (store, stop, ids) = (Arc::clone(&store), Arc::clone(&stop), ids.clone());
+            std::thread::spawn(move || {
+                let gift = Adjustment::new(1, "gift").unwrap();
+                let mut n = 0;
+                while !stop.load(Relaxed) {
+                    // Members read late in the export are adjusted most: from the last one.
+                    let id = ids[ids.len() - 1 - n % ids.len()];
+                    let key = RequestKey::parse(&format!("{w}-{n}")).unwrap();
+                    store.adjust(id, &gift, &key, Utc::now()).unwrap();
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+    let exports: Vec<String> = (0..10).map(|_| export_of(&store)).collect();
+    stop.store(true, Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+    for text in exports {
+        let records = lines(&text);
+        let adjustments = records
+            .iter()
+            .filter(|r| r["type"] == "member")
+            .flat_map(|m| m["ledger"].as_array().unwrap())
+            .filter(|e| e["kind"] == "adjustment")
+            .count();
+        let keys = records
+            .iter()
+            .filter(|r| r["type"] == "adjustment_key")
+            .count();
+        assert_eq!(keys, adjustments);
+        // Each key with its member's adjustment, as the import checks.
+        let moved = tempfile::tempdir().unwrap();
+        import(&fresh_store(moved.path()), &text).unwrap();
     }
 }

@@ -1,12 +1,13 @@
 //! Reading the export format into an empty store: the header is checked before the store is
 //! touched, each record is checked and written as it is read, and the trailer's counts are
 //! compared at the end. At the first fault everything written is removed again
-//! ([`LoyaltyStore::restore_abort`]), so a refused file leaves the store empty.
+//! ([`LoyaltyStore::restore_abort`]), so a refused file leaves the store empty. The
+//! adjustments of the ledgers read are held until their keys come ([`LedgerAdjustments`]).
 
 use std::io::BufRead;
 
 use super::{unbalanced, BackupError, Counts, Header, Trailer, END, FORMAT, VERSION};
-use crate::store::backup::BackupRecord;
+use crate::store::backup::{BackupRecord, LedgerAdjustments};
 use crate::store::{LoyaltyStore, StoreError};
 
 /// What an import wrote.
@@ -73,6 +74,7 @@ fn records(
     progress: &mut dyn FnMut(u64),
 ) -> Result<Counts, BackupError> {
     let mut counts = Counts::default();
+    let mut adjustments = LedgerAdjustments::default();
     loop {
         let Some((line, text)) = lines.next()? else {
             return Err(BackupError::Truncated);
@@ -99,11 +101,32 @@ fn records(
             return Err(invalid(fault.to_string()));
         }
         counts.add(&record);
+        let unmatched = unmatched_key(&mut adjustments, &record);
+        // The store names a key twice or of an unknown member first: neither matches either.
         store.restore(record).map_err(|e| match e {
             StoreError::Conflict(message) => invalid(message),
             other => other.into(),
         })?;
+        if let Some(message) = unmatched {
+            return Err(invalid(message));
+        }
         progress(counts.records());
+    }
+}
+
+/// Notes a member's adjustments; for an adjustment key whose adjustment is not among those
+/// noted (or answers another key already), the fault.
+fn unmatched_key(adjustments: &mut LedgerAdjustments, record: &BackupRecord) -> Option<String> {
+    match record {
+        BackupRecord::Member(m) => {
+            adjustments.add(m);
+            None
+        }
+        BackupRecord::AdjustmentKey(k) if !adjustments.take(&k.adjusted) => Some(format!(
+            "adjustment key {}: its adjustment is not in member {}'s ledger",
+            k.key, k.adjusted.member
+        )),
+        _ => None,
     }
 }
 

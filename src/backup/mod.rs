@@ -7,16 +7,18 @@
 //!   "store_version":…}` (`store_version`: the layout of the store it came from);
 //! - then the records ([`BackupRecord`]; `type` names the kind): each member with their
 //!   balance and ledger, followed by the orders they claimed and their coupons, all as at one
-//!   instant; then orders refunded before anyone claimed them, imported balances,
-//!   conversations in progress, pending inbound events, and processed events with the replies
-//!   not delivered yet;
+//!   instant; then the adjustment keys (an operator's `Idempotency-Key` with the result its
+//!   first request got) of the adjustments in those ledgers; then orders refunded before
+//!   anyone claimed them, imported balances, conversations in progress, pending inbound
+//!   events, and processed events with the replies not delivered yet;
 //! - last, the trailer: `{"type":"end","counts":{…}}`, how many records of each kind came
 //!   before. An export cut short has no trailer, and an import refuses it.
 //!
 //! An import refuses the whole file, and leaves the store empty, at the first fault: a header
 //! that is not this format or is of a newer version, a line that does not read, a member whose
 //! balance is not their ledger's sum, a record that contradicts another (a member twice, a
-//! coupon without its redemption), counts that differ from the trailer's, a missing trailer.
+//! coupon without its redemption, an adjustment key twice or without its member's
+//! adjustment), counts that differ from the trailer's, a missing trailer.
 
 mod export;
 mod import;
@@ -77,6 +79,9 @@ pub struct Counts {
     pub ledger_entries: u64,
     pub orders: u64,
     pub coupons: u64,
+    /// Absent from the trailers of exports written before the kind existed.
+    #[serde(default)]
+    pub adjustment_keys: u64,
     pub imported_balances: u64,
     pub conversations: u64,
     pub pending_events: u64,
@@ -93,6 +98,7 @@ impl Counts {
             }
             BackupRecord::Order(_) => self.orders += 1,
             BackupRecord::Coupon(_) => self.coupons += 1,
+            BackupRecord::AdjustmentKey(_) => self.adjustment_keys += 1,
             BackupRecord::ImportedBalance(_) => self.imported_balances += 1,
             BackupRecord::Conversation(_) => self.conversations += 1,
             BackupRecord::PendingEvent(_) => self.pending_events += 1,
@@ -104,12 +110,13 @@ impl Counts {
     }
 
     /// Every count, named as in the trailer.
-    fn named(&self) -> [(&'static str, u64); 9] {
+    fn named(&self) -> [(&'static str, u64); 10] {
         [
             ("members", self.members),
             ("ledger_entries", self.ledger_entries),
             ("orders", self.orders),
             ("coupons", self.coupons),
+            ("adjustment_keys", self.adjustment_keys),
             ("imported_balances", self.imported_balances),
             ("conversations", self.conversations),
             ("pending_events", self.pending_events),
@@ -123,6 +130,7 @@ impl Counts {
         self.members
             + self.orders
             + self.coupons
+            + self.adjustment_keys
             + self.imported_balances
             + self.conversations
             + self.pending_events

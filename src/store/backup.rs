@@ -7,12 +7,16 @@
 //! Only what cannot be derived is here: the member indexes (identity, email), a member's
 //! coupon index and the pending-coupon set are rebuilt from these records by the backend.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::domain::{Coupon, LedgerEntry, Member, MemberId, OrderNumber, Points, Reversal};
-use crate::store::{InboundEvent, OutboundMessage};
+use crate::domain::{
+    Coupon, EntryKind, LedgerEntry, Member, MemberId, OrderNumber, Points, Reversal,
+};
+use crate::store::{Adjusted, InboundEvent, OutboundMessage};
 
 /// One record of a backup. A member comes with their ledger, followed by the orders they
 /// claimed and their coupons, all as at one instant.
@@ -22,6 +26,9 @@ pub enum BackupRecord {
     Member(MemberRecord),
     Order(OrderRecord),
     Coupon(CouponRecord),
+    /// An operator's `Idempotency-Key` and the adjustment it applied: a repeat of the request
+    /// is answered with it after a move as before.
+    AdjustmentKey(AdjustmentKeyRecord),
     /// A balance imported from another program, waiting for (or given to) a member with its
     /// email.
     ImportedBalance(ImportedBalanceRecord),
@@ -71,6 +78,51 @@ pub struct CouponRecord {
     pub requests: Vec<String>,
 }
 
+/// An adjustment's request key and the result its first request got, as the store keeps it.
+/// Its member, and the adjustment in their ledger, come before it in a backup.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AdjustmentKeyRecord {
+    pub key: String,
+    pub adjusted: Adjusted,
+}
+
+/// The adjustments in members' ledgers, to match adjustment keys against: a backup holds a key
+/// only with its adjustment, or a repeat would be answered with an adjustment that is not
+/// there. Held in memory, as many as the ledgers seen hold; a key is matched at once.
+#[derive(Debug, Default)]
+pub struct LedgerAdjustments {
+    by_time: HashMap<(MemberId, DateTime<Utc>), Vec<LedgerEntry>>,
+}
+
+impl LedgerAdjustments {
+    /// Adds the adjustments of a member's ledger.
+    pub fn add(&mut self, record: &MemberRecord) {
+        let id = record.member.id;
+        for entry in record.ledger.iter() {
+            if entry.kind == EntryKind::Adjustment {
+                let same_time = self.by_time.entry((id, entry.at)).or_default();
+                same_time.push(entry.clone());
+            }
+        }
+    }
+
+    /// Whether `adjusted`'s entry is one of them; if so it is taken out, as it answers one key.
+    pub fn take(&mut self, adjusted: &Adjusted) -> bool {
+        let at = (adjusted.member, adjusted.entry.at);
+        let Some(same_time) = self.by_time.get_mut(&at) else {
+            return false;
+        };
+        let Some(i) = same_time.iter().position(|e| *e == adjusted.entry) else {
+            return false;
+        };
+        same_time.swap_remove(i);
+        if same_time.is_empty() {
+            self.by_time.remove(&at);
+        }
+        true
+    }
+}
+
 /// An imported balance: the fields of the record the backend keeps (`email`, `points`, …),
 /// passed through as they are.
 #[derive(Debug, Serialize)]
@@ -118,6 +170,7 @@ impl BackupRecord {
             BackupRecord::Member(_) => "member",
             BackupRecord::Order(_) => "order",
             BackupRecord::Coupon(_) => "coupon",
+            BackupRecord::AdjustmentKey(_) => "adjustment_key",
             BackupRecord::ImportedBalance(_) => "imported_balance",
             BackupRecord::Conversation(_) => "conversation",
             BackupRecord::PendingEvent(_) => "pending_event",
@@ -140,6 +193,7 @@ impl BackupRecord {
             "member" => BackupRecord::Member(parse(json)?),
             "order" => BackupRecord::Order(parse(json)?),
             "coupon" => BackupRecord::Coupon(parse(json)?),
+            "adjustment_key" => BackupRecord::AdjustmentKey(parse(json)?),
             "imported_balance" => {
                 let mut fields: serde_json::Map<_, _> = parse(json)?;
                 fields.remove("type");

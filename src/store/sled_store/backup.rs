@@ -5,7 +5,13 @@
 //! is their ledger's sum, and their claimed orders and coupons are the ones that ledger names,
 //! all as at one instant. The lock is held for one member's reads at a time, never while the
 //! caller writes them out; a member's records are all that is held in memory, apart from the
-//! keys of events whose replies wait (see [`SledStore::processed_events`]).
+//! adjustments of the ledgers written ([`LedgerAdjustments`]) and the keys of events whose
+//! replies wait (see [`SledStore::processed_events`]).
+//!
+//! An adjustment's request key is written with its entry, in one operation, so the export
+//! writes a key exactly when it wrote the adjustment in its member's ledger: a key whose
+//! adjustment came after the member was read is left out with it, and a retry after an
+//! import applies it, once.
 //!
 //! Records written while the export runs may or may not be in it, each whole: a member who
 //! joins after the members were read is not, an event processed meanwhile is. Pending events
@@ -22,10 +28,10 @@ use super::records::{decode, Done, DoneRaw, OrderRecord};
 use super::SledStore;
 use crate::domain::{EntryKind, LedgerEntry, MemberId, OrderNumber};
 use crate::store::backup::{
-    BackupRecord, ConversationRecord, CouponRecord, ImportedBalanceRecord, MemberRecord,
-    OrderClaim, OrderRecord as OrderLine, ProcessedEventRecord,
+    AdjustmentKeyRecord, BackupRecord, ConversationRecord, CouponRecord, ImportedBalanceRecord,
+    LedgerAdjustments, MemberRecord, OrderClaim, OrderRecord as OrderLine, ProcessedEventRecord,
 };
-use crate::store::{keys, InboundEvent, StoreError};
+use crate::store::{keys, Adjusted, InboundEvent, StoreError};
 
 /// The caller's visitor: [`ControlFlow::Break`] stops the backup.
 type Visit<'v> = dyn FnMut(BackupRecord) -> ControlFlow<()> + 'v;
@@ -73,13 +79,18 @@ impl SledStore {
     }
 
     fn read_all(&self, visit: &mut Visit<'_>) -> Result<(), Stop> {
+        let mut adjustments = LedgerAdjustments::default();
         for kv in self.members.iter() {
             let (k, _) = kv?;
             let id = MemberId(keys::read_u64(&k).ok_or_else(|| corrupt("member key"))?);
             for record in self.atomic.read(|| self.member_records(id))? {
+                if let BackupRecord::Member(m) = &record {
+                    adjustments.add(m);
+                }
                 emit(visit, record)?;
             }
         }
+        self.written_adjustment_keys(adjustments, visit)?;
         self.unclaimed_orders(visit)?;
         // The balance import's tree; empty where no balance was ever imported.
         for kv in self.db.open_tree("imported_balances")?.iter() {
@@ -175,6 +186,25 @@ impl SledStore {
             claim,
             reversal: record.reversal,
         }))
+    }
+
+    /// The request keys of the adjustments in `written`, the ledgers as they were written.
+    fn written_adjustment_keys(
+        &self,
+        mut written: LedgerAdjustments,
+        visit: &mut Visit<'_>,
+    ) -> Result<(), Stop> {
+        for kv in self.adjustment_keys.iter() {
+            let (k, v) = kv?;
+            let adjusted: Adjusted = decode("adjustment record", &v)?;
+            if !written.take(&adjusted) {
+                continue;
+            }
+            let key = String::from_utf8(k.to_vec()).map_err(|_| corrupt("adjustment key"))?;
+            let record = AdjustmentKeyRecord { key, adjusted };
+            emit(visit, BackupRecord::AdjustmentKey(record))?;
+        }
+        Ok(())
     }
 
     /// Orders with a reversal and no claim (a refund before anyone claimed them); claimed

@@ -1,6 +1,8 @@
 //! A backup written into an empty sled store, record by record ([`BackupRecord`]), with the
 //! indexes each record needs: a member's identity and email, a coupon's place in its member's
-//! coupons, the pending-coupon set, a redemption's request keys.
+//! coupons, the pending-coupon set, a redemption's request keys. An adjustment key comes after
+//! its member (whether their ledger holds its adjustment is the importer's check,
+//! [`crate::store::backup::LedgerAdjustments`]).
 //!
 //! Records are written as they are, by plain inserts: no operation, no journal, no flush
 //! each. What makes the whole all-or-nothing is a mark in `meta`, made durable before the
@@ -11,8 +13,10 @@
 
 use super::records::{encode, Account, Claim, Done, OrderRecord};
 use super::SledStore;
-use crate::domain::{CouponStatus, Email, EntryKind, LedgerEntry, MemberId};
-use crate::store::backup::{BackupRecord, CouponRecord, MemberRecord, OrderRecord as OrderLine};
+use crate::domain::{CouponStatus, Email, EntryKind, LedgerEntry, MemberId, RequestKey};
+use crate::store::backup::{
+    AdjustmentKeyRecord, BackupRecord, CouponRecord, MemberRecord, OrderRecord as OrderLine,
+};
 use crate::store::{keys, StoreError};
 
 const RESTORING: &[u8] = b"restoring";
@@ -43,6 +47,7 @@ impl SledStore {
             BackupRecord::Member(m) => self.restore_member(m),
             BackupRecord::Order(o) => self.restore_order(o),
             BackupRecord::Coupon(c) => self.restore_coupon(c),
+            BackupRecord::AdjustmentKey(a) => self.restore_adjustment_key(a),
             BackupRecord::ImportedBalance(b) => {
                 let email = b.fields.get("email").and_then(|e| e.as_str());
                 let email = email
@@ -159,6 +164,23 @@ impl SledStore {
                 .insert(keys::member_request(member, &request), code)?;
         }
         Ok(())
+    }
+
+    fn restore_adjustment_key(&self, a: AdjustmentKeyRecord) -> Result<(), StoreError> {
+        let AdjustmentKeyRecord { key, adjusted } = a;
+        let parsed = RequestKey::parse(&key)
+            .map_err(|_| conflict(format!("the adjustment key `{key}` is no request key")))?;
+        let member = adjusted.member;
+        if !self.members.contains_key(keys::member(member))? {
+            return Err(conflict(format!(
+                "adjustment key {key} of unknown member {member}"
+            )));
+        }
+        let value = encode("adjustment record", &adjusted)?;
+        let kkey = keys::request_key(&parsed);
+        self.insert_new(&self.adjustment_keys, kkey, value, || {
+            format!("adjustment key {key} twice")
+        })
     }
 
     /// The ledger sequence of the member's redemption that made coupon `code`.
