@@ -539,20 +539,7 @@ fn every_member_in_an_export_taken_under_load_has_the_balance_of_their_ledger() 
     use std::sync::Arc;
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SledStore::open(dir.path(), 8 << 20).unwrap());
-    let ids: Vec<MemberId> = (0..20)
-        .map(|i| {
-            let new = NewMember {
-                identity: ChatIdentity::new(Channel::Terminal, &i.to_string()).unwrap(),
-                email: Email::parse(&format!("m{i}@example.com")).unwrap(),
-                profile: Profile::default(),
-                bonus: Points(50),
-            };
-            match store.join(new, Utc::now()).unwrap() {
-                loyalty_bot::store::JoinOutcome::Joined(a) => a.member.id,
-                other => panic!("{other:?}"),
-            }
-        })
-        .collect();
+    let ids = twenty_members(&store);
     let stop = Arc::new(AtomicBool::new(false));
     // Each writer credits orders and spends points, many ledger entries a second.
     let writers: Vec<_> = (0..3)
@@ -674,25 +661,11 @@ async fn an_export_that_fails_half_way_is_cut_off_before_its_trailer() {
 #[test]
 fn an_export_taken_while_adjustments_run_has_a_key_exactly_for_each_adjustment_it_holds() {
     use loyalty_bot::domain::{Adjustment, RequestKey};
-    use loyalty_bot::store::JoinOutcome;
     use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
     use std::sync::Arc;
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SledStore::open(dir.path(), 8 << 20).unwrap());
-    let ids: Vec<MemberId> = (0..20)
-        .map(|i| {
-            let new = NewMember {
-                identity: ChatIdentity::new(Channel::Terminal, &i.to_string()).unwrap(),
-                email: Email::parse(&format!("m{i}@example.com")).unwrap(),
-                profile: Profile::default(),
-                bonus: Points(50),
-            };
-            match store.join(new, Utc::now()).unwrap() {
-                JoinOutcome::Joined(a) => a.member.id,
-                other => panic!("{other:?}"),
-            }
-        })
-        .collect();
+    let ids = twenty_members(&store);
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..3)
         .map(|w| {
@@ -732,4 +705,22 @@ fn an_export_taken_while_adjustments_run_has_a_key_exactly_for_each_adjustment_i
         let moved = tempfile::tempdir().unwrap();
         import(&fresh_store(moved.path()), &text).unwrap();
     }
+}
+
+/// Twenty members joined straight in the store, with their signup bonus.
+fn twenty_members(store: &SledStore) -> Vec<MemberId> {
+    (0..20)
+        .map(|i| {
+            let new = NewMember {
+                identity: ChatIdentity::new(Channel::Terminal, &i.to_string()).unwrap(),
+                email: Email::parse(&format!("m{i}@example.com")).unwrap(),
+                profile: Profile::default(),
+                bonus: Points(50),
+            };
+            match store.join(new, Utc::now()).unwrap() {
+                loyalty_bot::store::JoinOutcome::Joined(a) => a.member.id,
+                other => panic!("{other:?}"),
+            }
+        })
+        .collect()
 }

@@ -265,7 +265,7 @@ pub async fn probe_main(args: &[String]) -> anyhow::Result<()> {
 }
 
 /// A `/proc/self/status` field in KiB.
-fn status_kib(field: &str) -> Option<u64> {
+pub fn status_kib(field: &str) -> Option<u64> {
     std::fs::read_to_string("/proc/self/status")
         .ok()?
         .lines()

@@ -4,6 +4,7 @@
 //! resident memory during the export above what it was just before (the idle service): the
 //! export must stream, not gather.
 
+use crate::members::status_kib;
 use crate::service::{Service, ADMIN_TOKEN};
 use crate::{machine, members};
 use anyhow::Context;
@@ -164,16 +165,4 @@ async fn export(service: &Service) -> anyhow::Result<(u64, u64, Duration)> {
         lines += chunk.iter().filter(|b| **b == b'\n').count() as u64;
     }
     Ok((lines.saturating_sub(1), bytes, started.elapsed()))
-}
-
-/// A `/proc/self/status` field in KiB.
-fn status_kib(field: &str) -> Option<u64> {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()?
-        .lines()
-        .find(|l| l.starts_with(field))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
