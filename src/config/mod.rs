@@ -356,17 +356,7 @@ impl Settings {
         path: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Settings, ConfigError> {
-        Self::layered(path, env).map(|(settings, _)| settings)
-    }
-
-    /// [`Settings::load`], also returning the merged layers (for `check-config`).
-    pub fn layered(
-        path: Option<&Path>,
-        env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<(Settings, Layered), ConfigError> {
-        let layered = Layered::load(path, env)?;
-        let settings = Self::from_layered(&layered)?;
-        Ok((settings, layered))
+        Self::from_layered(&Layered::load(path, env)?)
     }
 
     /// The defaults, then `text` as the operator's file (read from `path`), then `env`.

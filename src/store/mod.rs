@@ -144,7 +144,8 @@ pub trait LoyaltyStore: AwaitDurable + Send + Sync + 'static {
     fn member_by_email(&self, email: &Email) -> Result<Option<MemberAccount>, StoreError>;
     /// The member's ledger, oldest first.
     fn ledger(&self, id: MemberId) -> Result<Vec<LedgerEntry>, StoreError>;
-    /// All members, for operator tools (segments, exports); ordered by id.
+    /// All members at once, ordered by id: for tests and small stores. Segments and exports
+    /// stream instead ([`LoyaltyStore::member_rows`], [`LoyaltyStore::backup`]).
     fn members(&self) -> Result<Vec<MemberAccount>, StoreError>;
 
     /// Enrols a member and credits the signup bonus, exactly once per identity and per email.
