@@ -26,6 +26,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod domain;
+pub mod email;
 pub mod flows;
 pub mod http;
 pub mod imports;

@@ -4,6 +4,7 @@
 pub mod adjustments;
 pub mod coupons;
 pub mod ledger;
+pub mod mail;
 pub mod member_stats;
 pub mod members;
 pub mod orders;
@@ -11,6 +12,7 @@ pub mod points;
 pub mod reversals;
 pub mod rewards;
 pub mod segments;
+pub mod verification;
 
 pub use adjustments::{Adjustment, AppliedImport, ImportedBalance, RequestKey, MAX_MANUAL_POINTS};
 pub use coupons::{Coupon, CouponCode, CouponStatus};

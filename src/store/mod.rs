@@ -18,6 +18,8 @@ pub use flusher::{GroupCommit, Pacing};
 pub use manual::{AdjustOutcome, Adjusted, ImportOutcome, ImportRow};
 pub use sled_store::{ClosedStore, SledStore};
 
+use crate::domain::mail::{DueMail, MailPolicy, MailResult, MailState, OutboxMail};
+use crate::domain::verification::{PendingJoin, VerificationCode};
 use crate::domain::{
     Adjustment, ChatIdentity, Coupon, CouponCode, Email, ImportedBalance, LedgerEntry, MemberId,
     MemberRow, OrderNumber, Points, Profile, RequestKey, Reversal, ReversalReason, Reward,
@@ -304,6 +306,169 @@ pub trait LoyaltyStore: AwaitDurable + Send + Sync + 'static {
         after: Option<MemberId>,
         visit: &mut dyn FnMut(MemberRow) -> std::ops::ControlFlow<()>,
     ) -> Result<(), StoreError>;
+
+    // Address verification (see `domain::verification`). A join waits here until its code is
+    // typed: no member, no bonus, no imported balance before that.
+
+    /// The join waiting for a code in this conversation, if any.
+    fn pending_join(&self, who: &ChatIdentity) -> Result<Option<PendingJoin>, StoreError> {
+        let _ = who;
+        Err(StoreError::Backend("pending_join: not built yet".into()))
+    }
+
+    /// Records `pending` (replacing this conversation's earlier one, whatever its email) unless
+    /// the conversation is a member, the email is another member's, or the earlier code is
+    /// younger than the cool-down.
+    fn begin_verification(
+        &self,
+        pending: PendingJoin,
+        now: DateTime<Utc>,
+    ) -> Result<BeginVerification, StoreError> {
+        let _ = (pending, now);
+        Err(StoreError::Backend("begin_verification: not built yet".into()))
+    }
+
+    /// A new code for the waiting join (`code_hash` from [`crate::domain::VerificationCode::hash_for`]),
+    /// after the cool-down.
+    fn reissue_code(
+        &self,
+        who: &ChatIdentity,
+        code_hash: String,
+        now: DateTime<Utc>,
+    ) -> Result<Reissue, StoreError> {
+        let _ = (who, code_hash, now);
+        Err(StoreError::Backend("reissue_code: not built yet".into()))
+    }
+
+    /// Checks a typed code, counting a wrong one. The right code joins in the same atomic step
+    /// (as [`LoyaltyStore::join`]: `bonus`, any imported balance, the first statement due) and
+    /// removes the waiting join, so a code works once.
+    fn verify_code(
+        &self,
+        who: &ChatIdentity,
+        code: &VerificationCode,
+        bonus: Points,
+        now: DateTime<Utc>,
+    ) -> Result<VerifyOutcome, StoreError> {
+        let _ = (who, code, bonus, now);
+        Err(StoreError::Backend("verify_code: not built yet".into()))
+    }
+
+    // Email to members (see `domain::mail`). Every join puts the member's first statement in a
+    // due-date index (`mail_policy().statement_every` after joining); the scheduler reads the
+    // index's head instead of walking members.
+
+    /// Puts `due` in the index, replacing an entry of the same member, kind and coupon.
+    fn schedule_mail(&self, due: DueMail) -> Result<(), StoreError> {
+        let _ = due;
+        Err(StoreError::Backend("schedule_mail: not built yet".into()))
+    }
+
+    /// Up to `limit` index entries due at or before `now`, earliest first. Reads only those.
+    fn due_mails(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<DueMail>, StoreError> {
+        let _ = (now, limit);
+        Err(StoreError::Backend("due_mails: not built yet".into()))
+    }
+
+    /// A member's mail state (the default for a member with none yet).
+    fn mail_state(&self, member: MemberId) -> Result<MailState, StoreError> {
+        let _ = member;
+        Err(StoreError::Backend("mail_state: not built yet".into()))
+    }
+
+    /// Atomically takes `due` off the index and applies [`crate::domain::mail::decide`]:
+    /// `Send` records an [`OutboxMail`] in state `Sending` with `message_id` and updates the
+    /// member's state (the last marketing mail; for a statement also the last statement and
+    /// the next one, `statement_every` from now, back in the index); `Postpone` puts the entry
+    /// back at the later time; `Drop` removes it (a dropped statement still schedules the
+    /// next). An entry no longer in the index (handled already) gives `Gone`.
+    fn begin_mail(
+        &self,
+        due: &DueMail,
+        policy: &MailPolicy,
+        message_id: String,
+        now: DateTime<Utc>,
+    ) -> Result<MailStart, StoreError> {
+        let _ = (due, policy, message_id, now);
+        Err(StoreError::Backend("begin_mail: not built yet".into()))
+    }
+
+    /// Records how an attempt of outbox mail `id` ended. `Permanent` counts a bounce; the
+    /// [`crate::domain::mail::MAX_BOUNCES`]th in a row marks the member undeliverable. `Sent`
+    /// resets the count.
+    fn finish_mail(&self, id: u64, result: MailResult, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let _ = (id, result, now);
+        Err(StoreError::Backend("finish_mail: not built yet".into()))
+    }
+
+    /// Outbox mail not finished: `Sending` (a crash between the record and its answer) and
+    /// `Retry`, oldest first.
+    fn unsent_mails(&self) -> Result<Vec<OutboxMail>, StoreError> {
+        Err(StoreError::Backend("unsent_mails: not built yet".into()))
+    }
+
+    /// Opts the member out of (`true`) or back into marketing mail. `Ok(false)`: no change.
+    fn set_unsubscribed(
+        &self,
+        member: MemberId,
+        unsubscribed: bool,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let _ = (member, unsubscribed, now);
+        Err(StoreError::Backend("set_unsubscribed: not built yet".into()))
+    }
+
+    /// Keeps the language the member chats in (`en`, `de`), for their mail.
+    fn set_member_locale(&self, member: MemberId, locale: &str) -> Result<(), StoreError> {
+        let _ = (member, locale);
+        Err(StoreError::Backend("set_member_locale: not built yet".into()))
+    }
+
+    /// The key that signs unsubscribe links: made at the first call and kept in the store (and
+    /// its backups), so links in sent mail keep working across restarts and moves.
+    fn mail_link_key(&self) -> Result<[u8; 32], StoreError> {
+        Err(StoreError::Backend("mail_link_key: not built yet".into()))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BeginVerification {
+    /// Recorded: send the code.
+    Started,
+    AlreadyMember(MemberAccount),
+    /// The email belongs to another member; nothing recorded.
+    EmailTaken,
+    /// The last code went out less than the cool-down ago; nothing changed.
+    CoolingDown { wait: chrono::Duration },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reissue {
+    /// The new code is recorded: send it to `pending.email`.
+    Reissued(PendingJoin),
+    CoolingDown { wait: chrono::Duration },
+    /// No join waits in this conversation.
+    NoPending,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VerifyOutcome {
+    Joined(MemberAccount),
+    Wrong { tries_left: u8 },
+    Expired,
+    Locked,
+    NoPending,
+    AlreadyMember(MemberAccount),
+    /// Someone else joined with the email while this code waited.
+    EmailTaken,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailStart {
+    Send(OutboxMail),
+    Postponed(DateTime<Utc>),
+    Dropped(&'static str),
+    Gone,
 }
 
 /// Members and points, for the metrics (see [`LoyaltyStore::totals`]).
