@@ -552,6 +552,7 @@ fn every_member_in_an_export_taken_under_load_has_the_balance_of_their_ledger() 
                     points: Points(3),
                     product_ids: vec![],
                     checkout_url: "https://shop.example/pen".into(),
+                    value: None,
                 };
                 let mut n = 0;
                 while !stop.load(Relaxed) {

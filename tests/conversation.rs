@@ -51,6 +51,7 @@ fn reward(id: &str, title: &str, points: u64) -> Reward {
         points: Points(points),
         product_ids: vec![format!("{id}-product")],
         checkout_url: format!("https://shop.example/products/{id}"),
+        value: None,
     }
 }
 

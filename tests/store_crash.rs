@@ -84,6 +84,7 @@ fn one_round(store: &SledStore, tag: &str) {
         points: Points(30),
         product_ids: vec![],
         checkout_url: "https://shop.example/".into(),
+        value: None,
     };
     let code = CouponCode::generate("mug");
     let out = store.redeem_reward(

@@ -112,6 +112,7 @@ fn reward(cost: u64) -> Reward {
         points: Points(cost),
         product_ids: vec![],
         checkout_url: "https://shop.example/".into(),
+        value: None,
     }
 }
 

@@ -392,6 +392,7 @@ impl Settings {
                     points: Points(r.points),
                     product_ids: r.product_ids.clone(),
                     checkout_url: r.checkout_url.clone(),
+                    value: None,
                 })
                 .collect(),
         )

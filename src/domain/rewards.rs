@@ -10,6 +10,9 @@ pub struct Reward {
     pub points: Points,
     pub product_ids: Vec<String>,
     pub checkout_url: String,
+    /// What the reward is worth in the program's currency (`[[rewards]] value`), for the
+    /// statement's "won so far"; `None` when the owner did not say.
+    pub value: Option<rust_decimal::Decimal>,
 }
 
 /// Rewards ordered by cost, cheapest first.
@@ -62,6 +65,7 @@ mod tests {
             points: Points(points),
             product_ids: vec![],
             checkout_url: String::new(),
+            value: None,
         }
     }
 

@@ -9,6 +9,7 @@ fn catalogue() -> Catalogue {
         points: Points(points),
         product_ids: vec![],
         checkout_url: String::new(),
+        value: None,
     };
     Catalogue::new(vec![reward("mug", 200), reward("bag", 500)])
 }

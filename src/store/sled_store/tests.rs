@@ -45,6 +45,7 @@ fn mug(points: u64) -> Reward {
         points: Points(points),
         product_ids: vec!["p1".into()],
         checkout_url: "https://shop.example/mug".into(),
+        value: None,
     }
 }
 

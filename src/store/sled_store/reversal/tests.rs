@@ -99,6 +99,7 @@ fn a_spent_credit_is_debited_down_to_zero_and_the_rest_recorded_as_shortfall() {
         points: Points(80),
         product_ids: vec![],
         checkout_url: "https://shop.example/".into(),
+        value: None,
     };
     let code = CouponCode::generate("bag");
     let spent = store.redeem_reward(id, &reward, code, now + Duration::days(30), now, None);

@@ -58,6 +58,7 @@ fn redeem(store: &SledStore, id: MemberId, points: u64) -> Option<Coupon> {
         points: Points(points),
         product_ids: vec!["p1".into()],
         checkout_url: "https://shop.example/mug".into(),
+        value: None,
     };
     let now = Utc::now();
     let code = CouponCode::generate("mug");
