@@ -82,6 +82,7 @@ pub struct Settings {
     pub flows_dir: Option<PathBuf>,
     pub metrics: crate::metrics::MetricsSettings,
     pub log: crate::telemetry::LogSettings,
+    pub email: crate::email::EmailSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -191,6 +192,9 @@ pub struct ProgramSettings {
     pub coupon_valid_days: u32,
     pub currency: Currency,
     pub locale: Locale,
+    /// The shop's home page, linked from member emails.
+    #[serde(deserialize_with = "optional_web_url")]
+    pub shop_url: Option<url::Url>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -201,6 +205,9 @@ pub struct RewardSettings {
     pub points: u64,
     pub product_ids: Vec<String>,
     pub checkout_url: String,
+    /// What the reward is worth in `program.currency`.
+    #[serde(default, deserialize_with = "optional_decimal")]
+    pub value: Option<Decimal>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -210,6 +217,8 @@ pub struct MessengerSettings {
     pub verify_token: Secret,
     pub page_access_token: Secret,
     pub graph_api_url: String,
+    /// The Page's username (`m.me/<page_username>`); empty: emails carry no chat link.
+    pub page_username: String,
     /// Largest webhook body (Meta batches events, so it is larger than the other routes').
     pub max_body_bytes: usize,
     /// Received events the worker holds in memory; beyond it they wait only in the store and
@@ -317,6 +326,41 @@ fn web_url<'de, D: serde::Deserializer<'de>>(d: D) -> Result<url::Url, D::Error>
     Ok(url)
 }
 
+/// An `http` or `https` URL, or `None` for the empty string.
+fn optional_web_url<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<url::Url>, D::Error> {
+    let text = String::deserialize(d)?;
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    web_url(serde::de::value::StringDeserializer::<D::Error>::new(text)).map(Some)
+}
+
+/// A decimal amount (`"12.00"`, `12`), or `None` for the empty string.
+fn optional_decimal<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Int(i64),
+        Float(f64),
+        Text(String),
+    }
+    let text = match Raw::deserialize(d)? {
+        Raw::Int(i) => i.to_string(),
+        // A TOML float as written (`12.5`): its shortest display is the typed digits.
+        Raw::Float(f) => f.to_string(),
+        Raw::Text(s) if s.trim().is_empty() => return Ok(None),
+        Raw::Text(s) => s,
+    };
+    let value: Decimal = text
+        .trim()
+        .parse()
+        .map_err(|_| serde::de::Error::custom(format!("`{text}` is not an amount like \"12.00\"")))?;
+    if value < Decimal::ZERO {
+        return Err(serde::de::Error::custom("must not be negative"));
+    }
+    Ok(Some(value))
+}
+
 /// A path, or `None` for the empty string.
 fn optional_path<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
     let text = String::deserialize(d)?;
@@ -392,7 +436,7 @@ impl Settings {
                     points: Points(r.points),
                     product_ids: r.product_ids.clone(),
                     checkout_url: r.checkout_url.clone(),
-                    value: None,
+                    value: r.value,
                 })
                 .collect(),
         )

@@ -44,7 +44,25 @@ fn leaves(value: &Value, prefix: &str, out: &mut Vec<(String, String)>) {
         Value::String(s) if SECRET_KEYS.contains(&prefix) && !s.is_empty() => {
             out.push((prefix.to_owned(), "\"[redacted]\"".into()));
         }
+        Value::String(s) if prefix == "email.smtp_url" => {
+            out.push((prefix.to_owned(), format!("{:?}", without_password(s))));
+        }
         other => out.push((prefix.to_owned(), other.to_string())),
+    }
+}
+
+/// An SMTP URL with its password (if any) shown as `[redacted]`: the host and port are what an
+/// operator checks; the password is a secret.
+fn without_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("[redacted]"));
+            u.to_string().replace("%5Bredacted%5D", "[redacted]")
+        }
+        Ok(_) => url.to_owned(),
+        // Not a URL: it may still hold a password somewhere; show nothing of it.
+        Err(_) if url.is_empty() => String::new(),
+        Err(_) => "[redacted: not a URL]".to_owned(),
     }
 }
 
@@ -62,6 +80,10 @@ mod tests {
                 "hunter2-admin".to_string(),
             ),
             ("LOYALTY__PROGRAM__LOCALE".to_string(), "de".to_string()),
+            (
+                "LOYALTY__EMAIL__SMTP_URL".to_string(),
+                "smtp://relay:hunter2@mail.example.com:587".to_string(),
+            ),
         ];
         let layered = Layered::merge(Some((file, Path::new("/etc/lb.toml"))), env).unwrap();
         let report = render(&layered);
@@ -78,6 +100,8 @@ mod tests {
         assert!(line("program.currency").ends_with("# default"));
         assert!(line("rewards[1].points").contains("500"), "{report}");
         assert!(line("admin.token").contains("[redacted]"));
+        assert!(!line("email.smtp_url").contains("hunter2"));
+        assert!(line("email.smtp_url").contains("smtp://relay:[redacted]@mail.example.com:587"));
         assert!(!report.contains("hunter2"), "{report}");
         // An empty secret shows as empty: the owner sees it is not set.
         assert!(line("manychat.token").contains("\"\""), "{report}");

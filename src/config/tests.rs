@@ -412,3 +412,44 @@ fn every_key_outside_limits_is_in_the_readmes_configuration_table() {
         );
     }
 }
+
+#[test]
+fn email_is_off_until_an_smtp_url_is_set_and_then_verifies_joins() {
+    let s = load(BASE, &[]).unwrap();
+    assert!(!s.email.enabled() && !s.email.verifies());
+    let s = load(
+        BASE,
+        &[("LOYALTY__EMAIL__SMTP_URL", "smtp://127.0.0.1:2525")],
+    )
+    .unwrap();
+    assert!(s.email.enabled() && s.email.verifies());
+    assert_eq!(s.email.policy().statement_every, chrono::Duration::days(28));
+}
+
+#[test]
+fn email_mistakes_name_their_key() {
+    for (var, value, key) in [
+        ("LOYALTY__EMAIL__SMTP_URL", "smtp://mail.example.com", "email.smtp_url"),
+        ("LOYALTY__EMAIL__SMTP_URL", "https://mail.example.com:587", "email.smtp_url"),
+        ("LOYALTY__EMAIL__FROM", "nobody", "email.from"),
+        ("LOYALTY__EMAIL__STATEMENT_EVERY_DAYS", "0", "email.statement_every_days"),
+        ("LOYALTY__EMAIL__DKIM_SELECTOR", "s1", "email.dkim_domain"),
+        ("LOYALTY__PROGRAM__SHOP_URL", "shop.example", "shop_url"),
+    ] {
+        let err = load(BASE, &[(var, value)]).unwrap_err().to_string();
+        assert!(err.contains(key), "{var}={value}: {err}");
+    }
+}
+
+#[test]
+fn reward_values_are_exact_amounts() {
+    let s = load(BASE, &[]).unwrap();
+    let mug = s.catalogue().cheapest().unwrap().clone();
+    assert_eq!(mug.value, Some("12.00".parse().unwrap()));
+    let file = "[[rewards]]\nid = \"x\"\ntitle = \"X\"\npoints = 10\nproduct_ids = [\"p\"]\ncheckout_url = \"https://s.example/x\"\n";
+    let s = Settings::from_toml(file, std::path::Path::new("c.toml"), Vec::new()).unwrap();
+    assert_eq!(s.catalogue().cheapest().unwrap().value, None);
+    let bad = file.replace("checkout_url", "value = \"12,00\"\ncheckout_url");
+    let err = Settings::from_toml(&bad, std::path::Path::new("c.toml"), Vec::new()).unwrap_err();
+    assert!(err.to_string().contains("value"), "{err}");
+}
