@@ -20,6 +20,12 @@ use crate::store::{
 use chrono::{DateTime, Duration, Utc};
 use std::sync::Arc;
 
+mod mail;
+mod verification;
+
+pub use mail::MailSubject;
+pub use verification::{CodeMail, CodeResult};
+
 /// The program's rules, from `[program]`.
 #[derive(Debug, Clone)]
 pub struct Rules {
@@ -46,6 +52,12 @@ pub enum JoinResult {
     Joined(MemberAccount),
     AlreadyMember(MemberAccount),
     EmailTaken,
+    /// Verification is on: nobody joined yet; a code went to this address.
+    CodeSent(Email),
+    /// Verification is on and a code went out less than the cool-down ago; nothing changed.
+    CodeCoolingDown { wait_secs: u64 },
+    /// The join waits for its code, but the code's email could not be sent.
+    CodeNotSent,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,6 +146,8 @@ pub struct Program {
     rules: Rules,
     limits: Arc<Limits>,
     metrics: Metrics,
+    /// Set when joins wait for a code sent to the address.
+    codes: Option<Arc<dyn CodeMail>>,
 }
 
 impl Program {
@@ -150,6 +164,7 @@ impl Program {
             rules,
             limits: Arc::new(Limits::unlimited()),
             metrics: Metrics::default(),
+            codes: None,
         }
     }
 
@@ -161,6 +176,12 @@ impl Program {
     }
 
     /// The metrics, also for the channels' webhook counters.
+    /// Joins wait for a code that `codes` sends to the address (`email.verify`).
+    pub fn with_verification(mut self, codes: Arc<dyn CodeMail>) -> Self {
+        self.codes = Some(codes);
+        self
+    }
+
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }
@@ -288,6 +309,11 @@ impl Program {
         email: Email,
         profile: Profile,
     ) -> Result<JoinResult, ProgramError> {
+        if let Some(codes) = self.codes.clone() {
+            return self
+                .begin_verified_join(codes.as_ref(), who, email, profile)
+                .await;
+        }
         let new = NewMember {
             identity: who.clone(),
             email,

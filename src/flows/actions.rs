@@ -13,6 +13,10 @@ use crate::limits::Limited;
 use crate::program::{ClaimResult, JoinResult, Program, ProgramError, RedeemResult};
 use std::collections::BTreeMap;
 
+mod verify;
+
+pub use verify::Verified;
+
 pub struct Ctx<'a> {
     program: &'a Program,
     registry: &'a Registry,
@@ -172,6 +176,8 @@ impl<'a> Ctx<'a> {
             Action::ClaimOrder => self.claim(vars).await?,
             Action::ShowBalance => ("balance", Vars::new(), true),
             Action::Redeem => self.redeem(vars).await?,
+            Action::EmailsOff => self.emails(false).await?,
+            Action::EmailsOn => self.emails(true).await?,
         };
         if let Some(key) = outcomes.get(outcome) {
             self.say_with(key, &extra);
@@ -183,6 +189,11 @@ impl<'a> Ctx<'a> {
         &mut self,
         vars: &BTreeMap<String, String>,
     ) -> Result<(&'static str, Vars, bool), ProgramError> {
+        // A code typed into a stateless run (ManyChat's callback carries the whole flow's
+        // values): the code went out on an earlier call; the verify step takes it from here.
+        if vars.contains_key(verify::CODE_VAR) && self.program.verifies_email() {
+            return Ok(("", Vars::new(), true));
+        }
         let Some(email) = vars.get("email").and_then(|e| Email::parse(e).ok()) else {
             return Ok(("email_taken", Vars::new(), false));
         };
@@ -200,6 +211,11 @@ impl<'a> Ctx<'a> {
                 ("already_member", Vars::new(), true)
             }
             JoinResult::EmailTaken => ("email_taken", Vars::new(), false),
+            JoinResult::CodeSent(email) => ("code_sent", verify::email_vars(&email), true),
+            JoinResult::CodeCoolingDown { wait_secs } => {
+                ("code_wait", verify::wait_vars(wait_secs), true)
+            }
+            JoinResult::CodeNotSent => ("code_not_sent", Vars::new(), true),
         })
     }
 

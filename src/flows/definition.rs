@@ -34,6 +34,10 @@ pub const PLACEHOLDERS: &[&str] = &[
     "valid_days",
     "gap",
     "wait_minutes",
+    "email",
+    "wait_seconds",
+    "tries_left",
+    "code_minutes",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +184,10 @@ pub enum Action {
     ClaimOrder,
     ShowBalance,
     Redeem,
+    /// `stop emails`: no more statements or reminders.
+    EmailsOff,
+    /// `start emails`: statements and reminders again.
+    EmailsOn,
 }
 
 impl Action {
@@ -189,6 +197,8 @@ impl Action {
             "claim_order" => Action::ClaimOrder,
             "show_balance" => Action::ShowBalance,
             "redeem" => Action::Redeem,
+            "emails_off" => Action::EmailsOff,
+            "emails_on" => Action::EmailsOn,
             _ => return None,
         })
     }
@@ -196,7 +206,14 @@ impl Action {
     /// Outcomes the flow file must give a message for.
     pub fn outcomes(self) -> &'static [&'static str] {
         match self {
-            Action::Join => &["joined", "already_member", "email_taken"],
+            Action::Join => &[
+                "joined",
+                "already_member",
+                "email_taken",
+                "code_sent",
+                "code_wait",
+                "code_not_sent",
+            ],
             Action::ClaimOrder => &[
                 "credited",
                 "already_claimed_by_you",
@@ -213,9 +230,25 @@ impl Action {
                 "unknown_reward",
                 "shop_unavailable",
             ],
+            Action::EmailsOff | Action::EmailsOn => &["changed", "unchanged", "not_member"],
         }
     }
 }
+
+/// Outcomes of a `verify_code` step, each needing a message.
+pub const VERIFY_OUTCOMES: [&str; 11] = [
+    "joined",
+    "already_member",
+    "email_taken",
+    "wrong",
+    "expired",
+    "locked",
+    "resent",
+    "code_wait",
+    "code_not_sent",
+    "no_code",
+    "invalid",
+];
 
 /// A checked step.
 #[derive(Debug, Clone)]
@@ -247,6 +280,12 @@ pub enum Step {
     },
     Action {
         action: Action,
+        outcomes: BTreeMap<String, String>,
+    },
+    /// Waits for the code a verified join sent (passes when the customer is a member), takes
+    /// `resend` for a new one, and says the outcome's message.
+    VerifyCode {
+        var: String,
         outcomes: BTreeMap<String, String>,
     },
 }
@@ -286,10 +325,26 @@ impl StepDef {
                 ask: need(&self.ask, "ask")?,
                 var: need(&self.var, "var")?,
             },
+            "verify_code" => {
+                for o in VERIFY_OUTCOMES {
+                    if !self.outcomes.contains_key(o) {
+                        return Err(format!("step `{}`: [steps.outcomes] needs a message for `{o}`", self.id));
+                    }
+                }
+                for o in self.outcomes.keys() {
+                    if !VERIFY_OUTCOMES.contains(&o.as_str()) {
+                        return Err(format!("step `{}`: `{o}` is not an outcome of verify_code", self.id));
+                    }
+                }
+                Step::VerifyCode {
+                    var: need(&self.var, "var")?,
+                    outcomes: self.outcomes.clone(),
+                }
+            }
             "action" => {
                 let name = need(&self.action, "action")?;
                 let action = Action::parse(&name).ok_or_else(|| {
-                    format!("step `{}`: action = \"{name}\" is not one of join, claim_order, show_balance, redeem", self.id)
+                    format!("step `{}`: action = \"{name}\" is not one of join, claim_order, show_balance, redeem, emails_off, emails_on", self.id)
                 })?;
                 for o in action.outcomes() {
                     if !self.outcomes.contains_key(*o) {
@@ -308,7 +363,7 @@ impl StepDef {
             }
             other => {
                 return Err(format!(
-                    "step `{}`: do = \"{other}\" is not one of say, require_member, skip_if_member, confirm, ask, choose_reward, action",
+                    "step `{}`: do = \"{other}\" is not one of say, require_member, skip_if_member, confirm, ask, choose_reward, action, verify_code",
                     self.id
                 ))
             }
@@ -331,7 +386,9 @@ impl Step {
             } => vec![ask, &yes.title, &no.title, on_no],
             Step::Ask { ask, invalid, .. } => vec![ask, invalid],
             Step::ChooseReward { ask, .. } => vec![ask],
-            Step::Action { outcomes, .. } => outcomes.values().map(String::as_str).collect(),
+            Step::Action { outcomes, .. } | Step::VerifyCode { outcomes, .. } => {
+                outcomes.values().map(String::as_str).collect()
+            }
         }
     }
 }

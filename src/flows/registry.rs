@@ -42,9 +42,11 @@ pub struct Registry {
 }
 
 /// The flows compiled into the binary (the repository's `flows/`), by file name.
-pub const BUILT_IN: [(&str, &str); 6] = [
+pub const BUILT_IN: [(&str, &str); 8] = [
     ("balance.toml", include_str!("../../flows/balance.toml")),
     ("claim.toml", include_str!("../../flows/claim.toml")),
+    ("emails.toml", include_str!("../../flows/emails.toml")),
+    ("emails_on.toml", include_str!("../../flows/emails_on.toml")),
     ("help.toml", include_str!("../../flows/help.toml")),
     ("join.toml", include_str!("../../flows/join.toml")),
     ("messages.toml", include_str!("../../flows/messages.toml")),

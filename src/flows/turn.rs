@@ -92,6 +92,8 @@ pub enum Expect {
     OrderNumber,
     /// One of the choices offered (a payload); typed text is matched against titles.
     Choice,
+    /// The six-digit code of a verified join (or `resend`).
+    Code,
 }
 
 /// A flow paused on a question. Stateless channels (ManyChat) carry `vars` in their callback

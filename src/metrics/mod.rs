@@ -82,6 +82,19 @@ struct LimitLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+/// Every kind of member email: [`crate::domain::mail::MailKind::as_str`].
+pub const EMAIL_KINDS: [&str; 4] = [
+    "statement",
+    "reward_reminder",
+    "coupon_reminder",
+    "verification",
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OperationLabels {
     operation: &'static str,
 }
@@ -101,6 +114,9 @@ pub struct Metrics {
     rate_limited: Family<LimitLabels, Counter>,
     shop_request_seconds: Histograms<OperationLabels>,
     store_flush_seconds: Histogram,
+    emails_sent: Family<KindLabels, Counter>,
+    emails_failed: Family<KindLabels, Counter>,
+    email_unsubscribes: Counter,
 }
 
 impl Default for Metrics {
@@ -115,6 +131,9 @@ impl Default for Metrics {
             rate_limited: Family::default(),
             shop_request_seconds: Family::new_with_constructor(|| Histogram::new(SHOP_BUCKETS)),
             store_flush_seconds: Histogram::new(FLUSH_BUCKETS),
+            emails_sent: Family::default(),
+            emails_failed: Family::default(),
+            email_unsubscribes: Counter::default(),
         }
     }
 }
@@ -165,6 +184,25 @@ impl Metrics {
             "Duration of the store's group-commit flushes",
             m.store_flush_seconds.clone(),
         );
+        registry.register(
+            "loyalty_emails_sent",
+            "Member emails SMTP accepted, by kind",
+            m.emails_sent.clone(),
+        );
+        registry.register(
+            "loyalty_emails_failed",
+            "Member email attempts SMTP refused or that did not reach it, by kind",
+            m.emails_failed.clone(),
+        );
+        registry.register(
+            "loyalty_email_unsubscribes",
+            "Members who opted out of marketing email (link, one-click or chat)",
+            m.email_unsubscribes.clone(),
+        );
+        for kind in EMAIL_KINDS {
+            let _ = m.emails_sent.get_or_create_owned(&KindLabels { kind });
+            let _ = m.emails_failed.get_or_create_owned(&KindLabels { kind });
+        }
         // Zero series from the start, so that rates work from the first event.
         for channel in SERVED_CHANNELS {
             let _ = m.webhook_events(channel);
@@ -180,6 +218,21 @@ impl Metrics {
             let _ = m.rate_limited(limit);
         }
         m
+    }
+
+    /// An email of `kind` was accepted by SMTP (`true`) or an attempt failed.
+    pub fn email_result(&self, kind: &'static str, sent: bool) {
+        let family = if sent {
+            &self.emails_sent
+        } else {
+            &self.emails_failed
+        };
+        family.get_or_create(&KindLabels { kind }).inc();
+    }
+
+    /// A member opted out of marketing email.
+    pub fn email_unsubscribed(&self) {
+        self.email_unsubscribes.inc();
     }
 
     /// A member joined with `bonus` points.

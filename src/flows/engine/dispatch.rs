@@ -98,7 +98,10 @@ impl Engine {
     }
 
     fn awaits_typing(&self, pos: &Position) -> bool {
-        matches!(self.step(&pos.flow, pos.step), Some(Step::Ask { .. }))
+        matches!(
+            self.step(&pos.flow, pos.step),
+            Some(Step::Ask { .. } | Step::VerifyCode { .. })
+        )
     }
 
     fn accepts_payload(&self, pos: &Position, payload: &str) -> bool {

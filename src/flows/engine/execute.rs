@@ -134,6 +134,25 @@ impl Engine {
                         }
                     }
                 }
+                Step::VerifyCode { var, outcomes } => {
+                    if ctx.is_member() {
+                        pos.step += 1;
+                        continue;
+                    }
+                    let typed = pos.vars.remove(var).or_else(|| match answer.take() {
+                        Some(Answer::Text(t) | Answer::Payload(t)) => Some(t),
+                        None => None,
+                    });
+                    // Arriving here, the join's own message said where the code went.
+                    let Some(typed) = typed else {
+                        return Ok(Some(pos));
+                    };
+                    match ctx.verify(&typed, outcomes).await? {
+                        actions::Verified::Member => pos.step += 1,
+                        actions::Verified::Again => return Ok(Some(pos)),
+                        actions::Verified::End => return Ok(None),
+                    }
+                }
                 Step::Action { action, outcomes } => {
                     let go_on = ctx.act(*action, outcomes, &pos.vars).await?;
                     if !go_on {

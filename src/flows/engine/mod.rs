@@ -11,7 +11,7 @@ use super::registry::{Flow, Registry};
 use super::render::{locale_of, Renderer};
 use super::turn::{Awaiting, Expect, Input, Reply, Turn};
 use crate::domain::orders::strip_prefix_ignore_ascii_case;
-use crate::domain::{ChatIdentity, Profile};
+use crate::domain::{ChatIdentity, MemberId, Profile};
 use crate::program::{Program, ProgramError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -133,6 +133,7 @@ impl Engine {
             saved.locale.as_deref(),
         );
         let before = locale.clone();
+        let member_locale = Self::member_locale(account.as_ref());
         // A question left unanswered for long is forgotten: the next message starts afresh.
         let paused = saved.paused.clone().filter(|_| {
             // Saved before expiry existed: keep it this once.
@@ -156,6 +157,7 @@ impl Engine {
                     .await?
             }
         };
+        self.follow_language(member_locale, &locale).await?;
         let mut state = Saved {
             paused_at: paused.as_ref().map(|_| Utc::now()),
             paused: paused.clone(),
@@ -212,6 +214,7 @@ impl Engine {
             account.as_ref().and_then(|a| a.member.locale.as_deref()),
             None,
         );
+        let member_locale = Self::member_locale(account.as_ref());
         let flow = if self.registry.flows.contains_key(flow) {
             flow
         } else {
@@ -228,6 +231,7 @@ impl Engine {
         );
         ctx.request = vars.get(REQUEST_ID).cloned();
         let paused = self.execute(&mut ctx, self.start(flow, vars), None).await?;
+        self.follow_language(member_locale, &ctx.locale).await?;
         Ok(ctx.finish(paused.map(|p| self.awaiting(&p))))
     }
 
@@ -315,6 +319,27 @@ impl Engine {
             .to_owned()
     }
 
+    /// The member (if any) and the language kept for their mail.
+    fn member_locale(account: Option<&crate::domain::MemberAccount>) -> Option<(MemberId, Option<String>)> {
+        account.map(|a| (a.member.id, a.member.locale.clone()))
+    }
+
+    /// Mail speaks the language the member chats in: when this turn's language is not the one
+    /// kept for them, it is kept now (one write, only on a change).
+    async fn follow_language(
+        &self,
+        member: Option<(MemberId, Option<String>)>,
+        locale: &str,
+    ) -> Result<(), ProgramError> {
+        let Some((id, kept)) = member else {
+            return Ok(());
+        };
+        if kept.as_deref().and_then(locale_of) != Some(locale) {
+            self.program.set_member_locale(id, locale).await?;
+        }
+        Ok(())
+    }
+
     fn start(&self, flow: &str, vars: BTreeMap<String, String>) -> Position {
         Position {
             flow: flow.to_owned(),
@@ -339,6 +364,7 @@ impl Engine {
                 },
             ),
             Some(Step::ChooseReward { var, .. }) => (var.clone(), Expect::Choice),
+            Some(Step::VerifyCode { var, .. }) => (var.clone(), Expect::Code),
             _ => (CONFIRMED.to_owned(), Expect::Choice),
         };
         Awaiting {
