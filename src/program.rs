@@ -148,6 +148,8 @@ pub struct Program {
     metrics: Metrics,
     /// Set when joins wait for a code sent to the address.
     codes: Option<Arc<dyn CodeMail>>,
+    /// Set when member email is on: reminders are scheduled by these rules.
+    mail: Option<crate::domain::mail::MailPolicy>,
 }
 
 impl Program {
@@ -165,6 +167,7 @@ impl Program {
             limits: Arc::new(Limits::unlimited()),
             metrics: Metrics::default(),
             codes: None,
+            mail: None,
         }
     }
 
@@ -179,6 +182,13 @@ impl Program {
     /// Joins wait for a code that `codes` sends to the address (`email.verify`).
     pub fn with_verification(mut self, codes: Arc<dyn CodeMail>) -> Self {
         self.codes = Some(codes);
+        self
+    }
+
+    /// Member email is on: credits that make a reward affordable and new coupons schedule
+    /// their reminders by `policy`.
+    pub fn with_mail(mut self, policy: crate::domain::mail::MailPolicy) -> Self {
+        self.mail = Some(policy);
         self
     }
 
@@ -325,6 +335,8 @@ impl Program {
             JoinOutcome::Joined(a) => {
                 self.metrics.joined(self.rules.signup_bonus.0);
                 tracing::info!(member.id = %a.member.id, "member joined");
+                self.remind_if_affordable(a.member.id, Points::ZERO, a.balance)
+                    .await;
                 JoinResult::Joined(a)
             }
             JoinOutcome::AlreadyMember(a) => JoinResult::AlreadyMember(a),
@@ -420,6 +432,8 @@ impl Program {
         match out {
             ClaimOutcome::Credited { points, balance } => {
                 tracing::info!(member.id = %id, order = %order, points = points.0, "order credited");
+                self.remind_if_affordable(id, Points(balance.0.saturating_sub(points.0)), balance)
+                    .await;
                 Ok(ClaimResult::Credited {
                     order,
                     points,
@@ -557,6 +571,7 @@ impl Program {
             return Ok(RedeemResult::ShopUnavailable { balance });
         }
         tracing::info!(member.id = %id, reward = %reward.id, "reward redeemed");
+        self.remind_of_coupon(&coupon).await;
         Ok(RedeemResult::Redeemed {
             coupon,
             reward,
@@ -600,8 +615,14 @@ impl Program {
         adjustment: Adjustment,
         key: RequestKey,
     ) -> Result<AdjustOutcome, ProgramError> {
-        self.durably(move |s| s.adjust(member, &adjustment, &key, Utc::now()))
-            .await
+        let out = self
+            .durably(move |s| s.adjust(member, &adjustment, &key, Utc::now()))
+            .await?;
+        if let AdjustOutcome::Applied(a) = &out {
+            let before = Points(a.balance.0.saturating_add_signed(-a.entry.points));
+            self.remind_if_affordable(member, before, a.balance).await;
+        }
+        Ok(out)
     }
 
     /// Coupons left pending by a crash between reserving points and the shop's answer: the

@@ -178,6 +178,9 @@ pub enum MailResult {
     Retry { at: DateTime<Utc> },
     /// Counts as a bounce of the member's address.
     Permanent { reason: String },
+    /// Not sent, and not the address's fault (the reminder no longer applies, temporary
+    /// failures given up on): recorded as failed without counting a bounce.
+    Skipped { reason: String },
 }
 
 #[cfg(test)]

@@ -2,8 +2,8 @@
 //! store operations the mail scheduler runs (each durable before it returns).
 
 use super::{Program, ProgramError};
-use crate::domain::mail::{DueMail, MailPolicy, MailResult, MailState, OutboxMail};
-use crate::domain::{Coupon, LedgerEntry, MemberAccount, MemberId};
+use crate::domain::mail::{DueMail, MailKind, MailPolicy, MailResult, MailState, OutboxMail};
+use crate::domain::{Coupon, LedgerEntry, MemberAccount, MemberId, Points};
 use crate::store::MailStart;
 use chrono::{DateTime, Utc};
 
@@ -17,6 +17,48 @@ pub struct MailSubject {
 }
 
 impl Program {
+    /// A credit that lifted the balance from below the cheapest reward to at least it: the
+    /// member can now afford a reward, which is worth an email. A failure here is logged, not
+    /// passed on: the credit it follows is done and was told.
+    pub(super) async fn remind_if_affordable(&self, member: MemberId, before: Points, after: Points) {
+        let Some(cheapest) = self.catalogue.cheapest().map(|r| r.points) else {
+            return;
+        };
+        if self.mail.is_none() || !(before < cheapest && cheapest <= after) {
+            return;
+        }
+        let due = DueMail {
+            at: Utc::now(),
+            member,
+            kind: MailKind::RewardReminder,
+            coupon: None,
+        };
+        if let Err(e) = self.schedule_mail(due).await {
+            tracing::warn!(member.id = %member, error = %crate::telemetry::chain(&e), "reward reminder not scheduled");
+        }
+    }
+
+    /// A new coupon: its reminder, `coupon_reminder_days` before it expires (none when that is
+    /// already past).
+    pub(super) async fn remind_of_coupon(&self, coupon: &Coupon) {
+        let Some(policy) = self.mail else {
+            return;
+        };
+        let at = coupon.expires_at - policy.coupon_reminder_before;
+        if policy.coupon_reminder_before.is_zero() || at <= Utc::now() {
+            return;
+        }
+        let due = DueMail {
+            at,
+            member: coupon.member,
+            kind: MailKind::CouponReminder,
+            coupon: Some(coupon.code.clone()),
+        };
+        if let Err(e) = self.schedule_mail(due).await {
+            tracing::warn!(member.id = %coupon.member, error = %crate::telemetry::chain(&e), "coupon reminder not scheduled");
+        }
+    }
+
     /// Opts a member out of marketing email (`true`) or back in; `Ok(false)`: no change.
     pub async fn set_marketing_opt_out(
         &self,

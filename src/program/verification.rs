@@ -93,6 +93,8 @@ impl Program {
             VerifyOutcome::Joined(a) => {
                 self.metrics.joined(self.rules.signup_bonus.0);
                 tracing::info!(member.id = %a.member.id, "member joined with a verified address");
+                self.remind_if_affordable(a.member.id, crate::domain::Points::ZERO, a.balance)
+                    .await;
                 CodeResult::Joined(a)
             }
             VerifyOutcome::Wrong { tries_left } => CodeResult::Wrong { tries_left },

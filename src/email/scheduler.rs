@@ -1,0 +1,318 @@
+//! The mail scheduler: a pass at start and every `email.scan_every_secs` reads the due-date
+//! index's head (never every member), records each send before handing it to SMTP, sends at
+//! most `email.max_per_minute` over the pooled transport, and records the answer. SMTP 4xx and
+//! connection failures are retried with backoff; 5xx counts as a bounce.
+//!
+//! The one window where a crash can send twice: after SMTP accepted a message and before the
+//! store recorded it as sent (one store write, about a millisecond). The restart finds the send
+//! still recorded as in progress and sends it again, with the same `Message-ID`, which lets
+//! most mail systems drop the second copy. Every other crash point either has not sent yet (the
+//! restart sends) or has recorded the send (the restart does not).
+
+use super::mailroom::Mailroom;
+use super::SendError;
+use crate::domain::mail::{DueMail, MailPolicy, MailResult, OutboxMail, SendState};
+use crate::program::{Program, ProgramError};
+use crate::store::MailStart;
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Attempts of one message before temporary failures are given up on.
+const MAX_ATTEMPTS: u32 = 8;
+/// Due entries read from the index at a time.
+const BATCH: usize = 512;
+
+/// Where the scheduler reads the time: the wall clock, or a test's.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// The wall clock moved by a fixed offset: a test that runs the real binary "29 days later".
+pub struct ShiftedClock(pub chrono::Duration);
+
+impl Clock for ShiftedClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + self.0
+    }
+}
+
+/// A clock a test sets by hand.
+#[derive(Default)]
+pub struct ManualClock(Mutex<Option<DateTime<Utc>>>);
+
+impl ManualClock {
+    pub fn set(&self, at: DateTime<Utc>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(at);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(Utc::now)
+    }
+}
+
+/// What one pass did, for logs and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PassReport {
+    pub sent: u64,
+    pub failed: u64,
+    pub retrying: u64,
+    pub postponed: u64,
+    pub dropped: u64,
+}
+
+pub struct Scheduler {
+    program: Arc<Program>,
+    room: Arc<Mailroom>,
+    policy: MailPolicy,
+    clock: Arc<dyn Clock>,
+    pace: Pace,
+    scan_every: Duration,
+    concurrency: usize,
+}
+
+impl Scheduler {
+    pub fn new(
+        program: Arc<Program>,
+        room: Arc<Mailroom>,
+        settings: &super::EmailSettings,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Scheduler {
+            program,
+            room,
+            policy: settings.policy(),
+            clock,
+            pace: Pace::per_minute(settings.max_per_minute),
+            scan_every: settings.scan_every,
+            concurrency: 8,
+        }
+    }
+
+    /// Passes until `stop`: the first at once, then every `scan_every`. A pass in progress
+    /// finishes its messages in flight and stops taking new ones.
+    pub async fn run(self, stop: CancellationToken) {
+        loop {
+            match self.pass(&stop).await {
+                Ok(r) if r != PassReport::default() => {
+                    tracing::info!(sent = r.sent, failed = r.failed, retrying = r.retrying, postponed = r.postponed, dropped = r.dropped, "mail pass");
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %crate::telemetry::chain(&e), "mail pass failed; next pass as scheduled");
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(self.scan_every) => {}
+            }
+        }
+    }
+
+    /// One pass: sends left unconfirmed by a crash and retries now due, then the due index.
+    pub async fn pass(&self, stop: &CancellationToken) -> Result<PassReport, ProgramError> {
+        let now = self.clock.now();
+        let mut report = PassReport::default();
+        let ready: Vec<OutboxMail> = self
+            .program
+            .unsent_mails()
+            .await?
+            .into_iter()
+            .filter(|m| match m.state {
+                SendState::Sending => true,
+                SendState::Retry { at } => at <= now,
+                _ => false,
+            })
+            .collect();
+        self.send_all(ready, &mut report, stop).await?;
+        while !stop.is_cancelled() {
+            let due = self.program.due_mails(now, BATCH).await?;
+            let full = due.len() == BATCH;
+            let mut starts = Vec::with_capacity(due.len());
+            for d in due {
+                match self.begin(d, now).await? {
+                    MailStart::Send(m) => starts.push(m),
+                    MailStart::Postponed(_) => report.postponed += 1,
+                    MailStart::Dropped(_) => report.dropped += 1,
+                    MailStart::Gone => {}
+                }
+            }
+            self.send_all(starts, &mut report, stop).await?;
+            if !full {
+                break;
+            }
+        }
+        Ok(report)
+    }
+
+    async fn begin(&self, due: DueMail, now: DateTime<Utc>) -> Result<MailStart, ProgramError> {
+        let id = self.room.message_id();
+        self.program.begin_mail(due, self.policy, id, now).await
+    }
+
+    async fn send_all(
+        &self,
+        mails: Vec<OutboxMail>,
+        report: &mut PassReport,
+        stop: &CancellationToken,
+    ) -> Result<(), ProgramError> {
+        let results: Vec<Result<Outcome, ProgramError>> = futures_util::stream::iter(mails)
+            .take_while(|_| std::future::ready(!stop.is_cancelled()))
+            .map(|m| self.attempt(m))
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        for r in results {
+            match r? {
+                Outcome::Sent => report.sent += 1,
+                Outcome::Failed => report.failed += 1,
+                Outcome::Retrying => report.retrying += 1,
+                Outcome::Skipped => report.dropped += 1,
+            }
+        }
+        Ok(())
+    }
+
+    /// Renders, sends and records one message.
+    async fn attempt(&self, mail: OutboxMail) -> Result<Outcome, ProgramError> {
+        let now = self.clock.now();
+        let Some(subject) = self.program.mail_subject(mail.member).await? else {
+            return self.finish(&mail, skipped("the member is gone"), now).await;
+        };
+        let letter = match self.room.letter(&mail, &subject, now).await {
+            Ok(Some(letter)) => letter,
+            Ok(None) => {
+                return self
+                    .finish(&mail, skipped("no longer applies"), now)
+                    .await
+            }
+            Err(e) => {
+                tracing::error!(member.id = %mail.member, kind = mail.kind.as_str(), error = %e, "mail not rendered");
+                return self.finish(&mail, skipped("not rendered"), now).await;
+            }
+        };
+        self.pace.wait().await;
+        let sent = self.room.send(letter).await;
+        let result = match sent {
+            Ok(()) => MailResult::Sent,
+            Err(SendError::Permanent(reason)) => MailResult::Permanent { reason },
+            Err(SendError::Transient(reason)) if mail.attempts + 1 >= MAX_ATTEMPTS => {
+                skipped_owned(format!("gave up after {MAX_ATTEMPTS} temporary failures: {reason}"))
+            }
+            Err(SendError::Transient(reason)) => {
+                tracing::warn!(member.id = %mail.member, kind = mail.kind.as_str(), %reason, "mail will be retried");
+                MailResult::Retry {
+                    at: self.clock.now() + backoff(mail.attempts),
+                }
+            }
+        };
+        let kind = mail.kind.as_str();
+        self.program
+            .metrics()
+            .email_result(kind, matches!(result, MailResult::Sent));
+        self.finish(&mail, result, now).await
+    }
+
+    async fn finish(
+        &self,
+        mail: &OutboxMail,
+        result: MailResult,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, ProgramError> {
+        let outcome = match &result {
+            MailResult::Sent => Outcome::Sent,
+            MailResult::Retry { .. } => Outcome::Retrying,
+            MailResult::Permanent { reason } => {
+                tracing::warn!(member.id = %mail.member, kind = mail.kind.as_str(), %reason, "mail refused for good");
+                Outcome::Failed
+            }
+            MailResult::Skipped { .. } => Outcome::Skipped,
+        };
+        self.program.finish_mail(mail.id, result, now).await?;
+        Ok(outcome)
+    }
+}
+
+enum Outcome {
+    Sent,
+    Failed,
+    Retrying,
+    Skipped,
+}
+
+fn skipped(reason: &str) -> MailResult {
+    skipped_owned(reason.to_owned())
+}
+
+fn skipped_owned(reason: String) -> MailResult {
+    MailResult::Skipped { reason }
+}
+
+/// 1, 2, 4 … minutes after the n-th failure, at most an hour.
+fn backoff(attempts: u32) -> chrono::Duration {
+    chrono::Duration::minutes(1i64 << attempts.min(6)).min(chrono::Duration::hours(1))
+}
+
+/// At most `n` sends a minute: each send takes the next free slot.
+struct Pace {
+    gap: Duration,
+    next: Mutex<Option<Instant>>,
+}
+
+impl Pace {
+    fn per_minute(n: u32) -> Self {
+        Pace {
+            gap: Duration::from_secs(60) / n.max(1),
+            next: Mutex::new(None),
+        }
+    }
+
+    async fn wait(&self) {
+        let slot = {
+            let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            let slot = next.map_or(now, |n| n.max(now));
+            *next = Some(slot + self.gap);
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_an_hour() {
+        assert_eq!(backoff(0), chrono::Duration::minutes(1));
+        assert_eq!(backoff(2), chrono::Duration::minutes(4));
+        assert_eq!(backoff(30), chrono::Duration::hours(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_pace_spaces_sends_evenly() {
+        let pace = Pace::per_minute(120);
+        let start = Instant::now();
+        for _ in 0..5 {
+            pace.wait().await;
+        }
+        assert_eq!(start.elapsed(), Duration::from_millis(2000));
+    }
+}
