@@ -23,6 +23,7 @@ pub mod backup;
 pub mod channels;
 pub mod chat;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod domain;

@@ -150,6 +150,8 @@ pub struct Program {
     codes: Option<Arc<dyn CodeMail>>,
     /// Set when member email is on: reminders are scheduled by these rules.
     mail: Option<crate::domain::mail::MailPolicy>,
+    /// The time verification codes and mail go by.
+    clock: Arc<dyn crate::clock::Clock>,
 }
 
 impl Program {
@@ -168,6 +170,7 @@ impl Program {
             metrics: Metrics::default(),
             codes: None,
             mail: None,
+            clock: Arc::new(crate::clock::SystemClock),
         }
     }
 
@@ -190,6 +193,16 @@ impl Program {
     pub fn with_mail(mut self, policy: crate::domain::mail::MailPolicy) -> Self {
         self.mail = Some(policy);
         self
+    }
+
+    /// The clock verification codes and mail go by (tests move it).
+    pub fn with_clock(mut self, clock: Arc<dyn crate::clock::Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub fn clock(&self) -> &Arc<dyn crate::clock::Clock> {
+        &self.clock
     }
 
     pub fn metrics(&self) -> &Metrics {

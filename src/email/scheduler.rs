@@ -11,6 +11,7 @@
 
 use super::mailroom::Mailroom;
 use super::SendError;
+use crate::clock::Clock;
 use crate::domain::mail::{DueMail, MailPolicy, MailResult, OutboxMail, SendState};
 use crate::program::{Program, ProgramError};
 use crate::store::MailStart;
@@ -25,47 +26,6 @@ use tokio_util::sync::CancellationToken;
 const MAX_ATTEMPTS: u32 = 8;
 /// Due entries read from the index at a time.
 const BATCH: usize = 512;
-
-/// Where the scheduler reads the time: the wall clock, or a test's.
-pub trait Clock: Send + Sync {
-    fn now(&self) -> DateTime<Utc>;
-}
-
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-}
-
-/// The wall clock moved by a fixed offset: a test that runs the real binary "29 days later".
-pub struct ShiftedClock(pub chrono::Duration);
-
-impl Clock for ShiftedClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now() + self.0
-    }
-}
-
-/// A clock a test sets by hand.
-#[derive(Default)]
-pub struct ManualClock(Mutex<Option<DateTime<Utc>>>);
-
-impl ManualClock {
-    pub fn set(&self, at: DateTime<Utc>) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(at);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> DateTime<Utc> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .unwrap_or_else(Utc::now)
-    }
-}
 
 /// What one pass did, for logs and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

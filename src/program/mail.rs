@@ -28,7 +28,7 @@ impl Program {
             return;
         }
         let due = DueMail {
-            at: Utc::now(),
+            at: self.clock.now(),
             member,
             kind: MailKind::RewardReminder,
             coupon: None,
@@ -45,7 +45,7 @@ impl Program {
             return;
         };
         let at = coupon.expires_at - policy.coupon_reminder_before;
-        if policy.coupon_reminder_before.is_zero() || at <= Utc::now() {
+        if policy.coupon_reminder_before.is_zero() || at <= self.clock.now() {
             return;
         }
         let due = DueMail {
@@ -66,7 +66,7 @@ impl Program {
         out: bool,
     ) -> Result<bool, ProgramError> {
         let changed = self
-            .durably(move |s| s.set_unsubscribed(member, out, Utc::now()))
+            .durably(move |s| s.set_unsubscribed(member, out, self.clock.now()))
             .await?;
         if changed && out {
             self.metrics.email_unsubscribed();

@@ -7,7 +7,6 @@ use crate::domain::verification::{PendingJoin, VerificationCode};
 use crate::domain::{ChatIdentity, Email, Profile};
 use crate::email::SendError;
 use crate::store::{BeginVerification, Reissue, VerifyOutcome};
-use chrono::Utc;
 use futures_util::future::BoxFuture;
 
 /// How long a customer waits for the code's email to be handed to SMTP before hearing it failed.
@@ -58,7 +57,7 @@ impl Program {
         profile: Profile,
     ) -> Result<JoinResult, ProgramError> {
         let code = VerificationCode::generate();
-        let now = Utc::now();
+        let now = self.clock.now();
         let pending = PendingJoin::new(who.clone(), email.clone(), profile.clone(), &code, now);
         let begun = self
             .durably_now(move |s| s.begin_verification(pending, now))
@@ -87,7 +86,7 @@ impl Program {
     ) -> Result<CodeResult, ProgramError> {
         let (who2, code, bonus) = (who.clone(), code.clone(), self.rules.signup_bonus);
         let out = self
-            .durably(move |s| s.verify_code(&who2, &code, bonus, Utc::now()))
+            .durably(move |s| s.verify_code(&who2, &code, bonus, self.clock.now()))
             .await?;
         Ok(match out {
             VerifyOutcome::Joined(a) => {
@@ -114,7 +113,7 @@ impl Program {
         let code = VerificationCode::generate();
         let (who2, hash) = (who.clone(), code.hash_for(who));
         let out = self
-            .durably_now(move |s| s.reissue_code(&who2, hash, Utc::now()))
+            .durably_now(move |s| s.reissue_code(&who2, hash, self.clock.now()))
             .await?;
         Ok(match out {
             Reissue::NoPending => CodeResult::NoPending,
