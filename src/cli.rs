@@ -66,6 +66,23 @@ pub enum Command {
         #[arg(value_name = "FILE.csv")]
         file: PathBuf,
     },
+    /// Member email from a stopped store: with --dry-run, print what is due (or one member's
+    /// statement) without sending or recording anything; without it, send what is due now,
+    /// once, as the running service would.
+    Statements(StatementsArgs),
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct StatementsArgs {
+    /// Print instead of sending; the store is not changed.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Only this member: their statement, whether it is due or not.
+    #[arg(long, value_name = "EMAIL")]
+    pub member: Option<String>,
+    /// As if it were this RFC 3339 date or time (`2027-01-31`), e.g. to see next month's run.
+    #[arg(long, value_name = "DATE")]
+    pub as_of: Option<String>,
 }
 
 /// The filters of a segment; all given ones apply together.

@@ -3,6 +3,8 @@
 //! unsubscribe (RFC 8058) and optional DKIM, and sent over a pooled SMTP connection by a
 //! scheduler that records each send before handing it to SMTP.
 
+pub mod mailroom;
+pub mod scheduler;
 pub mod settings;
 
 pub use settings::{DkimSettings, EmailSettings};

@@ -155,7 +155,7 @@ impl Scheduler {
         let Some(subject) = self.program.mail_subject(mail.member).await? else {
             return self.finish(&mail, skipped("the member is gone"), now).await;
         };
-        let letter = match self.room.letter(&mail, &subject, now).await {
+        let letter = match self.room.letter(&mail, &subject, now) {
             Ok(Some(letter)) => letter,
             Ok(None) => {
                 return self

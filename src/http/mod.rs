@@ -8,6 +8,7 @@ pub mod health;
 mod metrics;
 mod server;
 pub mod shop_webhook;
+pub mod unsubscribe;
 
 pub use error::ApiError;
 pub use server::{server, Routes};

@@ -21,6 +21,8 @@ use std::time::Instant;
 pub struct Routes {
     pub program: Arc<Program>,
     pub admin_token: Secret,
+    /// Renders member mail for the admin preview.
+    pub mailroom: Arc<crate::email::mailroom::Mailroom>,
     /// `shop.secret`: signs the shop's order webhook; empty disables it.
     pub shop_secret: Secret,
     pub messenger: Option<Arc<Messenger>>,
@@ -69,6 +71,7 @@ pub fn server(
             .configure(|cfg| {
                 super::shop_webhook::configure(cfg, Arc::clone(&r.program), &r.shop_secret)
             })
+            .configure(|cfg| super::unsubscribe::configure(cfg, Arc::clone(&r.program)))
             .configure(|cfg| super::health::configure_readiness(cfg, r.readiness.clone()))
             .configure(|cfg| {
                 super::metrics::configure(cfg, Arc::clone(&r.metrics), &r.metrics_token)

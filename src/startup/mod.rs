@@ -10,6 +10,7 @@ pub use services::{open_store, Services};
 pub use shutdown::ShutdownHandle;
 
 use crate::config::Settings;
+use crate::email::scheduler::Scheduler;
 use crate::flows::Engine;
 use crate::http;
 use crate::http::health::Readiness;
@@ -42,6 +43,8 @@ pub enum StartupError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    #[error("member email is not usable (config section [email])")]
+    Email(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("could not restore coupons left pending by an earlier crash")]
     Recovery(#[source] ProgramError),
     #[error("cannot listen on {addr} (config key `server.bind`)")]
@@ -57,6 +60,21 @@ pub enum StartupError {
 }
 
 /// sled lets one process open a store: say what to do when another holds it.
+/// The wall clock, moved by `LOYALTY_TEST_CLOCK_OFFSET_SECS` when that is set: tests that run
+/// the real binary "a month later" use it. A warning says so, so it cannot go unnoticed.
+fn clock_from_env() -> Arc<dyn crate::clock::Clock> {
+    match std::env::var("LOYALTY_TEST_CLOCK_OFFSET_SECS")
+        .ok()
+        .and_then(|v| v.trim().parse::<i64>().ok())
+    {
+        Some(secs) => {
+            tracing::warn!(secs, "LOYALTY_TEST_CLOCK_OFFSET_SECS is set: verification and mail run on a moved clock");
+            Arc::new(crate::clock::ShiftedClock(chrono::Duration::seconds(secs)))
+        }
+        None => Arc::new(crate::clock::SystemClock),
+    }
+}
+
 fn lock_hint(e: &StoreError) -> &'static str {
     let mut cause: Option<&dyn std::error::Error> = Some(e);
     while let Some(c) = cause {
@@ -90,6 +108,14 @@ impl Application {
     /// Opens everything, binds `server.bind` (port 0 picks a free one) and starts the channel
     /// workers. Serving starts with [`Application::run_until_stopped`].
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+        Self::build_with_clock(settings, clock_from_env()).await
+    }
+
+    /// [`Application::build`] with the clock verification codes and mail go by (tests).
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: Arc<dyn crate::clock::Clock>,
+    ) -> Result<Application, StartupError> {
         // First, before the socket accepts anything: see `shutdown::Signals`.
         let signals = shutdown::Signals::listen();
         let readiness = Readiness::default();
@@ -99,7 +125,8 @@ impl Application {
             store,
             program,
             engine,
-        } = Services::open_with_metrics(&settings, &metrics).await?;
+            mailroom,
+        } = Services::open_with_clock(&settings, &metrics, Arc::clone(&clock)).await?;
         let bind_error = |source| StartupError::Bind {
             addr: settings.server.bind.to_string(),
             source,
@@ -107,13 +134,31 @@ impl Application {
         let listener = TcpListener::bind(settings.server.bind).map_err(bind_error)?;
         let address = listener.local_addr().map_err(bind_error)?;
         let workers = CancellationToken::new();
-        let channels = Channels::start(&settings, &engine, &store, &workers);
+        let mut channels = Channels::start(&settings, &engine, &store, &workers);
+        if settings.email.enabled() {
+            let scheduler =
+                Scheduler::new(Arc::clone(&program), Arc::clone(&mailroom), &settings.email, clock);
+            channels
+                .background
+                .push(tokio::spawn(scheduler.run(workers.child_token())));
+            tracing::info!(
+                verify = settings.email.verifies(),
+                every_days = settings.email.statement_every_days,
+                "member email on"
+            );
+        } else {
+            tracing::info!(
+                empty = "email.smtp_url",
+                "member email off: no statements, reminders or address verification"
+            );
+        }
         let (totals, queue): (Arc<dyn LoyaltyStore>, Arc<dyn EventQueue>) =
             (store.clone(), store.clone());
         registry.register_collector(Box::new(StoreGauges::new(totals, Some(queue))));
         let routes = http::Routes {
             program: Arc::clone(&program),
             admin_token: settings.admin.token.clone(),
+            mailroom,
             shop_secret: settings.shop.secret.clone(),
             messenger: channels.messenger,
             manychat: channels.manychat,

@@ -2,7 +2,10 @@
 //! setting stops the start with an error naming it.
 
 use super::StartupError;
+use crate::clock::Clock;
 use crate::config::{Settings, ShopKind};
+use crate::email::content::EmailTemplates;
+use crate::email::mailroom::{Letterhead, Mailroom};
 use crate::domain::Points;
 use crate::flows::Engine;
 use crate::limits::{Limits, SystemClock};
@@ -19,6 +22,9 @@ pub struct Services {
     pub store: Arc<SledStore>,
     pub program: Arc<Program>,
     pub engine: Arc<Engine>,
+    /// Renders (and, with `email.smtp_url`, sends) member mail; present even with email off,
+    /// for previews.
+    pub mailroom: Arc<Mailroom>,
 }
 
 impl Services {
@@ -33,22 +39,48 @@ impl Services {
         settings: &Settings,
         metrics: &Metrics,
     ) -> Result<Services, StartupError> {
+        Self::open_with_clock(settings, metrics, Arc::new(crate::clock::SystemClock)).await
+    }
+
+    /// [`Services::open_with_metrics`] with the clock verification codes and mail go by.
+    pub async fn open_with_clock(
+        settings: &Settings,
+        metrics: &Metrics,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Services, StartupError> {
         let store = open_store(settings)?;
         store.observe_flushes(metrics.flush_observer());
         let store = Arc::new(store);
         let dyn_store: Arc<dyn LoyaltyStore> = store.clone();
         let limits =
             Limits::new(&settings.limits, Arc::new(SystemClock::new())).count_refusals(metrics);
-        let program = Arc::new(
-            Program::new(
-                dyn_store,
-                build_shop(settings, metrics)?,
-                settings.catalogue(),
-                rules(settings),
-            )
-            .with_limits(Arc::new(limits))
-            .with_metrics(metrics.clone()),
-        );
+        let mailroom = Arc::new(build_mailroom(settings, &store)?);
+        let mut program = Program::new(
+            dyn_store,
+            build_shop(settings, metrics)?,
+            settings.catalogue(),
+            rules(settings),
+        )
+        .with_limits(Arc::new(limits))
+        .with_metrics(metrics.clone())
+        .with_clock(Arc::clone(&clock));
+        let email = &settings.email;
+        if email.enabled() {
+            program = program.with_mail(email.policy());
+            if email.verifies() {
+                program = program.with_verification(mailroom.clone());
+            }
+            let scheduled = store
+                .ensure_statement_schedule(&email.policy(), clock.now())
+                .map_err(|source| StartupError::Store {
+                    path: settings.store.path.clone(),
+                    source,
+                })?;
+            if scheduled > 0 {
+                tracing::info!(members = scheduled, "scheduled the first statement of members who joined before email");
+            }
+        }
+        let program = Arc::new(program);
         let engine = Arc::new(build_engine(Arc::clone(&program), settings)?);
         let recovered = program
             .recover_pending_coupons()
@@ -64,6 +96,7 @@ impl Services {
             store,
             program,
             engine,
+            mailroom,
         })
     }
 }
@@ -88,7 +121,32 @@ pub fn open_store(settings: &Settings) -> Result<SledStore, StartupError> {
     })?;
     let unwritten_mb = settings.store.max_unwritten_events_mb as usize;
     store.set_max_unwritten_event_bytes(unwritten_mb * 1024 * 1024);
+    store.set_mail_policy(settings.email.policy());
     Ok(store)
+}
+
+/// The templates (checked like the flow files: a mistake stops the start naming the file), the
+/// sender, the DKIM key and the SMTP URL, checked now; the store's unsubscribe-link key.
+fn build_mailroom(settings: &Settings, store: &SledStore) -> Result<Mailroom, StartupError> {
+    let dir = settings.flows_dir.as_deref();
+    let templates = EmailTemplates::load(dir).map_err(|e| StartupError::Flows {
+        path: dir.map_or_else(|| "(built-in email templates)".into(), |d| d.join("email")),
+        source: Box::new(e),
+    })?;
+    let link_key = store.mail_link_key().map_err(|source| StartupError::Store {
+        path: settings.store.path.clone(),
+        source,
+    })?;
+    let head = Letterhead {
+        catalogue: settings.catalogue(),
+        currency: settings.program.currency.to_string(),
+        page_username: Some(settings.messenger.page_username.trim().to_owned())
+            .filter(|u| !u.is_empty()),
+        shop_url: settings.program.shop_url.as_ref().map(|u| u.to_string()),
+        public_base: settings.public_base(),
+    };
+    Mailroom::new(&settings.email, templates, head, link_key)
+        .map_err(|e| StartupError::Email(Box::new(e)))
 }
 
 fn build_engine(program: Arc<Program>, settings: &Settings) -> Result<Engine, StartupError> {
