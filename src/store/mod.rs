@@ -268,9 +268,10 @@ pub trait LoyaltyStore: AwaitDurable + Send + Sync + 'static {
     fn layout_version(&self) -> u32;
 
     /// Calls `visit` with every record of the store, in the order of [`backup::BackupRecord`]'s
-    /// kinds: each member (their ledger, balance, claimed orders and coupons read at one
+    /// kinds: each member (their ledger, balance, claimed orders, coupons and mail read at one
     /// instant, under the same guard as the writers that change them), then the orders nobody
-    /// claimed, imported balances, conversations, pending events and processed events. Holds
+    /// claimed, imported balances, conversations, pending events, processed events, the mail
+    /// link key and the mail not confirmed sent (not the joins waiting for a code). Holds
     /// a member's records at a time, not the store's. Stops early when `visit` breaks. Returns
     /// once everything read is durable.
     fn backup(

@@ -21,6 +21,7 @@
 mod backfill;
 pub(super) mod due;
 mod outbox;
+mod restore;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -35,6 +36,9 @@ use crate::store::{keys, StoreError};
 
 use super::atomic::{tx, Tx, TxTree};
 use super::records::{decode, encode};
+
+pub(super) use state::{read_link_key, LINK_KEY};
+use backfill::BACKFILLED;
 
 /// The mail trees of one store, and the policy joins schedule the first statement by.
 pub(in crate::store::sled_store) struct MailTrees {
