@@ -387,7 +387,12 @@ pub trait LoyaltyStore: AwaitDurable + Send + Sync + 'static {
     /// Records how an attempt of outbox mail `id` ended. `Permanent` counts a bounce; the
     /// [`crate::domain::mail::MAX_BOUNCES`]th in a row marks the member undeliverable. `Sent`
     /// resets the count.
-    fn finish_mail(&self, id: u64, result: MailResult, now: DateTime<Utc>) -> Result<(), StoreError>;
+    fn finish_mail(
+        &self,
+        id: u64,
+        result: MailResult,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 
     /// Outbox mail not finished: `Sending` (a crash between the record and its answer) and
     /// `Retry`, oldest first.
@@ -417,14 +422,18 @@ pub enum BeginVerification {
     /// The email belongs to another member; nothing recorded.
     EmailTaken,
     /// The last code went out less than the cool-down ago; nothing changed.
-    CoolingDown { wait: chrono::Duration },
+    CoolingDown {
+        wait: chrono::Duration,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reissue {
     /// The new code is recorded: send it to `pending.email`.
     Reissued(PendingJoin),
-    CoolingDown { wait: chrono::Duration },
+    CoolingDown {
+        wait: chrono::Duration,
+    },
     /// No join waits in this conversation.
     NoPending,
 }
@@ -432,7 +441,9 @@ pub enum Reissue {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VerifyOutcome {
     Joined(MemberAccount),
-    Wrong { tries_left: u8 },
+    Wrong {
+        tries_left: u8,
+    },
     Expired,
     Locked,
     NoPending,

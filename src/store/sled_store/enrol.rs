@@ -27,7 +27,9 @@ pub(super) struct Enrol<'a> {
 
 impl<'a> Enrol<'a> {
     /// From the views of [`super::SledStore::enrol_trees`]' trees, in that order.
-    pub fn from([members, identities, emails, ledger, imports, due, due_by, mail_state]: [TxTree<'a>; 8]) -> Self {
+    pub fn from(
+        [members, identities, emails, ledger, imports, due, due_by, mail_state]: [TxTree<'a>; 8],
+    ) -> Self {
         Enrol {
             members,
             identities,

@@ -492,7 +492,12 @@ impl LoyaltyStore for SledStore {
         self.start_mail(due, policy, message_id, now)
     }
 
-    fn finish_mail(&self, id: u64, result: MailResult, now: DateTime<Utc>) -> Result<(), StoreError> {
+    fn finish_mail(
+        &self,
+        id: u64,
+        result: MailResult,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         self.end_mail(id, result, now)
     }
 

@@ -52,7 +52,10 @@ pub(super) fn first_due(
     if first >= now {
         return first;
     }
-    let (behind, step) = ((now - first).num_milliseconds(), every.num_milliseconds().max(1));
+    let (behind, step) = (
+        (now - first).num_milliseconds(),
+        every.num_milliseconds().max(1),
+    );
     let mut at = first + every * i32::try_from(behind / step).unwrap_or(i32::MAX);
     while at < now {
         at += every;
@@ -87,7 +90,10 @@ impl SledStore {
         self.mail.meta.insert(BACKFILLED, &[][..])?;
         writing.wait()?;
         if scheduled > 0 {
-            tracing::info!(members = scheduled, "statements scheduled for members who had none");
+            tracing::info!(
+                members = scheduled,
+                "statements scheduled for members who had none"
+            );
         }
         Ok(scheduled)
     }

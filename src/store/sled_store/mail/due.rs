@@ -133,12 +133,15 @@ pub(in crate::store::sled_store) fn entries_of(
         let (_, key) = kv?;
         out.push(read_due_key(&key)?);
     }
-    out.sort_by(|a, b| (a.at, a.kind).cmp(&(b.at, b.kind)));
+    out.sort_by_key(|d| (d.at, d.kind));
     Ok(out)
 }
 
 impl SledStore {
-    pub(in crate::store::sled_store) fn put_due_mail(&self, due: DueMail) -> Result<(), StoreError> {
+    pub(in crate::store::sled_store) fn put_due_mail(
+        &self,
+        due: DueMail,
+    ) -> Result<(), StoreError> {
         let trees = [&self.mail.due, &self.mail.due_by];
         let writing = self.commit.writing();
         self.atomic

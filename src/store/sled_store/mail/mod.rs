@@ -37,8 +37,8 @@ use crate::store::{keys, StoreError};
 use super::atomic::{tx, Tx, TxTree};
 use super::records::{decode, encode};
 
-pub(super) use state::{read_link_key, LINK_KEY};
 use backfill::BACKFILLED;
+pub(super) use state::{read_link_key, LINK_KEY};
 
 /// The mail trees of one store, and the policy joins schedule the first statement by.
 pub(in crate::store::sled_store) struct MailTrees {

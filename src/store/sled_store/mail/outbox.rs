@@ -14,8 +14,7 @@ use super::super::SledStore;
 use super::due::{tx_schedule, tx_unschedule};
 use super::{tx_put_state, tx_state};
 use crate::domain::mail::{
-    decide, Decision, DueMail, MailKind, MailPolicy, MailResult, OutboxMail, SendState,
-    MAX_BOUNCES,
+    decide, Decision, DueMail, MailKind, MailPolicy, MailResult, OutboxMail, SendState, MAX_BOUNCES,
 };
 use crate::store::{keys, MailStart, StoreError};
 
@@ -105,7 +104,10 @@ impl SledStore {
                 return abort(Abort::Corrupt(format!("no outbox mail {id}"), None));
             };
             let mut mail: OutboxMail = tx(decode("outbox mail", &raw))?;
-            if matches!(mail.state, SendState::Sent { .. } | SendState::Failed { .. }) {
+            if matches!(
+                mail.state,
+                SendState::Sent { .. } | SendState::Failed { .. }
+            ) {
                 // Answered before: a repeat changes nothing (and counts no second bounce).
                 return Ok(None);
             }

@@ -4,7 +4,7 @@
 
 use super::super::SledStore;
 use super::due::{due_key, slot_key};
-use super::{LINK_KEY, BACKFILLED};
+use super::{BACKFILLED, LINK_KEY};
 use crate::domain::mail::{OutboxMail, SendState};
 use crate::store::backup::{MailLinkKeyRecord, MemberMailRecord};
 use crate::store::{keys, StoreError};
@@ -33,7 +33,10 @@ impl SledStore {
                     due.member
                 )));
             }
-            let (key, slot) = (due_key(due), slot_key(member, due.kind, due.coupon.as_ref()));
+            let (key, slot) = (
+                due_key(due),
+                slot_key(member, due.kind, due.coupon.as_ref()),
+            );
             self.insert_new(&self.mail.due_by, slot, key.clone(), || {
                 format!("member {member}'s {} mail due twice", due.kind.as_str())
             })?;
@@ -61,7 +64,9 @@ impl SledStore {
     ) -> Result<(), StoreError> {
         let (id, member) = (mail.id, mail.member);
         if !self.members.contains_key(keys::member(member))? {
-            return Err(conflict(format!("outbox mail {id} of unknown member {member}")));
+            return Err(conflict(format!(
+                "outbox mail {id} of unknown member {member}"
+            )));
         }
         let unsent = matches!(mail.state, SendState::Sending | SendState::Retry { .. });
         let value = super::super::records::encode("outbox mail", &mail)?;

@@ -62,9 +62,18 @@ fn a_join_schedules_the_first_statement_a_period_later() {
     });
     let ana = join_at(&store, "1", t0());
     let first = t0() + Duration::days(7);
-    assert_eq!(store.mail_state(ana).unwrap().next_statement_at, Some(first));
-    assert!(store.due_mails(first - Duration::nanoseconds(1), 10).unwrap().is_empty());
-    assert_eq!(store.due_mails(first, 10).unwrap(), vec![statement(ana, first)]);
+    assert_eq!(
+        store.mail_state(ana).unwrap().next_statement_at,
+        Some(first)
+    );
+    assert!(store
+        .due_mails(first - Duration::nanoseconds(1), 10)
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.due_mails(first, 10).unwrap(),
+        vec![statement(ana, first)]
+    );
 }
 
 #[test]
@@ -86,7 +95,11 @@ fn due_mails_are_the_entries_due_by_now_earliest_first_up_to_the_limit() {
         want.insert(0, d);
     }
     store
-        .schedule_mail(due(MemberId(9), MailKind::RewardReminder, now + Duration::nanoseconds(1)))
+        .schedule_mail(due(
+            MemberId(9),
+            MailKind::RewardReminder,
+            now + Duration::nanoseconds(1),
+        ))
         .unwrap();
     assert_eq!(store.due_mails(now, 100).unwrap(), want);
     assert_eq!(store.due_mails(now, 2).unwrap(), want[..2].to_vec());
@@ -104,7 +117,9 @@ fn scheduling_again_replaces_the_entry_of_the_same_member_kind_and_coupon() {
     };
     store.schedule_mail(coupon("A-1")).unwrap();
     store.schedule_mail(coupon("B-2")).unwrap();
-    store.schedule_mail(due(m, MailKind::RewardReminder, now)).unwrap();
+    store
+        .schedule_mail(due(m, MailKind::RewardReminder, now))
+        .unwrap();
     let moved = DueMail {
         at: now - Duration::hours(1),
         ..coupon("A-1")
@@ -123,16 +138,28 @@ fn begin_mail_sends_a_statement_records_it_and_schedules_the_next() {
     let at = t0() + Duration::days(28);
     let now = at + Duration::minutes(1);
     let mail = sent(begin(&store, &statement(ana, at), now));
-    assert_eq!((mail.member, mail.kind, mail.attempts), (ana, MailKind::Statement, 1));
-    assert_eq!((mail.state.clone(), mail.message_id.as_str()), (SendState::Sending, "<m@x>"));
+    assert_eq!(
+        (mail.member, mail.kind, mail.attempts),
+        (ana, MailKind::Statement, 1)
+    );
+    assert_eq!(
+        (mail.state.clone(), mail.message_id.as_str()),
+        (SendState::Sending, "<m@x>")
+    );
     let state = store.mail_state(ana).unwrap();
     let next = now + Duration::days(28);
     assert_eq!(state.last_marketing_at, Some(now));
     assert_eq!(state.last_statement_at, Some(now));
     assert_eq!(state.statements_sent, 1);
     assert_eq!(state.next_statement_at, Some(next));
-    assert!(store.due_mails(next - Duration::seconds(1), 10).unwrap().is_empty());
-    assert_eq!(store.due_mails(next, 10).unwrap(), vec![statement(ana, next)]);
+    assert!(store
+        .due_mails(next - Duration::seconds(1), 10)
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.due_mails(next, 10).unwrap(),
+        vec![statement(ana, next)]
+    );
     assert_eq!(store.unsent_mails().unwrap(), vec![mail]);
     // Handled already: a second scheduler pass finds nothing to send.
     assert_eq!(begin(&store, &statement(ana, at), now), MailStart::Gone);
@@ -150,16 +177,27 @@ fn a_reminder_too_soon_after_a_mail_is_postponed_and_one_near_a_statement_droppe
     let second = due(ana, MailKind::CouponReminder, now + Duration::hours(1));
     store.schedule_mail(second.clone()).unwrap();
     let free = now + Duration::days(3);
-    assert_eq!(begin(&store, &second, second.at), MailStart::Postponed(free));
+    assert_eq!(
+        begin(&store, &second, second.at),
+        MailStart::Postponed(free)
+    );
     let later = DueMail { at: free, ..second };
     assert_eq!(store.due_mails(free, 10).unwrap(), vec![later.clone()]);
     // Two days before the statement: the statement wins.
     let near = t0() + Duration::days(26);
-    store.schedule_mail(DueMail { at: near, ..later.clone() }).unwrap();
+    store
+        .schedule_mail(DueMail {
+            at: near,
+            ..later.clone()
+        })
+        .unwrap();
     let out = begin(&store, &DueMail { at: near, ..later }, near);
     assert_eq!(out, MailStart::Dropped("a statement is due soon"));
     let statement_at = t0() + Duration::days(28);
-    assert_eq!(store.due_mails(statement_at, 10).unwrap(), vec![statement(ana, statement_at)]);
+    assert_eq!(
+        store.due_mails(statement_at, 10).unwrap(),
+        vec![statement(ana, statement_at)]
+    );
 }
 
 #[test]
@@ -168,15 +206,27 @@ fn an_unsubscribed_members_statement_is_dropped_and_the_next_still_scheduled() {
     let store = open(&dir);
     let ana = join_at(&store, "1", t0());
     assert!(store.set_unsubscribed(ana, true, t0()).unwrap());
-    assert!(!store.set_unsubscribed(ana, true, t0()).unwrap(), "no change");
+    assert!(
+        !store.set_unsubscribed(ana, true, t0()).unwrap(),
+        "no change"
+    );
     let at = t0() + Duration::days(28);
-    assert_eq!(begin(&store, &statement(ana, at), at), MailStart::Dropped("unsubscribed"));
+    assert_eq!(
+        begin(&store, &statement(ana, at), at),
+        MailStart::Dropped("unsubscribed")
+    );
     let state = store.mail_state(ana).unwrap();
-    assert_eq!((state.unsubscribed, state.unsubscribed_at), (true, Some(t0())));
+    assert_eq!(
+        (state.unsubscribed, state.unsubscribed_at),
+        (true, Some(t0()))
+    );
     assert_eq!(state.statements_sent, 0);
     let next = at + Duration::days(28);
     assert_eq!(state.next_statement_at, Some(next));
-    assert_eq!(store.due_mails(next, 10).unwrap(), vec![statement(ana, next)]);
+    assert_eq!(
+        store.due_mails(next, 10).unwrap(),
+        vec![statement(ana, next)]
+    );
     assert!(store.unsent_mails().unwrap().is_empty());
     assert!(store.set_unsubscribed(ana, false, t0()).unwrap());
     assert_eq!(store.mail_state(ana).unwrap().unsubscribed_at, None);
@@ -199,11 +249,18 @@ fn three_permanent_failures_in_a_row_mark_the_address_undeliverable() {
     let permanent = || MailResult::Permanent {
         reason: "550 no such user".into(),
     };
-    let (a, b) = (send(MailKind::RewardReminder), send(MailKind::RewardReminder));
+    let (a, b) = (
+        send(MailKind::RewardReminder),
+        send(MailKind::RewardReminder),
+    );
     store.finish_mail(a, permanent(), t0()).unwrap();
     store.finish_mail(a, permanent(), t0()).unwrap(); // a repeat counts once
     store.finish_mail(b, MailResult::Sent, t0()).unwrap();
-    assert_eq!(store.mail_state(ana).unwrap().bounces, 0, "a delivery resets the count");
+    assert_eq!(
+        store.mail_state(ana).unwrap().bounces,
+        0,
+        "a delivery resets the count"
+    );
     for _ in 0..2 {
         let id = send(MailKind::RewardReminder);
         store.finish_mail(id, permanent(), t0()).unwrap();
@@ -229,7 +286,11 @@ fn unsent_mail_survives_a_restart_oldest_first_and_retries_count_attempts() {
         let bob = join_at(&store, "2", t0());
         let at = t0() + Duration::days(28);
         first = sent(begin(&store, &statement(ana, at), at));
-        second = sent(begin(&store, &statement(bob, at), at + Duration::seconds(1)));
+        second = sent(begin(
+            &store,
+            &statement(bob, at),
+            at + Duration::seconds(1),
+        ));
         let retry_at = at + Duration::minutes(5);
         store
             .finish_mail(first.id, MailResult::Retry { at: retry_at }, at)
@@ -260,7 +321,11 @@ fn the_backfill_schedules_members_without_a_statement_once() {
         tree.clear().unwrap();
     }
     for id in [old, fresh] {
-        store.mail.state.remove(crate::store::keys::member(id)).unwrap();
+        store
+            .mail
+            .state
+            .remove(crate::store::keys::member(id))
+            .unwrap();
     }
     let policy = MailPolicy::default();
     store.set_mail_policy(policy);
@@ -279,7 +344,11 @@ fn the_backfill_schedules_members_without_a_statement_once() {
         Some(now + Duration::days(24))
     );
     // Marked: a second call reads no member (this one would be scheduled otherwise).
-    store.mail.state.remove(crate::store::keys::member(old)).unwrap();
+    store
+        .mail
+        .state
+        .remove(crate::store::keys::member(old))
+        .unwrap();
     assert_eq!(store.ensure_statement_schedule(&policy, now).unwrap(), 0);
 }
 
@@ -290,7 +359,10 @@ fn the_first_statement_date_of_a_cycle_is_not_in_the_past() {
     assert_eq!(super::backfill::first_due(j, every, j), j + every);
     assert_eq!(super::backfill::first_due(j, every, j + every), j + every);
     let just_after = j + every + Duration::milliseconds(1);
-    assert_eq!(super::backfill::first_due(j, every, just_after), j + every * 2);
+    assert_eq!(
+        super::backfill::first_due(j, every, just_after),
+        j + every * 2
+    );
     let years = j + Duration::days(3000);
     let at = super::backfill::first_due(j, every, years);
     assert!(at >= years && at - every < years && (at - j).num_days() % 28 == 0);
@@ -333,8 +405,10 @@ fn import_into(dir: &tempfile::TempDir, text: &str) -> SledStore {
 
 /// The lines without the header's `exported_at`.
 fn comparable(text: &str) -> Vec<serde_json::Value> {
-    let mut lines: Vec<serde_json::Value> =
-        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let mut lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     lines[0].as_object_mut().unwrap().remove("exported_at");
     lines
 }
@@ -363,7 +437,10 @@ fn a_move_keeps_mail_states_due_mails_unsent_mail_and_the_link_key() {
     for id in [ana, bob] {
         assert_eq!(moved.mail_state(id).unwrap(), store.mail_state(id).unwrap());
     }
-    assert_eq!(moved.due_mails(far, 10).unwrap(), store.due_mails(far, 10).unwrap());
+    assert_eq!(
+        moved.due_mails(far, 10).unwrap(),
+        store.due_mails(far, 10).unwrap()
+    );
     assert_eq!(moved.due_mails(far, 10).unwrap().len(), 3);
     assert_eq!(moved.unsent_mails().unwrap(), vec![mail.clone()]);
     assert_eq!(moved.mail_link_key().unwrap(), key);
@@ -397,7 +474,12 @@ fn members_of_a_backup_without_mail_get_their_statements_at_the_next_start() {
     let moved_dir = tempfile::tempdir().unwrap();
     let moved = open(&moved_dir);
     // The new store was started once before the import: its backfill found nobody.
-    assert_eq!(moved.ensure_statement_schedule(&MailPolicy::default(), t0()).unwrap(), 0);
+    assert_eq!(
+        moved
+            .ensure_statement_schedule(&MailPolicy::default(), t0())
+            .unwrap(),
+        0
+    );
     drop(moved);
     let moved = import_into(&moved_dir, &(old.join("\n") + "\n"));
     assert_eq!(moved.mail_state(ana).unwrap(), MailState::default());
@@ -405,5 +487,8 @@ fn members_of_a_backup_without_mail_get_their_statements_at_the_next_start() {
     let policy = MailPolicy::default();
     assert_eq!(moved.ensure_statement_schedule(&policy, now).unwrap(), 1);
     let when = t0() + Duration::days(56);
-    assert_eq!(moved.due_mails(when, 10).unwrap(), vec![statement(ana, when)]);
+    assert_eq!(
+        moved.due_mails(when, 10).unwrap(),
+        vec![statement(ana, when)]
+    );
 }

@@ -51,14 +51,27 @@ fn the_right_code_joins_with_the_bonus_and_an_imported_balance_once() {
     store.import_balances(&[row], now).unwrap();
     begun(&store, now);
     assert!(store.member_by_identity(&who("100")).unwrap().is_none());
-    let ana = joined(store.verify_code(&who("100"), &code("123456"), Points(50), now).unwrap());
+    let ana = joined(
+        store
+            .verify_code(&who("100"), &code("123456"), Points(50), now)
+            .unwrap(),
+    );
     assert_eq!(ana.balance, Points(120));
     assert_eq!(store.ledger(ana.member.id).unwrap().len(), 2);
     assert!(store.pending_join(&who("100")).unwrap().is_none());
     let again = store.verify_code(&who("100"), &code("123456"), Points(50), now);
     assert_eq!(again.unwrap(), VerifyOutcome::NoPending);
-    assert_eq!(store.member(ana.member.id).unwrap().unwrap().balance, Points(120));
-    assert_eq!(store.totals().unwrap(), Totals { members: 1, points: 120 });
+    assert_eq!(
+        store.member(ana.member.id).unwrap().unwrap().balance,
+        Points(120)
+    );
+    assert_eq!(
+        store.totals().unwrap(),
+        Totals {
+            members: 1,
+            points: 120
+        }
+    );
 }
 
 #[test]
@@ -106,10 +119,20 @@ fn a_new_join_or_code_waits_out_the_cool_down() {
     let soon = now + Duration::seconds(20);
     let again = pending("100", "ana@other.example", "222222", soon);
     let out = store.begin_verification(again, soon).unwrap();
-    assert_eq!(out, BeginVerification::CoolingDown { wait: Duration::seconds(40) });
+    assert_eq!(
+        out,
+        BeginVerification::CoolingDown {
+            wait: Duration::seconds(40)
+        }
+    );
     let hash = code("333333").hash_for(&who("100"));
     let out = store.reissue_code(&who("100"), hash.clone(), soon).unwrap();
-    assert_eq!(out, Reissue::CoolingDown { wait: Duration::seconds(40) });
+    assert_eq!(
+        out,
+        Reissue::CoolingDown {
+            wait: Duration::seconds(40)
+        }
+    );
 
     let later = now + RESEND_COOLDOWN;
     let Reissue::Reissued(join) = store.reissue_code(&who("100"), hash, later).unwrap() else {
@@ -118,7 +141,11 @@ fn a_new_join_or_code_waits_out_the_cool_down() {
     assert_eq!((join.sends, join.tries, join.issued_at), (2, 0, later));
     let out = store.verify_code(&who("100"), &code("123456"), Points(50), later);
     assert_eq!(out.unwrap(), VerifyOutcome::Wrong { tries_left: 4 });
-    joined(store.verify_code(&who("100"), &code("333333"), Points(50), later).unwrap());
+    joined(
+        store
+            .verify_code(&who("100"), &code("333333"), Points(50), later)
+            .unwrap(),
+    );
     let out = store.reissue_code(&who("200"), "x".into(), later).unwrap();
     assert_eq!(out, Reissue::NoPending);
 }
@@ -131,8 +158,15 @@ fn a_join_after_the_cool_down_replaces_the_earlier_one_whatever_its_email() {
     begun(&store, now);
     let later = now + RESEND_COOLDOWN;
     let again = pending("100", "ana@other.example", "222222", later);
-    assert_eq!(store.begin_verification(again, later).unwrap(), BeginVerification::Started);
-    let ana = joined(store.verify_code(&who("100"), &code("222222"), Points(50), later).unwrap());
+    assert_eq!(
+        store.begin_verification(again, later).unwrap(),
+        BeginVerification::Started
+    );
+    let ana = joined(
+        store
+            .verify_code(&who("100"), &code("222222"), Points(50), later)
+            .unwrap(),
+    );
     assert_eq!(ana.member.email.as_str(), "ana@other.example");
 }
 
@@ -149,14 +183,23 @@ fn members_and_taken_emails_are_refused_before_and_after_the_code() {
         profile: Profile::default(),
         bonus: Points(50),
     };
-    assert!(matches!(store.join(bob, now).unwrap(), JoinOutcome::Joined(_)));
+    assert!(matches!(
+        store.join(bob, now).unwrap(),
+        JoinOutcome::Joined(_)
+    ));
     let out = store.verify_code(&who("100"), &code("123456"), Points(50), now);
     assert_eq!(out.unwrap(), VerifyOutcome::EmailTaken);
-    assert!(store.pending_join(&who("100")).unwrap().is_none(), "the code is used up");
+    assert!(
+        store.pending_join(&who("100")).unwrap().is_none(),
+        "the code is used up"
+    );
 
     let later = now + RESEND_COOLDOWN;
     let taken = pending("100", "ana@example.com", "123456", later);
-    assert_eq!(store.begin_verification(taken, later).unwrap(), BeginVerification::EmailTaken);
+    assert_eq!(
+        store.begin_verification(taken, later).unwrap(),
+        BeginVerification::EmailTaken
+    );
     let member = pending("200", "bob@example.com", "123456", later);
     let out = store.begin_verification(member, later).unwrap();
     assert!(matches!(out, BeginVerification::AlreadyMember(a) if a.member.identity == who("200")));
@@ -169,7 +212,11 @@ fn a_verified_join_schedules_the_first_statement() {
     let store = open(&dir);
     let now = Utc::now();
     begun(&store, now);
-    let ana = joined(store.verify_code(&who("100"), &code("123456"), Points(50), now).unwrap());
+    let ana = joined(
+        store
+            .verify_code(&who("100"), &code("123456"), Points(50), now)
+            .unwrap(),
+    );
     let first = now + Duration::days(28);
     let state = store.mail_state(ana.member.id).unwrap();
     assert_eq!(state.next_statement_at, Some(first));
