@@ -106,8 +106,6 @@ impl SledStore {
         bonus: Points,
         now: DateTime<Utc>,
     ) -> Result<VerifyOutcome, StoreError> {
-        // As in `join`: the id is taken outside the operation; an unused one is skipped.
-        let id = MemberId(self.db.generate_id()? + 1);
         let ikey = keys::identity(who);
         let every = self.mail.policy().statement_every;
         let [t0, t1, t2, t3, t4, t5, t6, t7] = self.enrol_trees();
@@ -136,6 +134,8 @@ impl SledStore {
                 }
                 // The code is used up whatever the join says now.
                 pending.remove(&ikey)?;
+                // Taken only for a right code, so wrong ones burn no member ids.
+                let id = MemberId(self.db.generate_id()? + 1);
                 let new = NewMember {
                     identity: join.identity,
                     email: join.email,

@@ -128,3 +128,6 @@ impl SledStore {
             })
     }
 }
+
+#[cfg(test)]
+mod tests;

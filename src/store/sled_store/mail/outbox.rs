@@ -26,8 +26,6 @@ impl SledStore {
         message_id: String,
         now: DateTime<Utc>,
     ) -> Result<MailStart, StoreError> {
-        // As a join's member id: taken outside the operation; an unused one is skipped.
-        let id = self.db.generate_id()? + 1;
         let m = &self.mail;
         let trees = [&m.due, &m.due_by, &m.state, &m.outbox, &m.unsent];
         let writing = self.commit.writing();
@@ -51,6 +49,8 @@ impl SledStore {
                     }
                     Decision::Drop(reason) => MailStart::Dropped(reason),
                     Decision::Send => {
+                        // sled's persistent counter, shared with member ids; never reused.
+                        let id = self.db.generate_id()? + 1;
                         s.last_marketing_at = Some(now);
                         if statement {
                             s.last_statement_at = Some(now);

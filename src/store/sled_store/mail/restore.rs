@@ -90,3 +90,6 @@ impl SledStore {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -6,15 +6,15 @@ use crate::domain::*;
 use crate::store::*;
 use chrono::{Duration, TimeZone};
 
-fn open(dir: &tempfile::TempDir) -> SledStore {
+pub(super) fn open(dir: &tempfile::TempDir) -> SledStore {
     SledStore::open(dir.path(), 8 << 20).unwrap()
 }
 
-fn t0() -> DateTime<Utc> {
+pub(super) fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap()
 }
 
-fn join_at(store: &SledStore, psid: &str, at: DateTime<Utc>) -> MemberId {
+pub(super) fn join_at(store: &SledStore, psid: &str, at: DateTime<Utc>) -> MemberId {
     let new = NewMember {
         identity: ChatIdentity::new(Channel::Messenger, psid).unwrap(),
         email: Email::parse(&format!("m{psid}@example.com")).unwrap(),
@@ -27,7 +27,7 @@ fn join_at(store: &SledStore, psid: &str, at: DateTime<Utc>) -> MemberId {
     }
 }
 
-fn due(member: MemberId, kind: MailKind, at: DateTime<Utc>) -> DueMail {
+pub(super) fn due(member: MemberId, kind: MailKind, at: DateTime<Utc>) -> DueMail {
     DueMail {
         at,
         member,
@@ -36,16 +36,16 @@ fn due(member: MemberId, kind: MailKind, at: DateTime<Utc>) -> DueMail {
     }
 }
 
-fn statement(member: MemberId, at: DateTime<Utc>) -> DueMail {
+pub(super) fn statement(member: MemberId, at: DateTime<Utc>) -> DueMail {
     due(member, MailKind::Statement, at)
 }
 
-fn begin(store: &SledStore, d: &DueMail, now: DateTime<Utc>) -> MailStart {
+pub(super) fn begin(store: &SledStore, d: &DueMail, now: DateTime<Utc>) -> MailStart {
     let policy = MailPolicy::default();
     store.begin_mail(d, &policy, "<m@x>".into(), now).unwrap()
 }
 
-fn sent(start: MailStart) -> OutboxMail {
+pub(super) fn sent(start: MailStart) -> OutboxMail {
     match start {
         MailStart::Send(mail) => mail,
         other => panic!("expected a send, got {other:?}"),
@@ -308,67 +308,6 @@ fn unsent_mail_survives_a_restart_oldest_first_and_retries_count_attempts() {
 }
 
 #[test]
-fn the_backfill_schedules_members_without_a_statement_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    let now = t0();
-    let old = join_at(&store, "1", now - Duration::days(60));
-    let fresh = join_at(&store, "2", now - Duration::days(3));
-    let current = join_at(&store, "3", now);
-    // What a store written before joins scheduled statements holds: no mail records for
-    // the first two.
-    for tree in [&store.mail.due, &store.mail.due_by] {
-        tree.clear().unwrap();
-    }
-    for id in [old, fresh] {
-        store
-            .mail
-            .state
-            .remove(crate::store::keys::member(id))
-            .unwrap();
-    }
-    let policy = MailPolicy::default();
-    store.set_mail_policy(policy);
-    let mine = now + Duration::days(28);
-    store.schedule_mail(statement(current, mine)).unwrap();
-    assert_eq!(store.ensure_statement_schedule(&policy, now).unwrap(), 2);
-    let every = Duration::days(28);
-    let want = vec![
-        statement(old, now - Duration::days(60) + every * 3),
-        statement(fresh, now - Duration::days(3) + every),
-        statement(current, mine),
-    ];
-    assert_eq!(store.due_mails(now + every, 10).unwrap(), want);
-    assert_eq!(
-        store.mail_state(old).unwrap().next_statement_at,
-        Some(now + Duration::days(24))
-    );
-    // Marked: a second call reads no member (this one would be scheduled otherwise).
-    store
-        .mail
-        .state
-        .remove(crate::store::keys::member(old))
-        .unwrap();
-    assert_eq!(store.ensure_statement_schedule(&policy, now).unwrap(), 0);
-}
-
-#[test]
-fn the_first_statement_date_of_a_cycle_is_not_in_the_past() {
-    let every = Duration::days(28);
-    let j = t0();
-    assert_eq!(super::backfill::first_due(j, every, j), j + every);
-    assert_eq!(super::backfill::first_due(j, every, j + every), j + every);
-    let just_after = j + every + Duration::milliseconds(1);
-    assert_eq!(
-        super::backfill::first_due(j, every, just_after),
-        j + every * 2
-    );
-    let years = j + Duration::days(3000);
-    let at = super::backfill::first_due(j, every, years);
-    assert!(at >= years && at - every < years && (at - j).num_days() % 28 == 0);
-}
-
-#[test]
 fn the_member_locale_and_the_link_key_are_kept() {
     let dir = tempfile::tempdir().unwrap();
     let key;
@@ -389,106 +328,4 @@ fn the_member_locale_and_the_link_key_are_kept() {
     assert!(store.set_member_locale(MemberId(99), "en").is_err());
     let other = tempfile::tempdir().unwrap();
     assert_ne!(open(&other).mail_link_key().unwrap(), key);
-}
-
-fn export_of(store: &SledStore) -> String {
-    let mut out = Vec::new();
-    crate::backup::export(store, &mut out, &mut |_| {}).unwrap();
-    String::from_utf8(out).unwrap()
-}
-
-fn import_into(dir: &tempfile::TempDir, text: &str) -> SledStore {
-    let store = SledStore::open_for_restore(dir.path(), 8 << 20).unwrap();
-    crate::backup::import(&store, &mut text.as_bytes(), &mut |_| {}).unwrap();
-    store
-}
-
-/// The lines without the header's `exported_at`.
-fn comparable(text: &str) -> Vec<serde_json::Value> {
-    let mut lines: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    lines[0].as_object_mut().unwrap().remove("exported_at");
-    lines
-}
-
-#[test]
-fn a_move_keeps_mail_states_due_mails_unsent_mail_and_the_link_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    let ana = join_at(&store, "1", t0());
-    let bob = join_at(&store, "2", t0());
-    let at = t0() + Duration::days(28);
-    let mail = sent(begin(&store, &statement(ana, at), at));
-    store.set_unsubscribed(bob, true, t0()).unwrap();
-    let reminder = DueMail {
-        coupon: Some(CouponCode::from_stored("MUG-1".into())),
-        ..due(bob, MailKind::CouponReminder, t0() + Duration::days(10))
-    };
-    store.schedule_mail(reminder).unwrap();
-    let key = store.mail_link_key().unwrap();
-    let first = export_of(&store);
-    let far = t0() + Duration::days(400);
-
-    let moved_dir = tempfile::tempdir().unwrap();
-    let moved = import_into(&moved_dir, &first);
-    assert_eq!(comparable(&export_of(&moved)), comparable(&first));
-    for id in [ana, bob] {
-        assert_eq!(moved.mail_state(id).unwrap(), store.mail_state(id).unwrap());
-    }
-    assert_eq!(
-        moved.due_mails(far, 10).unwrap(),
-        store.due_mails(far, 10).unwrap()
-    );
-    assert_eq!(moved.due_mails(far, 10).unwrap().len(), 3);
-    assert_eq!(moved.unsent_mails().unwrap(), vec![mail.clone()]);
-    assert_eq!(moved.mail_link_key().unwrap(), key);
-    // Nobody is missing a statement, and new sends get ids of their own.
-    let policy = MailPolicy::default();
-    assert_eq!(moved.ensure_statement_schedule(&policy, at).unwrap(), 0);
-    let next = at + Duration::days(28);
-    moved.set_unsubscribed(bob, false, at).unwrap();
-    let again = sent(begin(&moved, &statement(bob, at), at + Duration::days(5)));
-    assert!(again.id > mail.id);
-    assert!(moved.mail_state(bob).unwrap().next_statement_at > Some(next));
-}
-
-#[test]
-fn members_of_a_backup_without_mail_get_their_statements_at_the_next_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    let ana = join_at(&store, "1", t0());
-    // As an export written before mail existed: no mail lines, no mail counts.
-    let old: Vec<String> = export_of(&store)
-        .lines()
-        .filter(|l| !l.contains("\"type\":\"member_mail\""))
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            if let Some(counts) = v.get_mut("counts").and_then(|c| c.as_object_mut()) {
-                counts.retain(|k, _| !["member_mails", "due_mails"].contains(&k.as_str()));
-            }
-            v.to_string()
-        })
-        .collect();
-    let moved_dir = tempfile::tempdir().unwrap();
-    let moved = open(&moved_dir);
-    // The new store was started once before the import: its backfill found nobody.
-    assert_eq!(
-        moved
-            .ensure_statement_schedule(&MailPolicy::default(), t0())
-            .unwrap(),
-        0
-    );
-    drop(moved);
-    let moved = import_into(&moved_dir, &(old.join("\n") + "\n"));
-    assert_eq!(moved.mail_state(ana).unwrap(), MailState::default());
-    let now = t0() + Duration::days(30);
-    let policy = MailPolicy::default();
-    assert_eq!(moved.ensure_statement_schedule(&policy, now).unwrap(), 1);
-    let when = t0() + Duration::days(56);
-    assert_eq!(
-        moved.due_mails(when, 10).unwrap(),
-        vec![statement(ana, when)]
-    );
 }
