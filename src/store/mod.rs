@@ -361,7 +361,8 @@ pub trait LoyaltyStore: AwaitDurable + Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError>;
 
-    /// Puts `due` in the index, replacing an entry of the same member, kind and coupon.
+    /// Puts `due` in the index, replacing an entry of the same member, kind and coupon. A
+    /// statement also becomes the member's `next_statement_at`.
     fn schedule_mail(&self, due: DueMail) -> Result<(), StoreError>;
 
     /// Up to `limit` index entries due at or before `now`, earliest first. Reads only those.

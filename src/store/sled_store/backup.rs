@@ -34,8 +34,8 @@ use super::SledStore;
 use crate::domain::{EntryKind, LedgerEntry, MemberId, OrderNumber};
 use crate::store::backup::{
     AdjustmentKeyRecord, BackupRecord, ConversationRecord, CouponRecord, ImportedBalanceRecord,
-    LedgerAdjustments, MailLinkKeyRecord, MemberMailRecord, MemberRecord, OrderClaim,
-    OrderRecord as OrderLine, ProcessedEventRecord,
+    LedgerAdjustments, MailLinkKeyRecord, MemberRecord, OrderClaim, OrderRecord as OrderLine,
+    ProcessedEventRecord,
 };
 use crate::store::{keys, Adjusted, InboundEvent, StoreError};
 
@@ -184,18 +184,8 @@ impl SledStore {
             let requests = requests.remove(code.as_ref()).unwrap_or_default();
             out.push(BackupRecord::Coupon(CouponRecord { coupon, requests }));
         }
-        let state = self.mail.state.get(keys::member(id))?;
-        let due = super::mail::due::entries_of(self, id)?;
-        if state.is_some() || !due.is_empty() {
-            let state = match state {
-                Some(raw) => decode("mail state", &raw)?,
-                None => Default::default(),
-            };
-            out.push(BackupRecord::MemberMail(MemberMailRecord {
-                member: id,
-                state,
-                due,
-            }));
+        if let Some(mail) = self.member_mail(id)? {
+            out.push(BackupRecord::MemberMail(mail));
         }
         Ok(out)
     }

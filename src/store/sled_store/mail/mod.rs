@@ -19,9 +19,9 @@
 //! Every multi-key change runs as one atomic operation (`atomic.rs`) and returns once flushed.
 
 mod backfill;
+mod backup;
 pub(super) mod due;
 mod outbox;
-mod restore;
 mod state;
 #[cfg(test)]
 mod tests;

@@ -131,6 +131,22 @@ fn scheduling_again_replaces_the_entry_of_the_same_member_kind_and_coupon() {
 }
 
 #[test]
+fn a_statement_scheduled_again_moves_next_statement_at_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let ana = join_at(&store, "1", t0());
+    let sooner = t0() + Duration::days(10);
+    store.schedule_mail(statement(ana, sooner)).unwrap();
+    let state = store.mail_state(ana).unwrap();
+    assert_eq!(state.next_statement_at, Some(sooner));
+    let far = t0() + Duration::days(400);
+    assert_eq!(
+        store.due_mails(far, 10).unwrap(),
+        vec![statement(ana, sooner)]
+    );
+}
+
+#[test]
 fn begin_mail_sends_a_statement_records_it_and_schedules_the_next() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);

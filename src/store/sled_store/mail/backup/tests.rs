@@ -45,6 +45,9 @@ fn a_move_keeps_mail_states_due_mails_unsent_mail_and_the_link_key() {
     store.schedule_mail(reminder).unwrap();
     let key = store.mail_link_key().unwrap();
     let first = export_of(&store);
+    // The statements are where `next_statement_at` says: only the reminder is listed.
+    let trailer: serde_json::Value = serde_json::from_str(first.lines().last().unwrap()).unwrap();
+    assert_eq!(trailer["counts"]["due_mails"], 1, "{first}");
     let far = t0() + Duration::days(400);
 
     let moved_dir = tempfile::tempdir().unwrap();

@@ -1,11 +1,17 @@
-//! The mail records of a backup written back (`restore.rs` writes the others, in the same
-//! way: plain inserts, made durable together at the end). A member's mail follows the member;
-//! outbox mail and the link key come after every member.
+//! A member's mail as a backup record, and the mail records of a backup written back
+//! (`restore.rs` writes the others, in the same way: plain inserts, made durable together at
+//! the end). A member's mail follows the member; outbox mail and the link key come after
+//! every member.
+//!
+//! The member's statement entry is not listed in their record when it is where
+//! `next_statement_at` says (as every write keeps it): the restore puts it back from there.
 
+use super::super::records::decode;
 use super::super::SledStore;
-use super::due::{due_key, slot_key};
+use super::due::{due_key, entries_of, slot_key};
 use super::{BACKFILLED, LINK_KEY};
-use crate::domain::mail::{OutboxMail, SendState};
+use crate::domain::mail::{DueMail, MailKind, OutboxMail, SendState};
+use crate::domain::MemberId;
 use crate::store::backup::{MailLinkKeyRecord, MemberMailRecord};
 use crate::store::{keys, StoreError};
 
@@ -14,6 +20,24 @@ fn conflict(what: String) -> StoreError {
 }
 
 impl SledStore {
+    /// The member's mail record; `None` for a member with neither a mail state nor a mail due.
+    pub(in crate::store::sled_store) fn member_mail(
+        &self,
+        member: MemberId,
+    ) -> Result<Option<MemberMailRecord>, StoreError> {
+        let state = self.mail.state.get(keys::member(member))?;
+        let mut due = entries_of(self, member)?;
+        if state.is_none() && due.is_empty() {
+            return Ok(None);
+        }
+        let state: crate::domain::mail::MailState = match state {
+            Some(raw) => decode("mail state", &raw)?,
+            None => Default::default(),
+        };
+        due.retain(|d| !(d.kind == MailKind::Statement && Some(d.at) == state.next_statement_at));
+        Ok(Some(MemberMailRecord { member, state, due }))
+    }
+
     pub(in crate::store::sled_store) fn restore_member_mail(
         &self,
         m: MemberMailRecord,
@@ -26,7 +50,18 @@ impl SledStore {
         self.insert_new(&self.mail.state, keys::member(member), state, || {
             format!("the mail of member {member} twice")
         })?;
-        for due in &m.due {
+        let listed = m.due.iter().any(|d| d.kind == MailKind::Statement);
+        let statement = m
+            .state
+            .next_statement_at
+            .filter(|_| !listed)
+            .map(|at| DueMail {
+                at,
+                member,
+                kind: MailKind::Statement,
+                coupon: None,
+            });
+        for due in m.due.iter().chain(&statement) {
             if due.member != member {
                 return Err(conflict(format!(
                     "mail of member {} among member {member}'s",
