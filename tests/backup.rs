@@ -211,6 +211,7 @@ async fn export_then_import_then_export_gives_the_same_records_and_the_move_serv
         ("member", "members"),
         ("order", "orders"),
         ("coupon", "coupons"),
+        ("member_mail", "member_mails"),
         ("adjustment_key", "adjustment_keys"),
         ("conversation", "conversations"),
         ("pending_event", "pending_events"),
@@ -438,12 +439,14 @@ fn export_with_an_adjustment() -> String {
 fn an_adjustment_key_twice_or_without_its_member_or_its_adjustment_refuses_the_file() {
     let file = export_with_an_adjustment();
     let lines: Vec<&str> = file.lines().collect();
-    let (member, key) = (lines[1], lines[2]);
+    // Ana, her mail, her adjustment's key.
+    let (member, mail, key) = (lines[1], lines[2], lines[3]);
     assert!(key.contains("\"type\":\"adjustment_key\""), "{file}");
     let with = |member: &str, keys: &[&str]| {
         let mut out = vec![lines[0], member];
         out.extend(keys);
-        out.extend(&lines[3..]);
+        out.push(mail);
+        out.extend(&lines[4..]);
         out.join("\n") + "\n"
     };
     let elsewhere = key.replace("\"member\":1,", "\"member\":9,");
@@ -511,6 +514,10 @@ fn after_an_import_newcomers_get_ids_above_every_imported_member() {
         "\"id\":7000002,",
         1,
     );
+    // Their mail records (state and statement due) name them too.
+    let file = file
+        .replace("\"member\":1,", "\"member\":7000001,")
+        .replace("\"member\":2,", "\"member\":7000002,");
     let newcomer = |n: &str| NewMember {
         identity: ChatIdentity::new(Channel::Terminal, n).unwrap(),
         email: Email::parse(&format!("{n}@example.com")).unwrap(),

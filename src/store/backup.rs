@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::domain::mail::{DueMail, MailState, OutboxMail};
 use crate::domain::{
     Coupon, EntryKind, LedgerEntry, Member, MemberId, OrderNumber, Points, Reversal,
 };
@@ -26,6 +27,9 @@ pub enum BackupRecord {
     Member(MemberRecord),
     Order(OrderRecord),
     Coupon(CouponRecord),
+    /// A member's mail state and their mails to come (the due index's entries): after a move
+    /// statements neither repeat nor stop.
+    MemberMail(MemberMailRecord),
     /// An operator's `Idempotency-Key` and the adjustment it applied: a repeat of the request
     /// is answered with it after a move as before.
     AdjustmentKey(AdjustmentKeyRecord),
@@ -39,6 +43,11 @@ pub enum BackupRecord {
     /// An event already processed (its key still refuses redeliveries), with the replies it
     /// queued that are not delivered yet, in order.
     ProcessedEvent(ProcessedEventRecord),
+    /// The key that signs unsubscribe links: links in mail sent before a move keep working.
+    MailLinkKey(MailLinkKeyRecord),
+    /// A mail recorded and not confirmed sent (sending or waiting for a retry): it is tried
+    /// again after the move, under the same `Message-ID`.
+    OutboxMail(OutboxMail),
 }
 
 /// A member, their balance and their whole ledger, oldest entry first.
@@ -76,6 +85,22 @@ pub struct CouponRecord {
     pub coupon: Coupon,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub requests: Vec<String>,
+}
+
+/// A member's mail state and their entries in the due index, earliest first. It follows the
+/// member's other records.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MemberMailRecord {
+    pub member: MemberId,
+    pub state: MailState,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub due: Vec<DueMail>,
+}
+
+/// The unsubscribe links' signing key, 32 bytes in hex.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MailLinkKeyRecord {
+    pub key: String,
 }
 
 /// An adjustment's request key and the result its first request got, as the store keeps it.
@@ -170,11 +195,14 @@ impl BackupRecord {
             BackupRecord::Member(_) => "member",
             BackupRecord::Order(_) => "order",
             BackupRecord::Coupon(_) => "coupon",
+            BackupRecord::MemberMail(_) => "member_mail",
             BackupRecord::AdjustmentKey(_) => "adjustment_key",
             BackupRecord::ImportedBalance(_) => "imported_balance",
             BackupRecord::Conversation(_) => "conversation",
             BackupRecord::PendingEvent(_) => "pending_event",
             BackupRecord::ProcessedEvent(_) => "processed_event",
+            BackupRecord::MailLinkKey(_) => "mail_link_key",
+            BackupRecord::OutboxMail(_) => "outbox_mail",
         }
     }
 
@@ -193,6 +221,7 @@ impl BackupRecord {
             "member" => BackupRecord::Member(parse(json)?),
             "order" => BackupRecord::Order(parse(json)?),
             "coupon" => BackupRecord::Coupon(parse(json)?),
+            "member_mail" => BackupRecord::MemberMail(parse(json)?),
             "adjustment_key" => BackupRecord::AdjustmentKey(parse(json)?),
             "imported_balance" => {
                 let mut fields: serde_json::Map<_, _> = parse(json)?;
@@ -202,6 +231,8 @@ impl BackupRecord {
             "conversation" => BackupRecord::Conversation(parse(json)?),
             "pending_event" => BackupRecord::PendingEvent(parse(json)?),
             "processed_event" => BackupRecord::ProcessedEvent(parse(json)?),
+            "mail_link_key" => BackupRecord::MailLinkKey(parse(json)?),
+            "outbox_mail" => BackupRecord::OutboxMail(parse(json)?),
             _ => return Ok(None),
         }))
     }

@@ -33,6 +33,12 @@ pub fn journal(id: u64) -> [u8; 8] {
     id.to_be_bytes()
 }
 
+/// `mail_outbox` and `mail_unsent`: an outbox id, big-endian, so ids iterate in the order
+/// taken.
+pub fn mail_id(id: u64) -> [u8; 8] {
+    id.to_be_bytes()
+}
+
 /// `identities` and `conversations`: the identity's stable key (`messenger:6915…`).
 pub fn identity(who: &ChatIdentity) -> Vec<u8> {
     who.key().into_bytes()

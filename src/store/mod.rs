@@ -268,9 +268,10 @@ pub trait LoyaltyStore: AwaitDurable + Send + Sync + 'static {
     fn layout_version(&self) -> u32;
 
     /// Calls `visit` with every record of the store, in the order of [`backup::BackupRecord`]'s
-    /// kinds: each member (their ledger, balance, claimed orders and coupons read at one
+    /// kinds: each member (their ledger, balance, claimed orders, coupons and mail read at one
     /// instant, under the same guard as the writers that change them), then the orders nobody
-    /// claimed, imported balances, conversations, pending events and processed events. Holds
+    /// claimed, imported balances, conversations, pending events, processed events, the mail
+    /// link key and the mail not confirmed sent (not the joins waiting for a code). Holds
     /// a member's records at a time, not the store's. Stops early when `visit` breaks. Returns
     /// once everything read is durable.
     fn backup(
@@ -311,10 +312,7 @@ pub trait LoyaltyStore: AwaitDurable + Send + Sync + 'static {
     // typed: no member, no bonus, no imported balance before that.
 
     /// The join waiting for a code in this conversation, if any.
-    fn pending_join(&self, who: &ChatIdentity) -> Result<Option<PendingJoin>, StoreError> {
-        let _ = who;
-        Err(StoreError::Backend("pending_join: not built yet".into()))
-    }
+    fn pending_join(&self, who: &ChatIdentity) -> Result<Option<PendingJoin>, StoreError>;
 
     /// Records `pending` (replacing this conversation's earlier one, whatever its email) unless
     /// the conversation is a member, the email is another member's, or the earlier code is
@@ -323,10 +321,7 @@ pub trait LoyaltyStore: AwaitDurable + Send + Sync + 'static {
         &self,
         pending: PendingJoin,
         now: DateTime<Utc>,
-    ) -> Result<BeginVerification, StoreError> {
-        let _ = (pending, now);
-        Err(StoreError::Backend("begin_verification: not built yet".into()))
-    }
+    ) -> Result<BeginVerification, StoreError>;
 
     /// A new code for the waiting join (`code_hash` from [`crate::domain::VerificationCode::hash_for`]),
     /// after the cool-down.
@@ -335,10 +330,7 @@ pub trait LoyaltyStore: AwaitDurable + Send + Sync + 'static {
         who: &ChatIdentity,
         code_hash: String,
         now: DateTime<Utc>,
-    ) -> Result<Reissue, StoreError> {
-        let _ = (who, code_hash, now);
-        Err(StoreError::Backend("reissue_code: not built yet".into()))
-    }
+    ) -> Result<Reissue, StoreError>;
 
     /// Checks a typed code, counting a wrong one. The right code joins in the same atomic step
     /// (as [`LoyaltyStore::join`]: `bonus`, any imported balance, the first statement due) and
@@ -349,32 +341,35 @@ pub trait LoyaltyStore: AwaitDurable + Send + Sync + 'static {
         code: &VerificationCode,
         bonus: Points,
         now: DateTime<Utc>,
-    ) -> Result<VerifyOutcome, StoreError> {
-        let _ = (who, code, bonus, now);
-        Err(StoreError::Backend("verify_code: not built yet".into()))
-    }
+    ) -> Result<VerifyOutcome, StoreError>;
 
     // Email to members (see `domain::mail`). Every join puts the member's first statement in a
     // due-date index (`mail_policy().statement_every` after joining); the scheduler reads the
     // index's head instead of walking members.
 
-    /// Puts `due` in the index, replacing an entry of the same member, kind and coupon.
-    fn schedule_mail(&self, due: DueMail) -> Result<(), StoreError> {
-        let _ = due;
-        Err(StoreError::Backend("schedule_mail: not built yet".into()))
-    }
+    /// The mail rules the store applies by itself: the period of the first statement that
+    /// every join schedules.
+    fn mail_policy(&self) -> MailPolicy;
+
+    /// Once in a store's life: members joined before joins scheduled statements (no
+    /// `next_statement_at`) get a statement at the first `joined_at + k * statement_every`
+    /// (k ≥ 1) not before `now`. A mark in the store makes later calls return at once, without
+    /// reading members. Returns how many were scheduled.
+    fn ensure_statement_schedule(
+        &self,
+        policy: &MailPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+
+    /// Puts `due` in the index, replacing an entry of the same member, kind and coupon. A
+    /// statement also becomes the member's `next_statement_at`.
+    fn schedule_mail(&self, due: DueMail) -> Result<(), StoreError>;
 
     /// Up to `limit` index entries due at or before `now`, earliest first. Reads only those.
-    fn due_mails(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<DueMail>, StoreError> {
-        let _ = (now, limit);
-        Err(StoreError::Backend("due_mails: not built yet".into()))
-    }
+    fn due_mails(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<DueMail>, StoreError>;
 
     /// A member's mail state (the default for a member with none yet).
-    fn mail_state(&self, member: MemberId) -> Result<MailState, StoreError> {
-        let _ = member;
-        Err(StoreError::Backend("mail_state: not built yet".into()))
-    }
+    fn mail_state(&self, member: MemberId) -> Result<MailState, StoreError>;
 
     /// Atomically takes `due` off the index and applies [`crate::domain::mail::decide`]:
     /// `Send` records an [`OutboxMail`] in state `Sending` with `message_id` and updates the
@@ -388,24 +383,21 @@ pub trait LoyaltyStore: AwaitDurable + Send + Sync + 'static {
         policy: &MailPolicy,
         message_id: String,
         now: DateTime<Utc>,
-    ) -> Result<MailStart, StoreError> {
-        let _ = (due, policy, message_id, now);
-        Err(StoreError::Backend("begin_mail: not built yet".into()))
-    }
+    ) -> Result<MailStart, StoreError>;
 
     /// Records how an attempt of outbox mail `id` ended. `Permanent` counts a bounce; the
     /// [`crate::domain::mail::MAX_BOUNCES`]th in a row marks the member undeliverable. `Sent`
     /// resets the count.
-    fn finish_mail(&self, id: u64, result: MailResult, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let _ = (id, result, now);
-        Err(StoreError::Backend("finish_mail: not built yet".into()))
-    }
+    fn finish_mail(
+        &self,
+        id: u64,
+        result: MailResult,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 
     /// Outbox mail not finished: `Sending` (a crash between the record and its answer) and
     /// `Retry`, oldest first.
-    fn unsent_mails(&self) -> Result<Vec<OutboxMail>, StoreError> {
-        Err(StoreError::Backend("unsent_mails: not built yet".into()))
-    }
+    fn unsent_mails(&self) -> Result<Vec<OutboxMail>, StoreError>;
 
     /// Opts the member out of (`true`) or back into marketing mail. `Ok(false)`: no change.
     fn set_unsubscribed(
@@ -413,22 +405,14 @@ pub trait LoyaltyStore: AwaitDurable + Send + Sync + 'static {
         member: MemberId,
         unsubscribed: bool,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let _ = (member, unsubscribed, now);
-        Err(StoreError::Backend("set_unsubscribed: not built yet".into()))
-    }
+    ) -> Result<bool, StoreError>;
 
     /// Keeps the language the member chats in (`en`, `de`), for their mail.
-    fn set_member_locale(&self, member: MemberId, locale: &str) -> Result<(), StoreError> {
-        let _ = (member, locale);
-        Err(StoreError::Backend("set_member_locale: not built yet".into()))
-    }
+    fn set_member_locale(&self, member: MemberId, locale: &str) -> Result<(), StoreError>;
 
     /// The key that signs unsubscribe links: made at the first call and kept in the store (and
     /// its backups), so links in sent mail keep working across restarts and moves.
-    fn mail_link_key(&self) -> Result<[u8; 32], StoreError> {
-        Err(StoreError::Backend("mail_link_key: not built yet".into()))
-    }
+    fn mail_link_key(&self) -> Result<[u8; 32], StoreError>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -439,14 +423,18 @@ pub enum BeginVerification {
     /// The email belongs to another member; nothing recorded.
     EmailTaken,
     /// The last code went out less than the cool-down ago; nothing changed.
-    CoolingDown { wait: chrono::Duration },
+    CoolingDown {
+        wait: chrono::Duration,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reissue {
     /// The new code is recorded: send it to `pending.email`.
     Reissued(PendingJoin),
-    CoolingDown { wait: chrono::Duration },
+    CoolingDown {
+        wait: chrono::Duration,
+    },
     /// No join waits in this conversation.
     NoPending,
 }
@@ -454,7 +442,9 @@ pub enum Reissue {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VerifyOutcome {
     Joined(MemberAccount),
-    Wrong { tries_left: u8 },
+    Wrong {
+        tries_left: u8,
+    },
     Expired,
     Locked,
     NoPending,

@@ -13,6 +13,11 @@
 //! adjustment came after the member was read is left out with it, and a retry after an
 //! import applies it, once.
 //!
+//! A member's mail (their mail state and due-index entries) is read with their other records,
+//! under the same lock, which every mail operation holds too. After the processed events come
+//! the unsubscribe links' key and the outbox mail not confirmed sent; joins waiting for their
+//! code are left out (they live for minutes).
+//!
 //! Records written while the export runs may or may not be in it, each whole: a member who
 //! joins after the members were read is not, an event processed meanwhile is. Pending events
 //! are read before processed ones, so that an event processed in between is in the export
@@ -29,7 +34,8 @@ use super::SledStore;
 use crate::domain::{EntryKind, LedgerEntry, MemberId, OrderNumber};
 use crate::store::backup::{
     AdjustmentKeyRecord, BackupRecord, ConversationRecord, CouponRecord, ImportedBalanceRecord,
-    LedgerAdjustments, MemberRecord, OrderClaim, OrderRecord as OrderLine, ProcessedEventRecord,
+    LedgerAdjustments, MailLinkKeyRecord, MemberRecord, OrderClaim, OrderRecord as OrderLine,
+    ProcessedEventRecord,
 };
 use crate::store::{keys, Adjusted, InboundEvent, StoreError};
 
@@ -121,7 +127,20 @@ impl SledStore {
         if stopped {
             return Err(Stop::Visitor);
         }
-        self.processed_events(visit)
+        self.processed_events(visit)?;
+        self.mail_records(visit)
+    }
+
+    /// The link key, if one was made, and the outbox mail without a final answer.
+    fn mail_records(&self, visit: &mut Visit<'_>) -> Result<(), Stop> {
+        if let Some(raw) = self.mail.meta.get(super::mail::LINK_KEY)? {
+            let key = hex::encode(super::mail::read_link_key(&raw)?);
+            emit(visit, BackupRecord::MailLinkKey(MailLinkKeyRecord { key }))?;
+        }
+        for mail in self.read_unsent_mails()? {
+            emit(visit, BackupRecord::OutboxMail(mail))?;
+        }
+        Ok(())
     }
 
     /// The member's record and, after it, the orders they claimed and their coupons.
@@ -164,6 +183,9 @@ impl SledStore {
                 .ok_or_else(|| corrupt("coupon index points nowhere"))?;
             let requests = requests.remove(code.as_ref()).unwrap_or_default();
             out.push(BackupRecord::Coupon(CouponRecord { coupon, requests }));
+        }
+        if let Some(mail) = self.member_mail(id)? {
+            out.push(BackupRecord::MemberMail(mail));
         }
         Ok(out)
     }

@@ -4,18 +4,21 @@
 use chrono::{DateTime, Utc};
 
 use super::atomic::{abort, tx, Abort};
-use super::imports::tx_take_import;
-use super::records::{decode, decode_id, encode, tx_account, tx_append, Account, OrderRecord};
+use super::enrol::{tx_enrol, Enrol};
+use super::records::{decode, encode, tx_account, tx_append, Account, OrderRecord};
 use super::SledStore;
+use crate::domain::mail::{DueMail, MailPolicy, MailResult, MailState, OutboxMail};
+use crate::domain::verification::{PendingJoin, VerificationCode};
 use crate::domain::{
     Adjustment, ChatIdentity, Coupon, CouponCode, CouponStatus, Email, ImportedBalance,
-    LedgerEntry, Member, MemberId, OrderNumber, Points, RequestKey, Reversal, ReversalReason,
-    Reward, VerifiedOrder,
+    LedgerEntry, MemberId, OrderNumber, Points, RequestKey, Reversal, ReversalReason, Reward,
+    VerifiedOrder,
 };
 use crate::store::backup::BackupRecord;
 use crate::store::{
-    keys, AdjustOutcome, ClaimOutcome, ConversationState, ImportOutcome, ImportRow, JoinOutcome,
-    LoyaltyStore, MemberAccount, NewMember, RedeemOutcome, ReverseOutcome, StoreError, Totals,
+    keys, AdjustOutcome, BeginVerification, ClaimOutcome, ConversationState, ImportOutcome,
+    ImportRow, JoinOutcome, LoyaltyStore, MailStart, MemberAccount, NewMember, RedeemOutcome,
+    Reissue, ReverseOutcome, StoreError, Totals, VerifyOutcome,
 };
 
 impl LoyaltyStore for SledStore {
@@ -61,52 +64,11 @@ impl LoyaltyStore for SledStore {
         // more than one; an unused id (the identity was a member already) is simply skipped.
         // The counter starts at 0; +1 keeps 0 free so it never looks like a real member.
         let id = MemberId(self.db.generate_id()? + 1);
-        let (ikey, ekey) = (keys::identity(&new.identity), keys::email(&new.email));
-        let trees = [
-            &self.members,
-            &self.identities,
-            &self.emails,
-            &self.ledger,
-            &self.imported_balances,
-        ];
+        let every = self.mail.policy().statement_every;
         let writing = self.commit.writing();
-        let outcome = self
-            .atomic
-            .run(trees, |[members, identities, emails, ledger, imports]| {
-                if let Some(raw) = identities.get(&ikey)? {
-                    let existing = tx(decode_id(&raw))?;
-                    return Ok(JoinOutcome::AlreadyMember(
-                        tx_account(&members, existing)?.view(),
-                    ));
-                }
-                if emails.get(&ekey)?.is_some() {
-                    return Ok(JoinOutcome::EmailTaken);
-                }
-                let member = Member {
-                    id,
-                    email: new.email.clone(),
-                    identity: new.identity.clone(),
-                    first_name: new.profile.first_name.clone(),
-                    locale: new.profile.locale.clone(),
-                    joined_at: now,
-                };
-                let fresh = Account {
-                    member,
-                    balance: Points::ZERO,
-                    next_seq: 0,
-                };
-                let acct = tx_append(
-                    &members,
-                    &ledger,
-                    fresh,
-                    &LedgerEntry::signup_bonus(new.bonus, now),
-                )?;
-                let acct = tx_take_import(&imports, &members, &ledger, acct, &ekey, now)?;
-                identities.insert(ikey.as_slice(), &keys::member(id))?;
-                emails.insert(ekey.as_slice(), &keys::member(id))?;
-                super::totals::tx_add(&members.totals(), 1, 0)?;
-                Ok(JoinOutcome::Joined(acct.view()))
-            })?;
+        let outcome = self.atomic.run(self.enrol_trees(), |trees| {
+            tx_enrol(&Enrol::from(trees), id, &new, every, now)
+        })?;
         // Even a refusal waits: the state it reports may come from a concurrent join that has
         // not been flushed yet, and the reply must not announce what a crash could undo.
         writing.wait()?;
@@ -460,5 +422,103 @@ impl LoyaltyStore for SledStore {
         visit: &mut dyn FnMut(crate::domain::MemberRow) -> std::ops::ControlFlow<()>,
     ) -> Result<(), StoreError> {
         self.scan_member_rows(filter, after, visit)
+    }
+    // Address verification: `verification.rs`.
+
+    fn pending_join(&self, who: &ChatIdentity) -> Result<Option<PendingJoin>, StoreError> {
+        self.read_pending_join(who)
+    }
+
+    fn begin_verification(
+        &self,
+        pending: PendingJoin,
+        now: DateTime<Utc>,
+    ) -> Result<BeginVerification, StoreError> {
+        self.start_verification(pending, now)
+    }
+
+    fn reissue_code(
+        &self,
+        who: &ChatIdentity,
+        code_hash: String,
+        now: DateTime<Utc>,
+    ) -> Result<Reissue, StoreError> {
+        self.new_code(who, code_hash, now)
+    }
+
+    fn verify_code(
+        &self,
+        who: &ChatIdentity,
+        code: &VerificationCode,
+        bonus: Points,
+        now: DateTime<Utc>,
+    ) -> Result<VerifyOutcome, StoreError> {
+        self.check_code(who, code, bonus, now)
+    }
+
+    // Email to members: `mail/`.
+
+    fn mail_policy(&self) -> MailPolicy {
+        self.mail.policy()
+    }
+
+    fn ensure_statement_schedule(
+        &self,
+        policy: &MailPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        self.backfill_statements(policy, now)
+    }
+
+    fn schedule_mail(&self, due: DueMail) -> Result<(), StoreError> {
+        self.put_due_mail(due)
+    }
+
+    fn due_mails(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<DueMail>, StoreError> {
+        self.read_due_mails(now, limit)
+    }
+
+    fn mail_state(&self, member: MemberId) -> Result<MailState, StoreError> {
+        self.read_mail_state(member)
+    }
+
+    fn begin_mail(
+        &self,
+        due: &DueMail,
+        policy: &MailPolicy,
+        message_id: String,
+        now: DateTime<Utc>,
+    ) -> Result<MailStart, StoreError> {
+        self.start_mail(due, policy, message_id, now)
+    }
+
+    fn finish_mail(
+        &self,
+        id: u64,
+        result: MailResult,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.end_mail(id, result, now)
+    }
+
+    fn unsent_mails(&self) -> Result<Vec<OutboxMail>, StoreError> {
+        self.read_unsent_mails()
+    }
+
+    fn set_unsubscribed(
+        &self,
+        member: MemberId,
+        unsubscribed: bool,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.write_unsubscribed(member, unsubscribed, now)
+    }
+
+    fn set_member_locale(&self, member: MemberId, locale: &str) -> Result<(), StoreError> {
+        self.write_member_locale(member, locale)
+    }
+
+    fn mail_link_key(&self) -> Result<[u8; 32], StoreError> {
+        self.link_key()
     }
 }

@@ -17,9 +17,14 @@
 //! - `imported_balances`: normalised email → `ImportedBalance` (waiting for a member with that
 //!   email, or applied to one; `imports.rs`)
 //! - `totals`: one record, the number of members and the sum of their balances (`totals.rs`)
+//! - `pending_joins`: chat identity key → `PendingJoin`, a join waiting for its address's
+//!   code (`verification.rs`)
+//! - `mail_due`, `mail_due_by`, `mail_state`, `mail_outbox`, `mail_unsent`: email to members,
+//!   the due-date index, per-member mail state and the sends (`mail/`)
 //! - `journal`: the redo record of a multi-key operation while it is being applied
 //! - `meta`: the layout version (`migrate.rs`, which also brings older layouts up to date at
-//!   open), and a mark while a backup is being imported (`restore.rs`)
+//!   open), a mark while a backup is being imported (`restore.rs`), the key that signs
+//!   unsubscribe links and the mark of the statement backfill (`mail/`)
 //!
 //! Business operations span trees and run as atomic operations (`atomic.rs`: a writer lock and
 //! a redo journal; sled's own transactions stop the whole database and sync twice each). Every
@@ -29,7 +34,9 @@
 //! group-committed flush before returning.
 //!
 //! Submodules: `atomic` (the writer lock and journal), `records` (stored shapes, codec, closure
-//! helpers), `loyalty` ([`super::LoyaltyStore`]), `reversal` (order reversals), `queue`
+//! helpers), `loyalty` ([`super::LoyaltyStore`]), `enrol` (a join inside an operation),
+//! `verification` (joins waiting for a code), `mail` (the due index, mail state, the
+//! outbox), `reversal` (order reversals), `queue`
 //! ([`super::EventQueue`]), `intake` (the records of pending events), `totals` and `depths`
 //! (what the metrics' gauges read), `migrate` (layout versions), `backup` and `restore` (the
 //! store as records, out and in).
@@ -38,9 +45,11 @@ mod adjust;
 mod atomic;
 mod backup;
 mod depths;
+mod enrol;
 mod imports;
 mod intake;
 mod loyalty;
+mod mail;
 mod migrate;
 mod queue;
 mod records;
@@ -50,6 +59,7 @@ mod segments;
 #[cfg(test)]
 mod tests;
 mod totals;
+mod verification;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -85,6 +95,8 @@ pub struct SledStore {
     undelivered: depths::Undelivered,
     adjustment_keys: Tree,
     imported_balances: Tree,
+    /// Waiting joins, the mail due index, mail states and the mail outbox (`mail/`).
+    mail: mail::MailTrees,
     atomic: Atomic,
     commit: GroupCommit,
     db: sled::Db,
@@ -244,6 +256,7 @@ impl SledStore {
             undelivered: depths::Undelivered::unknown(),
             adjustment_keys: tree("adjustment_keys")?,
             imported_balances: tree("imported_balances")?,
+            mail: mail::MailTrees::open(&db)?,
             atomic,
             commit,
             db,

@@ -1,6 +1,7 @@
 //! A backup written into an empty sled store, record by record ([`BackupRecord`]), with the
 //! indexes each record needs: a member's identity and email, a coupon's place in its member's
-//! coupons, the pending-coupon set, a redemption's request keys. An adjustment key comes after
+//! coupons, the pending-coupon set, a redemption's request keys, a due mail's reverse entry
+//! (the mail records: `mail/restore.rs`). An adjustment key comes after
 //! its member (whether their ledger holds its adjustment is the importer's check,
 //! [`crate::store::backup::LedgerAdjustments`]).
 //!
@@ -47,6 +48,9 @@ impl SledStore {
             BackupRecord::Member(m) => self.restore_member(m),
             BackupRecord::Order(o) => self.restore_order(o),
             BackupRecord::Coupon(c) => self.restore_coupon(c),
+            BackupRecord::MemberMail(m) => self.restore_member_mail(m),
+            BackupRecord::MailLinkKey(k) => self.restore_link_key(k),
+            BackupRecord::OutboxMail(mail) => self.restore_outbox_mail(mail),
             BackupRecord::AdjustmentKey(a) => self.restore_adjustment_key(a),
             BackupRecord::ImportedBalance(b) => {
                 let email = b.fields.get("email").and_then(|e| e.as_str());
@@ -196,7 +200,7 @@ impl SledStore {
     }
 
     /// Inserts `key` unless it is there already; `twice` names the conflict then.
-    fn insert_new(
+    pub(super) fn insert_new(
         &self,
         tree: &sled::Tree,
         key: impl AsRef<[u8]>,
@@ -212,11 +216,12 @@ impl SledStore {
 
     pub(super) fn restore_finish(&self) -> Result<(), StoreError> {
         // Joins take ids from sled's counter: it must pass every restored member's id first.
-        // Member keys are big-endian ids, so the last is the highest.
+        // Member keys are big-endian ids, so the last is the highest. Mail outbox ids too.
         let highest = match self.members.last()? {
             Some((k, _)) => keys::read_u64(&k).unwrap_or(0),
             None => 0,
         };
+        let highest = highest.max(self.restore_mail_finish()?);
         while self.db.generate_id()? < highest {}
         // The members and points the metrics read (`totals.rs`): the restore wrote members
         // outside the atomic operations that keep them.
