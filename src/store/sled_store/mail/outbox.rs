@@ -123,6 +123,11 @@ impl SledStore {
                     mail.state = SendState::Retry { at };
                     mail.attempts += 1;
                 }
+                // Not the address's fault: no bounce.
+                MailResult::Skipped { reason } => {
+                    mail.state = SendState::Failed { at: now, reason };
+                    unsent.remove(key)?;
+                }
                 MailResult::Permanent { reason } => {
                     mail.state = SendState::Failed { at: now, reason };
                     s.bounces = s.bounces.saturating_add(1);
