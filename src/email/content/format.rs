@@ -42,7 +42,11 @@ pub fn money(amount: Decimal, currency: &str, locale: &str) -> String {
     };
     let digits = rounded.abs().to_string();
     let (int, frac) = digits.split_once('.').unwrap_or((&digits, "00"));
-    let (group, point) = if locale == "de" { ('.', ',') } else { (',', '.') };
+    let (group, point) = if locale == "de" {
+        ('.', ',')
+    } else {
+        (',', '.')
+    };
     let number = format!("{sign}{}{point}{frac}", grouped(int, group));
     let code = currency.trim().to_ascii_uppercase();
     let symbol = match code.as_str() {

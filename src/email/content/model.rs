@@ -237,7 +237,10 @@ impl AccountView {
 /// won. A reward gone from the catalogue still counts, under its id and without a value.
 fn won(coupons: &[Coupon], program: &MailProgram<'_>, locale: &str) -> Won {
     let mut per_reward: Vec<(&str, u64)> = Vec::new();
-    for c in coupons.iter().filter(|c| c.status != CouponStatus::Cancelled) {
+    for c in coupons
+        .iter()
+        .filter(|c| c.status != CouponStatus::Cancelled)
+    {
         match per_reward.iter_mut().find(|(id, _)| *id == c.reward_id) {
             Some((_, n)) => *n += 1,
             None => per_reward.push((&c.reward_id, 1)),
@@ -282,7 +285,9 @@ fn chat_url(page_username: Option<&str>) -> Option<String> {
 }
 
 fn non_empty(s: Option<&str>) -> Option<String> {
-    s.map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned)
+    s.map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
 }
 
 #[cfg(test)]

@@ -14,8 +14,16 @@ fn program(catalogue: &Catalogue) -> MailProgram<'_> {
 
 fn statement(balance: u64, coupons: &[Coupon], catalogue: &Catalogue) -> MailModel {
     let a = account(Some("Ana"), "de_DE", balance);
-    MailModel::build(MailKind::Statement, None, &a, coupons, &program(catalogue), UNSUBSCRIBE, now())
-        .unwrap()
+    MailModel::build(
+        MailKind::Statement,
+        None,
+        &a,
+        coupons,
+        &program(catalogue),
+        UNSUBSCRIBE,
+        now(),
+    )
+    .unwrap()
 }
 
 fn view(m: &MailModel) -> &AccountView {
@@ -36,7 +44,10 @@ fn balance_rewards_now_and_points_to_next_follow_the_catalogue() {
     assert_eq!(m.locale, "de");
 
     let rich = statement(900, &[], &c);
-    assert!(view(&rich).next_reward.is_none(), "every reward affordable: no next");
+    assert!(
+        view(&rich).next_reward.is_none(),
+        "every reward affordable: no next"
+    );
     assert_eq!(view(&rich).points_to_next, None);
     assert_eq!(view(&rich).progress_percent, 100);
     assert_eq!(view(&statement(0, &[], &c)).rewards_now.len(), 0);
@@ -64,7 +75,11 @@ fn won_so_far_sums_exact_values_and_skips_cancelled_coupons() {
     let m = statement(10, &coupons, &c);
     let won = &view(&m).won;
     assert_eq!(won.count, 5, "the cancelled coupon gave its points back");
-    assert_eq!(won.total_value, Some(Decimal::new(2950, 2)), "12.00 + 12.00 + 5.50");
+    assert_eq!(
+        won.total_value,
+        Some(Decimal::new(2950, 2)),
+        "12.00 + 12.00 + 5.50"
+    );
     assert_eq!(won.total.as_deref(), Some("29,50\u{a0}€"));
     let lines: Vec<(&str, u64, Option<&str>)> = won
         .rewards
@@ -87,7 +102,11 @@ fn nothing_won_has_no_total() {
     let c = catalogue(false);
     let coupons = [coupon("mug", "MUG-1", CouponStatus::Issued, 3)];
     let won = view(&statement(10, &coupons, &c)).won.clone();
-    assert_eq!((won.count, won.total), (1, None), "rewards without a value add nothing");
+    assert_eq!(
+        (won.count, won.total),
+        (1, None),
+        "rewards without a value add nothing"
+    );
     assert_eq!(view(&statement(10, &[], &c)).won, Won::default());
 }
 
@@ -107,8 +126,17 @@ fn open_coupons_are_issued_unexpired_and_soonest_first() {
         .iter()
         .map(|c| (c.code.as_str(), c.reward.as_str(), c.expires_on.as_str()))
         .collect();
-    assert_eq!(open, [("MUG-SOON", "Mug", "04.03.2026"), ("BAG-LATER", "Tote bag", "22.03.2026")]);
-    assert!(view(&m).coupon.is_none(), "only a coupon reminder has `coupon`");
+    assert_eq!(
+        open,
+        [
+            ("MUG-SOON", "Mug", "04.03.2026"),
+            ("BAG-LATER", "Tote bag", "22.03.2026")
+        ]
+    );
+    assert!(
+        view(&m).coupon.is_none(),
+        "only a coupon reminder has `coupon`"
+    );
 }
 
 #[test]
@@ -123,11 +151,23 @@ fn a_coupon_reminder_is_about_its_coupon_while_it_is_open() {
     let build = |code: Option<&str>| {
         let code = code.map(|c| CouponCode::from_stored(c.into()));
         let p = program(&c);
-        MailModel::build(MailKind::CouponReminder, code.as_ref(), &a, &coupons, &p, UNSUBSCRIBE, now())
+        MailModel::build(
+            MailKind::CouponReminder,
+            code.as_ref(),
+            &a,
+            &coupons,
+            &p,
+            UNSUBSCRIBE,
+            now(),
+        )
     };
     let about = |m: MailModel| m.account.unwrap().coupon.unwrap().code;
     assert_eq!(about(build(Some("BAG-1")).unwrap()), "BAG-1");
-    assert_eq!(about(build(None).unwrap()), "MUG-1", "none named: the one expiring first");
+    assert_eq!(
+        about(build(None).unwrap()),
+        "MUG-1",
+        "none named: the one expiring first"
+    );
     assert_eq!(
         build(Some("MUG-X")).unwrap_err(),
         ModelError::NoOpenCoupon("MUG-X".into())
@@ -140,9 +180,18 @@ fn a_reward_reminder_needs_an_affordable_reward_and_marketing_an_unsubscribe_lin
     let a = account(None, "en", 99);
     let p = program(&c);
     let build = |kind, unsub| MailModel::build(kind, None, &a, &[], &p, unsub, now());
-    assert_eq!(build(MailKind::RewardReminder, UNSUBSCRIBE).unwrap_err(), ModelError::NothingAffordable);
-    assert_eq!(build(MailKind::Statement, None).unwrap_err(), ModelError::NoUnsubscribeUrl);
-    assert_eq!(build(MailKind::Verification, UNSUBSCRIBE).unwrap_err(), ModelError::Verification);
+    assert_eq!(
+        build(MailKind::RewardReminder, UNSUBSCRIBE).unwrap_err(),
+        ModelError::NothingAffordable
+    );
+    assert_eq!(
+        build(MailKind::Statement, None).unwrap_err(),
+        ModelError::NoUnsubscribeUrl
+    );
+    assert_eq!(
+        build(MailKind::Verification, UNSUBSCRIBE).unwrap_err(),
+        ModelError::Verification
+    );
 }
 
 #[test]
@@ -159,8 +208,17 @@ fn links_are_built_from_the_settings() {
         shop_url: None,
     };
     let code = VerificationCode::parse("123456").unwrap();
-    let v = MailModel::verification(&code, Duration::minutes(15), Some(" "), Some("fr_FR"), &bare);
-    assert_eq!((v.chat_url, v.shop_url, v.unsubscribe_url), (None, None, None));
+    let v = MailModel::verification(
+        &code,
+        Duration::minutes(15),
+        Some(" "),
+        Some("fr_FR"),
+        &bare,
+    );
+    assert_eq!(
+        (v.chat_url, v.shop_url, v.unsubscribe_url),
+        (None, None, None)
+    );
     assert_eq!(v.first_name, None, "a blank name is no name");
     assert_eq!(v.locale, "en", "an unsupported locale gets the default");
     assert_eq!(v.verification.unwrap().valid_minutes, 15);
@@ -175,12 +233,25 @@ fn kind_specific_fields_are_absent_from_other_kinds() {
         _ => unreachable!(),
     };
     let s = fields(&statement(250, &[], &c));
-    for f in ["points", "rewards_now", "won", "open_coupons", "unsubscribe_url", "chat_url"] {
+    for f in [
+        "points",
+        "rewards_now",
+        "won",
+        "open_coupons",
+        "unsubscribe_url",
+        "chat_url",
+    ] {
         assert!(s.contains(&f.to_string()), "{f} in {s:?}");
     }
     assert!(!s.contains(&"code".to_string()) && !s.contains(&"coupon".to_string()));
     let code = VerificationCode::parse("123456").unwrap();
-    let v = fields(&MailModel::verification(&code, Duration::minutes(15), None, None, &program(&c)));
+    let v = fields(&MailModel::verification(
+        &code,
+        Duration::minutes(15),
+        None,
+        None,
+        &program(&c),
+    ));
     assert!(v.contains(&"code".to_string()) && v.contains(&"valid_minutes".to_string()));
     assert!(!v.contains(&"points".to_string()), "{v:?}");
 }

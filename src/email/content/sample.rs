@@ -6,7 +6,7 @@ use super::model::{MailModel, MailProgram};
 use crate::domain::mail::MailKind;
 use crate::domain::verification::{VerificationCode, CODE_TTL};
 use crate::domain::{
-    Catalogue, ChatIdentity, Channel, Coupon, CouponCode, CouponStatus, Email, Member,
+    Catalogue, Channel, ChatIdentity, Coupon, CouponCode, CouponStatus, Email, Member,
     MemberAccount, MemberId, Points, Reward,
 };
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -14,7 +14,9 @@ use rust_decimal::Decimal;
 
 /// The sample's clock: fixed, so a check never depends on the day it runs.
 pub fn now() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).single().unwrap_or_default()
+    Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0)
+        .single()
+        .unwrap_or_default()
 }
 
 pub fn catalogue(with_values: bool) -> Catalogue {
@@ -89,10 +91,25 @@ pub fn models(kind: MailKind, locale: &str) -> Vec<MailModel> {
     let coupons = vec![
         coupon("mug", "MUG-7QX4-K2PA-9RTD-XW3M", CouponStatus::Issued, 4),
         coupon("mug", "MUG-H8RT-2K4P-QX9D-M3WA", CouponStatus::Issued, -3),
-        coupon("coffee", "COFFEE-ZX4N-7HQ2-RT8K-P3DW", CouponStatus::Issued, 20),
-        coupon("bag", "BAG-4WQ8-N2TP-7KXD-H9RA", CouponStatus::Cancelled, 20),
+        coupon(
+            "coffee",
+            "COFFEE-ZX4N-7HQ2-RT8K-P3DW",
+            CouponStatus::Issued,
+            20,
+        ),
+        coupon(
+            "bag",
+            "BAG-4WQ8-N2TP-7KXD-H9RA",
+            CouponStatus::Cancelled,
+            20,
+        ),
     ];
-    let one_open = vec![coupon("coffee", "COFFEE-ZX4N-7HQ2-RT8K-P3DW", CouponStatus::Issued, 4)];
+    let one_open = vec![coupon(
+        "coffee",
+        "COFFEE-ZX4N-7HQ2-RT8K-P3DW",
+        CouponStatus::Issued,
+        4,
+    )];
     let unsubscribe = Some("https://loyalty.shop.example/email/unsubscribe?t=sample");
     let mut cases: Vec<(MemberAccount, &[Coupon], &MailProgram<'_>)> = vec![
         (account(Some("Ana"), locale, 250), &coupons, &full),

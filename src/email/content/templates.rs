@@ -138,7 +138,9 @@ impl EmailTemplates {
                     if !self.origins.contains_key(&name) {
                         return Err(TemplateError::new(
                             &self.file_of(&name),
-                            format!("missing: each kind of mail needs a {part} template per locale"),
+                            format!(
+                                "missing: each kind of mail needs a {part} template per locale"
+                            ),
                         ));
                     }
                 }
@@ -151,7 +153,10 @@ impl EmailTemplates {
                     let mail = self.render(kind, locale, &model)?;
                     let file = |p: &str| self.file_of(&template_name(kind, locale, p));
                     if mail.subject.is_empty() {
-                        return Err(TemplateError::new(&file("subject.txt"), "the subject is empty"));
+                        return Err(TemplateError::new(
+                            &file("subject.txt"),
+                            "the subject is empty",
+                        ));
                     }
                     if let Some(url) = &model.unsubscribe_url {
                         for (part, body) in [("txt", &mail.text), ("html", &mail.html)] {
@@ -202,7 +207,11 @@ impl EmailTemplates {
             unknown.sort();
             if let Some(first) = unknown.first() {
                 let hint = if any.contains(first) {
-                    format!(" (only in other kinds of mail; {} mail has: {})", kind, list(allowed))
+                    format!(
+                        " (only in other kinds of mail; {} mail has: {})",
+                        kind,
+                        list(allowed)
+                    )
                 } else {
                     format!(" (known: {})", list(allowed))
                 };
@@ -224,7 +233,10 @@ fn list(names: &BTreeSet<String>) -> String {
 /// of mail must be one of its templates: a misspelt locale or part would otherwise be ignored.
 fn read_dir(dir: &Path) -> Result<Vec<(String, PathBuf, String)>, TemplateError> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
-        TemplateError::new(dir, format!("cannot read the email templates directory: {e}"))
+        TemplateError::new(
+            dir,
+            format!("cannot read the email templates directory: {e}"),
+        )
     })?;
     let mut paths: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -237,7 +249,10 @@ fn read_dir(dir: &Path) -> Result<Vec<(String, PathBuf, String)>, TemplateError>
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if let Some(kind) = KINDS.iter().find(|k| name.starts_with(&format!("{}.", k.as_str()))) {
+        if let Some(kind) = KINDS
+            .iter()
+            .find(|k| name.starts_with(&format!("{}.", k.as_str())))
+        {
             let expected = LOCALES
                 .iter()
                 .flat_map(|l| PARTS.map(|p| template_name(*kind, l, p)))
