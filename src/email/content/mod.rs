@@ -2,10 +2,12 @@
 //! ([`format`]), and the owner-editable templates that turn it into a subject and a text and an
 //! HTML body ([`templates`]). Built-in templates are the repository's `flows/email/` files.
 
+mod check;
 pub mod format;
 pub mod model;
 pub mod sample;
 pub mod templates;
+pub mod views;
 
 pub use model::{
     AccountView, CodeView, CouponView, MailModel, MailProgram, ModelError, RewardView, Won,

@@ -1,7 +1,7 @@
 use super::*;
 use crate::domain::CouponStatus;
 use crate::email::content::model::MailProgram;
-use crate::email::content::sample::{account, catalogue, coupon, now};
+use crate::email::content::sample::{self, account, catalogue, coupon, now};
 
 const UNSUBSCRIBE: &str = "https://loyalty.example/email/unsubscribe?t=TOKEN123";
 
