@@ -6,7 +6,6 @@ use super::format;
 use super::model::MailModel;
 use crate::domain::mail::MailKind;
 use crate::email::MailContent;
-use crate::flows::definition::LOCALES;
 use minijinja::{context, AutoEscape, Environment, Error, ErrorKind, Output, State};
 use minijinja::{UndefinedBehavior, Value};
 use std::collections::BTreeMap;

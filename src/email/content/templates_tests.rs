@@ -2,6 +2,7 @@ use super::*;
 use crate::domain::CouponStatus;
 use crate::email::content::model::MailProgram;
 use crate::email::content::sample::{self, account, catalogue, coupon, now};
+use crate::flows::definition::LOCALES;
 
 const UNSUBSCRIBE: &str = "https://loyalty.example/email/unsubscribe?t=TOKEN123";
 
