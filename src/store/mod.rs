@@ -325,9 +325,7 @@ pub trait LoyaltyStore: AwaitDurable + Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<BeginVerification, StoreError> {
         let _ = (pending, now);
-        Err(StoreError::Backend(
-            "begin_verification: not built yet".into(),
-        ))
+        Err(StoreError::Backend("begin_verification: not built yet".into()))
     }
 
     /// A new code for the waiting join (`code_hash` from [`crate::domain::VerificationCode::hash_for`]),
@@ -398,12 +396,7 @@ pub trait LoyaltyStore: AwaitDurable + Send + Sync + 'static {
     /// Records how an attempt of outbox mail `id` ended. `Permanent` counts a bounce; the
     /// [`crate::domain::mail::MAX_BOUNCES`]th in a row marks the member undeliverable. `Sent`
     /// resets the count.
-    fn finish_mail(
-        &self,
-        id: u64,
-        result: MailResult,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    fn finish_mail(&self, id: u64, result: MailResult, now: DateTime<Utc>) -> Result<(), StoreError> {
         let _ = (id, result, now);
         Err(StoreError::Backend("finish_mail: not built yet".into()))
     }
@@ -422,17 +415,13 @@ pub trait LoyaltyStore: AwaitDurable + Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let _ = (member, unsubscribed, now);
-        Err(StoreError::Backend(
-            "set_unsubscribed: not built yet".into(),
-        ))
+        Err(StoreError::Backend("set_unsubscribed: not built yet".into()))
     }
 
     /// Keeps the language the member chats in (`en`, `de`), for their mail.
     fn set_member_locale(&self, member: MemberId, locale: &str) -> Result<(), StoreError> {
         let _ = (member, locale);
-        Err(StoreError::Backend(
-            "set_member_locale: not built yet".into(),
-        ))
+        Err(StoreError::Backend("set_member_locale: not built yet".into()))
     }
 
     /// The key that signs unsubscribe links: made at the first call and kept in the store (and
@@ -450,18 +439,14 @@ pub enum BeginVerification {
     /// The email belongs to another member; nothing recorded.
     EmailTaken,
     /// The last code went out less than the cool-down ago; nothing changed.
-    CoolingDown {
-        wait: chrono::Duration,
-    },
+    CoolingDown { wait: chrono::Duration },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reissue {
     /// The new code is recorded: send it to `pending.email`.
     Reissued(PendingJoin),
-    CoolingDown {
-        wait: chrono::Duration,
-    },
+    CoolingDown { wait: chrono::Duration },
     /// No join waits in this conversation.
     NoPending,
 }
@@ -469,9 +454,7 @@ pub enum Reissue {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VerifyOutcome {
     Joined(MemberAccount),
-    Wrong {
-        tries_left: u8,
-    },
+    Wrong { tries_left: u8 },
     Expired,
     Locked,
     NoPending,
