@@ -3,6 +3,7 @@
 //! unsubscribe (RFC 8058) and optional DKIM, and sent over a pooled SMTP connection by a
 //! scheduler that records each send before handing it to SMTP.
 
+pub mod content;
 pub mod mailroom;
 pub mod scheduler;
 pub mod settings;

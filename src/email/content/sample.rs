@@ -1,0 +1,125 @@
+//! Made-up members the templates are rendered for at start-up (and in previews of the
+//! templates alone): one with everything a mail can show, one with as little as it can have,
+//! so both sides of each `{% if %}` meet the strict-undefined check.
+
+use super::model::{MailModel, MailProgram};
+use crate::domain::mail::MailKind;
+use crate::domain::verification::{VerificationCode, CODE_TTL};
+use crate::domain::{
+    Catalogue, Channel, ChatIdentity, Coupon, CouponCode, CouponStatus, Email, Member,
+    MemberAccount, MemberId, Points, Reward,
+};
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use rust_decimal::Decimal;
+
+/// The sample's clock: fixed, so a check never depends on the day it runs.
+pub fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+pub fn catalogue(with_values: bool) -> Catalogue {
+    let reward = |id: &str, title: &str, points: u64, value: i64| Reward {
+        id: id.into(),
+        title: title.into(),
+        points: Points(points),
+        product_ids: vec![],
+        checkout_url: format!("https://shop.example/cart/{id}"),
+        value: with_values.then(|| Decimal::new(value, 2)),
+    };
+    Catalogue::new(vec![
+        reward("coffee", "Free coffee", 100, 350),
+        reward("mug", "Mug", 200, 1200),
+        reward("bag", "Tote bag", 500, 2500),
+    ])
+}
+
+pub fn account(first_name: Option<&str>, locale: &str, balance: u64) -> MemberAccount {
+    MemberAccount {
+        member: Member {
+            id: MemberId(1),
+            email: Email::parse("ana@example.com").unwrap_or_else(|_| unreachable!()),
+            identity: ChatIdentity {
+                channel: Channel::Messenger,
+                id: "1".into(),
+            },
+            first_name: first_name.map(str::to_owned),
+            locale: Some(locale.to_owned()),
+            joined_at: now() - Duration::days(90),
+        },
+        balance: Points(balance),
+    }
+}
+
+pub fn coupon(reward: &str, code: &str, status: CouponStatus, expires_in_days: i64) -> Coupon {
+    Coupon {
+        code: CouponCode::from_stored(code.into()),
+        member: MemberId(1),
+        reward_id: reward.into(),
+        product_ids: vec![],
+        points: Points(200),
+        created_at: now() - Duration::days(20),
+        expires_at: now() + Duration::days(expires_in_days),
+        status,
+    }
+}
+
+/// The models a template of `kind` in `locale` is checked with.
+pub fn models(kind: MailKind, locale: &str) -> Vec<MailModel> {
+    let full_catalogue = catalogue(true);
+    let bare_catalogue = catalogue(false);
+    let full = MailProgram {
+        catalogue: &full_catalogue,
+        currency: "EUR",
+        page_username: Some("shop.example"),
+        shop_url: Some("https://shop.example/"),
+    };
+    let bare = MailProgram {
+        catalogue: &bare_catalogue,
+        currency: "EUR",
+        page_username: None,
+        shop_url: None,
+    };
+    if kind == MailKind::Verification {
+        let code = VerificationCode::parse("042917").unwrap_or_else(VerificationCode::generate);
+        return vec![
+            MailModel::verification(&code, CODE_TTL, Some("Ana"), Some(locale), &full),
+            MailModel::verification(&code, CODE_TTL, None, Some(locale), &bare),
+        ];
+    }
+    let coupons = vec![
+        coupon("mug", "MUG-7QX4-K2PA-9RTD-XW3M", CouponStatus::Issued, 4),
+        coupon("mug", "MUG-H8RT-2K4P-QX9D-M3WA", CouponStatus::Issued, -3),
+        coupon(
+            "coffee",
+            "COFFEE-ZX4N-7HQ2-RT8K-P3DW",
+            CouponStatus::Issued,
+            20,
+        ),
+        coupon(
+            "bag",
+            "BAG-4WQ8-N2TP-7KXD-H9RA",
+            CouponStatus::Cancelled,
+            20,
+        ),
+    ];
+    let one_open = vec![coupon(
+        "coffee",
+        "COFFEE-ZX4N-7HQ2-RT8K-P3DW",
+        CouponStatus::Issued,
+        4,
+    )];
+    let unsubscribe = Some("https://loyalty.shop.example/email/unsubscribe?t=sample");
+    let mut cases: Vec<(MemberAccount, &[Coupon], &MailProgram<'_>)> = vec![
+        (account(Some("Ana"), locale, 250), &coupons, &full),
+        (account(None, locale, 900), &one_open, &bare),
+    ];
+    if kind == MailKind::Statement {
+        cases.push((account(None, locale, 0), &[], &bare));
+    }
+    cases
+        .into_iter()
+        .filter_map(|(a, c, p)| MailModel::build(kind, None, &a, c, p, unsubscribe, now()).ok())
+        .collect()
+}
