@@ -172,6 +172,25 @@ impl Mailroom {
     }
 }
 
+impl Mailroom {
+    /// The verification mail of `code` for a member (the admin preview).
+    pub fn verification_content(
+        &self,
+        code: &VerificationCode,
+        member: &crate::domain::Member,
+    ) -> Result<MailContent, TemplateError> {
+        let model = MailModel::verification(
+            code,
+            CODE_TTL,
+            member.first_name.as_deref(),
+            member.locale.as_deref(),
+            &self.program(),
+        );
+        self.templates
+            .render(MailKind::Verification, &model.locale.clone(), &model)
+    }
+}
+
 impl CodeMail for Mailroom {
     fn send_code<'a>(
         &'a self,

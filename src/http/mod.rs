@@ -28,11 +28,12 @@ pub fn configure(
     admin_token: &Secret,
     max_body: usize,
     messenger: Option<Arc<crate::channels::messenger::Messenger>>,
+    mailroom: Arc<crate::email::mailroom::Mailroom>,
 ) {
     extractor_limits(cfg, max_body);
     health::configure(cfg);
     if admin_token.is_set() {
-        admin::configure(cfg, program, admin_token.clone(), messenger);
+        admin::configure(cfg, program, admin_token.clone(), messenger, mailroom);
     }
 }
 

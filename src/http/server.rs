@@ -66,6 +66,7 @@ pub fn server(
                     &r.admin_token,
                     max_body,
                     r.messenger.clone(),
+                    Arc::clone(&r.mailroom),
                 )
             })
             .configure(|cfg| {

@@ -7,11 +7,14 @@
 //! `GET /admin/members?<filters>`, `GET /admin/members/<id>`: see `segments.rs`.
 //! `POST /admin/members/{id}/adjustments`: an operator's change of a balance, with its reason
 //! (`adjustments.rs`).
+//! `GET /admin/email/preview?member=<email>&kind=statement`: a member's mail, rendered
+//! (`email.rs`).
 //! `GET /admin/export`: the whole store, streamed in the export format (`export.rs`).
 //! `GET|PUT /admin/messenger/processing` `{"held": bool}`: hold back Messenger processing
 //! (webhooks are still recorded and acknowledged), e.g. while the shop is down for maintenance.
 
 mod adjustments;
+mod email;
 mod export;
 mod segments;
 
@@ -36,8 +39,10 @@ pub fn configure(
     program: Arc<Program>,
     token: Secret,
     messenger: Option<Arc<Messenger>>,
+    mailroom: Arc<crate::email::mailroom::Mailroom>,
 ) {
     let mut scope = web::scope("/admin")
+        .app_data(web::Data::from(mailroom))
         .app_data(web::Data::new(AdminToken(token)))
         .app_data(web::Data::new(AdminLimits(Arc::clone(program.limits()))))
         .app_data(web::Data::from(program))
@@ -51,7 +56,8 @@ pub fn configure(
             "/members/{id}/adjustments",
             web::post().to(adjustments::adjust),
         )
-        .route("/export", web::get().to(export::export));
+        .route("/export", web::get().to(export::export))
+        .route("/email/preview", web::get().to(email::preview));
     if let Some(m) = messenger {
         scope = scope
             .app_data(web::Data::from(m))
