@@ -29,6 +29,7 @@ pub async fn run(settings: Settings, id: &str) -> Result<(), ChatError> {
         store,
         program,
         engine,
+        ..
     } = Services::open(&settings).await?;
     drop(program);
     let stdin = BufReader::new(tokio::io::stdin());

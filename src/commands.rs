@@ -1,6 +1,8 @@
 //! What each subcommand of the binary does, once [`crate::cli`] has parsed it. The top of the
 //! program: errors are `anyhow` here, printed on one line by `main`.
 
+mod statements;
+
 use crate::cli::{Cli, Command, MembersArgs};
 use crate::config::{render, ConfigError, Layered, Settings};
 use crate::domain::SegmentFilter;
@@ -39,6 +41,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export { out } => export(&settings, &out).await?,
         Command::Import { file } => import(&settings, &file).await?,
         Command::Members(args) => members(&settings, &args).await?,
+        Command::Statements(args) => statements::run(&settings, &args).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -15,6 +15,8 @@
 
 mod adjustments;
 mod email;
+
+pub use email::parse_day;
 mod export;
 mod segments;
 
