@@ -26,6 +26,8 @@ pub struct TestApp {
     pub data_dir: TempDir,
     client: reqwest::Client,
     running: Option<Running>,
+    /// The clock verification and mail go by (the wall clock when `None`); kept on restart.
+    clock: Option<Arc<dyn loyalty_bot::clock::Clock>>,
 }
 
 struct Running {
@@ -50,6 +52,23 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
 pub async fn try_spawn_app_with(
     configure: impl FnOnce(&mut Settings),
 ) -> Result<TestApp, StartupError> {
+    try_spawn_app_with_clock(configure, None).await
+}
+
+/// Like [`spawn_app_with`], with verification codes and mail going by `clock`.
+pub async fn spawn_app_with_clock(
+    configure: impl FnOnce(&mut Settings),
+    clock: Arc<dyn loyalty_bot::clock::Clock>,
+) -> TestApp {
+    try_spawn_app_with_clock(configure, Some(clock))
+        .await
+        .expect("the application should start")
+}
+
+async fn try_spawn_app_with_clock(
+    configure: impl FnOnce(&mut Settings),
+    clock: Option<Arc<dyn loyalty_bot::clock::Clock>>,
+) -> Result<TestApp, StartupError> {
     init_test_logs();
     let (shop, graph_api) = (FakeShop::start().await, FakeGraphApi::start().await);
     let data_dir = tempfile::tempdir().expect("temp dir");
@@ -73,6 +92,7 @@ pub async fn try_spawn_app_with(
             .build()
             .unwrap(),
         running: None,
+        clock,
     };
     app.start().await?;
     Ok(app)
@@ -87,7 +107,12 @@ fn init_test_logs() {
 
 impl TestApp {
     async fn start(&mut self) -> Result<(), StartupError> {
-        let app = Application::build(self.settings.clone()).await?;
+        let app = match &self.clock {
+            Some(clock) => {
+                Application::build_with_clock(self.settings.clone(), Arc::clone(clock)).await?
+            }
+            None => Application::build(self.settings.clone()).await?,
+        };
         self.port = app.port();
         self.address = format!("http://127.0.0.1:{}", self.port);
         let (shutdown, program, engine) = (app.shutdown_handle(), app.program(), app.engine());

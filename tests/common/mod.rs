@@ -12,10 +12,11 @@ mod app;
 mod binary;
 mod chat_process;
 pub mod graph_api;
+pub mod psid;
 mod raw;
 mod shop;
 
-pub use app::{spawn_app, spawn_app_with, try_spawn_app_with, TestApp};
+pub use app::{spawn_app, spawn_app_with, spawn_app_with_clock, try_spawn_app_with, TestApp};
 pub use binary::BinaryApp;
 pub use chat_process::ChatProcess;
 pub use graph_api::FakeGraphApi;
