@@ -343,7 +343,7 @@ impl Program {
             profile,
             bonus: self.rules.signup_bonus,
         };
-        let out = self.durably(move |s| s.join(new, Utc::now())).await?;
+        let out = self.durably(move |s| s.join(new, self.clock.now())).await?;
         Ok(match out {
             JoinOutcome::Joined(a) => {
                 self.metrics.joined(self.rules.signup_bonus.0);
@@ -440,7 +440,7 @@ impl Program {
             status: shop_order.status,
         };
         let out = self
-            .durably(move |s| s.claim_order(id, &verified, points, Utc::now()))
+            .durably(move |s| s.claim_order(id, &verified, points, self.clock.now()))
             .await?;
         match out {
             ClaimOutcome::Credited { points, balance } => {
@@ -520,7 +520,7 @@ impl Program {
         let Some(reward) = self.catalogue.get(reward_id).cloned() else {
             return Ok(RedeemResult::UnknownReward);
         };
-        let now = Utc::now();
+        let now = self.clock.now();
         let expires_at = now + Duration::days(i64::from(self.rules.coupon_valid_days));
         let code = CouponCode::generate(&reward.id);
         let r = reward.clone();
@@ -574,7 +574,7 @@ impl Program {
         if let Err(e) = self.shop.create_coupon(&request).await {
             log_shop_error(&e, "coupon creation", id);
             let balance = self
-                .durably(move |s| s.cancel_coupon(&code, Utc::now()))
+                .durably(move |s| s.cancel_coupon(&code, self.clock.now()))
                 .await?;
             return Ok(RedeemResult::ShopUnavailable { balance });
         }
@@ -601,7 +601,7 @@ impl Program {
         order: OrderNumber,
         reason: ReversalReason,
     ) -> Result<ReverseOutcome, ProgramError> {
-        self.durably(move |s| s.reverse_order(&order, reason, Utc::now()))
+        self.durably(move |s| s.reverse_order(&order, reason, self.clock.now()))
             .await
     }
 
@@ -629,7 +629,7 @@ impl Program {
         key: RequestKey,
     ) -> Result<AdjustOutcome, ProgramError> {
         let out = self
-            .durably(move |s| s.adjust(member, &adjustment, &key, Utc::now()))
+            .durably(move |s| s.adjust(member, &adjustment, &key, self.clock.now()))
             .await?;
         if let AdjustOutcome::Applied(a) = &out {
             let before = Points(a.balance.0.saturating_add_signed(-a.entry.points));
@@ -646,7 +646,7 @@ impl Program {
         let n = pending.len();
         for c in pending {
             let code = c.code.clone();
-            self.durably(move |s| s.cancel_coupon(&code, Utc::now()))
+            self.durably(move |s| s.cancel_coupon(&code, self.clock.now()))
                 .await?;
             tracing::warn!(member.id = %c.member, "pending coupon from an interrupted redemption cancelled; points restored");
         }
@@ -662,7 +662,7 @@ impl Program {
         &self,
         pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<SegmentFilter, FilterError> {
-        SegmentFilter::parse(pairs, &self.catalogue, Utc::now())
+        SegmentFilter::parse(pairs, &self.catalogue, self.clock.now())
     }
 
     /// Up to `limit` members of the segment, from the first id above `after`, and whether
