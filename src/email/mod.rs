@@ -3,9 +3,15 @@
 //! unsubscribe (RFC 8058) and optional DKIM, and sent over a pooled SMTP connection by a
 //! scheduler that records each send before handing it to SMTP.
 
+mod dkim;
+pub mod message;
 pub mod settings;
+pub mod token;
+pub mod transport;
 
+pub use message::{ComposeError, Composer, MailSetupError};
 pub use settings::{DkimSettings, EmailSettings};
+pub use transport::{MailTransport, SmtpMailer};
 
 /// A rendered mail, before it becomes a MIME message.
 #[derive(Debug, Clone, PartialEq, Eq)]

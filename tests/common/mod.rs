@@ -14,6 +14,7 @@ mod chat_process;
 pub mod graph_api;
 mod raw;
 mod shop;
+pub mod smtp;
 
 pub use app::{spawn_app, spawn_app_with, try_spawn_app_with, TestApp};
 pub use binary::BinaryApp;
@@ -21,6 +22,7 @@ pub use chat_process::ChatProcess;
 pub use graph_api::FakeGraphApi;
 pub use raw::{RawAnswer, RawClient};
 pub use shop::{FakeShop, ShopRequest, SHOP_SECRET};
+pub use smtp::SmtpServer;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
