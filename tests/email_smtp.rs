@@ -448,3 +448,65 @@ async fn the_pool_size_caps_simultaneous_connections() {
     assert!(waited.is_err(), "the silent server answered");
     assert_eq!(accepted.lock().unwrap().len(), 3);
 }
+
+/// A scripted SMTP server: answers everything with success, but holds back its reply to the
+/// first message's end of DATA for `stall`. Records, per accepted message, which connection
+/// (0, 1, …) it came over.
+async fn stalling_server(stall: Duration) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<usize>>>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = std::sync::Arc::clone(&accepted);
+    tokio::spawn(async move {
+        for conn in 0.. {
+            let (stream, _) = listener.accept().await.unwrap();
+            let record = std::sync::Arc::clone(&record);
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut lines = BufReader::new(read).lines();
+                write.write_all(b"220 fake ESMTP\r\n").await?;
+                let mut in_data = false;
+                while let Some(line) = lines.next_line().await? {
+                    let reply: &[u8] = if in_data {
+                        if line != "." {
+                            continue;
+                        }
+                        in_data = false;
+                        if conn == 0 && record.lock().unwrap().is_empty() {
+                            tokio::time::sleep(stall).await;
+                        }
+                        record.lock().unwrap().push(conn);
+                        b"250 OK\r\n"
+                    } else if line.starts_with("DATA") {
+                        in_data = true;
+                        b"354 go ahead\r\n"
+                    } else if line.starts_with("QUIT") {
+                        b"221 bye\r\n"
+                    } else {
+                        b"250 OK\r\n"
+                    };
+                    write.write_all(reply).await?;
+                }
+                std::io::Result::Ok(())
+            });
+        }
+    });
+    (port, accepted)
+}
+
+#[tokio::test]
+async fn after_a_timeout_the_next_send_does_not_reuse_the_stuck_connection() {
+    let (port, accepted) = stalling_server(Duration::from_secs(3)).await;
+    let url = format!("smtp://127.0.0.1:{port}");
+    let mailer = SmtpMailer::new(&url, 1, Duration::from_secs(1)).unwrap();
+    let composer = Composer::new(&settings()).unwrap();
+    let first = send(&mailer, &composer, "ha@example.com", &verification(), None).await;
+    assert!(matches!(first, Err(SendError::Transient(_))), "{first:?}");
+    // Over the first connection, this send's NOOP would wait behind the late reply and time
+    // out as well.
+    send(&mailer, &composer, "ida@example.com", &verification(), None)
+        .await
+        .unwrap();
+    assert_eq!(*accepted.lock().unwrap(), vec![1]);
+}
