@@ -4,11 +4,17 @@
 //! scheduler that records each send before handing it to SMTP.
 
 pub mod content;
+mod dkim;
 pub mod mailroom;
+pub mod message;
 pub mod scheduler;
 pub mod settings;
+pub mod token;
+pub mod transport;
 
+pub use message::{ComposeError, Composer, MailSetupError};
 pub use settings::{DkimSettings, EmailSettings};
+pub use transport::{MailTransport, SmtpMailer};
 
 /// A rendered mail, before it becomes a MIME message.
 #[derive(Debug, Clone, PartialEq, Eq)]

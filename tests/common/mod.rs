@@ -15,6 +15,7 @@ pub mod graph_api;
 pub mod psid;
 mod raw;
 mod shop;
+pub mod smtp;
 
 pub use app::{spawn_app, spawn_app_with, spawn_app_with_clock, try_spawn_app_with, TestApp};
 pub use binary::BinaryApp;
@@ -22,6 +23,7 @@ pub use chat_process::ChatProcess;
 pub use graph_api::FakeGraphApi;
 pub use raw::{RawAnswer, RawClient};
 pub use shop::{FakeShop, ShopRequest, SHOP_SECRET};
+pub use smtp::SmtpServer;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
