@@ -441,7 +441,7 @@ async fn the_pool_size_caps_simultaneous_connections() {
         }
     });
     let waited = tokio::time::timeout(
-        Duration::from_millis(700),
+        Duration::from_millis(1500),
         futures_util::future::join_all(sends),
     )
     .await;
