@@ -257,7 +257,7 @@ async fn the_dkim_signature_covers_the_list_headers_and_verifies() {
 
     // The verifier can say no: a changed unsubscribe URL, or a changed body.
     let dir = tempfile::tempdir().unwrap();
-    let raw = String::from_utf8(marketing.raw.clone()).unwrap();
+    let raw = String::from_utf8(marketing.raw).unwrap();
     for (what, from, to) in [
         ("header", "unsubscribe?t=", "unsubscribe?t=0"),
         ("body", "Noch 30 bis", "Noch 3 bis"),
@@ -441,7 +441,7 @@ async fn the_pool_size_caps_simultaneous_connections() {
         }
     });
     let waited = tokio::time::timeout(
-        Duration::from_millis(700),
+        Duration::from_millis(1500),
         futures_util::future::join_all(sends),
     )
     .await;
