@@ -44,4 +44,3 @@ impl Clock for ManualClock {
             .unwrap_or_else(Utc::now)
     }
 }
-

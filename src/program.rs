@@ -55,7 +55,9 @@ pub enum JoinResult {
     /// Verification is on: nobody joined yet; a code went to this address.
     CodeSent(Email),
     /// Verification is on and a code went out less than the cool-down ago; nothing changed.
-    CodeCoolingDown { wait_secs: u64 },
+    CodeCoolingDown {
+        wait_secs: u64,
+    },
     /// The join waits for its code, but the code's email could not be sent.
     CodeNotSent,
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 /// The shipped flows, which the fuzzed file joins: alone, a file could never pass the checks
 /// across files (every locale has every message, one fallback flow), which is where most of
 /// the loading code is.
-const SHIPPED: [(&str, &str); 6] = BUILT_IN_FLOWS;
+const SHIPPED: [(&str, &str); 8] = BUILT_IN_FLOWS;
 
 /// One flow file. Layout: a byte choosing which shipped file the text replaces (`n % 7`; 6
 /// adds it as `fuzz.toml`), then the file's text.

@@ -16,7 +16,9 @@ use std::sync::Arc;
 
 pub async fn run(settings: &Settings, args: &StatementsArgs) -> anyhow::Result<()> {
     let as_of = match &args.as_of {
-        Some(d) => parse_day(d).map_err(anyhow::Error::msg).context("--as-of")?,
+        Some(d) => parse_day(d)
+            .map_err(anyhow::Error::msg)
+            .context("--as-of")?,
         None => Utc::now(),
     };
     if !args.dry_run && !settings.email.enabled() {
@@ -24,12 +26,9 @@ pub async fn run(settings: &Settings, args: &StatementsArgs) -> anyhow::Result<(
     }
     let clock = Arc::new(ManualClock::default());
     clock.set(as_of);
-    let services = Services::open_with_clock(
-        settings,
-        &crate::metrics::Metrics::default(),
-        clock.clone(),
-    )
-    .await?;
+    let services =
+        Services::open_with_clock(settings, &crate::metrics::Metrics::default(), clock.clone())
+            .await?;
     let result = if args.dry_run {
         match &args.member {
             Some(email) => one_member(&services, email, as_of).await,
@@ -93,19 +92,21 @@ async fn due_list(
         };
         let to = subject.account.member.email.masked();
         let verdict = match decide(d, &subject.state, &policy, as_of) {
-            Decision::Send => match services
-                .mailroom
-                .render(d.kind, d.coupon.as_ref(), &subject, as_of)?
-            {
-                Some(c) => {
-                    send += 1;
-                    format!("send: {}", c.subject)
+            Decision::Send => {
+                match services
+                    .mailroom
+                    .render(d.kind, d.coupon.as_ref(), &subject, as_of)?
+                {
+                    Some(c) => {
+                        send += 1;
+                        format!("send: {}", c.subject)
+                    }
+                    None => {
+                        other += 1;
+                        "drop: no longer applies".to_owned()
+                    }
                 }
-                None => {
-                    other += 1;
-                    "drop: no longer applies".to_owned()
-                }
-            },
+            }
             Decision::Postpone(at) => {
                 other += 1;
                 format!("postpone to {}", at.to_rfc3339())

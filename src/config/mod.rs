@@ -351,10 +351,9 @@ fn optional_decimal<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Dec
         Raw::Text(s) if s.trim().is_empty() => return Ok(None),
         Raw::Text(s) => s,
     };
-    let value: Decimal = text
-        .trim()
-        .parse()
-        .map_err(|_| serde::de::Error::custom(format!("`{text}` is not an amount like \"12.00\"")))?;
+    let value: Decimal = text.trim().parse().map_err(|_| {
+        serde::de::Error::custom(format!("`{text}` is not an amount like \"12.00\""))
+    })?;
     if value < Decimal::ZERO {
         return Err(serde::de::Error::custom("must not be negative"));
     }

@@ -429,10 +429,22 @@ fn email_is_off_until_an_smtp_url_is_set_and_then_verifies_joins() {
 #[test]
 fn email_mistakes_name_their_key() {
     for (var, value, key) in [
-        ("LOYALTY__EMAIL__SMTP_URL", "smtp://mail.example.com", "email.smtp_url"),
-        ("LOYALTY__EMAIL__SMTP_URL", "https://mail.example.com:587", "email.smtp_url"),
+        (
+            "LOYALTY__EMAIL__SMTP_URL",
+            "smtp://mail.example.com",
+            "email.smtp_url",
+        ),
+        (
+            "LOYALTY__EMAIL__SMTP_URL",
+            "https://mail.example.com:587",
+            "email.smtp_url",
+        ),
         ("LOYALTY__EMAIL__FROM", "nobody", "email.from"),
-        ("LOYALTY__EMAIL__STATEMENT_EVERY_DAYS", "0", "email.statement_every_days"),
+        (
+            "LOYALTY__EMAIL__STATEMENT_EVERY_DAYS",
+            "0",
+            "email.statement_every_days",
+        ),
         ("LOYALTY__EMAIL__DKIM_SELECTOR", "s1", "email.dkim_domain"),
         ("LOYALTY__PROGRAM__SHOP_URL", "shop.example", "shop_url"),
     ] {

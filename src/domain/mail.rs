@@ -115,7 +115,12 @@ pub enum Decision {
 /// The rules, in order: an undeliverable address gets nothing; an opted-out member gets no
 /// marketing mail; two marketing mails are at least `min_between` apart, and a reminder gives
 /// way to a statement due within that gap (the statement wins).
-pub fn decide(due: &DueMail, state: &MailState, policy: &MailPolicy, now: DateTime<Utc>) -> Decision {
+pub fn decide(
+    due: &DueMail,
+    state: &MailState,
+    policy: &MailPolicy,
+    now: DateTime<Utc>,
+) -> Decision {
     if !due.kind.is_marketing() {
         return Decision::Send;
     }
@@ -165,22 +170,35 @@ pub enum SendState {
     /// Handed (or about to be handed) to SMTP; no answer recorded.
     Sending,
     /// A transient failure; try again at `at`.
-    Retry { at: DateTime<Utc> },
-    Sent { at: DateTime<Utc> },
+    Retry {
+        at: DateTime<Utc>,
+    },
+    Sent {
+        at: DateTime<Utc>,
+    },
     /// A permanent failure (SMTP 5xx), or given up after too many transient ones.
-    Failed { at: DateTime<Utc>, reason: String },
+    Failed {
+        at: DateTime<Utc>,
+        reason: String,
+    },
 }
 
 /// How an attempt ended, as the scheduler reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MailResult {
     Sent,
-    Retry { at: DateTime<Utc> },
+    Retry {
+        at: DateTime<Utc>,
+    },
     /// Counts as a bounce of the member's address.
-    Permanent { reason: String },
+    Permanent {
+        reason: String,
+    },
     /// Not sent, and not the address's fault (the reminder no longer applies, temporary
     /// failures given up on): recorded as failed without counting a bounce.
-    Skipped { reason: String },
+    Skipped {
+        reason: String,
+    },
 }
 
 #[cfg(test)]
@@ -204,7 +222,10 @@ mod tests {
         };
         let p = MailPolicy::default();
         let now = Utc::now();
-        assert_eq!(decide(&due(MailKind::Verification), &state, &p, now), Decision::Send);
+        assert_eq!(
+            decide(&due(MailKind::Verification), &state, &p, now),
+            Decision::Send
+        );
         assert_eq!(
             decide(&due(MailKind::Statement), &state, &p, now),
             Decision::Drop("unsubscribed")
@@ -237,7 +258,10 @@ mod tests {
             decide(&due(MailKind::RewardReminder), &state, &p, now),
             Decision::Drop("a statement is due soon")
         );
-        assert_eq!(decide(&due(MailKind::Statement), &state, &p, now), Decision::Send);
+        assert_eq!(
+            decide(&due(MailKind::Statement), &state, &p, now),
+            Decision::Send
+        );
     }
 
     #[test]
@@ -247,7 +271,12 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            decide(&due(MailKind::CouponReminder), &state, &MailPolicy::default(), Utc::now()),
+            decide(
+                &due(MailKind::CouponReminder),
+                &state,
+                &MailPolicy::default(),
+                Utc::now()
+            ),
             Decision::Drop("undeliverable")
         );
     }

@@ -167,7 +167,10 @@ mod tests {
 
     #[test]
     fn typed_codes_allow_spaces_and_dashes_only() {
-        assert_eq!(VerificationCode::parse(" 123-456 ").unwrap().as_str(), "123456");
+        assert_eq!(
+            VerificationCode::parse(" 123-456 ").unwrap().as_str(),
+            "123456"
+        );
         for bad in ["12345", "1234567", "12a456", "", "one"] {
             assert!(VerificationCode::parse(bad).is_none(), "{bad:?}");
         }
@@ -179,7 +182,10 @@ mod tests {
     fn the_right_code_within_fifteen_minutes_is_correct() {
         let now = Utc::now();
         let (mut p, code) = pending(now);
-        assert_eq!(p.check(&code, now + Duration::minutes(14)), CodeCheck::Correct);
+        assert_eq!(
+            p.check(&code, now + Duration::minutes(14)),
+            CodeCheck::Correct
+        );
         assert_eq!(p.check(&code, now + CODE_TTL), CodeCheck::Expired);
     }
 
@@ -202,7 +208,10 @@ mod tests {
     fn a_new_code_waits_out_the_cool_down() {
         let now = Utc::now();
         let (p, _) = pending(now);
-        assert_eq!(p.can_resend(now + Duration::seconds(20)), Err(Duration::seconds(40)));
+        assert_eq!(
+            p.can_resend(now + Duration::seconds(20)),
+            Err(Duration::seconds(40))
+        );
         assert_eq!(p.can_resend(now + RESEND_COOLDOWN), Ok(()));
     }
 

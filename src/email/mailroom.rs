@@ -222,6 +222,10 @@ struct Disabled;
 
 impl MailTransport for Disabled {
     fn send<'a>(&'a self, _msg: lettre::Message) -> BoxFuture<'a, Result<(), SendError>> {
-        Box::pin(async { Err(SendError::Transient("email is off (email.smtp_url is empty)".into())) })
+        Box::pin(async {
+            Err(SendError::Transient(
+                "email is off (email.smtp_url is empty)".into(),
+            ))
+        })
     }
 }

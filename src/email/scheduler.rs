@@ -71,7 +71,14 @@ impl Scheduler {
         loop {
             match self.pass(&stop).await {
                 Ok(r) if r != PassReport::default() => {
-                    tracing::info!(sent = r.sent, failed = r.failed, retrying = r.retrying, postponed = r.postponed, dropped = r.dropped, "mail pass");
+                    tracing::info!(
+                        sent = r.sent,
+                        failed = r.failed,
+                        retrying = r.retrying,
+                        postponed = r.postponed,
+                        dropped = r.dropped,
+                        "mail pass"
+                    );
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -157,11 +164,7 @@ impl Scheduler {
         };
         let letter = match self.room.letter(&mail, &subject, now) {
             Ok(Some(letter)) => letter,
-            Ok(None) => {
-                return self
-                    .finish(&mail, skipped("no longer applies"), now)
-                    .await
-            }
+            Ok(None) => return self.finish(&mail, skipped("no longer applies"), now).await,
             Err(e) => {
                 tracing::error!(member.id = %mail.member, kind = mail.kind.as_str(), error = %e, "mail not rendered");
                 return self.finish(&mail, skipped("not rendered"), now).await;
@@ -173,7 +176,9 @@ impl Scheduler {
             Ok(()) => MailResult::Sent,
             Err(SendError::Permanent(reason)) => MailResult::Permanent { reason },
             Err(SendError::Transient(reason)) if mail.attempts + 1 >= MAX_ATTEMPTS => {
-                skipped_owned(format!("gave up after {MAX_ATTEMPTS} temporary failures: {reason}"))
+                skipped_owned(format!(
+                    "gave up after {MAX_ATTEMPTS} temporary failures: {reason}"
+                ))
             }
             Err(SendError::Transient(reason)) => {
                 tracing::warn!(member.id = %mail.member, kind = mail.kind.as_str(), %reason, "mail will be retried");

@@ -60,7 +60,9 @@ impl TryFrom<EmailKeys> for EmailSettings {
             check_smtp_url(url.expose()).map_err(|p| format!("`email.smtp_url`: {p}"))?;
         }
         if !k.from.contains('@') {
-            return Err("`email.from`: must be a mailbox such as `Shop <rewards@shop.example>`".into());
+            return Err(
+                "`email.from`: must be a mailbox such as `Shop <rewards@shop.example>`".into(),
+            );
         }
         let range = |key: &str, v: u64, lo: u64, hi: u64| {
             if (lo..=hi).contains(&v) {
@@ -69,8 +71,18 @@ impl TryFrom<EmailKeys> for EmailSettings {
                 Err(format!("`email.{key}`: must be between {lo} and {hi}"))
             }
         };
-        range("statement_every_days", k.statement_every_days.into(), 1, 365)?;
-        range("coupon_reminder_days", k.coupon_reminder_days.into(), 0, 365)?;
+        range(
+            "statement_every_days",
+            k.statement_every_days.into(),
+            1,
+            365,
+        )?;
+        range(
+            "coupon_reminder_days",
+            k.coupon_reminder_days.into(),
+            0,
+            365,
+        )?;
         range("min_days_between", k.min_days_between.into(), 0, 365)?;
         range("max_per_minute", k.max_per_minute.into(), 1, 1_000_000)?;
         range("scan_every_secs", k.scan_every_secs, 1, 3600)?;

@@ -34,7 +34,10 @@ struct Token {
 }
 
 /// The member a token names, and the language to answer them in.
-async fn member_of(program: &Program, token: &str) -> Result<Option<(MemberId, &'static str)>, HttpResponse> {
+async fn member_of(
+    program: &Program,
+    token: &str,
+) -> Result<Option<(MemberId, &'static str)>, HttpResponse> {
     let key = program.mail_link_key().await.map_err(|e| {
         tracing::error!(error = %crate::telemetry::chain(&e), "unsubscribe: the link key is unreadable");
         HttpResponse::InternalServerError().finish()
@@ -47,7 +50,12 @@ async fn member_of(program: &Program, token: &str) -> Result<Option<(MemberId, &
         HttpResponse::InternalServerError().finish()
     })?;
     Ok(account.map(|a| {
-        let locale = a.member.locale.as_deref().and_then(locale_of).unwrap_or("en");
+        let locale = a
+            .member
+            .locale
+            .as_deref()
+            .and_then(locale_of)
+            .unwrap_or("en");
         (member, locale)
     }))
 }
@@ -100,7 +108,11 @@ fn one_click(body: &[u8]) -> Option<Form> {
         .collect();
     let has = |k: &str, v: &str| pairs.iter().any(|(pk, pv)| pk == k && pv == v);
     if has("List-Unsubscribe", "One-Click") {
-        return Some(if has("page", "1") { Form::Page } else { Form::OneClick });
+        return Some(if has("page", "1") {
+            Form::Page
+        } else {
+            Form::OneClick
+        });
     }
     // multipart/form-data: a part named List-Unsubscribe whose value is One-Click.
     let named = text.find("name=\"List-Unsubscribe\"")?;
@@ -118,7 +130,12 @@ enum Page {
     BadLink,
 }
 
-fn page(mut resp: actix_web::HttpResponseBuilder, locale: &str, which: Page, token: &str) -> HttpResponse {
+fn page(
+    mut resp: actix_web::HttpResponseBuilder,
+    locale: &str,
+    which: Page,
+    token: &str,
+) -> HttpResponse {
     let de = locale == "de";
     let (title, text) = match (which, de) {
         (Page::Confirm, false) => ("Unsubscribe", "Stop receiving points statements and reminder emails from our rewards program? Your points stay as they are."),
@@ -160,7 +177,10 @@ mod tests {
 
     #[test]
     fn the_one_click_body_is_recognised_form_encoded_and_multipart() {
-        assert!(matches!(one_click(b"List-Unsubscribe=One-Click"), Some(Form::OneClick)));
+        assert!(matches!(
+            one_click(b"List-Unsubscribe=One-Click"),
+            Some(Form::OneClick)
+        ));
         assert!(matches!(
             one_click(b"List-Unsubscribe=One-Click&page=1"),
             Some(Form::Page)

@@ -20,7 +20,12 @@ impl Program {
     /// A credit that lifted the balance from below the cheapest reward to at least it: the
     /// member can now afford a reward, which is worth an email. A failure here is logged, not
     /// passed on: the credit it follows is done and was told.
-    pub(super) async fn remind_if_affordable(&self, member: MemberId, before: Points, after: Points) {
+    pub(super) async fn remind_if_affordable(
+        &self,
+        member: MemberId,
+        before: Points,
+        after: Points,
+    ) {
         let Some(cheapest) = self.catalogue.cheapest().map(|r| r.points) else {
             return;
         };

@@ -27,7 +27,9 @@ pub trait CodeMail: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CodeResult {
     Joined(crate::domain::MemberAccount),
-    Wrong { tries_left: u8 },
+    Wrong {
+        tries_left: u8,
+    },
     Expired,
     Locked,
     /// No join waits here (it expired long ago, or never began).
@@ -37,7 +39,9 @@ pub enum CodeResult {
     /// A new code went out to this address.
     Resent(Email),
     /// The last code is younger than the cool-down: a new one in `wait_secs`.
-    CoolingDown { wait_secs: u64 },
+    CoolingDown {
+        wait_secs: u64,
+    },
     /// The code is recorded but its email could not be sent.
     NotSent,
 }
@@ -121,7 +125,10 @@ impl Program {
                 wait_secs: wait_secs(wait),
             },
             Reissue::Reissued(p) => {
-                if self.send_code(codes.as_ref(), &p.email, &code, &p.profile).await {
+                if self
+                    .send_code(codes.as_ref(), &p.email, &code, &p.profile)
+                    .await
+                {
                     CodeResult::Resent(p.email)
                 } else {
                     CodeResult::NotSent

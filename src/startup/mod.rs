@@ -68,7 +68,10 @@ fn clock_from_env() -> Arc<dyn crate::clock::Clock> {
         .and_then(|v| v.trim().parse::<i64>().ok())
     {
         Some(secs) => {
-            tracing::warn!(secs, "LOYALTY_TEST_CLOCK_OFFSET_SECS is set: verification and mail run on a moved clock");
+            tracing::warn!(
+                secs,
+                "LOYALTY_TEST_CLOCK_OFFSET_SECS is set: verification and mail run on a moved clock"
+            );
             Arc::new(crate::clock::ShiftedClock(chrono::Duration::seconds(secs)))
         }
         None => Arc::new(crate::clock::SystemClock),
@@ -136,8 +139,12 @@ impl Application {
         let workers = CancellationToken::new();
         let mut channels = Channels::start(&settings, &engine, &store, &workers);
         if settings.email.enabled() {
-            let scheduler =
-                Scheduler::new(Arc::clone(&program), Arc::clone(&mailroom), &settings.email, clock);
+            let scheduler = Scheduler::new(
+                Arc::clone(&program),
+                Arc::clone(&mailroom),
+                &settings.email,
+                clock,
+            );
             channels
                 .background
                 .push(tokio::spawn(scheduler.run(workers.child_token())));

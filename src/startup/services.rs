@@ -4,9 +4,9 @@
 use super::StartupError;
 use crate::clock::Clock;
 use crate::config::{Settings, ShopKind};
+use crate::domain::Points;
 use crate::email::content::EmailTemplates;
 use crate::email::mailroom::{Letterhead, Mailroom};
-use crate::domain::Points;
 use crate::flows::Engine;
 use crate::limits::{Limits, SystemClock};
 use crate::metrics::Metrics;
@@ -77,7 +77,10 @@ impl Services {
                     source,
                 })?;
             if scheduled > 0 {
-                tracing::info!(members = scheduled, "scheduled the first statement of members who joined before email");
+                tracing::info!(
+                    members = scheduled,
+                    "scheduled the first statement of members who joined before email"
+                );
             }
         }
         let program = Arc::new(program);
@@ -133,10 +136,12 @@ fn build_mailroom(settings: &Settings, store: &SledStore) -> Result<Mailroom, St
         path: dir.map_or_else(|| "(built-in email templates)".into(), |d| d.join("email")),
         source: Box::new(e),
     })?;
-    let link_key = store.mail_link_key().map_err(|source| StartupError::Store {
-        path: settings.store.path.clone(),
-        source,
-    })?;
+    let link_key = store
+        .mail_link_key()
+        .map_err(|source| StartupError::Store {
+            path: settings.store.path.clone(),
+            source,
+        })?;
     let head = Letterhead {
         catalogue: settings.catalogue(),
         currency: settings.program.currency.to_string(),

@@ -131,4 +131,3 @@ pub fn quick_reply_payloads(message: &Value) -> Vec<String> {
         })
         .unwrap_or_default()
 }
-

@@ -49,7 +49,8 @@ impl MailApp {
     }
 
     pub fn advance(&self, by: chrono::Duration) {
-        self.clock.set(loyalty_bot::clock::Clock::now(self.clock.as_ref()) + by);
+        self.clock
+            .set(loyalty_bot::clock::Clock::now(self.clock.as_ref()) + by);
     }
 
     /// Mail received for `to`, oldest first.

@@ -66,7 +66,11 @@ impl Run {
     async fn wait_until(&self, what: &str, cond: impl Fn(&BTreeMap<String, Vec<String>>) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !cond(&self.statements()) {
-            assert!(Instant::now() < deadline, "timed out: {what} ({} recipients)", self.statements().len());
+            assert!(
+                Instant::now() < deadline,
+                "timed out: {what} ({} recipients)",
+                self.statements().len()
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
@@ -94,14 +98,22 @@ async fn a_graceful_restart_mid_run_sends_every_statement_once() {
     app.terminate();
 
     let mut app = run.binary(29).await;
-    run.wait_until("a few statements out", |s| s.len() >= 5).await;
+    run.wait_until("a few statements out", |s| s.len() >= 5)
+        .await;
     app.send_sigterm();
-    assert!(app.wait_exit(Duration::from_secs(20)).await.is_some_and(|s| s.success()));
+    assert!(app
+        .wait_exit(Duration::from_secs(20))
+        .await
+        .is_some_and(|s| s.success()));
     let sent_before = run.statements().len();
-    assert!(sent_before < MEMBERS, "the stop came mid-run ({sent_before} sent)");
+    assert!(
+        sent_before < MEMBERS,
+        "the stop came mid-run ({sent_before} sent)"
+    );
 
     let app = run.binary(29).await;
-    run.wait_until("every member's statement", |s| s.len() == MEMBERS).await;
+    run.wait_until("every member's statement", |s| s.len() == MEMBERS)
+        .await;
     // One more pass or two: nothing else may come.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     app.terminate();
@@ -118,11 +130,13 @@ async fn kill_9_mid_run_skips_no_statement() {
     app.terminate();
 
     let app = run.binary(29).await;
-    run.wait_until("a few statements out", |s| s.len() >= 5).await;
+    run.wait_until("a few statements out", |s| s.len() >= 5)
+        .await;
     app.kill9();
 
     let app = run.binary(29).await;
-    run.wait_until("every member's statement", |s| s.len() == MEMBERS).await;
+    run.wait_until("every member's statement", |s| s.len() == MEMBERS)
+        .await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     app.terminate();
     let doubled: Vec<_> = run
@@ -130,8 +144,14 @@ async fn kill_9_mid_run_skips_no_statement() {
         .into_iter()
         .filter(|(_, ids)| ids.len() > 1)
         .collect();
-    assert!(doubled.len() <= 1, "more than the one crash window: {doubled:?}");
+    assert!(
+        doubled.len() <= 1,
+        "more than the one crash window: {doubled:?}"
+    );
     for (to, ids) in doubled {
-        assert!(ids.len() == 2 && ids[0] == ids[1], "{to}: a repeat keeps its Message-ID: {ids:?}");
+        assert!(
+            ids.len() == 2 && ids[0] == ids[1],
+            "{to}: a repeat keeps its Message-ID: {ids:?}"
+        );
     }
 }

@@ -16,7 +16,16 @@ async fn join(m: &MailApp, who: &Psid, email: &str) {
 
 async fn say(m: &MailApp, who: &Psid, text: &str) -> String {
     let app = &m.app;
-    text_of(&exchange(app.client(), app.address(), &app.graph_api, who, who.text(text)).await)
+    text_of(
+        &exchange(
+            app.client(),
+            app.address(),
+            &app.graph_api,
+            who,
+            who.text(text),
+        )
+        .await,
+    )
 }
 
 #[tokio::test]
@@ -35,13 +44,23 @@ async fn the_statement_arrives_after_28_days_with_the_numbers_links_and_one_clic
     let mail = m.wait_for_mail("jane@example.com", 1).await;
     let s = &mail[0];
     assert_eq!(s.rcpt_to, ["jane@example.com"]);
-    assert!(subject(s).contains("92"), "the subject gives the balance: {}", subject(s));
+    assert!(
+        subject(s).contains("92"),
+        "the subject gives the balance: {}",
+        subject(s)
+    );
     let (text, html) = (text_part(s), html_part(s));
     for body in [&text, &html] {
         assert!(body.contains("92"), "balance in {body}");
-        assert!(body.contains("108"), "points to the Free mug (200 - 92) in {body}");
+        assert!(
+            body.contains("108"),
+            "points to the Free mug (200 - 92) in {body}"
+        );
         assert!(body.contains("Free mug"), "{body}");
-        assert!(body.contains("https://m.me/cafe.rewards"), "chat link in {body}");
+        assert!(
+            body.contains("https://m.me/cafe.rewards"),
+            "chat link in {body}"
+        );
     }
     let list = header(s, "List-Unsubscribe").expect("List-Unsubscribe");
     assert!(
@@ -49,7 +68,10 @@ async fn the_statement_arrives_after_28_days_with_the_numbers_links_and_one_clic
         "{list}"
     );
     let url = list.trim_matches(|c| c == '<' || c == '>').to_owned();
-    assert!(text.contains(&url) && html.contains(&url), "a visible link in both bodies");
+    assert!(
+        text.contains(&url) && html.contains(&url),
+        "a visible link in both bodies"
+    );
     assert_eq!(
         header(s, "List-Unsubscribe-Post").as_deref(),
         Some("List-Unsubscribe=One-Click")
@@ -69,7 +91,10 @@ async fn the_statement_arrives_after_28_days_with_the_numbers_links_and_one_clic
     let forged = m
         .app
         .client()
-        .post(m.app.url("/email/unsubscribe?t=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"))
+        .post(
+            m.app
+                .url("/email/unsubscribe?t=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+        )
         .header("Content-Type", "application/x-www-form-urlencoded")
         .body("List-Unsubscribe=One-Click")
         .send()
@@ -95,8 +120,12 @@ async fn the_statement_arrives_after_28_days_with_the_numbers_links_and_one_clic
     // The next statement is not sent (its turn passes), and only one went out.
     m.at_day(58);
     let end = m.start + chrono::Duration::days(80);
-    m.wait_for_state("jane@example.com", |s| s.next_statement_at.is_some_and(|n| n > end), "the next statement's turn passed")
-        .await;
+    m.wait_for_state(
+        "jane@example.com",
+        |s| s.next_statement_at.is_some_and(|n| n > end),
+        "the next statement's turn passed",
+    )
+    .await;
     assert_eq!(m.mail_to("jane@example.com").len(), 1);
 }
 
@@ -110,8 +139,12 @@ async fn stop_emails_in_chat_opts_out_and_start_emails_opts_back_in() {
     assert!(m.mail_state("ann@example.com").await.unsubscribed);
     m.at_day(29);
     let end = m.start + chrono::Duration::days(50);
-    m.wait_for_state("ann@example.com", |s| s.next_statement_at.is_some_and(|n| n > end), "the statement's turn passed")
-        .await;
+    m.wait_for_state(
+        "ann@example.com",
+        |s| s.next_statement_at.is_some_and(|n| n > end),
+        "the statement's turn passed",
+    )
+    .await;
     assert!(m.mail_to("ann@example.com").is_empty());
 
     let t = say(&m, &ann, "start emails").await;
@@ -131,22 +164,43 @@ async fn reminders_come_when_a_reward_becomes_affordable_and_before_a_coupon_exp
     join(&m, &bea, "bea@example.com").await;
     say(&m, &bea, "1002").await;
     let mail = m.wait_for_mail("bea@example.com", 1).await;
-    assert!(subject(&mail[0]).contains("Free mug"), "{}", subject(&mail[0]));
-    assert!(text_part(&mail[0]).contains("209"), "{}", text_part(&mail[0]));
+    assert!(
+        subject(&mail[0]).contains("Free mug"),
+        "{}",
+        subject(&mail[0])
+    );
+    assert!(
+        text_part(&mail[0]).contains("209"),
+        "{}",
+        text_part(&mail[0])
+    );
 
     // Redeemed on day 10: the coupon expires on day 40, its reminder is due on day 35 (the
     // statement went out on day 28, more than min_days_between before).
     m.at_day(10);
     let app = &m.app;
-    exchange(app.client(), app.address(), &app.graph_api, &bea, bea.tap("Free mug", "REDEEM:free-mug")).await;
+    exchange(
+        app.client(),
+        app.address(),
+        &app.graph_api,
+        &bea,
+        bea.tap("Free mug", "REDEEM:free-mug"),
+    )
+    .await;
     let code = app.shop.coupons()[0]["code"].as_str().unwrap().to_owned();
     m.at_day(29);
     let mail = m.wait_for_mail("bea@example.com", 2).await;
-    assert!(text_part(&mail[1]).contains(&code), "the statement lists the open coupon");
+    assert!(
+        text_part(&mail[1]).contains(&code),
+        "the statement lists the open coupon"
+    );
     m.at_day(36);
     let mail = m.wait_for_mail("bea@example.com", 3).await;
     let text = text_part(&mail[2]);
-    assert!(text.contains(&code) && text.contains("if you have not used it yet"), "{text}");
+    assert!(
+        text.contains(&code) && text.contains("if you have not used it yet"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -156,7 +210,12 @@ async fn three_permanent_bounces_mark_the_address_undeliverable() {
     join(&m, &bo, "bounce.bo@example.com").await;
     for (n, day) in [(1, 29), (2, 58), (3, 87)] {
         m.at_day(day);
-        m.wait_for_state("bounce.bo@example.com", |s| s.bounces >= n, "a bounce recorded").await;
+        m.wait_for_state(
+            "bounce.bo@example.com",
+            |s| s.bounces >= n,
+            "a bounce recorded",
+        )
+        .await;
     }
     assert!(m.mail_state("bounce.bo@example.com").await.undeliverable);
     assert!(m.mail_to("bounce.bo@example.com").is_empty());

@@ -17,7 +17,16 @@ async fn start_join(m: &MailApp, who: &Psid, email: &str) -> String {
 
 async fn say(m: &MailApp, who: &Psid, text: &str) -> String {
     let app = &m.app;
-    text_of(&exchange(app.client(), app.address(), &app.graph_api, who, who.text(text)).await)
+    text_of(
+        &exchange(
+            app.client(),
+            app.address(),
+            &app.graph_api,
+            who,
+            who.text(text),
+        )
+        .await,
+    )
 }
 
 fn another_code(code: &str) -> String {
@@ -33,13 +42,26 @@ async fn a_messenger_join_waits_for_the_emailed_code_and_refuses_claims_until_th
         .add_order("1001", "jane@example.com", "42.50", "paid");
     let jane = Psid::new("6915800000000101");
     let t = start_join(&m, &jane, "Jane@Example.com").await;
-    assert!(t.contains("6-digit code") && t.contains("jane@example.com"), "{t}");
-    assert!(m.member("jane@example.com").await.is_none(), "not a member before the code");
+    assert!(
+        t.contains("6-digit code") && t.contains("jane@example.com"),
+        "{t}"
+    );
+    assert!(
+        m.member("jane@example.com").await.is_none(),
+        "not a member before the code"
+    );
 
     let mail = m.wait_for_mail("jane@example.com", 1).await;
     let code = code_in(&mail[0]);
-    assert!(subject(&mail[0]).to_lowercase().contains("code"), "{}", subject(&mail[0]));
-    assert!(header(&mail[0], "List-Unsubscribe").is_none(), "codes are not marketing");
+    assert!(
+        subject(&mail[0]).to_lowercase().contains("code"),
+        "{}",
+        subject(&mail[0])
+    );
+    assert!(
+        header(&mail[0], "List-Unsubscribe").is_none(),
+        "codes are not marketing"
+    );
 
     // An order number while the code waits is not a claim: nothing is looked up or credited.
     let t = say(&m, &jane, "1001").await;
@@ -48,11 +70,21 @@ async fn a_messenger_join_waits_for_the_emailed_code_and_refuses_claims_until_th
     assert!(m.member("jane@example.com").await.is_none());
 
     let t = say(&m, &jane, &another_code(&code)).await;
-    assert!(t.contains("isn't right") && t.contains("4 tries left"), "{t}");
+    assert!(
+        t.contains("isn't right") && t.contains("4 tries left"),
+        "{t}"
+    );
 
     let t = say(&m, &jane, "resend").await;
-    assert!(t.contains("new one in"), "a new code waits out the minute: {t}");
-    assert_eq!(m.mail_to("jane@example.com").len(), 1, "nothing sent during the cool-down");
+    assert!(
+        t.contains("new one in"),
+        "a new code waits out the minute: {t}"
+    );
+    assert_eq!(
+        m.mail_to("jane@example.com").len(),
+        1,
+        "nothing sent during the cool-down"
+    );
 
     m.advance(chrono::Duration::seconds(61));
     let t = say(&m, &jane, "resend").await;
@@ -66,17 +98,26 @@ async fn a_messenger_join_waits_for_the_emailed_code_and_refuses_claims_until_th
 
     let t = say(&m, &jane, &format!("{} {}", &fresh[..3], &fresh[3..])).await;
     assert!(t.contains("Welcome") && t.contains("50 points"), "{t}");
-    assert_eq!(m.member("jane@example.com").await.unwrap().balance.value(), 50);
+    assert_eq!(
+        m.member("jane@example.com").await.unwrap().balance.value(),
+        50
+    );
 
     // A member now: the claim goes through.
     let t = say(&m, &jane, "1001").await;
     assert!(t.contains("42"), "{t}");
-    assert_eq!(m.member("jane@example.com").await.unwrap().balance.value(), 92);
+    assert_eq!(
+        m.member("jane@example.com").await.unwrap().balance.value(),
+        92
+    );
 
     // The code worked once.
     let t = say(&m, &jane, &fresh).await;
     assert!(!t.contains("Welcome"), "{t}");
-    assert_eq!(m.member("jane@example.com").await.unwrap().balance.value(), 92);
+    assert_eq!(
+        m.member("jane@example.com").await.unwrap().balance.value(),
+        92
+    );
 }
 
 #[tokio::test]
@@ -111,7 +152,10 @@ async fn five_wrong_codes_lock_it_even_against_the_right_one() {
     let t = say(&m, &cara, &wrong).await;
     assert!(t.contains("too many times"), "{t}");
     let t = say(&m, &cara, &code).await;
-    assert!(t.contains("too many times"), "locked for the right code too: {t}");
+    assert!(
+        t.contains("too many times"),
+        "locked for the right code too: {t}"
+    );
     assert!(m.member("cara@example.com").await.is_none());
 }
 
@@ -125,7 +169,11 @@ async fn the_code_question_speaks_german_to_german_customers() {
     let t = start_join(&m, &dora, "dora@example.de").await;
     assert!(t.contains("6-stelligen Code"), "{t}");
     let mail = m.wait_for_mail("dora@example.de", 1).await;
-    assert!(text_part(&mail[0]).contains("Code"), "{}", text_part(&mail[0]));
+    assert!(
+        text_part(&mail[0]).contains("Code"),
+        "{}",
+        text_part(&mail[0])
+    );
 }
 
 async fn manychat(m: &MailApp, path: &str, body: &Value) -> Value {
@@ -191,5 +239,8 @@ async fn a_manychat_join_takes_the_code_through_the_typed_answer_callback() {
     let content = type_into(&m, &content, &code).await;
     assert!(texts(&content).contains("Welcome"), "{content}");
     assert!(content.get("external_message_callback").is_none());
-    assert_eq!(m.member("emma@example.com").await.unwrap().balance.value(), 50);
+    assert_eq!(
+        m.member("emma@example.com").await.unwrap().balance.value(),
+        50
+    );
 }

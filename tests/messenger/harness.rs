@@ -366,6 +366,7 @@ impl Channel {
             verify_token: Secret::new(VERIFY_TOKEN),
             page_access_token: Secret::new(PAGE_TOKEN),
             graph_api_url: graph.url(),
+            page_username: String::new(),
             max_body_bytes: 1 << 20,
             max_events_in_memory,
             max_turns_at_once,

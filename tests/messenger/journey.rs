@@ -6,7 +6,7 @@ use super::common::{
     meta_signature, spawn_app, spawn_app_with, test_overrides, BinaryApp, FakeGraphApi, FakeShop,
 };
 use loyalty_bot::flows::payloads;
-use serde_json::{json, Value};
+
 use std::time::Duration;
 
 #[tokio::test]

@@ -320,7 +320,9 @@ impl Engine {
     }
 
     /// The member (if any) and the language kept for their mail.
-    fn member_locale(account: Option<&crate::domain::MemberAccount>) -> Option<(MemberId, Option<String>)> {
+    fn member_locale(
+        account: Option<&crate::domain::MemberAccount>,
+    ) -> Option<(MemberId, Option<String>)> {
         account.map(|a| (a.member.id, a.member.locale.clone()))
     }
 

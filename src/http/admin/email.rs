@@ -55,6 +55,7 @@ pub(super) async fn preview(
     let content = if kind == MailKind::Verification {
         let code = VerificationCode::parse("123456").expect("a six-digit sample");
         room.verification_content(&code, &account.member)
+            .map_err(|e| ApiError::Internal(Box::new(e)))?
     } else {
         let subject = program
             .mail_subject(account.member.id)
@@ -67,9 +68,8 @@ pub(super) async fn preview(
                     "no {} would go to this member now (nothing it is about)",
                     kind.as_str()
                 ))
-            })
-    }
-    .map_err(|e| ApiError::Internal(Box::new(e)))?;
+            })?
+    };
     tracing::info!(member.id = %account.member.id, kind = kind.as_str(), "admin previewed a member email");
     Ok(match q.part.as_deref().unwrap_or("html") {
         "text" => HttpResponse::Ok()
