@@ -30,6 +30,9 @@ fn every_counter_and_histogram_has_its_exact_name_and_type() {
     metrics.rate_limited("admin_per_ip").inc();
     metrics.shop_requests("find_order").observe(0.2);
     metrics.flush_observer()(Duration::from_micros(1500));
+    metrics.email_result("statement", true);
+    metrics.email_result("verification", false);
+    metrics.email_unsubscribed();
     let text = encode(&registry).unwrap();
     let want = [
         "loyalty_joins_total counter",
@@ -41,8 +44,15 @@ fn every_counter_and_histogram_has_its_exact_name_and_type() {
         "loyalty_rate_limited_total counter",
         "loyalty_shop_request_seconds histogram",
         "loyalty_store_flush_seconds histogram",
+        "loyalty_emails_sent_total counter",
+        "loyalty_emails_failed_total counter",
+        "loyalty_email_unsubscribes_total counter",
     ];
     assert_eq!(types(&text), want, "{text}");
+    assert_eq!(value(&text, "loyalty_emails_sent_total{kind=\"statement\"}").as_deref(), Some("1"));
+    assert_eq!(value(&text, "loyalty_emails_failed_total{kind=\"verification\"}").as_deref(), Some("1"));
+    assert_eq!(value(&text, "loyalty_emails_sent_total{kind=\"reward_reminder\"}").as_deref(), Some("0"));
+    assert_eq!(value(&text, "loyalty_email_unsubscribes_total").as_deref(), Some("1"));
     assert!(!text.contains("_total_total"), "{text}");
     let v = |series: &str| value(&text, series).unwrap_or_else(|| panic!("{series}\n{text}"));
     assert_eq!(v("loyalty_joins_total"), "1");
