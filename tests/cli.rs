@@ -359,3 +359,79 @@ fn members_lists_a_segment_of_a_stopped_store_as_csv_and_names_a_bad_filter() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn statements_dry_run_lists_what_is_due_and_prints_a_statement_without_sending_or_recording() {
+    use loyalty_bot::domain::{Channel, ChatIdentity, Email, Points, Profile};
+    use loyalty_bot::store::{LoyaltyStore, NewMember, SledStore};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let joined = chrono::DateTime::parse_from_rfc3339("2027-01-01T09:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    {
+        let store = SledStore::open(&path, 8 << 20).unwrap();
+        for (name, bonus, days) in [("ana", 250, 0), ("ben", 50, 10)] {
+            let new = NewMember {
+                identity: ChatIdentity::new(Channel::Manychat, name).unwrap(),
+                email: Email::parse(&format!("{name}@example.com")).unwrap(),
+                profile: Profile::default(),
+                bonus: Points(bonus),
+            };
+            store
+                .join(new, joined + chrono::Duration::days(days))
+                .unwrap();
+        }
+        store.close().unwrap();
+    }
+    let env = [("LOYALTY__STORE__PATH", path.to_str().unwrap())];
+    let due = |as_of: &str| {
+        let out = loyalty_bot(
+            dir.path(),
+            &["statements", "--dry-run", "--as-of", as_of],
+            &env,
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        (text(&out.stdout), text(&out.stderr))
+    };
+    let (list, summary) = due("2027-01-30");
+    assert_eq!(list.lines().count(), 1, "only ana is due on day 29: {list}");
+    assert!(
+        list.contains("statement")
+            && list.contains("a***@example.com")
+            && list.contains("send: You have 250 points"),
+        "{list}"
+    );
+    assert!(
+        summary.contains("1 would be sent") && summary.contains("nothing was sent"),
+        "{summary}"
+    );
+    // Nothing was recorded: the same run shows the same, and ben is due ten days later.
+    assert_eq!(due("2027-01-30").0, list);
+    assert_eq!(due("2027-02-09").0.lines().count(), 2);
+
+    let out = loyalty_bot(
+        dir.path(),
+        &["statements", "--dry-run", "--member", "Ben@Example.com"],
+        &env,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let statement = text(&out.stdout);
+    assert!(statement.starts_with("To: ben@example.com"), "{statement}");
+    assert!(
+        statement.contains("Subject: Your points statement: 50 points"),
+        "{statement}"
+    );
+    assert!(
+        statement.contains("150 more points to Free mug"),
+        "{statement}"
+    );
+
+    let out = loyalty_bot(dir.path(), &["statements"], &env);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("email.smtp_url"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -49,10 +49,22 @@ fn every_counter_and_histogram_has_its_exact_name_and_type() {
         "loyalty_email_unsubscribes_total counter",
     ];
     assert_eq!(types(&text), want, "{text}");
-    assert_eq!(value(&text, "loyalty_emails_sent_total{kind=\"statement\"}").as_deref(), Some("1"));
-    assert_eq!(value(&text, "loyalty_emails_failed_total{kind=\"verification\"}").as_deref(), Some("1"));
-    assert_eq!(value(&text, "loyalty_emails_sent_total{kind=\"reward_reminder\"}").as_deref(), Some("0"));
-    assert_eq!(value(&text, "loyalty_email_unsubscribes_total").as_deref(), Some("1"));
+    assert_eq!(
+        value(&text, "loyalty_emails_sent_total{kind=\"statement\"}").as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        value(&text, "loyalty_emails_failed_total{kind=\"verification\"}").as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        value(&text, "loyalty_emails_sent_total{kind=\"reward_reminder\"}").as_deref(),
+        Some("0")
+    );
+    assert_eq!(
+        value(&text, "loyalty_email_unsubscribes_total").as_deref(),
+        Some("1")
+    );
     assert!(!text.contains("_total_total"), "{text}");
     let v = |series: &str| value(&text, series).unwrap_or_else(|| panic!("{series}\n{text}"));
     assert_eq!(v("loyalty_joins_total"), "1");

@@ -220,3 +220,62 @@ async fn three_permanent_bounces_mark_the_address_undeliverable() {
     assert!(m.mail_state("bounce.bo@example.com").await.undeliverable);
     assert!(m.mail_to("bounce.bo@example.com").is_empty());
 }
+
+#[tokio::test]
+async fn the_admin_preview_renders_what_would_be_sent_and_sends_nothing() {
+    let m = mail_app(false).await;
+    let ivy = Psid::new("6915800000000205");
+    join(&m, &ivy, "ivy@example.com").await;
+    let get = |query: &'static str| {
+        let app = &m.app;
+        async move {
+            app.client()
+                .get(app.url(&format!("/admin/email/preview?{query}")))
+                .bearer_auth(super::common::ADMIN_TOKEN)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let res = get("member=ivy@example.com&kind=statement").await;
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains("50") && html.contains("/email/unsubscribe?t="),
+        "{html}"
+    );
+    let text = get("member=ivy@example.com&kind=statement&part=text")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("150 more points to Free mug"), "{text}");
+    let code = get("member=ivy@example.com&kind=verification&part=subject").await;
+    assert_eq!(code.status(), 200);
+
+    assert_eq!(
+        get("member=ivy@example.com&kind=reward_reminder")
+            .await
+            .status(),
+        404,
+        "nothing affordable"
+    );
+    assert_eq!(get("member=nobody@example.com").await.status(), 404);
+    assert_eq!(
+        get("member=ivy@example.com&kind=newsletter").await.status(),
+        400
+    );
+    let anonymous = m
+        .app
+        .client()
+        .get(m.app.url("/admin/email/preview?member=ivy@example.com"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    assert!(m.smtp.messages().is_empty(), "a preview sends nothing");
+}
