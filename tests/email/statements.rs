@@ -279,3 +279,18 @@ async fn the_admin_preview_renders_what_would_be_sent_and_sends_nothing() {
     assert_eq!(anonymous.status(), 401);
     assert!(m.smtp.messages().is_empty(), "a preview sends nothing");
 }
+
+#[tokio::test]
+async fn the_statement_speaks_the_language_the_member_chats_in_now() {
+    let m = mail_app(false).await;
+    let max = Psid::new("6915800000000206");
+    join(&m, &max, "max@example.de").await;
+    assert_eq!(m.member("max@example.de").await.unwrap().member.locale.as_deref(), Some("en"));
+    let t = say(&m, &max, "punkte").await;
+    assert!(t.contains("Punkte"), "{t}");
+    assert_eq!(m.member("max@example.de").await.unwrap().member.locale.as_deref(), Some("de"));
+    m.at_day(29);
+    let mail = m.wait_for_mail("max@example.de", 1).await;
+    assert_eq!(subject(&mail[0]), "Dein Punktestand: 50 Punkte");
+    assert!(text_part(&mail[0]).contains("Punkte"), "{}", text_part(&mail[0]));
+}
