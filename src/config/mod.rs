@@ -282,9 +282,9 @@ pub struct AdminSettings {
     pub token: Secret,
 }
 
-/// A decimal from a TOML integer, float or string. A float goes through its shortest text
-/// (`1.5` → "1.5"), which is exact for any rate a person would type.
-fn decimal<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+/// The text of a TOML integer, float or string. A float goes through its shortest text
+/// (`1.5` → "1.5"), which is exact for any rate or amount a person would type.
+fn number_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Raw {
@@ -292,11 +292,16 @@ fn decimal<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> 
         Float(f64),
         Text(String),
     }
-    let text = match Raw::deserialize(d)? {
+    Ok(match Raw::deserialize(d)? {
         Raw::Int(i) => i.to_string(),
         Raw::Float(f) => f.to_string(),
         Raw::Text(s) => s,
-    };
+    })
+}
+
+/// A decimal from a TOML integer, float or string.
+fn decimal<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+    let text = number_text(d)?;
     text.trim()
         .parse()
         .map_err(|_| serde::de::Error::custom(format!("`{text}` is not a decimal number")))
@@ -337,20 +342,10 @@ fn optional_web_url<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<url
 
 /// A decimal amount (`"12.00"`, `12`), or `None` for the empty string.
 fn optional_decimal<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Int(i64),
-        Float(f64),
-        Text(String),
+    let text = number_text(d)?;
+    if text.trim().is_empty() {
+        return Ok(None);
     }
-    let text = match Raw::deserialize(d)? {
-        Raw::Int(i) => i.to_string(),
-        // A TOML float as written (`12.5`): its shortest display is the typed digits.
-        Raw::Float(f) => f.to_string(),
-        Raw::Text(s) if s.trim().is_empty() => return Ok(None),
-        Raw::Text(s) => s,
-    };
     let value: Decimal = text.trim().parse().map_err(|_| {
         serde::de::Error::custom(format!("`{text}` is not an amount like \"12.00\""))
     })?;

@@ -1,11 +1,13 @@
 //! An application with email on, pointed at a real SMTP server, on a clock the test moves.
 
+use super::common::psid::{exchange, text_of, Psid};
 use super::common::smtp::{Received, SmtpServer};
 use super::common::{spawn_app_with_clock, TestApp};
 use loyalty_bot::clock::ManualClock;
 use loyalty_bot::config::Secret;
 use loyalty_bot::domain::mail::MailState;
 use loyalty_bot::domain::{Email, MemberAccount};
+use loyalty_bot::flows::payloads;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,6 +45,24 @@ pub async fn mail_app(verify: bool) -> MailApp {
 }
 
 impl MailApp {
+    /// A Messenger customer types `text`; the bot's answer.
+    pub async fn say(&self, who: &Psid, text: &str) -> String {
+        self.send(who, who.text(text)).await
+    }
+
+    async fn send(&self, who: &Psid, body: Vec<u8>) -> String {
+        let app = &self.app;
+        text_of(&exchange(app.client(), app.address(), &app.graph_api, who, body).await)
+    }
+
+    /// Join over Messenger: the link, consent, the email. The answer to the email.
+    pub async fn start_join(&self, who: &Psid, email: &str) -> String {
+        self.send(who, who.get_started("join")).await;
+        self.send(who, who.tap("Yes, join", payloads::JOIN_YES))
+            .await;
+        self.say(who, email).await
+    }
+
     /// Moves the test clock to `days` after the start.
     pub fn at_day(&self, days: i64) {
         self.clock.set(self.start + chrono::Duration::days(days));

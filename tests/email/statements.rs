@@ -1,31 +1,12 @@
 //! The statement and the reminders, sent by the service's own scheduler on a test clock to a
 //! real SMTP server, and the one-click unsubscribe they carry, used over HTTP.
 
-use super::common::psid::{exchange, text_of, Psid};
+use super::common::psid::{exchange, Psid};
 use super::harness::{header, html_part, mail_app, subject, text_part, MailApp};
-use loyalty_bot::flows::payloads;
 
 async fn join(m: &MailApp, who: &Psid, email: &str) {
-    let app = &m.app;
-    let say = |body| exchange(app.client(), app.address(), &app.graph_api, who, body);
-    say(who.get_started("join")).await;
-    say(who.tap("Yes, join", payloads::JOIN_YES)).await;
-    let t = text_of(&say(who.text(email)).await);
+    let t = m.start_join(who, email).await;
     assert!(t.contains("Welcome"), "{t}");
-}
-
-async fn say(m: &MailApp, who: &Psid, text: &str) -> String {
-    let app = &m.app;
-    text_of(
-        &exchange(
-            app.client(),
-            app.address(),
-            &app.graph_api,
-            who,
-            who.text(text),
-        )
-        .await,
-    )
 }
 
 #[tokio::test]
@@ -36,7 +17,7 @@ async fn the_statement_arrives_after_28_days_with_the_numbers_links_and_one_clic
         .add_order("1001", "jane@example.com", "42.50", "paid");
     let jane = Psid::new("6915800000000201");
     join(&m, &jane, "jane@example.com").await;
-    say(&m, &jane, "1001").await;
+    m.say(&jane, "1001").await;
     m.at_day(27);
     assert!(m.mail_to("jane@example.com").is_empty());
 
@@ -134,7 +115,7 @@ async fn stop_emails_in_chat_opts_out_and_start_emails_opts_back_in() {
     let m = mail_app(false).await;
     let ann = Psid::new("6915800000000202");
     join(&m, &ann, "ann@example.com").await;
-    let t = say(&m, &ann, "stop emails").await;
+    let t = m.say(&ann, "stop emails").await;
     assert!(t.contains("won't get statements"), "{t}");
     assert!(m.mail_state("ann@example.com").await.unsubscribed);
     m.at_day(29);
@@ -147,7 +128,7 @@ async fn stop_emails_in_chat_opts_out_and_start_emails_opts_back_in() {
     .await;
     assert!(m.mail_to("ann@example.com").is_empty());
 
-    let t = say(&m, &ann, "start emails").await;
+    let t = m.say(&ann, "start emails").await;
     assert!(t.contains("again"), "{t}");
     m.at_day(58);
     let mail = m.wait_for_mail("ann@example.com", 1).await;
@@ -162,7 +143,7 @@ async fn reminders_come_when_a_reward_becomes_affordable_and_before_a_coupon_exp
         .add_order("1002", "bea@example.com", "159.90", "paid");
     let bea = Psid::new("6915800000000203");
     join(&m, &bea, "bea@example.com").await;
-    say(&m, &bea, "1002").await;
+    m.say(&bea, "1002").await;
     let mail = m.wait_for_mail("bea@example.com", 1).await;
     assert!(
         subject(&mail[0]).contains("Free mug"),
@@ -285,12 +266,32 @@ async fn the_statement_speaks_the_language_the_member_chats_in_now() {
     let m = mail_app(false).await;
     let max = Psid::new("6915800000000206");
     join(&m, &max, "max@example.de").await;
-    assert_eq!(m.member("max@example.de").await.unwrap().member.locale.as_deref(), Some("en"));
-    let t = say(&m, &max, "punkte").await;
+    assert_eq!(
+        m.member("max@example.de")
+            .await
+            .unwrap()
+            .member
+            .locale
+            .as_deref(),
+        Some("en")
+    );
+    let t = m.say(&max, "punkte").await;
     assert!(t.contains("Punkte"), "{t}");
-    assert_eq!(m.member("max@example.de").await.unwrap().member.locale.as_deref(), Some("de"));
+    assert_eq!(
+        m.member("max@example.de")
+            .await
+            .unwrap()
+            .member
+            .locale
+            .as_deref(),
+        Some("de")
+    );
     m.at_day(29);
     let mail = m.wait_for_mail("max@example.de", 1).await;
     assert_eq!(subject(&mail[0]), "Dein Punktestand: 50 Punkte");
-    assert!(text_part(&mail[0]).contains("Punkte"), "{}", text_part(&mail[0]));
+    assert!(
+        text_part(&mail[0]).contains("Punkte"),
+        "{}",
+        text_part(&mail[0])
+    );
 }

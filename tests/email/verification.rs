@@ -1,33 +1,9 @@
 //! Verified joins: the code goes out by real SMTP, and every step a customer can take with it
 //! (wrong, expired, locked, resend too soon, claims before it) on Messenger and ManyChat.
 
-use super::common::psid::{exchange, text_of, Psid};
+use super::common::psid::Psid;
 use super::harness::{code_in, header, mail_app, subject, text_part, MailApp};
-use loyalty_bot::flows::payloads;
 use serde_json::{json, Value};
-
-/// Jane over Messenger: join, consent, email. Returns the reply to the email.
-async fn start_join(m: &MailApp, who: &Psid, email: &str) -> String {
-    let app = &m.app;
-    let say = |body| exchange(app.client(), app.address(), &app.graph_api, who, body);
-    say(who.get_started("join")).await;
-    say(who.tap("Yes, join", payloads::JOIN_YES)).await;
-    text_of(&say(who.text(email)).await)
-}
-
-async fn say(m: &MailApp, who: &Psid, text: &str) -> String {
-    let app = &m.app;
-    text_of(
-        &exchange(
-            app.client(),
-            app.address(),
-            &app.graph_api,
-            who,
-            who.text(text),
-        )
-        .await,
-    )
-}
 
 fn another_code(code: &str) -> String {
     let n: u32 = code.parse().unwrap();
@@ -41,7 +17,7 @@ async fn a_messenger_join_waits_for_the_emailed_code_and_refuses_claims_until_th
         .shop
         .add_order("1001", "jane@example.com", "42.50", "paid");
     let jane = Psid::new("6915800000000101");
-    let t = start_join(&m, &jane, "Jane@Example.com").await;
+    let t = m.start_join(&jane, "Jane@Example.com").await;
     assert!(
         t.contains("6-digit code") && t.contains("jane@example.com"),
         "{t}"
@@ -64,18 +40,18 @@ async fn a_messenger_join_waits_for_the_emailed_code_and_refuses_claims_until_th
     );
 
     // An order number while the code waits is not a claim: nothing is looked up or credited.
-    let t = say(&m, &jane, "1001").await;
+    let t = m.say(&jane, "1001").await;
     assert!(t.contains("6-digit code"), "{t}");
     assert!(m.app.shop.requests().is_empty(), "the shop was not asked");
     assert!(m.member("jane@example.com").await.is_none());
 
-    let t = say(&m, &jane, &another_code(&code)).await;
+    let t = m.say(&jane, &another_code(&code)).await;
     assert!(
         t.contains("isn't right") && t.contains("4 tries left"),
         "{t}"
     );
 
-    let t = say(&m, &jane, "resend").await;
+    let t = m.say(&jane, "resend").await;
     assert!(
         t.contains("new one in"),
         "a new code waits out the minute: {t}"
@@ -87,16 +63,18 @@ async fn a_messenger_join_waits_for_the_emailed_code_and_refuses_claims_until_th
     );
 
     m.advance(chrono::Duration::seconds(61));
-    let t = say(&m, &jane, "resend").await;
+    let t = m.say(&jane, "resend").await;
     assert!(t.contains("6-digit code"), "{t}");
     let mail = m.wait_for_mail("jane@example.com", 2).await;
     let fresh = code_in(&mail[1]);
     if fresh != code {
-        let t = say(&m, &jane, &code).await;
+        let t = m.say(&jane, &code).await;
         assert!(t.contains("isn't right"), "the old code is gone: {t}");
     }
 
-    let t = say(&m, &jane, &format!("{} {}", &fresh[..3], &fresh[3..])).await;
+    let t = m
+        .say(&jane, &format!("{} {}", &fresh[..3], &fresh[3..]))
+        .await;
     assert!(t.contains("Welcome") && t.contains("50 points"), "{t}");
     assert_eq!(
         m.member("jane@example.com").await.unwrap().balance.value(),
@@ -104,7 +82,7 @@ async fn a_messenger_join_waits_for_the_emailed_code_and_refuses_claims_until_th
     );
 
     // A member now: the claim goes through.
-    let t = say(&m, &jane, "1001").await;
+    let t = m.say(&jane, "1001").await;
     assert!(t.contains("42"), "{t}");
     assert_eq!(
         m.member("jane@example.com").await.unwrap().balance.value(),
@@ -112,7 +90,7 @@ async fn a_messenger_join_waits_for_the_emailed_code_and_refuses_claims_until_th
     );
 
     // The code worked once.
-    let t = say(&m, &jane, &fresh).await;
+    let t = m.say(&jane, &fresh).await;
     assert!(!t.contains("Welcome"), "{t}");
     assert_eq!(
         m.member("jane@example.com").await.unwrap().balance.value(),
@@ -124,17 +102,17 @@ async fn a_messenger_join_waits_for_the_emailed_code_and_refuses_claims_until_th
 async fn an_expired_code_is_refused_and_a_new_one_works() {
     let m = mail_app(true).await;
     let bob = Psid::new("6915800000000102");
-    start_join(&m, &bob, "bob@example.com").await;
+    m.start_join(&bob, "bob@example.com").await;
     let code = code_in(&m.wait_for_mail("bob@example.com", 1).await[0]);
     m.advance(chrono::Duration::minutes(16));
-    let t = say(&m, &bob, &code).await;
+    let t = m.say(&bob, &code).await;
     assert!(t.contains("expired"), "{t}");
     assert!(m.member("bob@example.com").await.is_none());
 
-    let t = say(&m, &bob, "new code").await;
+    let t = m.say(&bob, "new code").await;
     assert!(t.contains("6-digit code"), "{t}");
     let code = code_in(&m.wait_for_mail("bob@example.com", 2).await[1]);
-    let t = say(&m, &bob, &code).await;
+    let t = m.say(&bob, &code).await;
     assert!(t.contains("Welcome"), "{t}");
 }
 
@@ -142,16 +120,16 @@ async fn an_expired_code_is_refused_and_a_new_one_works() {
 async fn five_wrong_codes_lock_it_even_against_the_right_one() {
     let m = mail_app(true).await;
     let cara = Psid::new("6915800000000103");
-    start_join(&m, &cara, "cara@example.com").await;
+    m.start_join(&cara, "cara@example.com").await;
     let code = code_in(&m.wait_for_mail("cara@example.com", 1).await[0]);
     let wrong = another_code(&code);
     for left in (1..5).rev() {
-        let t = say(&m, &cara, &wrong).await;
+        let t = m.say(&cara, &wrong).await;
         assert!(t.contains(&format!("{left} tries left")), "{t}");
     }
-    let t = say(&m, &cara, &wrong).await;
+    let t = m.say(&cara, &wrong).await;
     assert!(t.contains("too many times"), "{t}");
-    let t = say(&m, &cara, &code).await;
+    let t = m.say(&cara, &code).await;
     assert!(
         t.contains("too many times"),
         "locked for the right code too: {t}"
@@ -166,7 +144,7 @@ async fn the_code_question_speaks_german_to_german_customers() {
     m.app
         .graph_api
         .set_profile("6915800000000104", "Dora", Some("de_DE"));
-    let t = start_join(&m, &dora, "dora@example.de").await;
+    let t = m.start_join(&dora, "dora@example.de").await;
     assert!(t.contains("6-stelligen Code"), "{t}");
     let mail = m.wait_for_mail("dora@example.de", 1).await;
     assert!(
