@@ -12,7 +12,7 @@ pub mod turn;
 pub use definition::FlowError;
 pub use engine::{Engine, REQUEST_ID};
 pub use registry::BUILT_IN as BUILT_IN_FLOWS;
-pub use render::locale_of;
+pub use render::{date, locale_of};
 pub use turn::{payloads, Awaiting, Button, Choice, Expect, Input, InputEvent, Reply, Turn};
 
 use std::path::PathBuf;

@@ -3,7 +3,6 @@
 //! same date in both; money is new to the mail: exact decimals, grouped per locale.
 
 use crate::flows::definition::LOCALES;
-use chrono::{DateTime, Utc};
 use rust_decimal::{Decimal, RoundingStrategy};
 
 /// The locale used when a member's is unknown or unsupported.
@@ -11,24 +10,13 @@ pub const DEFAULT_LOCALE: &str = LOCALES[0];
 
 /// `de_DE`, `de-AT`, `DE` → `de`; unknown or unsupported → [`DEFAULT_LOCALE`].
 pub fn locale(requested: Option<&str>) -> &'static str {
-    let lang = requested
-        .and_then(|l| l.split(['_', '-']).next())
-        .map(str::to_ascii_lowercase)
-        .unwrap_or_default();
-    LOCALES
-        .iter()
-        .copied()
-        .find(|l| *l == lang)
+    requested
+        .and_then(crate::flows::locale_of)
         .unwrap_or(DEFAULT_LOCALE)
 }
 
-/// A date as the chat writes it (`flows::render::date`).
-pub fn date(at: DateTime<Utc>, locale: &str) -> String {
-    match locale {
-        "de" => at.format("%d.%m.%Y").to_string(),
-        _ => at.format("%-d %b %Y").to_string(),
-    }
-}
+/// A date as the chat writes it.
+pub use crate::flows::date;
 
 /// `€1,234.50` in English, `1.234,50 €` in German; a currency without a common symbol keeps its
 /// code (`CHF 12.00`, `12,00 CHF`). Two decimals, rounded half away from zero.
