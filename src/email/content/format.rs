@@ -66,6 +66,7 @@ fn grouped(int: &str, sep: char) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::{DateTime, Utc};
     use std::str::FromStr;
 
     fn d(s: &str) -> Decimal {
