@@ -61,7 +61,7 @@ impl Scheduler {
             clock,
             pace: Pace::per_minute(settings.max_per_minute),
             scan_every: settings.scan_every,
-            concurrency: 8,
+            concurrency: super::mailroom::POOL_SIZE as usize,
         }
     }
 
@@ -111,21 +111,30 @@ impl Scheduler {
         while !stop.is_cancelled() {
             let due = self.program.due_mails(now, BATCH).await?;
             let full = due.len() == BATCH;
-            let mut starts = Vec::with_capacity(due.len());
-            for d in due {
-                match self.begin(d, now).await? {
-                    MailStart::Send(m) => starts.push(m),
-                    MailStart::Postponed(_) => report.postponed += 1,
-                    MailStart::Dropped(_) => report.dropped += 1,
-                    MailStart::Gone => {}
-                }
-            }
-            self.send_all(starts, &mut report, stop).await?;
+            // Each due mail is recorded and sent in one go, several at once: their records
+            // share the store's group-commit flushes, and no send waits behind another's record.
+            let results: Vec<Result<Outcome, ProgramError>> = futures_util::stream::iter(due)
+                .take_while(|_| std::future::ready(!stop.is_cancelled()))
+                .map(|d| self.handle(d, now))
+                .buffer_unordered(self.concurrency)
+                .collect()
+                .await;
+            tally(results, &mut report)?;
             if !full {
                 break;
             }
         }
         Ok(report)
+    }
+
+    /// Records a due mail's send (or postpones or drops it) and sends it.
+    async fn handle(&self, due: DueMail, now: DateTime<Utc>) -> Result<Outcome, ProgramError> {
+        match self.begin(due, now).await? {
+            MailStart::Send(m) => self.attempt(m).await,
+            MailStart::Postponed(_) => Ok(Outcome::Postponed),
+            MailStart::Dropped(_) => Ok(Outcome::Skipped),
+            MailStart::Gone => Ok(Outcome::Gone),
+        }
     }
 
     async fn begin(&self, due: DueMail, now: DateTime<Utc>) -> Result<MailStart, ProgramError> {
@@ -145,15 +154,7 @@ impl Scheduler {
             .buffer_unordered(self.concurrency)
             .collect()
             .await;
-        for r in results {
-            match r? {
-                Outcome::Sent => report.sent += 1,
-                Outcome::Failed => report.failed += 1,
-                Outcome::Retrying => report.retrying += 1,
-                Outcome::Skipped => report.dropped += 1,
-            }
-        }
-        Ok(())
+        tally(results, report)
     }
 
     /// Renders, sends and records one message.
@@ -219,6 +220,26 @@ enum Outcome {
     Failed,
     Retrying,
     Skipped,
+    Postponed,
+    /// Handled already (by an earlier pass).
+    Gone,
+}
+
+fn tally(
+    results: Vec<Result<Outcome, ProgramError>>,
+    report: &mut PassReport,
+) -> Result<(), ProgramError> {
+    for r in results {
+        match r? {
+            Outcome::Sent => report.sent += 1,
+            Outcome::Failed => report.failed += 1,
+            Outcome::Retrying => report.retrying += 1,
+            Outcome::Skipped => report.dropped += 1,
+            Outcome::Postponed => report.postponed += 1,
+            Outcome::Gone => {}
+        }
+    }
+    Ok(())
 }
 
 fn skipped(reason: &str) -> MailResult {
