@@ -276,9 +276,9 @@ pub fn print_mail(f: &crate::mail::Figures) {
         "| **due set**: `due_mails(now, usize::MAX)`, the first call after the open | **{:.0} ms** for {} entries ({} expected), {:.0} KiB read | < 1 s | {} |",
         p.due_ms,
         p.due,
-        f.expected_due,
+        f.expected_due[0],
         p.due_rchar as f64 / 1024.0,
-        met(p.due_ms < 1000.0 && p.due == f.expected_due)
+        met(p.due_ms < 1000.0 && p.due == f.expected_due[0])
     );
     println!(
         "| the same, again | {:.0} ms | – | – |",
@@ -299,25 +299,38 @@ pub fn print_mail(f: &crate::mail::Figures) {
         p.statement_bytes as f64 / 1000.0,
         met(p.renders_per_sec() >= 2000.0)
     );
+    let what = [
+        "**delivered** to an ordinary SMTP server (`Scheduler::pass` over the whole due set, {pool} pooled connections, to the loopback sink)",
+        "delivered the same, a day later (the next 1/28 due), to a sink that ACKs every segment at once (no delayed-ACK wait)",
+    ];
+    for (i, pass) in p.passes.iter().enumerate() {
+        let sink = &f.sinks[i];
+        let bar = if i == 0 { "≥ 300/s" } else { "–" };
+        let all = crate::mail::delivered_all(f, i);
+        println!(
+            "| {} | **{:.0}/s**: {} sent in {:.1} s, {} failed, {} retrying, {} postponed or dropped; {:.0} µs of CPU each; the sink took {} ({:.1} KB each) on {} connections, {} malformed; {} left due | {bar} | {} |",
+            what[i].replace("{pool}", &loyalty_bot::email::mailroom::POOL_SIZE.to_string()),
+            pass.sent_per_sec(),
+            pass.sent,
+            pass.secs,
+            pass.failed,
+            pass.retrying,
+            pass.postponed + pass.dropped,
+            pass.cpu_secs * 1e6 / pass.sent.max(1) as f64,
+            sink.messages,
+            sink.bytes as f64 / sink.messages.max(1) as f64 / 1000.0,
+            sink.connections,
+            sink.wrong,
+            pass.left_due,
+            match (i, all) {
+                (_, false) => "**no: not all delivered**",
+                (0, true) => met(pass.sent_per_sec() >= 300.0),
+                _ => "–",
+            },
+        );
+    }
     println!(
-        "| **delivered** (`Scheduler::pass`, the whole due set, {} pooled SMTP connections to the loopback sink) | **{:.0}/s**: {} sent in {:.1} s, {} failed, {} retrying, {} postponed or dropped; {:.0} µs of CPU each; the sink took {} ({:.1} KB each) on {} connections, {} malformed; {} left due | ≥ 300/s | {} |",
-        loyalty_bot::email::mailroom::POOL_SIZE,
-        p.sent_per_sec(),
-        p.sent,
-        p.pass_secs,
-        p.failed,
-        p.retrying,
-        p.postponed + p.dropped,
-        p.pass_cpu_secs * 1e6 / p.sent.max(1) as f64,
-        f.sink.messages,
-        f.sink.bytes as f64 / f.sink.messages.max(1) as f64 / 1000.0,
-        f.sink.connections,
-        f.sink.wrong,
-        p.left_due,
-        met(p.sent_per_sec() >= 300.0 && p.sent == p.due && f.sink.messages == p.sent)
-    );
-    println!(
-        "| **peak RSS** of the mail process (VmHWM after the pass) | **{peak_mib:.0} MiB** | < 300 MiB | {} |",
+        "| **peak RSS** of the mail process (VmHWM after both passes) | **{peak_mib:.0} MiB** | < 300 MiB | {} |",
         met(peak_mib < 300.0)
     );
     println!(
