@@ -15,7 +15,8 @@ usage: loyalty-bench [--seconds N] [--connections C] [--rate R] [--members N] [-
   --members N       fill the store with N members before the service starts, and report
                     bytes per member, cold start time and memory (a new process)
   --only W,...      run only these workloads: bare, held, intake, e2e, claim, redeem,
-                    segments (the bare ceiling always runs: every ratio needs it)
+                    segments, mail (the bare ceiling always runs: every ratio needs it);
+                    mail runs on a store of its own, of --members N members (default 28000)
   --smoke           a short run of every workload that fails (exit 1) on any error or
                     on zero throughput; for CI";
 
@@ -43,6 +44,8 @@ pub enum Workload {
     Redeem,
     /// A points-range segment exported as CSV over HTTP.
     Segments,
+    /// Member email: the due set, statements rendered, and delivered over SMTP.
+    Mail,
 }
 
 impl Workload {
@@ -55,6 +58,7 @@ impl Workload {
             "claim" => Workload::Claim,
             "redeem" => Workload::Redeem,
             "segments" => Workload::Segments,
+            "mail" => Workload::Mail,
             other => return Err(format!("unknown workload {other:?} in --only")),
         })
     }
@@ -110,6 +114,12 @@ impl Options {
     /// Whether `w` is to run.
     pub fn runs(&self, w: Workload) -> bool {
         w == Workload::Bare || self.only.as_ref().is_none_or(|o| o.contains(&w))
+    }
+
+    /// `--only mail`: the member-email row alone, which needs neither the service nor the
+    /// `--members` fill of the other rows.
+    pub fn mail_only(&self) -> bool {
+        self.only.as_deref() == Some(&[Workload::Mail][..])
     }
 
     /// Each workload: a warm-up (a tenth of the window, at most 1 s) that is not measured,

@@ -12,12 +12,14 @@ mod cli;
 mod fakes;
 mod load;
 mod machine;
+mod mail;
 mod manychat;
 mod members;
 mod messenger;
 mod report;
 mod segments;
 mod service;
+mod smtp_sink;
 
 use anyhow::Context;
 use cli::{Options, Workload};
@@ -52,8 +54,13 @@ fn main() -> ExitCode {
 
 async fn start() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some(members::PROBE_FLAG) {
-        return match members::probe_main(&args[1..]).await {
+    let probe = match args.first().map(String::as_str) {
+        Some(members::PROBE_FLAG) => Some(members::probe_main(&args[1..]).await),
+        Some(mail::PROBE_FLAG) => Some(mail::probe_main(&args[1..]).await),
+        _ => None,
+    };
+    if let Some(probe) = probe {
+        return match probe {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -91,6 +98,9 @@ async fn start() -> ExitCode {
 async fn run(options: &Options) -> anyhow::Result<bool> {
     println!("{}", machine::describe(options));
     println!("{}", service::store_setup()?);
+    if options.mail_only() {
+        return run_mail(options).await;
+    }
     let dir = service::temp_dir()?;
     let filled = match options.members {
         Some(n) => match prefill(&dir, n) {
@@ -118,7 +128,21 @@ async fn run(options: &Options) -> anyhow::Result<bool> {
         report::print_segment(s, filled.as_ref().map(|f| f.members));
     }
     let segment_ok = segment.iter().flatten().all(|r| r.rows > 0);
-    Ok(!options.smoke || (report::smoke_ok(&rows) && segment_ok))
+    let mail_ok = if options.runs(Workload::Mail) {
+        run_mail(options).await?
+    } else {
+        true
+    };
+    Ok(!options.smoke || (report::smoke_ok(&rows) && segment_ok && mail_ok))
+}
+
+/// The member-email row, on a store of its own (`--members N`, or [`mail::DEFAULT_MEMBERS`]);
+/// `Ok(false)` when `--smoke` finds a problem.
+async fn run_mail(options: &Options) -> anyhow::Result<bool> {
+    let members = options.members.unwrap_or(mail::DEFAULT_MEMBERS);
+    let figures = mail::run(members).await?;
+    report::print_mail(&figures);
+    Ok(!options.smoke || mail::smoke_ok(&figures))
 }
 
 /// Cold starts measured per `--members` run after the graceful stop (each reads the snapshot

@@ -5,6 +5,7 @@
 //! memory of that process.
 
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 use loyalty_bot::domain::{Channel, ChatIdentity, Email, Points, Profile};
 use loyalty_bot::store::{durability, LoyaltyStore, NewMember, SledStore};
 use std::path::{Path, PathBuf};
@@ -93,6 +94,16 @@ pub fn email(n: u64) -> Email {
 
 /// Fills `path` with `n` members on all CPUs and flushes; returns the store still open.
 pub fn fill(path: &Path, n: u64, cache_bytes: u64) -> anyhow::Result<(Duration, SledStore)> {
+    fill_with(path, n, cache_bytes, &|_| (chrono::Utc::now(), "en_US"))
+}
+
+/// [`fill`] with member `i` joining at the time and in the locale `shape(i)` gives.
+pub fn fill_with(
+    path: &Path,
+    n: u64,
+    cache_bytes: u64,
+    shape: &(dyn Fn(u64) -> (DateTime<Utc>, &'static str) + Sync),
+) -> anyhow::Result<(Duration, SledStore)> {
     let started = Instant::now();
     let store = SledStore::open(path, cache_bytes).context("open the store to fill")?;
     let threads = std::thread::available_parallelism().map_or(2, usize::from) as u64;
@@ -108,16 +119,17 @@ pub fn fill(path: &Path, n: u64, cache_bytes: u64) -> anyhow::Result<(Duration, 
                                 if i >= n {
                                     break;
                                 }
+                                let (joined_at, locale) = shape(i);
                                 let member = NewMember {
                                     identity: identity(i),
                                     email: email(i),
                                     profile: Profile {
                                         first_name: Some("Bulk".into()),
-                                        locale: Some("en_US".into()),
+                                        locale: Some(locale.into()),
                                     },
                                     bonus: Points(50),
                                 };
-                                store.join(member, chrono::Utc::now())?;
+                                store.join(member, joined_at)?;
                                 i += threads;
                             }
                             Ok(())

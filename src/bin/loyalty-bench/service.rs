@@ -76,6 +76,34 @@ pub fn settings_for_probe(db: &Path) -> anyhow::Result<Settings> {
     )
 }
 
+/// The committed settings for the mail row's child process: the store at `db`, the chat
+/// channels off, email on towards the SMTP sink at `smtp` with the sending pace lifted (the
+/// highest `email.max_per_minute` allowed), no address verification (nobody joins), and the
+/// links a statement carries. The bench's own `LOYALTY__…` environment comes last and wins.
+pub fn settings_for_mail(db: &Path, smtp: SocketAddr) -> anyhow::Result<Settings> {
+    let path = |p: PathBuf| p.to_string_lossy().into_owned();
+    committed_settings(
+        [
+            ("SERVER__BIND", "127.0.0.1:0".to_owned()),
+            (
+                "SERVER__PUBLIC_URL",
+                "https://loyalty-bench.invalid".to_owned(),
+            ),
+            ("STORE__PATH", path(db.to_path_buf())),
+            ("FLOWS_DIR", path(Path::new(REPO).join("flows"))),
+            ("EMAIL__SMTP_URL", format!("smtp://{smtp}")),
+            ("EMAIL__MAX_PER_MINUTE", "1000000".to_owned()),
+            ("EMAIL__VERIFY", "false".to_owned()),
+            ("MESSENGER__PAGE_USERNAME", "loyaltybench".to_owned()),
+            ("PROGRAM__SHOP_URL", "https://shop.example".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (format!("LOYALTY__{k}"), v))
+        .chain(std::env::vars().filter(|(k, _)| k.starts_with("LOYALTY__")))
+        .collect(),
+    )
+}
+
 /// The store settings every run uses (committed, with the bench's `LOYALTY__STORE__…`
 /// environment), for the header: they change what a figure means.
 pub fn store_setup() -> anyhow::Result<String> {
