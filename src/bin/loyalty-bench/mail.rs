@@ -19,9 +19,9 @@ use crate::{machine, service};
 use anyhow::Context;
 use chrono::{DateTime, Duration as Days, Utc};
 use loyalty_bot::clock::{Clock, ManualClock};
+use loyalty_bot::config::Settings;
 use loyalty_bot::domain::mail::MailKind;
 use loyalty_bot::domain::SegmentFilter;
-use loyalty_bot::config::Settings;
 use loyalty_bot::email::content::EmailTemplates;
 use loyalty_bot::email::mailroom::{Letterhead, Mailroom};
 use loyalty_bot::email::scheduler::Scheduler;
@@ -129,7 +129,11 @@ impl Probe {
 
 /// Member `i` of `n` joins `i/n` of a period after `base`, in English or German by turns.
 fn joined(base: DateTime<Utc>, i: u64, n: u64) -> (DateTime<Utc>, &'static str) {
-    let period = i128::from(Days::days(PERIOD_DAYS).num_nanoseconds().unwrap_or(i64::MAX));
+    let period = i128::from(
+        Days::days(PERIOD_DAYS)
+            .num_nanoseconds()
+            .unwrap_or(i64::MAX),
+    );
     let offset = period * i128::from(i) / i128::from(n.max(1));
     let at = base + Days::nanoseconds(offset as i64);
     (at, if i % 2 == 0 { "en_US" } else { "de_DE" })
@@ -224,7 +228,10 @@ fn fill(
         .ensure_statement_schedule(&store.mail_policy(), at)
         .context("the statement backfill")?;
     let backfill = started.elapsed();
-    anyhow::ensure!(scheduled == 0, "the backfill scheduled {scheduled}: joins did not");
+    anyhow::ensure!(
+        scheduled == 0,
+        "the backfill scheduled {scheduled}: joins did not"
+    );
     store
         .close()
         .context("close the filled store")?
@@ -387,7 +394,12 @@ async fn mailroom(settings: &Settings, program: &Program) -> anyhow::Result<Arc<
         public_base: settings.public_base(),
     };
     let key = program.mail_link_key().await?;
-    Ok(Arc::new(Mailroom::new(&settings.email, templates, head, key)?))
+    Ok(Arc::new(Mailroom::new(
+        &settings.email,
+        templates,
+        head,
+        key,
+    )?))
 }
 
 fn ms(d: Duration) -> f64 {
@@ -445,4 +457,25 @@ pub fn smoke_ok(f: &Figures) -> bool {
         }
     }
     ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joins_spread_over_one_period_so_a_day_of_them_falls_due_each_day() {
+        let base = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let n = 28_000;
+        let due_by = |days: i64| {
+            let at = base + Days::days(PERIOD_DAYS + days);
+            let due = (0..n).filter(|&i| joined(base, i, n).0 + Days::days(PERIOD_DAYS) <= at);
+            due.count()
+        };
+        assert_eq!(due_by(0), 1, "only the first joiner, at the base");
+        assert_eq!(due_by(1), 1_001);
+        assert_eq!(due_by(2) - due_by(1), 1_000);
+        assert_eq!(due_by(28), 28_000);
+        assert_eq!(joined(base, 1, n).1, "de_DE");
+    }
 }
