@@ -187,4 +187,13 @@ mod tests {
         }
         assert!(parse(&["--help"]).unwrap().is_none());
     }
+
+    #[test]
+    fn only_mail_needs_no_service() {
+        let o = parse(&["--only", "mail"]).unwrap().unwrap();
+        assert!(o.mail_only() && o.runs(Workload::Mail));
+        let o = parse(&["--only", "mail,e2e"]).unwrap().unwrap();
+        assert!(!o.mail_only() && o.runs(Workload::Mail));
+        assert!(!parse(&[]).unwrap().unwrap().mail_only());
+    }
 }

@@ -12,37 +12,22 @@
 //! That the due set is read without walking the members shows twice: its time against a walk
 //! of every member (`member_rows`, what a scheduler without the index would have to do at the
 //! least), and the bytes each read from the store's files (`rchar`, page-cache hits included).
+//! The child's side is `mail_probe.rs`.
 
-use crate::members::{self, status_kib};
+use crate::mail_probe::{Probe, PROBE_FLAG};
+use crate::members;
+use crate::service;
 use crate::smtp_sink::SmtpSink;
-use crate::{machine, service};
 use anyhow::Context;
 use chrono::{DateTime, Duration as Days, Utc};
-use loyalty_bot::clock::{Clock, ManualClock};
-use loyalty_bot::domain::mail::MailKind;
-use loyalty_bot::domain::SegmentFilter;
-use loyalty_bot::config::Settings;
-use loyalty_bot::email::content::EmailTemplates;
-use loyalty_bot::email::mailroom::{Letterhead, Mailroom};
-use loyalty_bot::email::scheduler::Scheduler;
-use loyalty_bot::metrics::Metrics;
-use loyalty_bot::program::Program;
-use loyalty_bot::startup::Services;
 use loyalty_bot::store::LoyaltyStore;
 use std::net::SocketAddr;
-use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
 
-/// The hidden sub-command the parent runs in a child process.
-pub const PROBE_FLAG: &str = "--probe-mail";
 /// Members of the row's store without `--members`.
 pub const DEFAULT_MEMBERS: u64 = 28_000;
-/// Statements rendered for the render figure (the first of the due set).
-const RENDER_SAMPLE: usize = 10_000;
 /// The statement period (`email.statement_every_days`, the default).
 const PERIOD_DAYS: i64 = 28;
 
@@ -69,67 +54,13 @@ pub struct SinkCount {
     pub connections: u64,
 }
 
-/// What the child reports.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-pub struct Probe {
-    /// `Services::open` with email on, from the emptied page cache.
-    pub open_ms: f64,
-    pub rss_open_kib: u64,
-    pub due: u64,
-    pub due_ms: f64,
-    /// Bytes read through `read` calls (`/proc/self/io` rchar) while finding the due set.
-    pub due_rchar: u64,
-    pub due_again_ms: f64,
-    pub rendered: u64,
-    /// Reading each member's subject and rendering their statement, one after the other.
-    pub render_secs: f64,
-    /// The part of it spent in `Mailroom::render`.
-    pub render_only_secs: f64,
-    pub render_cpu_secs: f64,
-    /// Text and HTML parts, on average.
-    pub statement_bytes: u64,
-    /// To the plain sink, then (a day later) to the quick-ACK one.
-    pub passes: Vec<Pass>,
-    /// VmHWM after the passes: the row's memory figure.
-    pub rss_peak_kib: u64,
-    pub walk_rows: u64,
-    pub walk_ms: f64,
-    pub walk_rchar: u64,
-    /// VmHWM after the walk, which fills sled's page cache.
-    pub rss_after_walk_kib: u64,
-}
-
-/// One `Scheduler::pass` over the whole due set.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-pub struct Pass {
-    /// Found due by the pass's own first read of the index.
-    pub due: u64,
-    pub sent: u64,
-    pub failed: u64,
-    pub retrying: u64,
-    pub postponed: u64,
-    pub dropped: u64,
-    pub secs: f64,
-    pub cpu_secs: f64,
-    /// Due after the pass (each sent statement schedules the next a period later).
-    pub left_due: u64,
-}
-
-impl Pass {
-    pub fn sent_per_sec(&self) -> f64 {
-        self.sent as f64 / self.secs.max(1e-9)
-    }
-}
-
-impl Probe {
-    pub fn renders_per_sec(&self) -> f64 {
-        self.rendered as f64 / self.render_secs.max(1e-9)
-    }
-}
-
 /// Member `i` of `n` joins `i/n` of a period after `base`, in English or German by turns.
 fn joined(base: DateTime<Utc>, i: u64, n: u64) -> (DateTime<Utc>, &'static str) {
-    let period = i128::from(Days::days(PERIOD_DAYS).num_nanoseconds().unwrap_or(i64::MAX));
+    let period = i128::from(
+        Days::days(PERIOD_DAYS)
+            .num_nanoseconds()
+            .unwrap_or(i64::MAX),
+    );
     let offset = period * i128::from(i) / i128::from(n.max(1));
     let at = base + Days::nanoseconds(offset as i64);
     (at, if i % 2 == 0 { "en_US" } else { "de_DE" })
@@ -224,7 +155,10 @@ fn fill(
         .ensure_statement_schedule(&store.mail_policy(), at)
         .context("the statement backfill")?;
     let backfill = started.elapsed();
-    anyhow::ensure!(scheduled == 0, "the backfill scheduled {scheduled}: joins did not");
+    anyhow::ensure!(
+        scheduled == 0,
+        "the backfill scheduled {scheduled}: joins did not"
+    );
     store
         .close()
         .context("close the filled store")?
@@ -260,158 +194,6 @@ async fn probe_in_child(
     serde_json::from_str(line.trim()).with_context(|| format!("read the probe's answer {line:?}"))
 }
 
-/// The child's side: `--probe-mail <db dir> <smtp addr> <quick-ACK smtp addr> <clock>`;
-/// prints one JSON line.
-pub async fn probe_main(args: &[String]) -> anyhow::Result<()> {
-    let [db, smtp, quick, at] = args else {
-        anyhow::bail!("usage: {PROBE_FLAG} <db dir> <smtp addr> <smtp addr> <clock, RFC 3339>");
-    };
-    let smtp: SocketAddr = smtp.parse().context("the SMTP address")?;
-    let quick: SocketAddr = quick.parse().context("the quick-ACK SMTP address")?;
-    let at = DateTime::parse_from_rfc3339(at)
-        .context("the clock")?
-        .with_timezone(&Utc);
-    let settings = service::settings_for_mail(Path::new(db), smtp)?;
-    let clock = Arc::new(ManualClock::default());
-    clock.set(at);
-    let started = Instant::now();
-    let services = Services::open_with_clock(&settings, &Metrics::default(), clock.clone())
-        .await
-        .context("open the services on the filled store")?;
-    let mut p = Probe {
-        open_ms: ms(started.elapsed()),
-        rss_open_kib: status_kib("VmRSS:").unwrap_or(0),
-        ..Probe::default()
-    };
-    let program = Arc::clone(&services.program);
-
-    let (rchar, started) = (io_rchar(), Instant::now());
-    let due = program.due_mails(clock.now(), usize::MAX).await?;
-    p.due_ms = ms(started.elapsed());
-    p.due_rchar = io_rchar().saturating_sub(rchar);
-    p.due = due.len() as u64;
-    let started = Instant::now();
-    let again = program.due_mails(clock.now(), usize::MAX).await?;
-    p.due_again_ms = ms(started.elapsed());
-    anyhow::ensure!(again.len() == due.len(), "the due set changed by itself");
-    drop(again);
-
-    let (cpu, started) = (machine::process_cpu(), Instant::now());
-    let (mut render_only, mut bytes) = (Duration::ZERO, 0);
-    for d in due.iter().take(RENDER_SAMPLE) {
-        anyhow::ensure!(d.kind == MailKind::Statement, "a due {:?}", d.kind);
-        let subject = program
-            .mail_subject(d.member)
-            .await?
-            .context("a due member is missing")?;
-        let rendering = Instant::now();
-        let content = services
-            .mailroom
-            .render(MailKind::Statement, None, &subject, at)?
-            .context("a statement rendered to nothing")?;
-        render_only += rendering.elapsed();
-        bytes += content.text.len() + content.html.len();
-        p.rendered += 1;
-    }
-    p.render_secs = started.elapsed().as_secs_f64();
-    p.render_only_secs = render_only.as_secs_f64();
-    p.render_cpu_secs = secs_since(cpu);
-    p.statement_bytes = (bytes as u64) / p.rendered.max(1);
-    drop(due);
-
-    let first = pass(&program, Arc::clone(&services.mailroom), &settings, &clock).await?;
-    p.passes.push(first);
-    clock.set(at + Days::days(1));
-    let quick_settings = service::settings_for_mail(Path::new(db), quick)?;
-    let quick_room = mailroom(&quick_settings, &program).await?;
-    p.passes
-        .push(pass(&program, quick_room, &quick_settings, &clock).await?);
-    p.rss_peak_kib = status_kib("VmHWM:").unwrap_or(0);
-
-    let (rchar, started) = (io_rchar(), Instant::now());
-    let filter = SegmentFilter::default();
-    let store = Arc::clone(&services.store);
-    p.walk_rows = tokio::task::spawn_blocking(move || {
-        let mut rows = 0u64;
-        store.member_rows(&filter, None, &mut |_| {
-            rows += 1;
-            ControlFlow::Continue(())
-        })?;
-        anyhow::Ok(rows)
-    })
-    .await
-    .context("the walk panicked")??;
-    p.walk_ms = ms(started.elapsed());
-    p.walk_rchar = io_rchar().saturating_sub(rchar);
-    p.rss_after_walk_kib = status_kib("VmHWM:").unwrap_or(0);
-    println!("{}", serde_json::to_string(&p)?);
-    services.store.flush_now().context("the final flush")?;
-    Ok(())
-}
-
-/// One scheduler pass at the clock's time, through `room`.
-async fn pass(
-    program: &Arc<Program>,
-    room: Arc<Mailroom>,
-    settings: &Settings,
-    clock: &Arc<ManualClock>,
-) -> anyhow::Result<Pass> {
-    let due = program.due_mails(clock.now(), usize::MAX).await?.len() as u64;
-    let clock_dyn: Arc<dyn Clock> = clock.clone();
-    let scheduler = Scheduler::new(Arc::clone(program), room, &settings.email, clock_dyn);
-    let (cpu, started) = (machine::process_cpu(), Instant::now());
-    let report = scheduler.pass(&CancellationToken::new()).await?;
-    Ok(Pass {
-        due,
-        sent: report.sent,
-        failed: report.failed,
-        retrying: report.retrying,
-        postponed: report.postponed,
-        dropped: report.dropped,
-        secs: started.elapsed().as_secs_f64(),
-        cpu_secs: secs_since(cpu),
-        left_due: program.due_mails(clock.now(), usize::MAX).await?.len() as u64,
-    })
-}
-
-/// A second mailroom as the service builds its own (`startup/services.rs`), sending to the
-/// SMTP server of `settings`.
-async fn mailroom(settings: &Settings, program: &Program) -> anyhow::Result<Arc<Mailroom>> {
-    let templates = EmailTemplates::load(settings.flows_dir.as_deref())?;
-    let head = Letterhead {
-        catalogue: settings.catalogue(),
-        currency: settings.program.currency.to_string(),
-        page_username: Some(settings.messenger.page_username.trim().to_owned())
-            .filter(|u| !u.is_empty()),
-        shop_url: settings.program.shop_url.as_ref().map(|u| u.to_string()),
-        public_base: settings.public_base(),
-    };
-    let key = program.mail_link_key().await?;
-    Ok(Arc::new(Mailroom::new(&settings.email, templates, head, key)?))
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-fn secs_since(cpu: Option<Duration>) -> f64 {
-    machine::process_cpu()
-        .zip(cpu)
-        .map_or(0.0, |(now, then)| (now - then).as_secs_f64())
-}
-
-/// Bytes this process has read through `read`-like calls, from the page cache or the disk.
-fn io_rchar() -> u64 {
-    std::fs::read_to_string("/proc/self/io")
-        .ok()
-        .and_then(|io| {
-            io.lines()
-                .find_map(|l| l.strip_prefix("rchar:"))
-                .and_then(|v| v.trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// Each pass sent its whole due set, as the fill made it, and nothing else; its sink got
 /// each message once, well-formed.
 pub fn delivered_all(f: &Figures, i: usize) -> bool {
@@ -445,4 +227,25 @@ pub fn smoke_ok(f: &Figures) -> bool {
         }
     }
     ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joins_spread_over_one_period_so_a_day_of_them_falls_due_each_day() {
+        let base = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let n = 28_000;
+        let due_by = |days: i64| {
+            let at = base + Days::days(PERIOD_DAYS + days);
+            let due = (0..n).filter(|&i| joined(base, i, n).0 + Days::days(PERIOD_DAYS) <= at);
+            due.count()
+        };
+        assert_eq!(due_by(0), 1, "only the first joiner, at the base");
+        assert_eq!(due_by(1), 1_001);
+        assert_eq!(due_by(2) - due_by(1), 1_000);
+        assert_eq!(due_by(28), 28_000);
+        assert_eq!(joined(base, 1, n).1, "de_DE");
+    }
 }

@@ -13,6 +13,7 @@ mod fakes;
 mod load;
 mod machine;
 mod mail;
+mod mail_probe;
 mod manychat;
 mod members;
 mod messenger;
@@ -56,7 +57,7 @@ async fn start() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let probe = match args.first().map(String::as_str) {
         Some(members::PROBE_FLAG) => Some(members::probe_main(&args[1..]).await),
-        Some(mail::PROBE_FLAG) => Some(mail::probe_main(&args[1..]).await),
+        Some(mail_probe::PROBE_FLAG) => Some(mail_probe::probe_main(&args[1..]).await),
         _ => None,
     };
     if let Some(probe) = probe {

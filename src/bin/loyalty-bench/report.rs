@@ -280,10 +280,7 @@ pub fn print_mail(f: &crate::mail::Figures) {
         p.due_rchar as f64 / 1024.0,
         met(p.due_ms < 1000.0 && p.due == f.expected_due[0])
     );
-    println!(
-        "| the same, again | {:.0} ms | – | – |",
-        p.due_again_ms
-    );
+    println!("| the same, again | {:.0} ms | – | – |", p.due_again_ms);
     println!(
         "| for comparison: a walk of every member (`member_rows`, after the pass) | {:.0} ms for {} members, {:.0} MiB read | – | – |",
         p.walk_ms,

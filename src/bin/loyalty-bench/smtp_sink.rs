@@ -116,7 +116,9 @@ async fn serve(stream: TcpStream, received: &Received, quick_ack: bool) -> std::
             .map(|v| v.to_ascii_uppercase())
             .unwrap_or_default();
         let reply: &[u8] = match &verb[..] {
-            b"EHLO" => b"250-sink.bench.invalid\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 52428800\r\n",
+            b"EHLO" => {
+                b"250-sink.bench.invalid\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 52428800\r\n"
+            }
             b"HELO" => b"250 sink.bench.invalid\r\n",
             b"MAIL" | b"RSET" => {
                 recipients = 0;
