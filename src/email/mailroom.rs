@@ -18,8 +18,8 @@ use std::time::Duration;
 
 /// Connections kept to the SMTP server (and sends at once). Each message waits on the server's
 /// delayed ACK (lettre leaves Nagle's algorithm on), so throughput grows with connections;
-/// 16 is within what mail providers allow one client.
-pub const POOL_SIZE: u32 = 16;
+/// lettre opens them only as sends wait, so a paced scheduler uses one or two.
+pub const POOL_SIZE: u32 = 32;
 /// Connecting and each SMTP command give up after this.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
 

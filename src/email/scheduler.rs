@@ -111,20 +111,38 @@ impl Scheduler {
         while !stop.is_cancelled() {
             let due = self.program.due_mails(now, BATCH).await?;
             let full = due.len() == BATCH;
-            // Each due mail is recorded and sent in one go, several at once: their records
-            // share the store's group-commit flushes, and no send waits behind another's record.
-            let results: Vec<Result<Outcome, ProgramError>> = futures_util::stream::iter(due)
-                .take_while(|_| std::future::ready(!stop.is_cancelled()))
-                .map(|d| self.handle(d, now))
-                .buffer_unordered(self.concurrency)
-                .collect()
-                .await;
-            tally(results, &mut report)?;
+            // Each due mail is recorded and sent in one go, several members at once: their
+            // records share the store's group-commit flushes, and no send waits behind another's
+            // record. One member's mails go in order, the statement first, so that it wins over
+            // a reminder due at the same pass.
+            let results: Vec<Result<Vec<Outcome>, ProgramError>> =
+                futures_util::stream::iter(by_member(due))
+                    .take_while(|_| std::future::ready(!stop.is_cancelled()))
+                    .map(|mails| self.handle_member(mails, now))
+                    .buffer_unordered(self.concurrency)
+                    .collect()
+                    .await;
+            for r in results {
+                tally(r?.into_iter().map(Ok).collect(), &mut report)?;
+            }
             if !full {
                 break;
             }
         }
         Ok(report)
+    }
+
+    /// One member's due mails, one after the other.
+    async fn handle_member(
+        &self,
+        mails: Vec<DueMail>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Outcome>, ProgramError> {
+        let mut out = Vec::with_capacity(mails.len());
+        for d in mails {
+            out.push(self.handle(d, now).await?);
+        }
+        Ok(out)
     }
 
     /// Records a due mail's send (or postpones or drops it) and sends it.
@@ -225,6 +243,27 @@ enum Outcome {
     Gone,
 }
 
+/// Due mails grouped by member, each group statement first, the groups in the order their
+/// first mail fell due.
+fn by_member(due: Vec<DueMail>) -> Vec<Vec<DueMail>> {
+    let mut groups: Vec<Vec<DueMail>> = Vec::new();
+    let mut at: std::collections::HashMap<crate::domain::MemberId, usize> = Default::default();
+    for d in due {
+        match at.get(&d.member) {
+            Some(&i) => groups[i].push(d),
+            None => {
+                at.insert(d.member, groups.len());
+                groups.push(vec![d]);
+            }
+        }
+    }
+    for g in &mut groups {
+        // Statement sorts first (MailKind's order); stable, so the rest keep their due order.
+        g.sort_by_key(|d| d.kind);
+    }
+    groups
+}
+
 fn tally(
     results: Vec<Result<Outcome, ProgramError>>,
     report: &mut PassReport,
@@ -284,6 +323,34 @@ impl Pace {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_members_mails_go_together_statement_first() {
+        use crate::domain::mail::MailKind;
+        use crate::domain::MemberId;
+        let due = |member: u64, kind| DueMail {
+            at: chrono::Utc::now(),
+            member: MemberId(member),
+            kind,
+            coupon: None,
+        };
+        let groups = by_member(vec![
+            due(1, MailKind::RewardReminder),
+            due(2, MailKind::Statement),
+            due(1, MailKind::Statement),
+        ]);
+        let kinds: Vec<Vec<(u64, MailKind)>> = groups
+            .iter()
+            .map(|g| g.iter().map(|d| (d.member.0, d.kind)).collect())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                vec![(1, MailKind::Statement), (1, MailKind::RewardReminder)],
+                vec![(2, MailKind::Statement)]
+            ]
+        );
+    }
 
     #[test]
     fn backoff_doubles_up_to_an_hour() {
