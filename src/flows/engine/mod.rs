@@ -336,7 +336,13 @@ impl Engine {
         let Some((id, kept)) = member else {
             return Ok(());
         };
-        if kept.as_deref().and_then(locale_of) != Some(locale) {
+        // A member with no language kept gets mail in the first locale: no write needed
+        // while they chat in it (most members, most turns).
+        let mail_locale = kept
+            .as_deref()
+            .and_then(locale_of)
+            .unwrap_or(super::definition::LOCALES[0]);
+        if mail_locale != locale {
             self.program.set_member_locale(id, locale).await?;
         }
         Ok(())
