@@ -34,6 +34,19 @@ pub struct Letterhead {
     pub public_base: String,
 }
 
+impl Letterhead {
+    pub fn from_settings(settings: &crate::config::Settings) -> Letterhead {
+        Letterhead {
+            catalogue: settings.catalogue(),
+            currency: settings.program.currency.to_string(),
+            page_username: Some(settings.messenger.page_username.trim().to_owned())
+                .filter(|u| !u.is_empty()),
+            shop_url: settings.program.shop_url.as_ref().map(|u| u.to_string()),
+            public_base: settings.public_base(),
+        }
+    }
+}
+
 /// A message ready to go.
 #[derive(Debug, Clone)]
 pub struct Letter {

@@ -142,14 +142,7 @@ fn build_mailroom(settings: &Settings, store: &SledStore) -> Result<Mailroom, St
             path: settings.store.path.clone(),
             source,
         })?;
-    let head = Letterhead {
-        catalogue: settings.catalogue(),
-        currency: settings.program.currency.to_string(),
-        page_username: Some(settings.messenger.page_username.trim().to_owned())
-            .filter(|u| !u.is_empty()),
-        shop_url: settings.program.shop_url.as_ref().map(|u| u.to_string()),
-        public_base: settings.public_base(),
-    };
+    let head = Letterhead::from_settings(settings);
     Mailroom::new(&settings.email, templates, head, link_key)
         .map_err(|e| StartupError::Email(Box::new(e)))
 }

@@ -110,6 +110,18 @@ impl MailApp {
         subject.expect("a member").state
     }
 
+    /// Waits until the scheduler has passed over the member's statement due before `day` (its
+    /// next one is then after `day`).
+    pub async fn wait_statement_turn_passed(&self, email: &str, day: i64) {
+        let end = self.start + chrono::Duration::days(day);
+        self.wait_for_state(
+            email,
+            |s| s.next_statement_at.is_some_and(|n| n > end),
+            "the statement's turn passed",
+        )
+        .await;
+    }
+
     /// Waits until the member's state satisfies `cond` (the scheduler runs every second).
     pub async fn wait_for_state(&self, email: &str, cond: impl Fn(&MailState) -> bool, what: &str) {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);

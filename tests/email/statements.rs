@@ -100,13 +100,7 @@ async fn the_statement_arrives_after_28_days_with_the_numbers_links_and_one_clic
 
     // The next statement is not sent (its turn passes), and only one went out.
     m.at_day(58);
-    let end = m.start + chrono::Duration::days(80);
-    m.wait_for_state(
-        "jane@example.com",
-        |s| s.next_statement_at.is_some_and(|n| n > end),
-        "the next statement's turn passed",
-    )
-    .await;
+    m.wait_statement_turn_passed("jane@example.com", 80).await;
     assert_eq!(m.mail_to("jane@example.com").len(), 1);
 }
 
@@ -119,13 +113,7 @@ async fn stop_emails_in_chat_opts_out_and_start_emails_opts_back_in() {
     assert!(t.contains("won't get statements"), "{t}");
     assert!(m.mail_state("ann@example.com").await.unsubscribed);
     m.at_day(29);
-    let end = m.start + chrono::Duration::days(50);
-    m.wait_for_state(
-        "ann@example.com",
-        |s| s.next_statement_at.is_some_and(|n| n > end),
-        "the statement's turn passed",
-    )
-    .await;
+    m.wait_statement_turn_passed("ann@example.com", 50).await;
     assert!(m.mail_to("ann@example.com").is_empty());
 
     let t = m.say(&ann, "start emails").await;

@@ -206,14 +206,7 @@ async fn pass(
 /// SMTP server of `settings`.
 async fn mailroom(settings: &Settings, program: &Program) -> anyhow::Result<Arc<Mailroom>> {
     let templates = EmailTemplates::load(settings.flows_dir.as_deref())?;
-    let head = Letterhead {
-        catalogue: settings.catalogue(),
-        currency: settings.program.currency.to_string(),
-        page_username: Some(settings.messenger.page_username.trim().to_owned())
-            .filter(|u| !u.is_empty()),
-        shop_url: settings.program.shop_url.as_ref().map(|u| u.to_string()),
-        public_base: settings.public_base(),
-    };
+    let head = Letterhead::from_settings(settings);
     let key = program.mail_link_key().await?;
     Ok(Arc::new(Mailroom::new(
         &settings.email,
