@@ -465,3 +465,30 @@ fn reward_values_are_exact_amounts() {
     let err = Settings::from_toml(&bad, std::path::Path::new("c.toml"), Vec::new()).unwrap_err();
     assert!(err.to_string().contains("value"), "{err}");
 }
+
+#[test]
+fn the_hand_built_email_defaults_are_the_files() {
+    let (file, code) = (
+        load(BASE, &[]).unwrap().email,
+        crate::email::EmailSettings::default(),
+    );
+    assert_eq!(file.smtp_url.is_some(), code.smtp_url.is_some());
+    assert_eq!(
+        (
+            &file.from,
+            &file.reply_to,
+            file.verify,
+            file.max_per_minute,
+            file.scan_every
+        ),
+        (
+            &code.from,
+            &code.reply_to,
+            code.verify,
+            code.max_per_minute,
+            code.scan_every
+        )
+    );
+    assert_eq!(file.policy(), code.policy());
+    assert!(file.dkim.is_none() && code.dkim.is_none());
+}

@@ -188,19 +188,15 @@ impl Mailroom {
 }
 
 impl Mailroom {
-    /// The verification mail of `code` for a member (the admin preview).
+    /// The verification mail of `code`, for the name and platform locale (`de_DE`) given: what
+    /// a joining customer gets, and the admin preview shows.
     pub fn verification_content(
         &self,
         code: &VerificationCode,
-        member: &crate::domain::Member,
+        first_name: Option<&str>,
+        locale: Option<&str>,
     ) -> Result<MailContent, TemplateError> {
-        let model = MailModel::verification(
-            code,
-            CODE_TTL,
-            member.first_name.as_deref(),
-            member.locale.as_deref(),
-            &self.program(),
-        );
+        let model = MailModel::verification(code, CODE_TTL, first_name, locale, &self.program());
         self.templates
             .render(MailKind::Verification, &model.locale.clone(), &model)
     }
@@ -215,11 +211,8 @@ impl CodeMail for Mailroom {
         first_name: Option<&'a str>,
     ) -> BoxFuture<'a, Result<(), SendError>> {
         Box::pin(async move {
-            let model =
-                MailModel::verification(code, CODE_TTL, first_name, Some(locale), &self.program());
             let content = self
-                .templates
-                .render(MailKind::Verification, &model.locale.clone(), &model)
+                .verification_content(code, first_name, Some(locale))
                 .map_err(|e| SendError::Permanent(e.to_string()))?;
             let letter = Letter {
                 to: to.clone(),

@@ -169,6 +169,8 @@ impl EmailSettings {
     }
 }
 
+/// The values of `defaults.toml` with email off, for code that builds settings by hand (tests);
+/// the service reads its settings through the config layers.
 impl Default for EmailSettings {
     fn default() -> Self {
         EmailSettings {

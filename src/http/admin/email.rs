@@ -54,8 +54,13 @@ pub(super) async fn preview(
         .ok_or_else(|| ApiError::NotFound("no member has this email".into()))?;
     let content = if kind == MailKind::Verification {
         let code = VerificationCode::parse("123456").expect("a six-digit sample");
-        room.verification_content(&code, &account.member)
-            .map_err(|e| ApiError::Internal(Box::new(e)))?
+        let member = &account.member;
+        room.verification_content(
+            &code,
+            member.first_name.as_deref(),
+            member.locale.as_deref(),
+        )
+        .map_err(|e| ApiError::Internal(Box::new(e)))?
     } else {
         let subject = program
             .mail_subject(account.member.id)
