@@ -78,6 +78,9 @@ pub enum ClaimResult {
     NotFound,
     NotPaid(OrderStatus),
     OtherCurrency(String),
+    /// The shop withholds the order's email (Shopify without protected customer data access),
+    /// so it cannot be matched to anyone: the owner must fix the app's access.
+    EmailWithheld,
     ShopUnavailable,
     /// Too many claims (or failed claims) by this member lately; nothing was looked up.
     Limited(Limited),
@@ -114,6 +117,7 @@ impl ClaimResult {
             ClaimResult::NotFound => "not_found",
             ClaimResult::NotPaid(_) => "not_paid",
             ClaimResult::OtherCurrency(_) => "other_currency",
+            ClaimResult::EmailWithheld => "email_withheld",
             ClaimResult::ShopUnavailable => "shop_unavailable",
             ClaimResult::Limited(_) => "limited",
         }
@@ -418,12 +422,23 @@ impl Program {
                 return Ok(ClaimResult::ShopUnavailable);
             }
         };
-        let belongs = |o: &crate::shop::ShopOrder| {
-            o.email == member.email && o.number.as_str().eq_ignore_ascii_case(order.as_str())
-        };
-        let Some(shop_order) = found.filter(belongs) else {
+        let Some(shop_order) =
+            found.filter(|o| o.number.as_str().eq_ignore_ascii_case(order.as_str()))
+        else {
             return Ok(ClaimResult::NotFound);
         };
+        let Some(email) = shop_order.email.clone() else {
+            tracing::error!(
+                member.id = %id,
+                order = %order,
+                "the shop withheld the order's email: the app needs protected customer data \
+                 access (Shopify: Level 2, see docs/shopify.md)"
+            );
+            return Ok(ClaimResult::EmailWithheld);
+        };
+        if email != member.email {
+            return Ok(ClaimResult::NotFound);
+        }
         if !shop_order.status.earns() {
             return Ok(ClaimResult::NotPaid(shop_order.status));
         }
@@ -435,8 +450,9 @@ impl Program {
         }
         let points = points_for(shop_order.total, self.rules.points_per_currency_unit);
         let verified = crate::domain::VerifiedOrder {
+            id: shop_order.id,
             number: shop_order.number,
-            email: shop_order.email,
+            email,
             total: shop_order.total,
             currency: shop_order.currency,
             status: shop_order.status,
@@ -571,6 +587,7 @@ impl Program {
             product_ids: reward.product_ids.clone(),
             expires_at: coupon.expires_at,
             email: member.email.clone(),
+            discount: reward.discount,
         };
         let code = coupon.code.clone();
         if let Err(e) = self.shop.create_coupon(&request).await {

@@ -560,11 +560,13 @@ fn every_member_in_an_export_taken_under_load_has_the_balance_of_their_ledger() 
                     product_ids: vec![],
                     checkout_url: "https://shop.example/pen".into(),
                     value: None,
+                    discount: Default::default(),
                 };
                 let mut n = 0;
                 while !stop.load(Relaxed) {
                     let id = ids[n % ids.len()];
                     let order = VerifiedOrder {
+                        id: loyalty_bot::domain::OrderId::from(&order(&format!("{w}-{n}"))),
                         number: order(&format!("{w}-{n}")),
                         email: Email::parse("x@example.com").unwrap(),
                         total: "5.00".parse().unwrap(),

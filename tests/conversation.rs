@@ -52,6 +52,7 @@ fn reward(id: &str, title: &str, points: u64) -> Reward {
         product_ids: vec![format!("{id}-product")],
         checkout_url: format!("https://shop.example/products/{id}"),
         value: None,
+        discount: Default::default(),
     }
 }
 

@@ -36,6 +36,7 @@ fn coupon_request() -> CouponRequest {
         product_ids: vec!["mug-classic".into()],
         expires_at: chrono::Utc::now() + chrono::Duration::days(30),
         email: email("jane@example.com"),
+        discount: Default::default(),
     }
 }
 

@@ -67,6 +67,7 @@ fn one_round(store: &SledStore, tag: &str) {
     };
     println!("ACK join {tag}");
     let order = VerifiedOrder {
+        id: loyalty_bot::domain::OrderId::from(&OrderNumber::parse(&format!("{tag}9")).unwrap()),
         number: OrderNumber::parse(&format!("{tag}9")).unwrap(),
         email: account.member.email.clone(),
         total: "10".parse().unwrap(),
@@ -85,6 +86,7 @@ fn one_round(store: &SledStore, tag: &str) {
         product_ids: vec![],
         checkout_url: "https://shop.example/".into(),
         value: None,
+        discount: Default::default(),
     };
     let code = CouponCode::generate("mug");
     let out = store.redeem_reward(

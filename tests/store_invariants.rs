@@ -97,6 +97,7 @@ fn order_key(number: &OrderNumber) -> String {
 
 fn order(n: u8, upper: bool) -> VerifiedOrder {
     VerifiedOrder {
+        id: loyalty_bot::domain::OrderId::from(&number(n, upper)),
         number: number(n, upper),
         email: Email::parse("someone@example.com").unwrap(),
         total: "10".parse().unwrap(),
@@ -113,6 +114,7 @@ fn reward(cost: u64) -> Reward {
         product_ids: vec![],
         checkout_url: "https://shop.example/".into(),
         value: None,
+        discount: Default::default(),
     }
 }
 

@@ -54,12 +54,18 @@ impl fmt::Debug for Secret {
 
 /// Every key that holds a [`Secret`]: `check-config` prints them as `[redacted]`. A unit test
 /// checks that this list and the settings' `Secret` fields agree.
-pub const SECRET_KEYS: [&str; 7] = [
+pub const SECRET_KEYS: [&str; 13] = [
     "messenger.app_secret",
     "messenger.verify_token",
     "messenger.page_access_token",
     "manychat.token",
     "shop.secret",
+    "shop.shopify.access_token",
+    "shop.shopify.client_secret",
+    "shop.shopify.webhook_secret",
+    "shop.woocommerce.consumer_key",
+    "shop.woocommerce.consumer_secret",
+    "shop.woocommerce.webhook_secret",
     "admin.token",
     "metrics.token",
 ];
@@ -195,6 +201,9 @@ pub struct ProgramSettings {
     /// The shop's home page, linked from member emails.
     #[serde(deserialize_with = "optional_web_url")]
     pub shop_url: Option<url::Url>,
+    /// Credit a paid order from the shop's webhook to the member whose email it carries, without
+    /// a claim (a verified member while email verification is on).
+    pub auto_credit: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -208,6 +217,34 @@ pub struct RewardSettings {
     /// What the reward is worth in `program.currency`.
     #[serde(default, deserialize_with = "optional_decimal")]
     pub value: Option<Decimal>,
+    /// What the reward's coupon takes off; absent: 100 % off (the product is free).
+    #[serde(default)]
+    pub discount: Option<DiscountSettings>,
+}
+
+/// `[[rewards]] discount = { kind = "percentage" | "amount", value = "…" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscountSettings {
+    pub kind: DiscountKind,
+    #[serde(deserialize_with = "decimal")]
+    pub value: Decimal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiscountKind {
+    Percentage,
+    Amount,
+}
+
+impl DiscountSettings {
+    pub fn discount(&self) -> crate::domain::Discount {
+        match self.kind {
+            DiscountKind::Percentage => crate::domain::Discount::Percentage(self.value),
+            DiscountKind::Amount => crate::domain::Discount::Amount(self.value),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -257,6 +294,8 @@ pub struct ManychatSettings {
 pub enum ShopKind {
     Fixture,
     Generic,
+    Shopify,
+    Woocommerce,
 }
 
 /// `[shop]`: the keys of every kind side by side (their names and places are what operators'
@@ -274,6 +313,59 @@ pub struct ShopSettings {
     /// How long a shop request may take before the customer is told to try later.
     #[serde(rename = "timeout_secs", deserialize_with = "secs")]
     pub timeout: Duration,
+    pub shopify: ShopifySettings,
+    pub woocommerce: WoocommerceSettings,
+}
+
+/// `[shop.shopify]`: the GraphQL Admin API (docs/shopify.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShopifySettings {
+    /// `my-shop.myshopify.com`.
+    pub store_domain: String,
+    /// `2026-10`: a stable Admin API version.
+    pub api_version: String,
+    /// A custom app's admin API token (`shpat_…`); or `client_id` + `client_secret`.
+    pub access_token: Secret,
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// Signs `X-Shopify-Hmac-Sha256`; empty: `client_secret` (what Shopify signs app webhooks
+    /// with). See [`ShopifySettings::webhook_key`].
+    pub webhook_secret: Secret,
+    /// Empty: `https://{store_domain}`.
+    pub base_url: String,
+}
+
+impl ShopifySettings {
+    /// The key webhooks are signed with.
+    pub fn webhook_key(&self) -> &Secret {
+        if self.webhook_secret.is_set() {
+            &self.webhook_secret
+        } else {
+            &self.client_secret
+        }
+    }
+
+    /// Where API calls go, without a trailing slash.
+    pub fn base(&self) -> String {
+        if self.base_url.trim().is_empty() {
+            format!("https://{}", self.store_domain.trim())
+        } else {
+            self.base_url.trim().trim_end_matches('/').to_owned()
+        }
+    }
+}
+
+/// `[shop.woocommerce]`: the REST API v3 (docs/woocommerce.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WoocommerceSettings {
+    /// The shop's address, `https://shop.example`; plain http only for a loopback address.
+    pub url: String,
+    pub consumer_key: Secret,
+    pub consumer_secret: Secret,
+    /// The secret set on each webhook (`X-WC-Webhook-Signature`).
+    pub webhook_secret: Secret,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -431,6 +523,11 @@ impl Settings {
                     product_ids: r.product_ids.clone(),
                     checkout_url: r.checkout_url.clone(),
                     value: r.value,
+                    discount: r
+                        .discount
+                        .as_ref()
+                        .map(DiscountSettings::discount)
+                        .unwrap_or_default(),
                 })
                 .collect(),
         )

@@ -95,6 +95,23 @@ impl Settings {
             }
             url::Url::parse(&r.checkout_url)
                 .map_err(|e| bad(&key("checkout_url"), &format!("not a URL: {e}")))?;
+            if let Some(d) = &r.discount {
+                let hundred = Decimal::ONE_HUNDRED;
+                match d.kind {
+                    super::DiscountKind::Percentage
+                        if d.value <= Decimal::ZERO || d.value > hundred =>
+                    {
+                        return Err(bad(
+                            &key("discount"),
+                            "a percentage must be more than 0 and at most 100",
+                        ));
+                    }
+                    super::DiscountKind::Amount if d.value <= Decimal::ZERO => {
+                        return Err(bad(&key("discount"), "an amount must be more than 0"));
+                    }
+                    _ => {}
+                }
+            }
         }
         if self.messenger.enabled() {
             url::Url::parse(&self.messenger.graph_api_url)
@@ -146,6 +163,8 @@ impl Settings {
                     ));
                 }
             }
+            ShopKind::Shopify => validate_shopify(&shop.shopify)?,
+            ShopKind::Woocommerce => validate_woocommerce(&shop.woocommerce)?,
         }
         Ok(())
     }
@@ -227,4 +246,131 @@ impl Settings {
 /// A duration in whole milliseconds, as its key gives it.
 fn ms(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn invalid(key: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
+/// `[shop.shopify]`: a domain, a version, one way to authenticate, and the webhook key.
+fn validate_shopify(s: &super::ShopifySettings) -> Result<(), ConfigError> {
+    const KIND: &str = "required for kind = \"shopify\"";
+    let domain = s.store_domain.trim();
+    if domain.is_empty() {
+        return Err(invalid("shop.shopify.store_domain", KIND));
+    }
+    if domain.contains("://") || domain.contains('/') || !domain.contains('.') {
+        return Err(invalid(
+            "shop.shopify.store_domain",
+            format!("`{domain}` is not a host name like my-shop.myshopify.com"),
+        ));
+    }
+    let v = s.api_version.trim();
+    let version_ok = v.len() == 7
+        && v.as_bytes()[4] == b'-'
+        && v[..4].bytes().all(|b| b.is_ascii_digit())
+        && matches!(&v[5..], "01" | "04" | "07" | "10");
+    if !version_ok {
+        return Err(invalid(
+            "shop.shopify.api_version",
+            format!(
+                "`{v}` is not a stable Admin API version like 2026-10 (YYYY-01, -04, -07 or -10)"
+            ),
+        ));
+    }
+    match (
+        s.access_token.is_set(),
+        !s.client_id.trim().is_empty(),
+        s.client_secret.is_set(),
+    ) {
+        (true, false, _) => {}
+        (false, true, true) => {}
+        (true, true, _) => {
+            return Err(invalid(
+                "shop.shopify.access_token",
+                "set either access_token or client_id + client_secret, not both",
+            ))
+        }
+        (false, true, false) => {
+            return Err(invalid(
+                "shop.shopify.client_secret",
+                "required with client_id (set LOYALTY__SHOP__SHOPIFY__CLIENT_SECRET)",
+            ))
+        }
+        (false, false, _) => {
+            return Err(invalid(
+                "shop.shopify.access_token",
+                "required for kind = \"shopify\": an admin API token, or client_id + client_secret",
+            ))
+        }
+    }
+    if !s.webhook_key().is_set() {
+        return Err(invalid(
+            "shop.shopify.webhook_secret",
+            "required for kind = \"shopify\" (webhooks are refused without it)",
+        ));
+    }
+    if !s.base_url.trim().is_empty() {
+        let url = url::Url::parse(s.base_url.trim()).map_err(|e| {
+            invalid(
+                "shop.shopify.base_url",
+                format!("`{}` is not a URL: {e}", s.base_url),
+            )
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(invalid(
+                "shop.shopify.base_url",
+                "must be an http or https URL",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `[shop.woocommerce]`: an https address (plain http only on loopback), the key pair and the
+/// webhook secret.
+fn validate_woocommerce(s: &super::WoocommerceSettings) -> Result<(), ConfigError> {
+    let raw = s.url.trim();
+    if raw.is_empty() {
+        return Err(invalid(
+            "shop.woocommerce.url",
+            "required for kind = \"woocommerce\"",
+        ));
+    }
+    let url = url::Url::parse(raw)
+        .map_err(|e| invalid("shop.woocommerce.url", format!("`{raw}` is not a URL: {e}")))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback(&url) => {}
+        "http" => {
+            return Err(invalid(
+                "shop.woocommerce.url",
+                "must be https: the API keys travel in every request (plain http is accepted only for a loopback address)",
+            ))
+        }
+        _ => return Err(invalid("shop.woocommerce.url", "must be an https URL")),
+    }
+    for (key, value) in [
+        ("shop.woocommerce.consumer_key", &s.consumer_key),
+        ("shop.woocommerce.consumer_secret", &s.consumer_secret),
+        ("shop.woocommerce.webhook_secret", &s.webhook_secret),
+    ] {
+        if !value.is_set() {
+            return Err(invalid(key, "required for kind = \"woocommerce\""));
+        }
+    }
+    Ok(())
+}
+
+/// `localhost`, 127.0.0.0/8 or `[::1]`.
+pub(crate) fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
 }

@@ -19,10 +19,10 @@ pub use coupons::{Coupon, CouponCode, CouponStatus};
 pub use ledger::{EntryKind, LedgerEntry};
 pub use member_stats::{MemberRow, MemberStats};
 pub use members::{Channel, ChatIdentity, Email, Member, MemberAccount, MemberId, Profile};
-pub use orders::{points_for, OrderNumber, OrderStatus, VerifiedOrder};
+pub use orders::{points_for, OrderId, OrderNumber, OrderStatus, VerifiedOrder};
 pub use points::Points;
 pub use reversals::{Reversal, ReversalReason};
-pub use rewards::{Catalogue, Reward};
+pub use rewards::{Catalogue, Discount, Reward};
 pub use segments::{FilterError, SegmentFilter};
 
 /// A value from outside failed the domain's rules.

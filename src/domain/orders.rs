@@ -81,6 +81,65 @@ impl fmt::Display for OrderNumber {
     }
 }
 
+/// The shop's own identity of an order, which claims and order changes are keyed by: Shopify's
+/// GID (`gid://shopify/Order/820982911946154508`), WooCommerce's numeric id, or, for shops that
+/// have no other (the generic contract, the fixture shop), the order number itself. A display
+/// number can be re-used or renumbered by a shop; this cannot.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct OrderId(String);
+
+impl OrderId {
+    /// Printable ASCII without spaces, 1 to 200 characters: what every shop's ids are.
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        let s = raw.trim();
+        if s.is_empty() {
+            return Err(DomainError::InvalidOrderNumber("empty"));
+        }
+        if s.len() > 200 {
+            return Err(DomainError::InvalidOrderNumber(
+                "order id longer than 200 characters",
+            ));
+        }
+        if !s.chars().all(|c| c.is_ascii_graphic()) {
+            return Err(DomainError::InvalidOrderNumber(
+                "order id is not printable ASCII",
+            ));
+        }
+        Ok(OrderId(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Shops without ids of their own (the generic contract, the fixture shop) are keyed by number.
+impl From<&OrderNumber> for OrderId {
+    fn from(n: &OrderNumber) -> Self {
+        OrderId(n.as_str().to_owned())
+    }
+}
+
+impl TryFrom<String> for OrderId {
+    type Error = DomainError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        OrderId::parse(&s)
+    }
+}
+
+impl From<OrderId> for String {
+    fn from(o: OrderId) -> String {
+        o.0
+    }
+}
+
+impl fmt::Display for OrderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// `s` without a leading word such as `order` or `Nr.` and what separates it from the number.
 fn strip_order_word(s: &str) -> &str {
     for prefix in ["order", "bestellung", "bestell-nr", "nr", "no"] {
@@ -113,6 +172,8 @@ pub enum OrderStatus {
     Pending,
     Cancelled,
     Refunded,
+    /// A shop's test order (Shopify `test: true`): never earns.
+    Test,
     Other(String),
 }
 
@@ -120,13 +181,15 @@ impl OrderStatus {
     /// Maps the words shops use (generic contract, WooCommerce, Shopify financial status).
     pub fn parse(raw: &str) -> OrderStatus {
         match raw.trim().to_ascii_lowercase().as_str() {
-            "paid" | "processing" => OrderStatus::Paid,
+            // A partially refunded order still earns, on what is left of its total.
+            "paid" | "processing" | "partially_refunded" => OrderStatus::Paid,
             "completed" | "complete" | "fulfilled" => OrderStatus::Completed,
             "pending" | "on-hold" | "on_hold" | "authorized" | "partially_paid" | "unpaid" => {
                 OrderStatus::Pending
             }
             "cancelled" | "canceled" | "voided" | "failed" | "trash" => OrderStatus::Cancelled,
-            "refunded" | "partially_refunded" => OrderStatus::Refunded,
+            "refunded" => OrderStatus::Refunded,
+            "test" => OrderStatus::Test,
             other => OrderStatus::Other(other.to_owned()),
         }
     }
@@ -143,6 +206,7 @@ impl OrderStatus {
             OrderStatus::Pending => "pending",
             OrderStatus::Cancelled => "cancelled",
             OrderStatus::Refunded => "refunded",
+            OrderStatus::Test => "test",
             OrderStatus::Other(s) => s,
         }
     }
@@ -151,6 +215,8 @@ impl OrderStatus {
 /// An order the shop confirmed exists and belongs to `email`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VerifiedOrder {
+    /// The shop's identity of the order: what the claim is keyed by.
+    pub id: OrderId,
     pub number: OrderNumber,
     pub email: Email,
     /// Exact decimal total in the order's currency (never a float).

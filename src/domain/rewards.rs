@@ -13,6 +13,24 @@ pub struct Reward {
     /// What the reward is worth in the program's currency (`[[rewards]] value`), for the
     /// statement's "won so far"; `None` when the owner did not say.
     pub value: Option<rust_decimal::Decimal>,
+    /// What the coupon takes off the reward's products (`[[rewards]] discount`).
+    pub discount: Discount,
+}
+
+/// What a reward's coupon takes off its products. The default, 100 %, makes them free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum Discount {
+    /// A percentage off each of the reward's products, `0 < p <= 100`.
+    Percentage(rust_decimal::Decimal),
+    /// A fixed amount off each of the reward's products, in the program's currency, `> 0`.
+    Amount(rust_decimal::Decimal),
+}
+
+impl Default for Discount {
+    fn default() -> Self {
+        Discount::Percentage(rust_decimal::Decimal::ONE_HUNDRED)
+    }
 }
 
 /// Rewards ordered by cost, cheapest first.
@@ -66,6 +84,7 @@ mod tests {
             product_ids: vec![],
             checkout_url: String::new(),
             value: None,
+            discount: Default::default(),
         }
     }
 

@@ -251,6 +251,7 @@ impl<'a> Ctx<'a> {
                     OrderStatus::Pending => "order_status_pending",
                     OrderStatus::Cancelled => "order_status_cancelled",
                     OrderStatus::Refunded => "order_status_refunded",
+                    OrderStatus::Test => "order_status_test",
                     _ => "order_status_other",
                 };
                 extra.insert("status", self.renderer().text(word, &Vars::new()));
@@ -260,6 +261,7 @@ impl<'a> Ctx<'a> {
                 extra.insert("status", c);
                 "other_currency"
             }
+            ClaimResult::EmailWithheld => "email_withheld",
             ClaimResult::ShopUnavailable => "shop_unavailable",
             ClaimResult::Limited(limited) => return Ok(self.limited(limited, "claims_limited")),
         };

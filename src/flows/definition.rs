@@ -221,6 +221,7 @@ impl Action {
                 "not_found",
                 "not_paid",
                 "other_currency",
+                "email_withheld",
                 "shop_unavailable",
             ],
             Action::ShowBalance => &["balance"],

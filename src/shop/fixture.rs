@@ -3,7 +3,7 @@
 //! outside, since the store records them.
 
 use super::{amount_from_json, CouponRequest, Shop, ShopError, ShopOrder};
-use crate::domain::{Email, OrderNumber, OrderStatus};
+use crate::domain::{Email, OrderId, OrderNumber, OrderStatus};
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -68,9 +68,11 @@ impl FixtureShop {
                     ShopError::Fixture(format!("{} order #{i}: {what}", self.name()))
                 };
                 let total = amount_from_json(&o.total).map_err(at)?;
+                let number = OrderNumber::parse(&o.order_number).map_err(|e| at(e.to_string()))?;
                 Ok(ShopOrder {
-                    number: OrderNumber::parse(&o.order_number).map_err(|e| at(e.to_string()))?,
-                    email: Email::parse(&o.email).map_err(|e| at(e.to_string()))?,
+                    id: OrderId::from(&number),
+                    number,
+                    email: Some(Email::parse(&o.email).map_err(|e| at(e.to_string()))?),
                     total,
                     currency: o.currency,
                     status: OrderStatus::parse(&o.status),

@@ -3,7 +3,7 @@
 
 use super::{amount_from_json, CouponRequest, Shop, ShopError, ShopOrder};
 use crate::config::Secret;
-use crate::domain::{Email, OrderNumber, OrderStatus};
+use crate::domain::{Email, OrderId, OrderNumber, OrderStatus};
 use crate::signature;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -43,6 +43,8 @@ struct CouponBody<'a> {
     product_ids: &'a [String],
     expires_at: String,
     email: &'a str,
+    /// `{"kind":"percentage","value":"100"}` or `{"kind":"amount","value":"5.00"}`.
+    discount: crate::domain::Discount,
 }
 
 impl GenericShop {
@@ -131,9 +133,11 @@ pub fn parse_answer(bytes: &[u8]) -> Result<ShopOrder, ShopError> {
             "currency is not a 3-letter code".into(),
         ));
     }
+    let number = OrderNumber::parse(&number).map_err(|e| ShopError::BadAnswer(e.to_string()))?;
     Ok(ShopOrder {
-        number: OrderNumber::parse(&number).map_err(|e| ShopError::BadAnswer(e.to_string()))?,
-        email: Email::parse(&a.email).map_err(|e| ShopError::BadAnswer(e.to_string()))?,
+        id: OrderId::from(&number),
+        number,
+        email: Some(Email::parse(&a.email).map_err(|e| ShopError::BadAnswer(e.to_string()))?),
         total,
         currency,
         status: OrderStatus::parse(&a.status),
@@ -178,6 +182,7 @@ impl Shop for GenericShop {
                     .expires_at
                     .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 email: coupon.email.as_str(),
+                discount: coupon.discount,
             })
             .map_err(|e| ShopError::BadAnswer(e.to_string()))?;
             let res = self.post_signed(&self.coupon_url, body).await?;
@@ -207,7 +212,7 @@ mod tests {
             "a JSON number keeps its digits"
         );
         assert_eq!(o.currency, "EUR");
-        assert_eq!(o.email.as_str(), "jane@example.com");
+        assert_eq!(o.email.as_ref().unwrap().as_str(), "jane@example.com");
         let o = parse_answer(br#"{"order_number":"A-7","email":"a@b.co","total":"42.50","currency":"USD","status":"completed"}"#).unwrap();
         assert_eq!(o.total.to_string(), "42.50");
     }

@@ -1,6 +1,7 @@
 //! The shop seam: ask the shop about an order, and have it create a reward coupon.
-//! Adapters: `fixture` (orders from a JSON file; the embedded default) and `generic` (the
-//! signed HTTP contract documented in the README). Shopify and WooCommerce come next.
+//! Adapters: `fixture` (orders from a JSON file; the embedded default), `generic` (the signed
+//! HTTP contract documented in the README), `shopify` (GraphQL Admin API) and `woocommerce`
+//! (REST API v3).
 
 mod fixture;
 mod generic;
@@ -10,7 +11,7 @@ pub use fixture::FixtureShop;
 pub use generic::{parse_answer as parse_generic_answer, GenericShop, SIGNATURE_HEADER};
 pub use timed::TimedShop;
 
-use crate::domain::{Email, OrderNumber, OrderStatus};
+use crate::domain::{Discount, Email, OrderId, OrderNumber, OrderStatus};
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use rust_decimal::Decimal;
@@ -27,14 +28,22 @@ pub fn amount_from_json(raw: &serde_json::value::RawValue) -> Result<Decimal, St
     crate::domain::orders::parse_amount(&digits).map_err(|e| e.to_string())
 }
 
-/// An order as the shop describes it. Whether it belongs to the claimant is decided by the
+/// An order as the shop describes it now. Whether it belongs to the claimant is decided by the
 /// program (emails compared after normalisation), not by the adapter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShopOrder {
+    /// The shop's own identity of the order (Shopify GID, WooCommerce id; else the number).
+    pub id: OrderId,
+    /// The number the customer sees (`1001` for Shopify's `#1001`).
     pub number: OrderNumber,
-    pub email: Email,
+    /// `None` when the shop withholds it (Shopify without protected customer data access).
+    pub email: Option<Email>,
+    /// What the order is worth now: after edits and refunds (Shopify's
+    /// `currentTotalPriceSet.shopMoney`, WooCommerce's `total` plus its negative refunds).
     pub total: Decimal,
     pub currency: String,
+    /// Whether it earns: [`OrderStatus::earns`]. Adapters map their shop's states onto it
+    /// (a test order is [`OrderStatus::Test`], a partially refunded paid order is `Paid`).
     pub status: OrderStatus,
 }
 
@@ -46,6 +55,8 @@ pub struct CouponRequest {
     pub product_ids: Vec<String>,
     pub expires_at: DateTime<Utc>,
     pub email: Email,
+    /// What the coupon takes off each of the products.
+    pub discount: Discount,
 }
 
 #[cfg(test)]
@@ -95,6 +106,21 @@ pub enum ShopError {
     Fixture(String),
     #[error("the shop URL {0:?} is not a valid http(s) URL")]
     BadUrl(String),
+    /// The shop answered with its reasons (Shopify's `userErrors`): nothing was created.
+    #[error("the shop refused: {0}")]
+    Refused(String),
+    /// The coupon code exists in the shop already: the program tries again with a new code.
+    #[error("the shop already has a discount with that code")]
+    CodeTaken,
+    /// Credentials rejected (401/403) even after a fresh token where one can be had.
+    #[error("the shop refused our credentials (HTTP {0})")]
+    Unauthorized(u16),
+    /// The shop kept asking us to slow down until the customer's time was up.
+    #[error("the shop is throttling our requests")]
+    Throttled,
+    /// This shop kind cannot do that (the generic contract has no look-up by id).
+    #[error("this shop kind cannot {0}")]
+    Unsupported(&'static str),
 }
 
 pub trait Shop: Send + Sync + 'static {
@@ -107,9 +133,27 @@ pub trait Shop: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Option<ShopOrder>, ShopError>>;
 
     /// Creates a single-use coupon limited to the reward's products. Must be idempotent on
-    /// `code`: a retry with the same code is not a second coupon.
+    /// `code`: a retry with the same code is not a second coupon. A refusal with reasons is
+    /// [`ShopError::Refused`] or [`ShopError::CouponRefused`]: the points are given back.
     fn create_coupon<'a>(
         &'a self,
         coupon: &'a CouponRequest,
     ) -> BoxFuture<'a, Result<(), ShopError>>;
+
+    /// Reads an order again by the shop's own id, for a webhook that says it changed: the
+    /// webhook is a trigger, this answer is the truth. `Ok(None)`: the shop has no such order
+    /// (deleted, or older than it lets us see).
+    fn order_by_id<'a>(
+        &'a self,
+        id: &'a OrderId,
+    ) -> BoxFuture<'a, Result<Option<ShopOrder>, ShopError>> {
+        let _ = id;
+        Box::pin(async { Err(ShopError::Unsupported("look an order up by id")) })
+    }
+
+    /// Called once at start, before the first customer: fetch a token, check the credentials.
+    /// An error stops the start with its message.
+    fn warm_up(&self) -> BoxFuture<'_, Result<(), ShopError>> {
+        Box::pin(async { Ok(()) })
+    }
 }

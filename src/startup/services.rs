@@ -11,7 +11,7 @@ use crate::flows::Engine;
 use crate::limits::{Limits, SystemClock};
 use crate::metrics::Metrics;
 use crate::program::{Program, Rules};
-use crate::shop::{FixtureShop, GenericShop, Shop, TimedShop};
+use crate::shop::{FixtureShop, GenericShop, Shop, ShopError, TimedShop};
 use crate::store::{LoyaltyStore, Pacing, SledStore};
 use crate::turns::ShopWaits;
 use std::path::Path;
@@ -189,6 +189,16 @@ fn build_shop(settings: &Settings, metrics: &Metrics) -> Result<Arc<dyn Shop>, S
             )
             .map_err(StartupError::Shop)?,
         ),
+        ShopKind::Shopify => {
+            return Err(StartupError::Shop(ShopError::Unsupported(
+                "run as a Shopify shop yet",
+            )))
+        }
+        ShopKind::Woocommerce => {
+            return Err(StartupError::Shop(ShopError::Unsupported(
+                "run as a WooCommerce shop yet",
+            )))
+        }
     };
     let timed = TimedShop::new(shop, metrics);
     Ok(Arc::new(ShopWaits(Arc::new(timed))))

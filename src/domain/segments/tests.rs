@@ -10,6 +10,7 @@ fn catalogue() -> Catalogue {
         product_ids: vec![],
         checkout_url: String::new(),
         value: None,
+        discount: Default::default(),
     };
     Catalogue::new(vec![reward("mug", 200), reward("bag", 500)])
 }

@@ -24,6 +24,7 @@ pub fn catalogue(with_values: bool) -> Catalogue {
         id: id.into(),
         title: title.into(),
         points: Points(points),
+        discount: Default::default(),
         product_ids: vec![],
         checkout_url: format!("https://shop.example/cart/{id}"),
         value: with_values.then(|| Decimal::new(value, 2)),

@@ -30,6 +30,7 @@ fn join(store: &SledStore, psid: &str, email: &str) -> MemberId {
 
 fn order(number: &str) -> VerifiedOrder {
     VerifiedOrder {
+        id: crate::domain::OrderId::from(&OrderNumber::parse(number).unwrap()),
         number: OrderNumber::parse(number).unwrap(),
         email: Email::parse("ana@example.com").unwrap(),
         total: "42.50".parse().unwrap(),
@@ -46,6 +47,7 @@ fn mug(points: u64) -> Reward {
         product_ids: vec!["p1".into()],
         checkout_url: "https://shop.example/mug".into(),
         value: None,
+        discount: Default::default(),
     }
 }
 

@@ -32,6 +32,7 @@ fn number(n: &str) -> OrderNumber {
 
 fn claim(store: &SledStore, id: MemberId, n: &str, points: u64) -> ClaimOutcome {
     let order = VerifiedOrder {
+        id: crate::domain::OrderId::from(&number(n)),
         number: number(n),
         email: Email::parse("ana@example.com").unwrap(),
         total: "42".parse().unwrap(),
@@ -100,6 +101,7 @@ fn a_spent_credit_is_debited_down_to_zero_and_the_rest_recorded_as_shortfall() {
         product_ids: vec![],
         checkout_url: "https://shop.example/".into(),
         value: None,
+        discount: Default::default(),
     };
     let code = CouponCode::generate("bag");
     let spent = store.redeem_reward(id, &reward, code, now + Duration::days(30), now, None);

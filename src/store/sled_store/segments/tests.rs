@@ -28,6 +28,7 @@ fn join(store: &SledStore, n: usize) -> MemberId {
 
 fn claim(store: &SledStore, id: MemberId, order: &str, points: u64) {
     let order = VerifiedOrder {
+        id: crate::domain::OrderId::from(&OrderNumber::parse(order).unwrap()),
         number: OrderNumber::parse(order).unwrap(),
         email: Email::parse("x@example.com").unwrap(),
         total: "1".parse().unwrap(),

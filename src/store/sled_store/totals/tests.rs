@@ -40,6 +40,7 @@ fn join(store: &SledStore, psid: &str) -> MemberId {
 
 fn claim(store: &SledStore, id: MemberId, n: &str, points: u64) {
     let order = VerifiedOrder {
+        id: crate::domain::OrderId::from(&OrderNumber::parse(n).unwrap()),
         number: OrderNumber::parse(n).unwrap(),
         email: Email::parse("ana@example.com").unwrap(),
         total: "42".parse().unwrap(),
@@ -59,6 +60,7 @@ fn redeem(store: &SledStore, id: MemberId, points: u64) -> Option<Coupon> {
         product_ids: vec!["p1".into()],
         checkout_url: "https://shop.example/mug".into(),
         value: None,
+        discount: Default::default(),
     };
     let now = Utc::now();
     let code = CouponCode::generate("mug");
