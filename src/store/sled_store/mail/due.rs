@@ -38,7 +38,7 @@ fn kind_of(byte: u8) -> Option<MailKind> {
 }
 
 /// The time part of a `mail_due` key.
-pub(super) fn time_key(at: DateTime<Utc>) -> [u8; TIME] {
+pub(in crate::store::sled_store) fn time_key(at: DateTime<Utc>) -> [u8; TIME] {
     let mut k = [0u8; TIME];
     let secs = (at.timestamp() as u64) ^ (1 << 63);
     k[..8].copy_from_slice(&secs.to_be_bytes());
