@@ -612,6 +612,20 @@ async fn an_order_is_read_again_by_its_gid_and_an_unknown_one_is_none() {
 }
 
 #[tokio::test]
+async fn both_searches_for_one_number_share_the_one_deadline() {
+    let fake = FakeShopify::start().await;
+    fake.add_order("#10010", Some("jane@example.com"), "99.00", "PAID");
+    fake.set_delay(Duration::from_millis(600));
+    let shop = adapter(&fake);
+    let (number, email) = (
+        loyalty_bot::domain::OrderNumber::parse("1001").unwrap(),
+        loyalty_bot::domain::Email::parse("jane@example.com").unwrap(),
+    );
+    let res = shop.find_order(&number, &email).await;
+    assert!(matches!(res, Err(ShopError::Timeout(1))), "{res:?}");
+}
+
+#[tokio::test]
 async fn the_token_endpoint_is_not_used_with_a_static_token() {
     let fake = FakeShopify::start().await;
     let _app = app_with(&fake, Auth::Static).await;

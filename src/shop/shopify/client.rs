@@ -51,14 +51,20 @@ impl Client {
         }
     }
 
+    /// When a call that starts now must be answered: one deadline for everything a customer's
+    /// request needs from Shopify (two searches, a token, waits).
+    pub(super) fn deadline(&self) -> Instant {
+        Instant::now() + self.timeout
+    }
+
     /// Runs `query` with `variables` and returns its `data`. Waits where Shopify asks us to, but
-    /// gives up with [`ShopError::Throttled`] rather than wait past the deadline.
+    /// gives up with [`ShopError::Throttled`] rather than wait past `deadline`.
     pub(super) async fn graphql(
         &self,
         query: &str,
         variables: &impl Serialize,
+        deadline: Instant,
     ) -> Result<Value, ShopError> {
-        let deadline = Instant::now() + self.timeout;
         let body = serde_json::to_vec(&Request { query, variables })
             .map_err(|e| ShopError::BadAnswer(format!("variables: {e}")))?;
         let mut renewed = false;
@@ -70,6 +76,7 @@ impl Client {
                     let reply: Value = serde_json::from_slice(&answer.body)
                         .map_err(|e| ShopError::BadAnswer(format!("not JSON: {e}")))?;
                     if let Some(wait) = throttled(&reply) {
+                        tracing::debug!(wait_ms = wait.as_millis() as u64, "Shopify: THROTTLED");
                         wait_within(wait, deadline).await?;
                         continue;
                     }
@@ -77,13 +84,18 @@ impl Client {
                 }
                 // A client-credentials token can expire early (or be revoked): one fresh token.
                 401 if !renewed && self.auth.renewable() => {
+                    tracing::warn!("Shopify refused our access token (401): fetching a new one");
                     renewed = true;
                     self.auth
                         .renew(&self.http, &token, deadline, self.timeout)
                         .await?;
                 }
                 401 | 403 => return Err(ShopError::Unauthorized(answer.status)),
-                429 => wait_within(answer.retry_after.unwrap_or(DEFAULT_WAIT), deadline).await?,
+                429 => {
+                    let wait = answer.retry_after.unwrap_or(DEFAULT_WAIT);
+                    tracing::debug!(wait_ms = wait.as_millis() as u64, "Shopify: HTTP 429");
+                    wait_within(wait, deadline).await?;
+                }
                 status => return Err(ShopError::Status(status)),
             }
         }

@@ -81,10 +81,12 @@ impl Shop for ShopifyShop {
         // The email is not searched for: the program compares it, and a search by email would
         // hide the difference between "no such order" and "not your order" from the logs.
         Box::pin(async move {
+            let deadline = self.client.deadline();
             for q in orders::searches(number) {
+                let vars = json!({ "q": q });
                 let data = self
                     .client
-                    .graphql(orders::BY_NAME, &json!({ "q": q }))
+                    .graphql(orders::BY_NAME, &vars, deadline)
                     .await?;
                 if let Some(order) = orders::pick(&data, number)? {
                     return Ok(Some(order));
@@ -100,7 +102,11 @@ impl Shop for ShopifyShop {
     ) -> BoxFuture<'a, Result<(), ShopError>> {
         Box::pin(async move {
             let variables = coupons::variables(coupon, &self.api_version, chrono::Utc::now())?;
-            let data = self.client.graphql(coupons::CREATE, &variables).await?;
+            let deadline = self.client.deadline();
+            let data = self
+                .client
+                .graphql(coupons::CREATE, &variables, deadline)
+                .await?;
             coupons::outcome(&data)
         })
     }
@@ -110,10 +116,9 @@ impl Shop for ShopifyShop {
         id: &'a OrderId,
     ) -> BoxFuture<'a, Result<Option<ShopOrder>, ShopError>> {
         Box::pin(async move {
-            let data = self
-                .client
-                .graphql(orders::BY_ID, &json!({ "id": id.as_str() }))
-                .await?;
+            let vars = json!({ "id": id.as_str() });
+            let deadline = self.client.deadline();
+            let data = self.client.graphql(orders::BY_ID, &vars, deadline).await?;
             orders::by_id(&data)
         })
     }
@@ -123,7 +128,8 @@ impl Shop for ShopifyShop {
     /// to try later until it is back).
     fn warm_up(&self) -> BoxFuture<'_, Result<(), ShopError>> {
         Box::pin(async move {
-            match self.client.graphql(WHO_AM_I, &json!({})).await {
+            let deadline = self.client.deadline();
+            match self.client.graphql(WHO_AM_I, &json!({}), deadline).await {
                 Ok(data) => {
                     let name = data["shop"]["name"].as_str().unwrap_or("?");
                     tracing::info!(shop = name, "connected to Shopify");

@@ -61,7 +61,7 @@ impl Auth {
             Auth::Static(token) => return Ok(token.expose().to_owned()),
             Auth::Grant(grant) => grant,
         };
-        let mut current = grant.current.lock().await;
+        let mut current = grant.lock(deadline, timeout).await?;
         if let Some(token) = current.as_ref() {
             if token.renew_at.is_none_or(|at| Instant::now() < at) {
                 return Ok(token.value.expose().to_owned());
@@ -85,7 +85,7 @@ impl Auth {
         let Auth::Grant(grant) = self else {
             return Ok(());
         };
-        let mut current = grant.current.lock().await;
+        let mut current = grant.lock(deadline, timeout).await?;
         if current
             .as_ref()
             .is_none_or(|t| t.value.expose() == rejected)
@@ -97,6 +97,18 @@ impl Auth {
 }
 
 impl Grant {
+    /// The current token, waited for no longer than the caller's deadline (another call may be
+    /// fetching one).
+    async fn lock(
+        &self,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<tokio::sync::MutexGuard<'_, Option<Token>>, ShopError> {
+        tokio::time::timeout_at(deadline, self.current.lock())
+            .await
+            .map_err(|_| ShopError::Timeout(timeout.as_secs()))
+    }
+
     async fn fetch(
         &self,
         http: &reqwest::Client,
