@@ -440,6 +440,20 @@ async fn refused_credentials_stop_the_start_naming_their_settings() {
     assert!(err.to_string().contains("rewards[0].product_ids"), "{err}");
 }
 
+#[tokio::test]
+async fn a_shopify_that_is_down_at_start_does_not_stop_the_start() {
+    let fake = FakeShopify::start().await;
+    fake.add_order("#1001", Some("jane@example.com"), "42.50", "PAID");
+    fake.fail_with(503);
+    let app = app_with(&fake, Auth::Static).await;
+    join_jane(&app).await;
+    let reply = claim(&app, "1001").await;
+    assert!(reply.contains(UNAVAILABLE), "{reply}");
+    fake.heal();
+    claim(&app, "1001").await;
+    assert_eq!(balance(&app).await, 92);
+}
+
 // ---- coupons --------------------------------------------------------------------------------
 
 /// Jane joins (50) and claims a 210.00 order: 260 points, enough for a mug.

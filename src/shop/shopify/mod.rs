@@ -54,6 +54,9 @@ impl ShopifyShop {
             .pool_idle_timeout(Duration::from_secs(4))
             // The token goes with every request: never to wherever a redirect points.
             .redirect(reqwest::redirect::Policy::none())
+            // A call is repeated only where Shopify asks for it (throttling, a renewed token),
+            // never silently by the client: a coupon mutation must not run twice unseen.
+            .retry(reqwest::retry::never().max_retries_per_request(0))
             .build()
             .map_err(ShopError::Unreachable)?;
         Ok(ShopifyShop {
