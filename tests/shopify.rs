@@ -10,7 +10,7 @@ use common::fake_shopify::{
 use common::{spawn_app_with, try_spawn_app_with, TestApp};
 use loyalty_bot::config::{DiscountKind, DiscountSettings, Secret, Settings, ShopKind};
 use loyalty_bot::domain::{Channel, ChatIdentity, OrderId};
-use loyalty_bot::shop::{Shop, ShopError, ShopifyShop};
+use loyalty_bot::shop::{shopify, Shop, ShopError, ShopifyShop};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -637,6 +637,22 @@ async fn both_searches_for_one_number_share_the_one_deadline() {
     );
     let res = shop.find_order(&number, &email).await;
     assert!(matches!(res, Err(ShopError::Timeout(1))), "{res:?}");
+}
+
+#[tokio::test]
+async fn the_fakes_webhooks_are_signed_and_name_their_order() {
+    let fake = FakeShopify::start().await;
+    let gid = fake.add_order("#1001", Some("jane@example.com"), "42.50", "PAID");
+    for topic in ["orders/paid", "orders/updated", "refunds/create"] {
+        let (body, signature) = fake.webhook(topic, &gid);
+        let secret = CLIENT_SECRET.as_bytes();
+        assert!(
+            shopify::verify_webhook(secret, &body, Some(&signature)),
+            "{topic}"
+        );
+        let named = shopify::order_gid_from_webhook(topic, &body).unwrap();
+        assert_eq!(named.as_str(), gid, "{topic}");
+    }
 }
 
 #[tokio::test]

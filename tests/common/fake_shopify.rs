@@ -174,6 +174,39 @@ impl FakeShopify {
         edit(order);
     }
 
+    /// A refund or an edit: the order's current total and financial status become these.
+    pub fn set_total(&self, gid: &str, total: &str, financial: &str) {
+        self.edit_order(gid, |o| {
+            o["currentTotalPriceSet"]["shopMoney"]["amount"] = json!(total);
+            o["displayFinancialStatus"] = json!(financial);
+        });
+    }
+
+    /// A webhook body for `topic` about order `gid`, shaped as Shopify sends it (the REST
+    /// resource: the fixture's `orders/paid` body, or a refund naming its `order_id`), and its
+    /// `X-Shopify-Hmac-Sha256` under [`CLIENT_SECRET`].
+    pub fn webhook(&self, topic: &str, gid: &str) -> (Vec<u8>, String) {
+        let id: u64 = gid
+            .rsplit('/')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("an order GID");
+        let body = if topic == "refunds/create" {
+            json!({"id": 890088186047892319u64, "order_id": id, "transactions": []})
+        } else {
+            let mut order: Value = serde_json::from_str(include_str!(
+                "../../fixtures/shopify/shopify-webhook-orders-paid.json"
+            ))
+            .unwrap();
+            order["id"] = json!(id);
+            order["admin_graphql_api_id"] = json!(gid);
+            order
+        };
+        let body = serde_json::to_vec(&body).unwrap();
+        let signature = webhook_signature(&body);
+        (body, signature)
+    }
+
     /// The next GraphQL call is answered `THROTTLED`, with a bucket that holds the query again
     /// a tenth of a second later.
     pub fn throttle_once(&self) {
@@ -258,6 +291,13 @@ impl FakeShopify {
     fn lock(&self) -> MutexGuard<'_, State> {
         lock(&self.state)
     }
+}
+
+/// `X-Shopify-Hmac-Sha256` for `body`: base64 HMAC-SHA256 under [`CLIENT_SECRET`].
+pub fn webhook_signature(body: &[u8]) -> String {
+    use base64::Engine;
+    let mac = loyalty_bot::signature::hmac_sha256(CLIENT_SECRET.as_bytes(), body);
+    base64::engine::general_purpose::STANDARD.encode(mac)
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
