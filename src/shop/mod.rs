@@ -5,10 +5,12 @@
 
 mod fixture;
 mod generic;
+pub mod shopify;
 mod timed;
 
 pub use fixture::FixtureShop;
 pub use generic::{parse_answer as parse_generic_answer, GenericShop, SIGNATURE_HEADER};
+pub use shopify::ShopifyShop;
 pub use timed::TimedShop;
 
 use crate::domain::{Discount, Email, OrderId, OrderNumber, OrderStatus};
