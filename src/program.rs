@@ -39,6 +39,15 @@ pub struct Rules {
     pub auto_credit: bool,
 }
 
+/// Coupon codes tried per redemption when the shop says a code is taken.
+const CODE_ATTEMPTS: u32 = 3;
+
+/// One try at a redemption: done, or the shop had the code already (the points are back).
+enum Attempt {
+    Done(RedeemResult),
+    CodeTaken,
+}
+
 /// How long a repeated redemption waits for the first attempt's shop call (whose own timeout
 /// is at most 60 s, usually 5).
 const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
@@ -551,6 +560,40 @@ impl Program {
         let Some(reward) = self.catalogue.get(reward_id).cloned() else {
             return Ok(RedeemResult::UnknownReward);
         };
+        let mut attempt = 1;
+        loop {
+            let request = if attempt == 1 { request } else { None };
+            let out = self
+                .redeem_once(member, &reward, request, repeated)
+                .await?;
+            match out {
+                Attempt::Done(result) => return Ok(result),
+                // The shop has a discount with that code already (it is not one of ours: ours
+                // are random and never sent twice): the points came back; a new code.
+                Attempt::CodeTaken if attempt < CODE_ATTEMPTS => {
+                    tracing::warn!(member.id = %id, attempt, "the shop has that coupon code already; trying a new one");
+                    attempt += 1;
+                }
+                Attempt::CodeTaken => {
+                    let balance = self.balance(id).await?;
+                    return Ok(RedeemResult::ShopUnavailable { balance });
+                }
+            }
+        }
+    }
+
+    /// One reservation and coupon request. `request` binds the first attempt only: a replay
+    /// of the customer's request finds that one (a retry after a taken code is rare enough
+    /// that its replay answering from the first attempt is the lesser evil).
+    async fn redeem_once(
+        &self,
+        member: &Member,
+        reward: &Reward,
+        request: Option<&str>,
+        repeated: &mut bool,
+    ) -> Result<Attempt, ProgramError> {
+        let id = member.id;
+        let reward = reward.clone();
         let now = self.clock.now();
         let expires_at = now + Duration::days(i64::from(self.rules.coupon_valid_days));
         let code = CouponCode::generate(&reward.id);
@@ -563,11 +606,11 @@ impl Program {
             .await?;
         let (coupon, reward) = match out {
             RedeemOutcome::InsufficientPoints { balance, needed } => {
-                return Ok(RedeemResult::Insufficient {
+                return Ok(Attempt::Done(RedeemResult::Insufficient {
                     gap: balance.gap_to(needed),
                     reward,
                     balance,
-                })
+                }))
             }
             RedeemOutcome::Reserved { coupon, .. } => (coupon, reward),
             RedeemOutcome::Repeated { coupon, .. } => {
@@ -582,7 +625,7 @@ impl Program {
                     .get(&coupon.reward_id)
                     .cloned()
                     .unwrap_or(reward);
-                return Ok(match coupon.status {
+                return Ok(Attempt::Done(match coupon.status {
                     CouponStatus::Issued => RedeemResult::Redeemed {
                         coupon,
                         reward,
@@ -591,7 +634,7 @@ impl Program {
                     CouponStatus::Cancelled | CouponStatus::Pending => {
                         RedeemResult::ShopUnavailable { balance }
                     }
-                });
+                }));
             }
         };
         let request = CouponRequest {
@@ -608,20 +651,23 @@ impl Program {
             let balance = self
                 .durably(move |s| s.cancel_coupon(&code, self.clock.now()))
                 .await?;
-            return Ok(RedeemResult::ShopUnavailable { balance });
+            if matches!(e, ShopError::CodeTaken) {
+                return Ok(Attempt::CodeTaken);
+            }
+            return Ok(Attempt::Done(RedeemResult::ShopUnavailable { balance }));
         }
         let coupon = self.durably(move |s| s.confirm_coupon(&code)).await?;
         let balance = self.balance(id).await?;
         if coupon.status != CouponStatus::Issued {
-            return Ok(RedeemResult::ShopUnavailable { balance });
+            return Ok(Attempt::Done(RedeemResult::ShopUnavailable { balance }));
         }
         tracing::info!(member.id = %id, reward = %reward.id, "reward redeemed");
         self.remind_of_coupon(&coupon).await;
-        Ok(RedeemResult::Redeemed {
+        Ok(Attempt::Done(RedeemResult::Redeemed {
             coupon,
             reward,
             balance,
-        })
+        }))
     }
 
     /// The shop refunded or cancelled an order: take back what it credited, once per order,

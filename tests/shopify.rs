@@ -490,7 +490,6 @@ async fn a_coupon_call_that_fails_or_times_out_spends_no_points() {
 }
 
 #[tokio::test]
-#[ignore = "the program does not yet retry a redemption on ShopError::CodeTaken (issue 25)"]
 async fn a_taken_code_is_tried_again_with_a_new_code() {
     let fake = FakeShopify::start().await;
     let app = app_with(&fake, Auth::Static).await;

@@ -12,10 +12,10 @@
 use super::ApiError;
 use crate::config::Secret;
 use crate::domain::{OrderNumber, Reversal, ReversalReason};
-use crate::program::Program;
+use crate::program::{Followed, Program};
 use crate::shop::SIGNATURE_HEADER;
 use crate::signature::verify_sha256_header;
-use crate::store::ReverseOutcome;
+use crate::store::{ReverseOutcome, SettleOutcome};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -42,6 +42,29 @@ struct EventBody {
     event: String,
     /// A string, or a JSON number for shops with numeric order numbers.
     order_number: serde_json::Value,
+    /// For a partial refund: all that was refunded of the order so far (a string or number).
+    #[serde(default)]
+    refunded_total: Option<Box<serde_json::value::RawValue>>,
+}
+
+/// What a signed event asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Event {
+    /// Refunded in full or cancelled: everything the order earned goes back.
+    Reversal(ReversalReason),
+    /// Refunded in part: `refunded` of the order's total so far.
+    PartialRefund(rust_decimal::Decimal),
+}
+
+/// A partial refund's answer: how the order's points moved.
+#[derive(Debug, Serialize)]
+struct PartialAnswer {
+    /// `changed` (points taken back now), `unchanged` (already there, or the order ended
+    /// before), `unclaimed` (nobody has the order: a claim earns on what is left).
+    result: &'static str,
+    order_number: String,
+    points_taken: u64,
+    shortfall: u64,
 }
 
 /// What happened, for the shop's delivery log. Amounts are those of the (first) reversal.
@@ -93,8 +116,15 @@ async fn receive(
         );
         return Err(ApiError::BadSignature);
     }
-    let (order, reason) = parse_event(&body)?;
-    tracing::Span::current().record("event", tracing::field::debug(reason));
+    let (order, event) = parse_event(&body)?;
+    tracing::Span::current().record("event", tracing::field::debug(&event));
+    let reason = match event {
+        Event::Reversal(reason) => reason,
+        Event::PartialRefund(refunded) => {
+            let followed = program.refund_in_part(order.clone(), refunded).await?;
+            return Ok(partial_answer(&order, followed));
+        }
+    };
     let outcome = program.reverse_order(order.clone(), reason).await?;
     let answer = match &outcome {
         ReverseOutcome::Reversed { reversal, .. } => Answer::new("reversed", &order, reversal),
@@ -108,15 +138,43 @@ async fn receive(
     Ok(HttpResponse::Ok().json(answer))
 }
 
+/// The answer to a partial refund; one that took the order to nothing is its reversal.
+fn partial_answer(order: &OrderNumber, followed: Followed) -> HttpResponse {
+    let (result, taken, shortfall) = match followed {
+        Followed::Settled(SettleOutcome::Changed {
+            ended: Some(reversal),
+            ..
+        }) => return HttpResponse::Ok().json(Answer::new("reversed", order, &reversal)),
+        Followed::Settled(SettleOutcome::Changed {
+            taken, shortfall, ..
+        }) => ("changed", taken.0, shortfall.0),
+        Followed::Settled(SettleOutcome::Unclaimed) => ("unclaimed", 0, 0),
+        _ => ("unchanged", 0, 0),
+    };
+    HttpResponse::Ok().json(PartialAnswer {
+        result,
+        order_number: order.to_string(),
+        points_taken: taken,
+        shortfall,
+    })
+}
+
 /// Reads a (signature-checked) body: `{"event": "order.refunded" | "order.cancelled",
-/// "order_number": "1001"}`; other fields are ignored.
-fn parse_event(body: &[u8]) -> Result<(OrderNumber, ReversalReason), ApiError> {
+/// "order_number": "1001"}`, and for a partial refund `"refunded_total": "20.00"`; other
+/// fields are ignored.
+fn parse_event(body: &[u8]) -> Result<(OrderNumber, Event), ApiError> {
     let bad = |m: String| ApiError::BadRequest(m);
     let e: EventBody =
         serde_json::from_slice(body).map_err(|e| bad(format!("not an order event: {e}")))?;
-    let reason = match e.event.as_str() {
-        "order.refunded" => ReversalReason::Refunded,
-        "order.cancelled" | "order.canceled" => ReversalReason::Cancelled,
+    let event = match e.event.as_str() {
+        "order.refunded" => match &e.refunded_total {
+            None => Event::Reversal(ReversalReason::Refunded),
+            Some(raw) => Event::PartialRefund(
+                crate::shop::amount_from_json(raw)
+                    .map_err(|m| bad(format!("refunded_total: {m}")))?,
+            ),
+        },
+        "order.cancelled" | "order.canceled" => Event::Reversal(ReversalReason::Cancelled),
         other => {
             return Err(ApiError::UnsupportedEvent(format!(
             "unsupported event {other:?}: this endpoint takes order.refunded and order.cancelled"
@@ -129,7 +187,7 @@ fn parse_event(body: &[u8]) -> Result<(OrderNumber, ReversalReason), ApiError> {
         _ => return Err(bad("order_number is not a string or number".into())),
     };
     let order = OrderNumber::parse(&raw).map_err(|e| bad(format!("order_number: {e}")))?;
-    Ok((order, reason))
+    Ok((order, event))
 }
 
 #[cfg(test)]
@@ -162,7 +220,7 @@ mod tests {
         ];
         for (body, number, reason) in cases {
             let (order, got) = parse_event(body).unwrap();
-            assert_eq!((order.as_str(), got), (number, reason));
+            assert_eq!((order.as_str(), got), (number, Event::Reversal(reason)));
         }
     }
 
