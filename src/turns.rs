@@ -107,6 +107,17 @@ impl Shop for ShopWaits {
     ) -> BoxFuture<'a, Result<(), ShopError>> {
         Box::pin(waiting(self.0.create_coupon(coupon)))
     }
+
+    fn order_by_id<'a>(
+        &'a self,
+        id: &'a crate::domain::OrderId,
+    ) -> BoxFuture<'a, Result<Option<ShopOrder>, ShopError>> {
+        Box::pin(waiting(self.0.order_by_id(id)))
+    }
+
+    fn warm_up(&self) -> BoxFuture<'_, Result<(), ShopError>> {
+        self.0.warm_up()
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! histogram by operation, failures and timeouts included (a slow shop is what it shows).
 
 use super::{CouponRequest, Shop, ShopError, ShopOrder};
-use crate::domain::{Email, OrderNumber};
+use crate::domain::{Email, OrderId, OrderNumber};
 use crate::metrics::Metrics;
 use futures_util::future::BoxFuture;
 use prometheus_client::metrics::histogram::Histogram;
@@ -13,6 +13,7 @@ pub struct TimedShop {
     shop: Arc<dyn Shop>,
     find_order: Histogram,
     create_coupon: Histogram,
+    order_by_id: Histogram,
 }
 
 impl TimedShop {
@@ -21,6 +22,7 @@ impl TimedShop {
             shop,
             find_order: metrics.shop_requests("find_order"),
             create_coupon: metrics.shop_requests("create_coupon"),
+            order_by_id: metrics.shop_requests("order_by_id"),
         }
     }
 }
@@ -47,6 +49,17 @@ impl Shop for TimedShop {
         coupon: &'a CouponRequest,
     ) -> BoxFuture<'a, Result<(), ShopError>> {
         Box::pin(timed(&self.create_coupon, self.shop.create_coupon(coupon)))
+    }
+
+    fn order_by_id<'a>(
+        &'a self,
+        id: &'a OrderId,
+    ) -> BoxFuture<'a, Result<Option<ShopOrder>, ShopError>> {
+        Box::pin(timed(&self.order_by_id, self.shop.order_by_id(id)))
+    }
+
+    fn warm_up(&self) -> BoxFuture<'_, Result<(), ShopError>> {
+        self.shop.warm_up()
     }
 }
 

@@ -11,7 +11,7 @@ use crate::flows::Engine;
 use crate::limits::{Limits, SystemClock};
 use crate::metrics::Metrics;
 use crate::program::{Program, Rules};
-use crate::shop::{FixtureShop, GenericShop, Shop, ShopError, TimedShop};
+use crate::shop::{FixtureShop, GenericShop, Shop, ShopError, TimedShop, WooShop};
 use crate::store::{LoyaltyStore, Pacing, SledStore};
 use crate::turns::ShopWaits;
 use std::path::Path;
@@ -195,9 +195,7 @@ fn build_shop(settings: &Settings, metrics: &Metrics) -> Result<Arc<dyn Shop>, S
             )))
         }
         ShopKind::Woocommerce => {
-            return Err(StartupError::Shop(ShopError::Unsupported(
-                "run as a WooCommerce shop yet",
-            )))
+            Arc::new(WooShop::new(&s.woocommerce, s.timeout).map_err(StartupError::Shop)?)
         }
     };
     let timed = TimedShop::new(shop, metrics);

@@ -1,0 +1,172 @@
+//! The WooCommerce shop (`shop.kind = "woocommerce"`): the REST API v3 with HTTP Basic auth
+//! (docs/woocommerce.md). Orders are read by id, then searched for by number for shops whose
+//! displayed number is not the id; coupons are created single-use for one member's email.
+//! The webhook helpers are pure functions the HTTP handler calls.
+
+mod client;
+mod coupons;
+mod orders;
+mod webhook;
+
+pub use coupons::{body as coupon_body, CouponBody};
+pub use orders::{parse_order, status as order_status};
+pub use webhook::{
+    verify_webhook, webhook_event, OrderTopic, WooEvent, SIGNATURE_HEADER, TOPIC_HEADER,
+};
+
+use super::{CouponRequest, Shop, ShopError, ShopOrder};
+use crate::config::WoocommerceSettings;
+use crate::domain::{Email, OrderId, OrderNumber};
+use client::WooClient;
+use futures_util::future::BoxFuture;
+use std::time::Duration;
+
+/// How many orders one search answer may hold. A numeric term also matches addresses and
+/// phone numbers, so the order asked for may come after others; 100 is the API's maximum.
+const SEARCH_PAGE: &str = "100";
+
+#[derive(Debug, Clone)]
+pub struct WooShop {
+    client: WooClient,
+}
+
+impl WooShop {
+    /// Fails on an address that is neither https nor loopback http, and if no HTTP client can
+    /// be built.
+    pub fn new(settings: &WoocommerceSettings, timeout: Duration) -> Result<Self, ShopError> {
+        let client = WooClient::new(
+            &settings.url,
+            settings.consumer_key.clone(),
+            settings.consumer_secret.clone(),
+            timeout,
+        )?;
+        Ok(WooShop { client })
+    }
+
+    /// `GET /orders/<id>`; `None` on 404.
+    async fn order(&self, id: &str) -> Result<Option<ShopOrder>, ShopError> {
+        let res = self
+            .client
+            .get(self.client.url(&["orders", id], &[]))
+            .await?;
+        match res.status().as_u16() {
+            200 => parse_order(&self.client.body(res).await?).map(Some),
+            404 => Ok(None),
+            other => Err(failure(other)),
+        }
+    }
+
+    /// `GET /orders?search=<number>`: the order whose `number` is `number`; of several (a
+    /// renumbering plugin reset), the one billed to `email`.
+    async fn search(
+        &self,
+        number: &OrderNumber,
+        email: &Email,
+    ) -> Result<Option<ShopOrder>, ShopError> {
+        let query = [
+            ("search", number.as_str()),
+            ("status", "any"),
+            ("per_page", SEARCH_PAGE),
+        ];
+        let res = self
+            .client
+            .get(self.client.url(&["orders"], &query))
+            .await?;
+        match res.status().as_u16() {
+            200 => {}
+            other => return Err(failure(other)),
+        }
+        let mut found = orders::matching_orders(&self.client.body(res).await?, number)?;
+        let mine = found.iter().position(|o| o.email.as_ref() == Some(email));
+        Ok(match mine {
+            Some(i) => Some(found.swap_remove(i)),
+            None => found.into_iter().next(),
+        })
+    }
+}
+
+/// A status other than the ones each call handles itself.
+fn failure(status: u16) -> ShopError {
+    match status {
+        401 | 403 => ShopError::Unauthorized(status),
+        other => ShopError::Status(other),
+    }
+}
+
+fn all_digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+impl Shop for WooShop {
+    fn find_order<'a>(
+        &'a self,
+        number: &'a OrderNumber,
+        email: &'a Email,
+    ) -> BoxFuture<'a, Result<Option<ShopOrder>, ShopError>> {
+        Box::pin(async move {
+            // The default: the displayed number is the order's id. A number that is an id of
+            // another order (a sequential-number plugin) falls through to the search.
+            if all_digits(number.as_str()) {
+                let by_id = self.order(number.as_str()).await?;
+                if let Some(o) = by_id.filter(|o| orders::same_number(o.number.as_str(), number)) {
+                    return Ok(Some(o));
+                }
+            }
+            self.search(number, email).await
+        })
+    }
+
+    fn create_coupon<'a>(
+        &'a self,
+        coupon: &'a CouponRequest,
+    ) -> BoxFuture<'a, Result<(), ShopError>> {
+        Box::pin(async move {
+            let body = serde_json::to_vec(&coupons::body(coupon)?)
+                .map_err(|e| ShopError::BadAnswer(e.to_string()))?;
+            let res = self
+                .client
+                .post_json(self.client.url(&["coupons"], &[]), body)
+                .await?;
+            let status = res.status();
+            if status.is_success() {
+                return Ok(());
+            }
+            let answer = self.client.body(res).await.unwrap_or_default();
+            Err(coupons::refusal(status.as_u16(), &answer))
+        })
+    }
+
+    fn order_by_id<'a>(
+        &'a self,
+        id: &'a OrderId,
+    ) -> BoxFuture<'a, Result<Option<ShopOrder>, ShopError>> {
+        Box::pin(async move {
+            // Not a WooCommerce id (an order claimed under another shop kind): not here.
+            if !all_digits(id.as_str()) {
+                return Ok(None);
+            }
+            self.order(id.as_str()).await
+        })
+    }
+
+    /// One small authenticated read: wrong keys (401/403) or no WooCommerce REST API at the
+    /// address (404) stop the start; a shop that is down now is only logged, since it may be
+    /// back before the first customer.
+    fn warm_up(&self) -> BoxFuture<'_, Result<(), ShopError>> {
+        Box::pin(async move {
+            let url = self.client.url(&["orders"], &[("per_page", "1")]);
+            let outcome = match self.client.get(url).await {
+                Ok(res) => match res.status().as_u16() {
+                    200 => Ok(()),
+                    s @ (401 | 403 | 404) => return Err(failure(s)),
+                    s => Err(failure(s)),
+                },
+                Err(e) => Err(e),
+            };
+            if let Err(e) = outcome {
+                tracing::warn!(error = %e, "the WooCommerce shop did not answer at start; claims will tell customers to try later until it does");
+            }
+            Ok(())
+        })
+    }
+}
