@@ -525,3 +525,37 @@ async fn plain_http_on_loopback_is_accepted_for_the_adapter() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_second_attempt_with_the_same_code_is_not_a_second_coupon() {
+    let woo = FakeWoo::start().await;
+    let shop = adapter(&woo, WOO_SECRET);
+    let request = loyalty_bot::shop::CouponRequest {
+        code: "MUG-2345-6789-ABCD-EFGH".into(),
+        reward_id: "free-mug".into(),
+        product_ids: vec!["93".into()],
+        expires_at: chrono::Utc::now() + chrono::Duration::days(30),
+        email: Email::parse("jane@example.com").unwrap(),
+        discount: Default::default(),
+    };
+    shop.create_coupon(&request).await.unwrap();
+    // The first answer lost on the way, the program asks again: the shop has it already.
+    shop.create_coupon(&request).await.unwrap();
+    assert_eq!(woo.coupons().len(), 1);
+    assert_eq!(
+        calls(&woo.requests()),
+        [
+            "POST /wp-json/wc/v3/coupons",
+            "POST /wp-json/wc/v3/coupons",
+            "GET /wp-json/wc/v3/coupons code=MUG-2345-6789-ABCD-EFGH",
+        ]
+    );
+    // Someone else's coupon with the code is a collision.
+    woo.collide_next_codes(1);
+    let other = loyalty_bot::shop::CouponRequest {
+        code: "MUG-0000".into(),
+        ..request
+    };
+    let res = shop.create_coupon(&other).await;
+    assert!(matches!(res, Err(ShopError::CodeTaken)), "{res:?}");
+}

@@ -10,7 +10,7 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use base64::Engine as _;
 use loyalty_bot::config::{Secret, Settings, ShopKind};
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -70,11 +70,12 @@ struct State {
     failure: Option<u16>,
     /// `POST /coupons` answers this status and body until healed.
     coupon_failure: Option<(u16, Value)>,
-    /// Codes (lower-case) that exist in the shop already.
-    taken_codes: HashSet<String>,
-    /// The next this many coupon POSTs find their code taken.
+    /// The next this many coupon POSTs find their code taken (by another member's coupon).
     collisions: usize,
+    /// Coupons created through the API, as posted.
     coupons: Vec<Value>,
+    /// Coupons that were there before (what a collision collides with).
+    others: Vec<Value>,
     requests: Vec<WooRequest>,
 }
 
@@ -97,6 +98,7 @@ impl FakeWoo {
                 .route("/wp-json/wc/v3/orders", web::get().to(list_orders))
                 .route("/wp-json/wc/v3/orders/{id}", web::get().to(get_order))
                 .route("/wp-json/wc/v3/coupons", web::post().to(create_coupon))
+                .route("/wp-json/wc/v3/coupons", web::get().to(list_coupons))
                 .default_service(web::to(no_route))
         })
         .workers(1)
@@ -332,7 +334,7 @@ async fn create_coupon(req: HttpRequest, body: web::Bytes, state: Shared) -> Htt
         let status = StatusCode::from_u16(*status).expect("valid status");
         return HttpResponse::build(status).json(body.clone());
     }
-    let Ok(mut coupon) = serde_json::from_slice::<Value>(&body) else {
+    let Ok(coupon) = serde_json::from_slice::<Value>(&body) else {
         return rest_error(400, "rest_invalid_json", "The JSON body passed is invalid.");
     };
     // WooCommerce stores codes lower-case and refuses one that exists in any case.
@@ -344,9 +346,16 @@ async fn create_coupon(req: HttpRequest, body: web::Bytes, state: Shared) -> Htt
             "The coupon code cannot be empty.",
         );
     }
-    if s.collisions > 0 || !s.taken_codes.insert(code.clone()) {
-        s.collisions = s.collisions.saturating_sub(1);
-        s.taken_codes.insert(code);
+    if s.collisions > 0 {
+        s.collisions -= 1;
+        let other = json!({"code": code, "product_ids": [1], "email_restrictions": ["someone@example.com"]});
+        s.others.push(other);
+    }
+    if s.coupons.iter().chain(&s.others).any(|c| {
+        c["code"]
+            .as_str()
+            .is_some_and(|c| c.eq_ignore_ascii_case(&code))
+    }) {
         return rest_error(
             400,
             "woocommerce_rest_coupon_code_already_exists",
@@ -354,9 +363,41 @@ async fn create_coupon(req: HttpRequest, body: web::Bytes, state: Shared) -> Htt
         );
     }
     s.coupons.push(coupon.clone());
-    coupon["id"] = json!(700 + s.coupons.len());
-    coupon["code"] = json!(code);
-    HttpResponse::Created().json(coupon)
+    HttpResponse::Created().json(stored(&coupon, 700 + s.coupons.len()))
+}
+
+/// A coupon as the shop answers with it: its id, its code lower-case.
+fn stored(coupon: &Value, id: usize) -> Value {
+    let mut c = coupon.clone();
+    c["id"] = json!(id);
+    c["code"] = json!(c["code"].as_str().unwrap_or_default().to_lowercase());
+    c
+}
+
+/// `GET /coupons?code=…`: the coupons with that code, any case.
+async fn list_coupons(req: HttpRequest, state: Shared) -> HttpResponse {
+    if let Err(res) = receive(&req, b"", &state).await {
+        return res;
+    }
+    let code = url::form_urlencoded::parse(req.query_string().as_bytes())
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.to_lowercase());
+    let s = lock(&state);
+    let found: Vec<Value> = s
+        .coupons
+        .iter()
+        .chain(&s.others)
+        .enumerate()
+        .filter(|(_, c)| {
+            code.as_ref().is_none_or(|want| {
+                c["code"]
+                    .as_str()
+                    .is_some_and(|c| c.eq_ignore_ascii_case(want))
+            })
+        })
+        .map(|(i, c)| stored(c, 700 + i + 1))
+        .collect();
+    HttpResponse::Ok().json(found)
 }
 
 async fn no_route(req: HttpRequest, state: Shared) -> HttpResponse {

@@ -4,7 +4,7 @@
 use super::client::RestError;
 use crate::domain::Discount;
 use crate::shop::{CouponRequest, ShopError};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// WordPress's error code for a coupon code the shop has already (any case: codes are stored
 /// lower-case).
@@ -68,6 +68,35 @@ pub fn product_id(raw: &str) -> Result<u64, ShopError> {
             "reward product id `{raw}` is not a WooCommerce product id (a number)"
         ))),
     }
+}
+
+/// A coupon as `GET /coupons?code=…` lists it: what tells ours from someone else's.
+#[derive(Debug, Deserialize)]
+pub struct ExistingCoupon {
+    code: String,
+    #[serde(default)]
+    product_ids: Vec<u64>,
+    #[serde(default)]
+    email_restrictions: Vec<String>,
+}
+
+impl ExistingCoupon {
+    /// Same code (the shop keeps it lower-case), products and member email as `wanted`.
+    pub fn is(&self, wanted: &CouponBody<'_>) -> bool {
+        let mut ours = wanted.product_ids.clone();
+        let mut theirs = self.product_ids.clone();
+        ours.sort_unstable();
+        theirs.sort_unstable();
+        self.code.eq_ignore_ascii_case(wanted.code)
+            && ours == theirs
+            && self.email_restrictions.len() == 1
+            && self.email_restrictions[0].eq_ignore_ascii_case(wanted.email_restrictions[0])
+    }
+}
+
+/// The list answer of `GET /coupons?code=…`.
+pub fn existing(bytes: &[u8]) -> Result<Vec<ExistingCoupon>, ShopError> {
+    serde_json::from_slice(bytes).map_err(|e| ShopError::BadAnswer(e.to_string()))
 }
 
 /// What a non-2xx answer to the coupon POST means.

@@ -85,6 +85,24 @@ impl WooShop {
     }
 }
 
+impl WooShop {
+    /// Whether the shop's coupon with `coupon`'s code is the one we asked for: the same
+    /// member's email and the same products (`GET /coupons?code=…`).
+    async fn made_already(&self, coupon: &CouponRequest) -> Result<bool, ShopError> {
+        let url = self
+            .client
+            .url(&["coupons"], &[("code", coupon.code.as_str())]);
+        let res = self.client.get(url).await?;
+        match res.status().as_u16() {
+            200 => {}
+            other => return Err(failure(other)),
+        }
+        let wanted = coupons::body(coupon)?;
+        let found = coupons::existing(&self.client.body(res).await?)?;
+        Ok(found.iter().any(|c| c.is(&wanted)))
+    }
+}
+
 /// A status other than the ones each call handles itself.
 fn failure(status: u16) -> ShopError {
     match status {
@@ -132,7 +150,11 @@ impl Shop for WooShop {
                 return Ok(());
             }
             let answer = self.client.body(res).await.unwrap_or_default();
-            Err(coupons::refusal(status.as_u16(), &answer))
+            match coupons::refusal(status.as_u16(), &answer) {
+                // Our own earlier attempt (its answer lost on the way) is not a collision.
+                ShopError::CodeTaken if self.made_already(coupon).await? => Ok(()),
+                refusal => Err(refusal),
+            }
         })
     }
 
