@@ -6,7 +6,7 @@
 use crate::domain::{ledger::balance_of, FilterError, LedgerEntry, MemberRow, SegmentFilter};
 use crate::domain::{
     points_for, Adjustment, Catalogue, ChatIdentity, Coupon, CouponCode, CouponStatus, Email,
-    Member, MemberId, OrderNumber, OrderStatus, Points, Profile, RequestKey, ReversalReason,
+    Member, MemberId, OrderId, OrderNumber, OrderStatus, Points, Profile, RequestKey, ReversalReason,
     Reward,
 };
 use crate::limits::{Limited, Limits};
@@ -411,7 +411,7 @@ impl Program {
     ) -> Result<ClaimResult, ProgramError> {
         let id = member.id;
         // Cheap early answer for repeat claims; the store's index is the real guard.
-        let o = order.clone();
+        let o = OrderId::from(&order);
         if let Some((by, at)) = self.durably(move |s| s.order_claim(&o)).await? {
             return self.already_claimed(id, by, at).await;
         }
@@ -620,6 +620,7 @@ impl Program {
         order: OrderNumber,
         reason: ReversalReason,
     ) -> Result<ReverseOutcome, ProgramError> {
+        let order = OrderId::from(&order);
         self.durably(move |s| s.reverse_order(&order, reason, self.clock.now()))
             .await
     }

@@ -1,6 +1,6 @@
 //! The append-only ledger: every change of a balance is one entry, and a balance is their sum.
 
-use super::{Adjustment, OrderNumber, Points};
+use super::{Adjustment, OrderId, OrderNumber, Points};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +28,10 @@ pub struct LedgerEntry {
     pub points: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order_number: Option<OrderNumber>,
+    /// The shop's own id of the order, where it is not its number (a Shopify GID, a
+    /// WooCommerce id): what the order is kept under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<OrderId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reward_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -36,7 +40,9 @@ pub struct LedgerEntry {
     /// spent and so not debited (`-points + shortfall` is what the order had credited).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shortfall: Option<Points>,
-    /// For an [`EntryKind::Adjustment`]: why the operator changed the balance.
+    /// For an [`EntryKind::Adjustment`]: why the operator changed the balance; for an order's
+    /// entry written from the shop's report: what happened to the order
+    /// ([`super::order_changes::reasons`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub at: DateTime<Utc>,
@@ -84,6 +90,31 @@ impl LedgerEntry {
         }
     }
 
+    /// The entry names the order by its shop id too, where that is not its number.
+    pub fn of_order(mut self, id: &OrderId) -> Self {
+        let same = self
+            .order_number
+            .as_ref()
+            .is_some_and(|n| n.as_str().eq_ignore_ascii_case(id.as_str()));
+        if !same {
+            self.order_id = Some(id.clone());
+        }
+        self
+    }
+
+    /// The entry says why (an order change the shop reported).
+    pub fn because(mut self, reason: &str) -> Self {
+        self.reason = Some(reason.to_owned());
+        self
+    }
+
+    /// The key of the order this entry names: its shop id, else its number.
+    pub fn order_key(&self) -> Option<OrderId> {
+        self.order_id
+            .clone()
+            .or_else(|| self.order_number.as_ref().map(OrderId::from))
+    }
+
     pub fn adjustment(adjustment: &Adjustment, at: DateTime<Utc>) -> Self {
         LedgerEntry {
             reason: Some(adjustment.reason().to_owned()),
@@ -100,6 +131,7 @@ impl LedgerEntry {
             kind,
             points,
             order_number: None,
+            order_id: None,
             reward_id: None,
             coupon_code: None,
             shortfall: None,

@@ -121,6 +121,12 @@ impl From<&OrderNumber> for OrderId {
     }
 }
 
+impl From<OrderNumber> for OrderId {
+    fn from(n: OrderNumber) -> Self {
+        OrderId::from(&n)
+    }
+}
+
 impl TryFrom<String> for OrderId {
     type Error = DomainError;
     fn try_from(s: String) -> Result<Self, Self::Error> {

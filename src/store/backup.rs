@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 
 use crate::domain::mail::{DueMail, MailState, OutboxMail};
 use crate::domain::{
-    Coupon, EntryKind, LedgerEntry, Member, MemberId, OrderNumber, Points, Reversal,
+    Coupon, EntryKind, LedgerEntry, Member, MemberId, OrderId, OrderNumber, Points, Reversal,
 };
 use crate::store::{Adjusted, InboundEvent, OutboundMessage};
 
@@ -62,12 +62,28 @@ pub struct MemberRecord {
 /// An order the store knows: claimed (by whom, when, for how many points), reversed, or both.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct OrderRecord {
-    /// As the store keys it (upper-cased).
+    /// As the store keys it (upper-cased) when `id` is absent; else the number customers see.
     pub number: OrderNumber,
+    /// The shop's own id of the order, which the store keys it by (Shopify, WooCommerce).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<OrderId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim: Option<OrderClaim>,
+    /// The order's net total when it was claimed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<rust_decimal::Decimal>,
+    /// What the order stands at, where changes moved it from the claim's points.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub earned: Option<Points>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reversal: Option<Reversal>,
+}
+
+impl OrderRecord {
+    /// The id the store keys the order by.
+    pub fn key(&self) -> OrderId {
+        self.id.clone().unwrap_or_else(|| OrderId::from(&self.number))
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

@@ -22,7 +22,7 @@ use crate::domain::mail::{DueMail, MailPolicy, MailResult, MailState, OutboxMail
 use crate::domain::verification::{PendingJoin, VerificationCode};
 use crate::domain::{
     Adjustment, ChatIdentity, Coupon, CouponCode, Email, ImportedBalance, LedgerEntry, MemberId,
-    MemberRow, OrderNumber, Points, Profile, RequestKey, Reversal, ReversalReason, Reward,
+    MemberRow, OrderId, OrderNumber, OrderState, Points, Profile, RequestKey, Reversal, ReversalReason, Reward,
     SegmentFilter, VerifiedOrder,
 };
 use chrono::{DateTime, Utc};
@@ -95,6 +95,50 @@ pub enum ClaimOutcome {
     },
 }
 
+/// An order as the store holds it ([`LoyaltyStore::order_standing`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderStanding {
+    /// The number customers see, when the store knows it apart from the id.
+    pub number: Option<OrderNumber>,
+    /// Who claimed it (or had it credited automatically), and when.
+    pub claim: Option<(MemberId, DateTime<Utc>)>,
+    /// The order's net total when it was claimed.
+    pub total: Option<rust_decimal::Decimal>,
+    /// What it stands at now (after partial refunds or changes).
+    pub earned: Points,
+    pub reversal: Option<Reversal>,
+}
+
+/// What [`LoyaltyStore::settle_order`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettleOutcome {
+    /// Nobody has the order and it has not ended: nothing recorded (a claim credits what it
+    /// earns then).
+    Unclaimed,
+    /// The order ended before anyone claimed it: recorded, so later claims are refused.
+    EndedBeforeClaim { reversal: Reversal },
+    /// The order already stands where its state says (or ended before); nothing changed.
+    Unchanged { member: Option<MemberId> },
+    /// The claimed order moved `from` → `to` points by one ledger entry (`taken` debited and
+    /// `shortfall` written off, or `credited`); `ended` when this change ended it.
+    Changed {
+        member: MemberId,
+        from: Points,
+        to: Points,
+        taken: Points,
+        shortfall: Points,
+        credited: Points,
+        balance: Points,
+        ended: Option<Reversal>,
+    },
+    /// Credited to `member` without a claim.
+    AutoCredited {
+        member: MemberId,
+        points: Points,
+        balance: Points,
+    },
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReverseOutcome {
     /// The order's credit was taken back now (at most the balance; see
@@ -153,8 +197,9 @@ pub trait LoyaltyStore: AwaitDurable + Send + Sync + 'static {
     /// Enrols a member and credits the signup bonus, exactly once per identity and per email.
     fn join(&self, new: NewMember, now: DateTime<Utc>) -> Result<JoinOutcome, StoreError>;
 
-    /// Credits a verified order once, ever: the claimed-orders index is global across members
-    /// and channels, and concurrent calls for one order credit it exactly once.
+    /// Credits a verified order once, ever: the claimed-orders index (keyed by the shop's order
+    /// id) is global across members and channels, and concurrent calls for one order credit
+    /// it exactly once. The order's total is kept with the claim.
     fn claim_order(
         &self,
         member: MemberId,
@@ -164,10 +209,35 @@ pub trait LoyaltyStore: AwaitDurable + Send + Sync + 'static {
     ) -> Result<ClaimOutcome, StoreError>;
 
     /// Who claimed an order, if anyone (reversed or not: a claim is forever).
-    fn order_claim(
+    fn order_claim(&self, order: &OrderId)
+        -> Result<Option<(MemberId, DateTime<Utc>)>, StoreError>;
+
+    /// What the store knows of an order: its claim, what it stands at, its reversal.
+    fn order_standing(&self, order: &OrderId) -> Result<Option<OrderStanding>, StoreError>;
+
+    /// Sets a claimed order's points to what `state` earns now, atomically, as one ledger
+    /// entry naming the order (see [`crate::domain::order_changes`]); repeats change nothing.
+    /// An order that `state` says ended (refunded in full, cancelled) is reversed as
+    /// [`LoyaltyStore::reverse_order`] does, once. An unclaimed order that earns is credited to
+    /// `credit_to` when given (auto-credit), once, ever, exactly as a claim would.
+    fn settle_order(
         &self,
-        order: &OrderNumber,
-    ) -> Result<Option<(MemberId, DateTime<Utc>)>, StoreError>;
+        state: &OrderState,
+        credit_to: Option<MemberId>,
+        now: DateTime<Utc>,
+    ) -> Result<SettleOutcome, StoreError>;
+
+    /// Whether a webhook delivery id of `source` was recorded as handled.
+    fn delivery_seen(&self, source: &str, delivery: &str) -> Result<bool, StoreError>;
+
+    /// Records a webhook delivery of `source` as handled (after its effect is stored, so that
+    /// a crash in between has the redelivery handled). Ids are kept a week.
+    fn record_delivery(
+        &self,
+        source: &str,
+        delivery: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 
     /// Takes back what a refunded or cancelled order credited, atomically and once per order,
     /// ever: a ledger entry debits the credit, capped at the balance (the rest is recorded as
@@ -176,13 +246,13 @@ pub trait LoyaltyStore: AwaitDurable + Send + Sync + 'static {
     /// a claim of the same order, serialise on the order.
     fn reverse_order(
         &self,
-        order: &OrderNumber,
+        order: &OrderId,
         reason: ReversalReason,
         now: DateTime<Utc>,
     ) -> Result<ReverseOutcome, StoreError>;
 
     /// The reversal of an order, if the shop reported one.
-    fn order_reversal(&self, order: &OrderNumber) -> Result<Option<Reversal>, StoreError>;
+    fn order_reversal(&self, order: &OrderId) -> Result<Option<Reversal>, StoreError>;
 
     /// Deducts the reward's points and records a pending coupon in one atomic step; never takes
     /// a balance below zero, even under concurrent calls. `request` identifies the customer's

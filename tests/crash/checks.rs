@@ -179,7 +179,7 @@ fn check_ledgers(ev: &Evidence<'_>, store: &SledStore, f: &mut Findings) {
                     "order {name} credited twice (members {first} and {id})"
                 ));
             }
-            match store.order_claim(order).expect("claims readable") {
+            match store.order_claim(&order.into()).expect("claims readable") {
                 Some((by, _)) if by == id => {}
                 other => f.problem(format!(
                     "order {name} credited to {id}, claim index says {other:?}"

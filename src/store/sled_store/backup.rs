@@ -31,7 +31,7 @@ use serde_json::value::RawValue;
 use super::atomic::Abort;
 use super::records::{decode, Done, DoneRaw, OrderRecord};
 use super::SledStore;
-use crate::domain::{EntryKind, LedgerEntry, MemberId, OrderNumber};
+use crate::domain::{EntryKind, LedgerEntry, MemberId, OrderId, OrderNumber};
 use crate::store::backup::{
     AdjustmentKeyRecord, BackupRecord, ConversationRecord, CouponRecord, ImportedBalanceRecord,
     LedgerAdjustments, MailLinkKeyRecord, MemberRecord, OrderClaim, OrderRecord as OrderLine,
@@ -153,18 +153,19 @@ impl SledStore {
             .scan_prefix(keys::member(id))
             .map(|kv| Ok(decode::<LedgerEntry>("ledger entry", &kv?.1)?))
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let claimed: Vec<OrderNumber> = ledger
+        // An order credited more than once (raised after a claim) is listed once.
+        let claimed: std::collections::BTreeSet<OrderId> = ledger
             .iter()
             .filter(|e| e.kind == EntryKind::OrderCredit)
-            .filter_map(|e| e.order_number.clone())
+            .filter_map(LedgerEntry::order_key)
             .collect();
         let mut out = vec![BackupRecord::Member(MemberRecord {
             member: account.member,
             balance: account.balance,
             ledger,
         })];
-        for number in claimed {
-            if let Some(line) = self.order_line(&keys::order(&number))? {
+        for order in claimed {
+            if let Some(line) = self.order_line(&keys::order(&order))? {
                 if line.claim.is_some_and(|c| c.member == id) {
                     out.push(BackupRecord::Order(line));
                 }
@@ -196,8 +197,17 @@ impl SledStore {
             return Ok(None);
         };
         let record: OrderRecord = decode("order record", &raw)?;
-        let number =
-            OrderNumber::parse(&String::from_utf8_lossy(okey)).map_err(|_| corrupt("order key"))?;
+        let key = String::from_utf8_lossy(okey);
+        let (number, id) = match record.number.clone() {
+            Some(number) => (
+                number,
+                Some(OrderId::parse(&key).map_err(|_| corrupt("order key"))?),
+            ),
+            None => (
+                OrderNumber::parse(&key).map_err(|_| corrupt("order key"))?,
+                None,
+            ),
+        };
         let claim = record.claim()?.map(|c| OrderClaim {
             member: c.member,
             at: c.at,
@@ -205,7 +215,10 @@ impl SledStore {
         });
         Ok(Some(OrderLine {
             number,
+            id,
             claim,
+            total: record.total,
+            earned: record.earned,
             reversal: record.reversal,
         }))
     }

@@ -1,7 +1,9 @@
 //! Enrolment inside an atomic operation, shared by a plain join and a join whose address
 //! was verified by its code: the member record, the signup bonus, any imported balance for
 //! the email, the identity and email indexes, the totals, and the first statement due
-//! `statement_every` after joining, all in the caller's one write set.
+//! `statement_every` after joining, all in the caller's one write set. A new member has no
+//! mail state record: the defaults are what a missing one reads as, and the due-date index
+//! holds the next statement (a record per member was a fifth of a million-member store).
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -9,7 +11,7 @@ use super::atomic::{tx, Tx, TxTree};
 use super::imports::tx_take_import;
 use super::mail::due::tx_schedule;
 use super::records::{decode_id, tx_account, tx_append, Account};
-use crate::domain::mail::{DueMail, MailKind, MailState};
+use crate::domain::mail::{DueMail, MailKind};
 use crate::domain::{LedgerEntry, Member, MemberId, Points};
 use crate::store::{keys, JoinOutcome, NewMember};
 
@@ -22,13 +24,12 @@ pub(super) struct Enrol<'a> {
     pub imports: TxTree<'a>,
     pub due: TxTree<'a>,
     pub due_by: TxTree<'a>,
-    pub mail_state: TxTree<'a>,
 }
 
 impl<'a> Enrol<'a> {
     /// From the views of [`super::SledStore::enrol_trees`]' trees, in that order.
     pub fn from(
-        [members, identities, emails, ledger, imports, due, due_by, mail_state]: [TxTree<'a>; 8],
+        [members, identities, emails, ledger, imports, due, due_by]: [TxTree<'a>; 7],
     ) -> Self {
         Enrol {
             members,
@@ -38,7 +39,6 @@ impl<'a> Enrol<'a> {
             imports,
             due,
             due_by,
-            mail_state,
         }
     }
 }
@@ -88,17 +88,12 @@ pub(super) fn tx_enrol(
         coupon: None,
     };
     tx_schedule(&t.due, &t.due_by, &first)?;
-    let state = MailState {
-        next_statement_at: Some(first.at),
-        ..MailState::default()
-    };
-    super::mail::tx_put_state(&t.mail_state, id, &state)?;
     Ok(JoinOutcome::Joined(acct.view()))
 }
 
 impl super::SledStore {
     /// The trees [`tx_enrol`] writes, in [`Enrol::from`]'s order.
-    pub(super) fn enrol_trees(&self) -> [&sled::Tree; 8] {
+    pub(super) fn enrol_trees(&self) -> [&sled::Tree; 7] {
         [
             &self.members,
             &self.identities,
@@ -107,7 +102,6 @@ impl super::SledStore {
             &self.imported_balances,
             &self.mail.due,
             &self.mail.due_by,
-            &self.mail.state,
         ]
     }
 }

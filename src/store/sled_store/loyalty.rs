@@ -11,12 +11,12 @@ use crate::domain::mail::{DueMail, MailPolicy, MailResult, MailState, OutboxMail
 use crate::domain::verification::{PendingJoin, VerificationCode};
 use crate::domain::{
     Adjustment, ChatIdentity, Coupon, CouponCode, CouponStatus, Email, ImportedBalance,
-    LedgerEntry, MemberId, OrderNumber, Points, RequestKey, Reversal, ReversalReason, Reward,
+    LedgerEntry, MemberId, OrderId, OrderState, Points, RequestKey, Reversal, ReversalReason, Reward,
     VerifiedOrder,
 };
 use crate::store::backup::BackupRecord;
 use crate::store::{
-    keys, AdjustOutcome, BeginVerification, ClaimOutcome, ConversationState, ImportOutcome,
+    keys, AdjustOutcome, BeginVerification, ClaimOutcome, ConversationState, OrderStanding, SettleOutcome, ImportOutcome,
     ImportRow, JoinOutcome, LoyaltyStore, MailStart, MemberAccount, NewMember, RedeemOutcome,
     Reissue, ReverseOutcome, StoreError, Totals, VerifyOutcome,
 };
@@ -85,7 +85,8 @@ impl LoyaltyStore for SledStore {
         points: Points,
         now: DateTime<Utc>,
     ) -> Result<ClaimOutcome, StoreError> {
-        let okey = keys::order(&order.number);
+        let okey = keys::order(&order.id);
+        let key_is_number = order.id.as_str().eq_ignore_ascii_case(order.number.as_str());
         let trees = [&self.members, &self.orders, &self.ledger];
         let writing = self.commit.writing();
         let outcome = self.atomic.run(trees, |[members, orders, ledger]| {
@@ -106,9 +107,13 @@ impl LoyaltyStore for SledStore {
                 }
                 return abort(Abort::Corrupt("empty order record".into(), None));
             }
-            let entry = LedgerEntry::order_credit(order.number.clone(), points, now);
+            let entry = LedgerEntry::order_credit(order.number.clone(), points, now).of_order(&order.id);
             let acct = tx_append(&members, &ledger, acct, &entry)?;
-            let record = OrderRecord::claimed(member, now, points);
+            let record = OrderRecord::claimed(member, now, points).with_order(
+                key_is_number,
+                &order.number,
+                order.total,
+            );
             orders.insert(okey.as_slice(), tx(encode("order record", &record))?)?;
             Ok(ClaimOutcome::Credited {
                 points,
@@ -121,23 +126,60 @@ impl LoyaltyStore for SledStore {
 
     fn order_claim(
         &self,
-        order: &OrderNumber,
+        order: &OrderId,
     ) -> Result<Option<(MemberId, DateTime<Utc>)>, StoreError> {
         let claim = self.order_record(order)?.map(|r| r.claim()).transpose()?;
         self.commit.settle_read()?;
         Ok(claim.flatten().map(|c| (c.member, c.at)))
     }
 
+    fn order_standing(&self, order: &OrderId) -> Result<Option<OrderStanding>, StoreError> {
+        let Some(record) = self.order_record(order)? else {
+            return Ok(None);
+        };
+        let claim = record.claim()?;
+        self.commit.settle_read()?;
+        Ok(Some(OrderStanding {
+            number: record.number.clone(),
+            claim: claim.map(|c| (c.member, c.at)),
+            total: record.total,
+            earned: record.earned(),
+            reversal: record.reversal,
+        }))
+    }
+
+    fn settle_order(
+        &self,
+        state: &OrderState,
+        credit_to: Option<MemberId>,
+        now: DateTime<Utc>,
+    ) -> Result<SettleOutcome, StoreError> {
+        self.settle(state, credit_to, now)
+    }
+
+    fn delivery_seen(&self, source: &str, delivery: &str) -> Result<bool, StoreError> {
+        self.seen_delivery(source, delivery)
+    }
+
+    fn record_delivery(
+        &self,
+        source: &str,
+        delivery: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.write_delivery(source, delivery, now)
+    }
+
     fn reverse_order(
         &self,
-        order: &OrderNumber,
+        order: &OrderId,
         reason: ReversalReason,
         now: DateTime<Utc>,
     ) -> Result<ReverseOutcome, StoreError> {
         self.reverse(order, reason, now)
     }
 
-    fn order_reversal(&self, order: &OrderNumber) -> Result<Option<Reversal>, StoreError> {
+    fn order_reversal(&self, order: &OrderId) -> Result<Option<Reversal>, StoreError> {
         Ok(self.order_record(order)?.and_then(|r| r.reversal))
     }
 

@@ -132,7 +132,7 @@ fn credit_of(ledger: &Tree, member: MemberId, okey: &[u8]) -> Result<Option<u64>
         let this_order = entry
             .order_number
             .as_ref()
-            .is_some_and(|n: &OrderNumber| keys::order(n) == okey);
+            .is_some_and(|n: &OrderNumber| keys::order(&n.into()) == okey);
         if entry.kind == EntryKind::OrderCredit && this_order {
             return Ok(Some(entry.points.unsigned_abs()));
         }

@@ -4,8 +4,11 @@
 //! - `members`: member id → `Account` (the member, cached balance, next ledger sequence)
 //! - `identities`: chat identity key → member id; `emails`: email → member id
 //! - `ledger`: (member id, seq) → `LedgerEntry`, append-only
-//! - `orders`: upper-cased order number → `OrderRecord` (its claim and its reversal), global
-//!   across members and channels
+//! - `orders`: upper-cased order id (the shop's own id; the number for shops without one) →
+//!   `OrderRecord` (its claim, what it stands at, its reversal), global across members and
+//!   channels
+//! - `webhook_deliveries`: the delivery ids of shop webhooks seen in the last week, and the
+//!   same by time for pruning (`deliveries.rs`)
 //! - `coupons`: code → `Coupon`; `member_coupons`: (member id, seq of the redemption entry)
 //!   → code; `pending_coupons`: code → empty, the coupons whose shop answer is outstanding
 //! - `conversations`: chat identity key → `ConversationState`
@@ -36,7 +39,7 @@
 //! Submodules: `atomic` (the writer lock and journal), `records` (stored shapes, codec, closure
 //! helpers), `loyalty` ([`super::LoyaltyStore`]), `enrol` (a join inside an operation),
 //! `verification` (joins waiting for a code), `mail` (the due index, mail state, the
-//! outbox), `reversal` (order reversals), `queue`
+//! outbox), `reversal` (order reversals and changes), `deliveries` (webhook ids), `queue`
 //! ([`super::EventQueue`]), `intake` (the records of pending events), `totals` and `depths`
 //! (what the metrics' gauges read), `migrate` (layout versions), `backup` and `restore` (the
 //! store as records, out and in).
@@ -44,6 +47,7 @@
 mod adjust;
 mod atomic;
 mod backup;
+mod deliveries;
 mod depths;
 mod enrol;
 mod imports;
@@ -95,6 +99,7 @@ pub struct SledStore {
     undelivered: depths::Undelivered,
     adjustment_keys: Tree,
     imported_balances: Tree,
+    deliveries: Tree,
     /// Waiting joins, the mail due index, mail states and the mail outbox (`mail/`).
     mail: mail::MailTrees,
     atomic: Atomic,
@@ -256,6 +261,7 @@ impl SledStore {
             undelivered: depths::Undelivered::unknown(),
             adjustment_keys: tree("adjustment_keys")?,
             imported_balances: tree("imported_balances")?,
+            deliveries: tree("webhook_deliveries")?,
             mail: mail::MailTrees::open(&db)?,
             atomic,
             commit,

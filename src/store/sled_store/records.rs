@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::atomic::{abort, tx, Abort, Tx, TxTree};
-use crate::domain::{LedgerEntry, Member, MemberId, Points, Reversal};
+use crate::domain::{LedgerEntry, Member, MemberId, OrderNumber, Points, Reversal};
 use crate::store::{keys, MemberAccount, OutboundMessage};
 
 /// A member as stored: the cached balance and the next ledger sequence travel with the member,
@@ -53,6 +53,16 @@ pub(super) struct OrderRecord {
     points: Option<Points>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reversal: Option<Reversal>,
+    /// The number customers see, where the key is the shop's own id and not the number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<OrderNumber>,
+    /// The order's net total when it was claimed (the generic contract's partial refunds
+    /// count down from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<rust_decimal::Decimal>,
+    /// What the order stands at now, where a change moved it from `points`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub earned: Option<Points>,
 }
 
 impl OrderRecord {
@@ -62,7 +72,7 @@ impl OrderRecord {
             member: Some(member),
             at: Some(at),
             points: Some(points),
-            reversal: None,
+            ..OrderRecord::default()
         }
     }
 
@@ -73,6 +83,25 @@ impl OrderRecord {
             at: claim.map(|c| c.at),
             points: claim.map(|c| c.points),
             reversal,
+            ..OrderRecord::default()
+        }
+    }
+
+    /// Keeps the order's number when the key is not it, and its total.
+    pub fn with_order(mut self, key_is_number: bool, number: &OrderNumber, total: rust_decimal::Decimal) -> Self {
+        self.number = (!key_is_number).then(|| number.clone());
+        self.total = Some(total);
+        self
+    }
+
+    /// What the order stands at now: its claim's points, moved by any change since; nothing
+    /// after a reversal or without a claim.
+    pub fn earned(&self) -> Points {
+        match (&self.reversal, self.earned, self.points) {
+            (Some(_), _, _) => Points::ZERO,
+            (None, Some(e), _) => e,
+            (None, None, Some(p)) => p,
+            (None, None, None) => Points::ZERO,
         }
     }
 

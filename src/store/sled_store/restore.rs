@@ -140,8 +140,13 @@ impl SledStore {
             at: c.at,
             points: c.points,
         });
-        let record = encode("order record", &OrderRecord::restored(claim, o.reversal))?;
-        self.insert_new(&self.orders, keys::order(number), record, || {
+        let key = o.key();
+        let mut record = OrderRecord::restored(claim, o.reversal.clone());
+        record.number = o.id.is_some().then(|| number.clone());
+        record.total = o.total;
+        record.earned = o.earned;
+        let record = encode("order record", &record)?;
+        self.insert_new(&self.orders, keys::order(&key), record, || {
             format!("order {number} twice")
         })
     }

@@ -122,7 +122,7 @@ fn an_order_is_credited_once_whatever_its_case() {
     assert!(matches!(second, ClaimOutcome::AlreadyClaimed { by, .. } if by == ana));
     assert_eq!(balance(&store, bob), Points(50));
     let claim = store
-        .order_claim(&OrderNumber::parse("A-1001").unwrap())
+        .order_claim(&(&OrderNumber::parse("A-1001").unwrap()).into())
         .unwrap();
     assert_eq!(claim.map(|c| c.0), Some(ana));
 }
@@ -161,7 +161,7 @@ fn claiming_for_an_unknown_member_is_an_error() {
     let err = store.claim_order(MemberId(999), &order("1001"), Points(1), Utc::now());
     assert!(matches!(err, Err(StoreError::UnknownMember(MemberId(999)))));
     assert!(store
-        .order_claim(&OrderNumber::parse("1001").unwrap())
+        .order_claim(&(&OrderNumber::parse("1001").unwrap()).into())
         .unwrap()
         .is_none());
 }

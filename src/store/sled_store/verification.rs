@@ -108,48 +108,46 @@ impl SledStore {
     ) -> Result<VerifyOutcome, StoreError> {
         let ikey = keys::identity(who);
         let every = self.mail.policy().statement_every;
-        let [t0, t1, t2, t3, t4, t5, t6, t7] = self.enrol_trees();
-        let trees = [t0, t1, t2, t3, t4, t5, t6, t7, &self.mail.pending_joins];
+        let [t0, t1, t2, t3, t4, t5, t6] = self.enrol_trees();
+        let trees = [t0, t1, t2, t3, t4, t5, t6, &self.mail.pending_joins];
         let writing = self.commit.writing();
-        let outcome = self
-            .atomic
-            .run(trees, |[a, b, c, d, e, f, g, h, pending]| {
-                let Some(raw) = pending.get(&ikey)? else {
-                    return Ok(VerifyOutcome::NoPending);
-                };
-                let mut join: PendingJoin = tx(decode("pending join", &raw))?;
-                let before = join.tries;
-                match join.check(code, now) {
-                    CodeCheck::Correct => {}
-                    wrong => {
-                        if join.tries != before {
-                            pending.insert(&ikey, tx(encode("pending join", &join))?)?;
-                        }
-                        return Ok(match wrong {
-                            CodeCheck::Wrong { tries_left } => VerifyOutcome::Wrong { tries_left },
-                            CodeCheck::Expired => VerifyOutcome::Expired,
-                            _ => VerifyOutcome::Locked,
-                        });
+        let outcome = self.atomic.run(trees, |[a, b, c, d, e, f, g, pending]| {
+            let Some(raw) = pending.get(&ikey)? else {
+                return Ok(VerifyOutcome::NoPending);
+            };
+            let mut join: PendingJoin = tx(decode("pending join", &raw))?;
+            let before = join.tries;
+            match join.check(code, now) {
+                CodeCheck::Correct => {}
+                wrong => {
+                    if join.tries != before {
+                        pending.insert(&ikey, tx(encode("pending join", &join))?)?;
                     }
+                    return Ok(match wrong {
+                        CodeCheck::Wrong { tries_left } => VerifyOutcome::Wrong { tries_left },
+                        CodeCheck::Expired => VerifyOutcome::Expired,
+                        _ => VerifyOutcome::Locked,
+                    });
                 }
-                // The code is used up whatever the join says now.
-                pending.remove(&ikey)?;
-                // Taken only for a right code, so wrong ones burn no member ids.
-                let id = MemberId(self.db.generate_id()? + 1);
-                let new = NewMember {
-                    identity: join.identity,
-                    email: join.email,
-                    profile: join.profile,
-                    bonus,
-                };
-                Ok(
-                    match tx_enrol(&Enrol::from([a, b, c, d, e, f, g, h]), id, &new, every, now)? {
-                        JoinOutcome::Joined(acct) => VerifyOutcome::Joined(acct),
-                        JoinOutcome::AlreadyMember(acct) => VerifyOutcome::AlreadyMember(acct),
-                        JoinOutcome::EmailTaken => VerifyOutcome::EmailTaken,
-                    },
-                )
-            })?;
+            }
+            // The code is used up whatever the join says now.
+            pending.remove(&ikey)?;
+            // Taken only for a right code, so wrong ones burn no member ids.
+            let id = MemberId(self.db.generate_id()? + 1);
+            let new = NewMember {
+                identity: join.identity,
+                email: join.email,
+                profile: join.profile,
+                bonus,
+            };
+            Ok(
+                match tx_enrol(&Enrol::from([a, b, c, d, e, f, g]), id, &new, every, now)? {
+                    JoinOutcome::Joined(acct) => VerifyOutcome::Joined(acct),
+                    JoinOutcome::AlreadyMember(acct) => VerifyOutcome::AlreadyMember(acct),
+                    JoinOutcome::EmailTaken => VerifyOutcome::EmailTaken,
+                },
+            )
+        })?;
         writing.wait()?;
         if let VerifyOutcome::Joined(a) = &outcome {
             let email = a.member.email.masked();

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::super::records::decode;
 use super::super::SledStore;
 use super::due::tx_schedule;
-use super::{tx_put_state, tx_state};
+use super::tx_next_statement;
 use crate::domain::mail::{DueMail, MailKind, MailPolicy};
 use crate::domain::MemberId;
 use crate::store::StoreError;
@@ -105,27 +105,23 @@ impl SledStore {
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         let m = &self.mail;
-        self.atomic
-            .run([&m.due, &m.due_by, &m.state], |[index, by, state]| {
-                let mut n = 0;
-                for member in batch {
-                    let mut s = tx_state(&state, member.id)?;
-                    if s.next_statement_at.is_some() {
-                        continue;
-                    }
-                    let due = DueMail {
-                        at: first_due(member.joined_at, policy.statement_every, now),
-                        member: member.id,
-                        kind: MailKind::Statement,
-                        coupon: None,
-                    };
-                    tx_schedule(&index, &by, &due)?;
-                    s.next_statement_at = Some(due.at);
-                    tx_put_state(&state, member.id, &s)?;
-                    n += 1;
+        self.atomic.run([&m.due, &m.due_by], |[index, by]| {
+            let mut n = 0;
+            for member in batch {
+                if tx_next_statement(&by, member.id)?.is_some() {
+                    continue;
                 }
-                Ok(n)
-            })
+                let due = DueMail {
+                    at: first_due(member.joined_at, policy.statement_every, now),
+                    member: member.id,
+                    kind: MailKind::Statement,
+                    coupon: None,
+                };
+                tx_schedule(&index, &by, &due)?;
+                n += 1;
+            }
+            Ok(n)
+        })
     }
 }
 

@@ -3,8 +3,9 @@
 //! the end). A member's mail follows the member; outbox mail and the link key come after
 //! every member.
 //!
-//! The member's statement entry is not listed in their record when it is where
-//! `next_statement_at` says (as every write keeps it): the restore puts it back from there.
+//! The member's statement entry is not listed in their record: its time is the record's
+//! `next_statement_at` (the store keeps it in the index only), and the restore puts it back
+//! from there.
 
 use super::super::records::decode;
 use super::super::SledStore;
@@ -30,11 +31,15 @@ impl SledStore {
         if state.is_none() && due.is_empty() {
             return Ok(None);
         }
-        let state: crate::domain::mail::MailState = match state {
+        let mut state: crate::domain::mail::MailState = match state {
             Some(raw) => decode("mail state", &raw)?,
             None => Default::default(),
         };
-        due.retain(|d| !(d.kind == MailKind::Statement && Some(d.at) == state.next_statement_at));
+        state.next_statement_at = due
+            .iter()
+            .find(|d| d.kind == MailKind::Statement)
+            .map(|d| d.at);
+        due.retain(|d| d.kind != MailKind::Statement);
         Ok(Some(MemberMailRecord { member, state, due }))
     }
 
@@ -46,10 +51,12 @@ impl SledStore {
         if !self.members.contains_key(keys::member(member))? {
             return Err(conflict(format!("mail of unknown member {member}")));
         }
-        let state = super::super::records::encode("mail state", &m.state)?;
-        self.insert_new(&self.mail.state, keys::member(member), state, || {
-            format!("the mail of member {member} twice")
-        })?;
+        if let Some(stored) = super::stored_form(&m.state) {
+            let state = super::super::records::encode("mail state", &stored)?;
+            self.insert_new(&self.mail.state, keys::member(member), state, || {
+                format!("the mail of member {member} twice")
+            })?;
+        }
         let listed = m.due.iter().any(|d| d.kind == MailKind::Statement);
         let statement = m
             .state

@@ -38,7 +38,7 @@ fn kind_of(byte: u8) -> Option<MailKind> {
 }
 
 /// The time part of a `mail_due` key.
-pub(super) fn time_key(at: DateTime<Utc>) -> [u8; TIME] {
+pub(in crate::store::sled_store) fn time_key(at: DateTime<Utc>) -> [u8; TIME] {
     let mut k = [0u8; TIME];
     let secs = (at.timestamp() as u64) ^ (1 << 63);
     k[..8].copy_from_slice(&secs.to_be_bytes());
@@ -138,23 +138,15 @@ pub(in crate::store::sled_store) fn entries_of(
 }
 
 impl SledStore {
-    /// Puts `due` in the index; a statement also moves the member's `next_statement_at`.
+    /// Puts `due` in the index (for a statement, that is the member's `next_statement_at`).
     pub(in crate::store::sled_store) fn put_due_mail(
         &self,
         due: DueMail,
     ) -> Result<(), StoreError> {
-        let trees = [&self.mail.due, &self.mail.due_by, &self.mail.state];
+        let trees = [&self.mail.due, &self.mail.due_by];
         let writing = self.commit.writing();
-        self.atomic.run(trees, |[index, by, state]| {
-            tx_schedule(&index, &by, &due)?;
-            if due.kind == MailKind::Statement {
-                // `next_statement_at` mirrors the statement's entry (the rules read it).
-                let mut s = super::tx_state(&state, due.member)?;
-                s.next_statement_at = Some(due.at);
-                super::tx_put_state(&state, due.member, &s)?;
-            }
-            Ok(())
-        })?;
+        self.atomic
+            .run(trees, |[index, by]| tx_schedule(&index, &by, &due))?;
         writing.wait()
     }
 

@@ -6,7 +6,9 @@
 //!   (`due.rs`), ordered by time so the due set is a range from the start;
 //! - `mail_due_by`: (member, kind, coupon) → the `mail_due` key, so that scheduling a mail
 //!   again replaces its entry instead of adding one;
-//! - `mail_state`: member id → [`MailState`];
+//! - `mail_state`: member id → [`MailState`], for members whose state is not all defaults
+//!   (none is a default state); its `next_statement_at` is not stored but read from the
+//!   index, the one place a statement's due time is kept;
 //! - `mail_outbox`: outbox id → [`crate::domain::mail::OutboxMail`], every send recorded
 //!   before it is handed to SMTP; `mail_unsent`: outbox id → empty, the ones without a final
 //!   answer (`outbox.rs`), so a restart reads those and not the sent history;
@@ -30,7 +32,9 @@ use std::sync::RwLock;
 
 use sled::Tree;
 
-use crate::domain::mail::{MailPolicy, MailState};
+use chrono::{DateTime, Utc};
+
+use crate::domain::mail::{MailKind, MailPolicy, MailState};
 use crate::domain::MemberId;
 use crate::store::{keys, StoreError};
 
@@ -81,16 +85,42 @@ impl MailTrees {
     }
 }
 
-/// The member's mail state inside an operation (the default if none is stored).
+/// The member's stored mail state inside an operation (the default if none is stored),
+/// without `next_statement_at`: [`tx_next_statement`] reads that.
 pub(super) fn tx_state(state: &TxTree<'_>, member: MemberId) -> Tx<MailState> {
-    match state.get(keys::member(member))? {
-        Some(raw) => tx(decode("mail state", &raw)),
-        None => Ok(MailState::default()),
+    let mut s = match state.get(keys::member(member))? {
+        Some(raw) => tx(decode("mail state", &raw))?,
+        None => MailState::default(),
+    };
+    // A store written before the index was the only place kept it there too; the index wins.
+    s.next_statement_at = None;
+    Ok(s)
+}
+
+/// When the member's next statement is due, from the index.
+pub(super) fn tx_next_statement(by: &TxTree<'_>, member: MemberId) -> Tx<Option<DateTime<Utc>>> {
+    match by.get(due::slot_key(member, MailKind::Statement, None))? {
+        Some(key) => Ok(Some(tx(due::read_due_key(&key))?.at)),
+        None => Ok(None),
     }
 }
 
+/// Stores the member's mail state, less `next_statement_at` (the index keeps it); a state
+/// that is all defaults is no record at all.
 pub(super) fn tx_put_state(state: &TxTree<'_>, member: MemberId, s: &MailState) -> Tx<()> {
-    state.insert(keys::member(member), tx(encode("mail state", s))?)
+    match stored_form(s) {
+        None => state.remove(keys::member(member)),
+        Some(s) => state.insert(keys::member(member), tx(encode("mail state", &s))?),
+    }
+}
+
+/// What of `s` goes in `mail_state`: `None` for nothing.
+pub(super) fn stored_form(s: &MailState) -> Option<MailState> {
+    let stored = MailState {
+        next_statement_at: None,
+        ..s.clone()
+    };
+    (stored != MailState::default()).then_some(stored)
 }
 
 impl super::SledStore {

@@ -12,7 +12,7 @@ use super::super::atomic::{abort, tx, Abort};
 use super::super::records::{decode, encode};
 use super::super::SledStore;
 use super::due::{tx_schedule, tx_unschedule};
-use super::{tx_put_state, tx_state};
+use super::{tx_next_statement, tx_put_state, tx_state};
 use crate::domain::mail::{
     decide, Decision, DueMail, MailKind, MailPolicy, MailResult, OutboxMail, SendState, MAX_BOUNCES,
 };
@@ -36,15 +36,13 @@ impl SledStore {
                     return Ok(MailStart::Gone);
                 }
                 let mut s = tx_state(&state, due.member)?;
+                s.next_statement_at = tx_next_statement(&by, due.member)?;
                 let decision = decide(due, &s, policy, now);
                 let statement = due.kind == MailKind::Statement;
                 let start = match decision {
                     Decision::Postpone(at) => {
                         let later = DueMail { at, ..due.clone() };
                         tx_schedule(&index, &by, &later)?;
-                        if statement {
-                            s.next_statement_at = Some(at);
-                        }
                         MailStart::Postponed(at)
                     }
                     Decision::Drop(reason) => MailStart::Dropped(reason),
@@ -80,7 +78,6 @@ impl SledStore {
                         coupon: None,
                     };
                     tx_schedule(&index, &by, &next)?;
-                    s.next_statement_at = Some(next.at);
                 }
                 tx_put_state(&state, due.member, &s)?;
                 Ok(start)

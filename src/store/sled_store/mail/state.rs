@@ -9,7 +9,7 @@ use super::super::atomic::tx;
 use super::super::records::{decode, encode, tx_account};
 use super::super::SledStore;
 use super::{tx_put_state, tx_state};
-use crate::domain::mail::MailState;
+use crate::domain::mail::{MailKind, MailState};
 use crate::domain::MemberId;
 use crate::store::{keys, StoreError};
 
@@ -21,12 +21,25 @@ impl SledStore {
         &self,
         member: MemberId,
     ) -> Result<MailState, StoreError> {
-        let out = match self.mail.state.get(keys::member(member))? {
+        let mut out = match self.mail.state.get(keys::member(member))? {
             Some(raw) => decode("mail state", &raw)?,
             None => MailState::default(),
         };
+        out.next_statement_at = self.next_statement(member)?;
         self.commit.settle_read()?;
         Ok(out)
+    }
+
+    /// When the member's next statement is due, from the index (see [`super::tx_next_statement`]).
+    pub(in crate::store::sled_store) fn next_statement(
+        &self,
+        member: MemberId,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let slot = super::due::slot_key(member, MailKind::Statement, None);
+        Ok(match self.mail.due_by.get(slot)? {
+            Some(key) => Some(super::due::read_due_key(&key)?.at),
+            None => None,
+        })
     }
 
     pub(in crate::store::sled_store) fn write_unsubscribed(

@@ -345,3 +345,32 @@ fn the_member_locale_and_the_link_key_are_kept() {
     let other = tempfile::tempdir().unwrap();
     assert_ne!(open(&other).mail_link_key().unwrap(), key);
 }
+
+#[test]
+fn a_join_writes_no_mail_state_record_and_the_index_is_where_the_next_statement_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let ana = join_at(&store, "1", t0());
+    assert!(
+        store.mail.state.is_empty(),
+        "a new member's state is the default"
+    );
+    // A state written by an older build kept its own copy of the due time; the index wins.
+    let stale = MailState {
+        next_statement_at: Some(t0() + Duration::days(400)),
+        unsubscribed: true,
+        ..MailState::default()
+    };
+    let raw = serde_json::to_vec(&stale).unwrap();
+    store
+        .mail
+        .state
+        .insert(crate::store::keys::member(ana), raw)
+        .unwrap();
+    let state = store.mail_state(ana).unwrap();
+    assert!(state.unsubscribed);
+    assert_eq!(state.next_statement_at, Some(t0() + Duration::days(28)));
+    // Opting back in leaves nothing but defaults: the record goes.
+    store.set_unsubscribed(ana, false, t0()).unwrap();
+    assert!(store.mail.state.is_empty());
+}

@@ -46,7 +46,7 @@ fn claim(store: &SledStore, id: MemberId, n: &str, points: u64) -> ClaimOutcome 
 
 fn reverse(store: &SledStore, n: &str) -> ReverseOutcome {
     store
-        .reverse_order(&number(n), ReversalReason::Refunded, Utc::now())
+        .reverse_order(&number(n).into(), ReversalReason::Refunded, Utc::now())
         .unwrap()
 }
 
@@ -75,7 +75,7 @@ fn a_reversal_debits_the_orders_credit_once() {
         (Points(42), Points(42), Points::ZERO)
     );
     let again = store
-        .reverse_order(&number("#1001"), ReversalReason::Cancelled, Utc::now())
+        .reverse_order(&number("#1001").into(), ReversalReason::Cancelled, Utc::now())
         .unwrap();
     assert_eq!(again, ReverseOutcome::AlreadyReversed { reversal });
     assert_eq!(balance(&store, id), Points(50));
@@ -133,7 +133,7 @@ fn a_refund_before_the_claim_blocks_every_later_claim() {
         }
     ));
     assert_eq!(balance(&store, id), Points(50));
-    assert_eq!(store.order_claim(&number("A-7")).unwrap(), None);
+    assert_eq!(store.order_claim(&number("A-7").into()).unwrap(), None);
     assert!(matches!(
         reverse(&store, "A-7"),
         ReverseOutcome::AlreadyReversed { .. }
@@ -153,7 +153,7 @@ fn a_reversed_order_stays_claimed_by_its_member() {
         ));
     }
     assert_eq!(
-        store.order_claim(&number("1001")).unwrap().map(|c| c.0),
+        store.order_claim(&number("1001").into()).unwrap().map(|c| c.0),
         Some(ana)
     );
     assert_eq!(
@@ -202,7 +202,7 @@ fn concurrent_reversals_and_claims_of_one_order_settle_it_once() {
     assert_eq!(reversals, 1, "reversed {reversals} times");
     // Either a claim came first (credited, then taken back) or the refund did (no credit).
     let reversal = store
-        .order_reversal(&number("1001"))
+        .order_reversal(&number("1001").into())
         .unwrap()
         .expect("reversed");
     assert_eq!(reversal.member.is_some(), credits == 1);

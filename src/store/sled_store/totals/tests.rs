@@ -113,7 +113,7 @@ fn the_totals_follow_joins_credits_redemptions_refunds_and_reversals() {
     );
     store
         .reverse_order(
-            &OrderNumber::parse("1002").unwrap(),
+            &OrderNumber::parse("1002").unwrap().into(),
             ReversalReason::Refunded,
             Utc::now(),
         )
