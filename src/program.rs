@@ -6,8 +6,8 @@
 use crate::domain::{ledger::balance_of, FilterError, LedgerEntry, MemberRow, SegmentFilter};
 use crate::domain::{
     points_for, Adjustment, Catalogue, ChatIdentity, Coupon, CouponCode, CouponStatus, Email,
-    Member, MemberId, OrderId, OrderNumber, OrderStatus, Points, Profile, RequestKey, ReversalReason,
-    Reward,
+    Member, MemberId, OrderId, OrderNumber, OrderStatus, Points, Profile, RequestKey,
+    ReversalReason, Reward,
 };
 use crate::limits::{Limited, Limits};
 use crate::metrics::Metrics;

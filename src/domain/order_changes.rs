@@ -135,15 +135,24 @@ mod tests {
     #[test]
     fn a_paid_order_earns_its_net_total_floored() {
         let s = state("partially_refunded", "39.99");
-        assert_eq!((s.earns, s.ended, s.target()), (Points(39), None, Points(39)));
+        assert_eq!(
+            (s.earns, s.ended, s.target()),
+            (Points(39), None, Points(39))
+        );
     }
 
     #[test]
     fn refunds_and_cancellations_end_the_order_at_nothing() {
         let s = state("refunded", "0.00");
-        assert_eq!((s.ended, s.target()), (Some(ReversalReason::Refunded), Points::ZERO));
+        assert_eq!(
+            (s.ended, s.target()),
+            (Some(ReversalReason::Refunded), Points::ZERO)
+        );
         let s = state("cancelled", "59.90");
-        assert_eq!((s.ended, s.target()), (Some(ReversalReason::Cancelled), Points::ZERO));
+        assert_eq!(
+            (s.ended, s.target()),
+            (Some(ReversalReason::Cancelled), Points::ZERO)
+        );
     }
 
     #[test]

@@ -82,7 +82,9 @@ pub struct OrderRecord {
 impl OrderRecord {
     /// The id the store keys the order by.
     pub fn key(&self) -> OrderId {
-        self.id.clone().unwrap_or_else(|| OrderId::from(&self.number))
+        self.id
+            .clone()
+            .unwrap_or_else(|| OrderId::from(&self.number))
     }
 }
 

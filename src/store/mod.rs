@@ -22,8 +22,8 @@ use crate::domain::mail::{DueMail, MailPolicy, MailResult, MailState, OutboxMail
 use crate::domain::verification::{PendingJoin, VerificationCode};
 use crate::domain::{
     Adjustment, ChatIdentity, Coupon, CouponCode, Email, ImportedBalance, LedgerEntry, MemberId,
-    MemberRow, OrderId, OrderNumber, OrderState, Points, Profile, RequestKey, Reversal, ReversalReason, Reward,
-    SegmentFilter, VerifiedOrder,
+    MemberRow, OrderId, OrderNumber, OrderState, Points, Profile, RequestKey, Reversal,
+    ReversalReason, Reward, SegmentFilter, VerifiedOrder,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

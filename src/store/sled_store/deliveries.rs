@@ -93,7 +93,10 @@ mod tests {
         assert!(!store.seen_delivery("shopify", "abc").unwrap());
         store.write_delivery("shopify", "abc", t0).unwrap();
         assert!(store.seen_delivery("shopify", "abc").unwrap());
-        assert!(!store.seen_delivery("woocommerce", "abc").unwrap(), "per source");
+        assert!(
+            !store.seen_delivery("woocommerce", "abc").unwrap(),
+            "per source"
+        );
         store
             .write_delivery("shopify", "later", t0 + Duration::days(8))
             .unwrap();

@@ -11,14 +11,14 @@ use crate::domain::mail::{DueMail, MailPolicy, MailResult, MailState, OutboxMail
 use crate::domain::verification::{PendingJoin, VerificationCode};
 use crate::domain::{
     Adjustment, ChatIdentity, Coupon, CouponCode, CouponStatus, Email, ImportedBalance,
-    LedgerEntry, MemberId, OrderId, OrderState, Points, RequestKey, Reversal, ReversalReason, Reward,
-    VerifiedOrder,
+    LedgerEntry, MemberId, OrderId, OrderState, Points, RequestKey, Reversal, ReversalReason,
+    Reward, VerifiedOrder,
 };
 use crate::store::backup::BackupRecord;
 use crate::store::{
-    keys, AdjustOutcome, BeginVerification, ClaimOutcome, ConversationState, OrderStanding, SettleOutcome, ImportOutcome,
-    ImportRow, JoinOutcome, LoyaltyStore, MailStart, MemberAccount, NewMember, RedeemOutcome,
-    Reissue, ReverseOutcome, StoreError, Totals, VerifyOutcome,
+    keys, AdjustOutcome, BeginVerification, ClaimOutcome, ConversationState, ImportOutcome,
+    ImportRow, JoinOutcome, LoyaltyStore, MailStart, MemberAccount, NewMember, OrderStanding,
+    RedeemOutcome, Reissue, ReverseOutcome, SettleOutcome, StoreError, Totals, VerifyOutcome,
 };
 
 impl LoyaltyStore for SledStore {
@@ -86,7 +86,10 @@ impl LoyaltyStore for SledStore {
         now: DateTime<Utc>,
     ) -> Result<ClaimOutcome, StoreError> {
         let okey = keys::order(&order.id);
-        let key_is_number = order.id.as_str().eq_ignore_ascii_case(order.number.as_str());
+        let key_is_number = order
+            .id
+            .as_str()
+            .eq_ignore_ascii_case(order.number.as_str());
         let trees = [&self.members, &self.orders, &self.ledger];
         let writing = self.commit.writing();
         let outcome = self.atomic.run(trees, |[members, orders, ledger]| {
@@ -107,7 +110,8 @@ impl LoyaltyStore for SledStore {
                 }
                 return abort(Abort::Corrupt("empty order record".into(), None));
             }
-            let entry = LedgerEntry::order_credit(order.number.clone(), points, now).of_order(&order.id);
+            let entry =
+                LedgerEntry::order_credit(order.number.clone(), points, now).of_order(&order.id);
             let acct = tx_append(&members, &ledger, acct, &entry)?;
             let record = OrderRecord::claimed(member, now, points).with_order(
                 key_is_number,

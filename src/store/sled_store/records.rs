@@ -88,7 +88,12 @@ impl OrderRecord {
     }
 
     /// Keeps the order's number when the key is not it, and its total.
-    pub fn with_order(mut self, key_is_number: bool, number: &OrderNumber, total: rust_decimal::Decimal) -> Self {
+    pub fn with_order(
+        mut self,
+        key_is_number: bool,
+        number: &OrderNumber,
+        total: rust_decimal::Decimal,
+    ) -> Self {
         self.number = (!key_is_number).then(|| number.clone());
         self.total = Some(total);
         self

@@ -69,9 +69,8 @@ impl SledStore {
             // Without a number of its own, the order is keyed by it (the generic contract).
             let number = match record.number.clone() {
                 Some(n) => n,
-                None => tx(OrderNumber::parse(order.as_str()).map_err(|_| {
-                    Abort::Corrupt(format!("order {order} has no number"), None)
-                }))?,
+                None => tx(OrderNumber::parse(order.as_str())
+                    .map_err(|_| Abort::Corrupt(format!("order {order} has no number"), None)))?,
             };
             let (reversal, balance) = match tx(record.claim())? {
                 None => (Reversal::before_claim(reason, now), None),
@@ -184,27 +183,26 @@ impl SledStore {
             }
             let to = state.earns;
             let number = number_of(&record, &state.number);
-            let (entry, taken, shortfall, credited) =
-                match points_change(from, to, acct.balance) {
-                    PointsChange::Unchanged => {
-                        return Ok(SettleOutcome::Unchanged {
-                            member: Some(claim.member),
-                        })
-                    }
-                    PointsChange::Debit(s) => (
-                        LedgerEntry::order_reversal(number, s.taken, s.shortfall, now)
-                            .because(reasons::LOWERED),
-                        s.taken,
-                        s.shortfall,
-                        Points::ZERO,
-                    ),
-                    PointsChange::Credit(p) => (
-                        LedgerEntry::order_credit(number, p, now).because(reasons::RAISED),
-                        Points::ZERO,
-                        Points::ZERO,
-                        p,
-                    ),
-                };
+            let (entry, taken, shortfall, credited) = match points_change(from, to, acct.balance) {
+                PointsChange::Unchanged => {
+                    return Ok(SettleOutcome::Unchanged {
+                        member: Some(claim.member),
+                    })
+                }
+                PointsChange::Debit(s) => (
+                    LedgerEntry::order_reversal(number, s.taken, s.shortfall, now)
+                        .because(reasons::LOWERED),
+                    s.taken,
+                    s.shortfall,
+                    Points::ZERO,
+                ),
+                PointsChange::Credit(p) => (
+                    LedgerEntry::order_credit(number, p, now).because(reasons::RAISED),
+                    Points::ZERO,
+                    Points::ZERO,
+                    p,
+                ),
+            };
             let acct = tx_append(&members, &ledger, acct, &entry.of_order(&state.id))?;
             record.earned = Some(to);
             orders.insert(okey.as_slice(), tx(encode("order record", &record))?)?;

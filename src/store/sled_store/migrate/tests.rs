@@ -91,7 +91,11 @@ fn check(path: &Path) {
     assert_eq!(replies, [0, 1, 2], "each reply once, in order");
     for (n, points) in [("1001", 42), ("1002", 7)] {
         let order = OrderNumber::parse(n).unwrap();
-        let outcome = store.reverse_order(&(&order).into(), ReversalReason::Refunded, chrono::Utc::now());
+        let outcome = store.reverse_order(
+            &(&order).into(),
+            ReversalReason::Refunded,
+            chrono::Utc::now(),
+        );
         let Ok(ReverseOutcome::Reversed { reversal, .. }) = outcome else {
             panic!("{n}: {outcome:?}");
         };

@@ -75,7 +75,11 @@ fn a_reversal_debits_the_orders_credit_once() {
         (Points(42), Points(42), Points::ZERO)
     );
     let again = store
-        .reverse_order(&number("#1001").into(), ReversalReason::Cancelled, Utc::now())
+        .reverse_order(
+            &number("#1001").into(),
+            ReversalReason::Cancelled,
+            Utc::now(),
+        )
         .unwrap();
     assert_eq!(again, ReverseOutcome::AlreadyReversed { reversal });
     assert_eq!(balance(&store, id), Points(50));
@@ -153,7 +157,10 @@ fn a_reversed_order_stays_claimed_by_its_member() {
         ));
     }
     assert_eq!(
-        store.order_claim(&number("1001").into()).unwrap().map(|c| c.0),
+        store
+            .order_claim(&number("1001").into())
+            .unwrap()
+            .map(|c| c.0),
         Some(ana)
     );
     assert_eq!(
