@@ -131,3 +131,55 @@ impl WooClient {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(url: &str) -> WooClient {
+        WooClient::new(
+            url,
+            Secret::new("ck"),
+            Secret::new("cs"),
+            Duration::from_secs(1),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn urls_keep_a_sub_folder_and_encode_every_segment_and_value() {
+        for base in ["https://x.example/shop", "https://x.example/shop/"] {
+            let url = client(base).url(&["orders", "1001"], &[]);
+            assert_eq!(
+                url.as_str(),
+                "https://x.example/shop/wp-json/wc/v3/orders/1001"
+            );
+        }
+        let c = client("https://x.example");
+        let url = c.url(&["orders", "1/../2?x#y"], &[]);
+        assert_eq!(
+            url.as_str(),
+            "https://x.example/wp-json/wc/v3/orders/1%2F..%2F2%3Fx%23y"
+        );
+        let url = c.url(&["orders"], &[("search", "1001&status=trash #")]);
+        assert_eq!(url.query(), Some("search=1001%26status%3Dtrash+%23"));
+    }
+
+    #[test]
+    fn the_keys_are_redacted_in_debug_output() {
+        let shown = format!(
+            "{:?}",
+            WooClient::new(
+                "https://x.example",
+                Secret::new("ck_live_123"),
+                Secret::new("cs_live_456"),
+                Duration::from_secs(1)
+            )
+            .unwrap()
+        );
+        assert!(
+            !shown.contains("ck_live_123") && !shown.contains("cs_live_456"),
+            "{shown}"
+        );
+    }
+}
