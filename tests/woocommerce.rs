@@ -496,6 +496,48 @@ fn reward_products_that_are_not_woocommerce_ids_stop_the_start() {
     assert!(stderr.contains("rewards[0].product_ids"), "{stderr}");
 }
 
+#[test]
+fn plain_http_on_loopback_starts_with_a_warning() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[shop.woocommerce]\nurl = \"http://127.0.0.1:9\"\n\n[[rewards]]\nid = \"mug\"\n\
+         title = \"Mug\"\npoints = 200\nproduct_ids = [\"93\"]\n\
+         checkout_url = \"https://shop.example/mug\"\n",
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_loyalty-bot"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .env_clear()
+        .env("RUST_LOG", "warn")
+        .env("LOYALTY__STORE__PATH", dir.path().join("db"))
+        .env("LOYALTY__SERVER__BIND", "127.0.0.1:0")
+        .envs(WOO_ENV)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // A bound on a hang, not a timing assertion: the line comes before the server listens.
+    let warned = std::iter::from_fn(|| rx.recv_timeout(Duration::from_secs(30)).ok())
+        .find(|l| l.contains("shop.woocommerce.url is plain http"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(warned.is_some(), "no start-up warning for plain http");
+}
+
 #[tokio::test]
 async fn plain_http_on_loopback_is_accepted_for_the_adapter() {
     let settings = |url: &str| WoocommerceSettings {
