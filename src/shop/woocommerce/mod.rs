@@ -177,17 +177,18 @@ impl Shop for WooShop {
     fn warm_up(&self) -> BoxFuture<'_, Result<(), ShopError>> {
         Box::pin(async move {
             let url = self.client.url(&["orders"], &[("per_page", "1")]);
-            let outcome = match self.client.get(url).await {
+            let problem = match self.client.get(url).await {
+                Ok(res) if res.status().is_success() => return Ok(()),
                 Ok(res) => match res.status().as_u16() {
-                    200 => Ok(()),
                     s @ (401 | 403 | 404) => return Err(failure(s)),
-                    s => Err(failure(s)),
+                    s => failure(s),
                 },
-                Err(e) => Err(e),
+                Err(e) => e,
             };
-            if let Err(e) = outcome {
-                tracing::warn!(error = %e, "the WooCommerce shop did not answer at start; claims will tell customers to try later until it does");
-            }
+            tracing::warn!(
+                error = %problem,
+                "the WooCommerce shop did not answer at start; customers are told to try later until it does"
+            );
             Ok(())
         })
     }
