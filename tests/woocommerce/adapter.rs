@@ -99,3 +99,18 @@ async fn plain_http_on_loopback_is_accepted_for_the_adapter() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_look_up_that_takes_two_calls_keeps_to_one_time_limit() {
+    let woo = FakeWoo::start().await;
+    woo.add_numbered_order(88, "1001", "jane@example.com", "1.00", "processing");
+    // Each call alone is within the 1 s limit; the id look-up and the search together are not.
+    woo.set_delay(Duration::from_millis(600));
+    let res = adapter(&woo, WOO_SECRET)
+        .find_order(
+            &OrderNumber::parse("1001").unwrap(),
+            &Email::parse("jane@example.com").unwrap(),
+        )
+        .await;
+    assert!(matches!(res, Err(ShopError::Timeout(1))), "{res:?}");
+}

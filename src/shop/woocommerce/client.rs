@@ -17,7 +17,7 @@ pub(super) struct WooClient {
     base: reqwest::Url,
     consumer_key: Secret,
     consumer_secret: Secret,
-    timeout_secs: u64,
+    timeout: Duration,
 }
 
 /// A WordPress REST error body: `{"code": "...", "message": "...", "data": {"status": 400}}`.
@@ -70,7 +70,7 @@ impl WooClient {
             base,
             consumer_key,
             consumer_secret,
-            timeout_secs: timeout.as_secs(),
+            timeout,
         })
     }
 
@@ -123,9 +123,20 @@ impl WooClient {
         Ok(bytes.to_vec())
     }
 
+    /// `work` (one or more calls) within the shop's time limit as a whole: a look-up that
+    /// takes two calls answers the customer within `shop.timeout_secs` too.
+    pub async fn within<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, ShopError>>,
+    ) -> Result<T, ShopError> {
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .unwrap_or(Err(ShopError::Timeout(self.timeout.as_secs())))
+    }
+
     pub fn transport_error(&self, e: reqwest::Error) -> ShopError {
         if e.is_timeout() {
-            ShopError::Timeout(self.timeout_secs)
+            ShopError::Timeout(self.timeout.as_secs())
         } else {
             ShopError::Unreachable(e)
         }

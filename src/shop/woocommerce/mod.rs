@@ -121,7 +121,7 @@ impl Shop for WooShop {
         number: &'a OrderNumber,
         email: &'a Email,
     ) -> BoxFuture<'a, Result<Option<ShopOrder>, ShopError>> {
-        Box::pin(async move {
+        Box::pin(self.client.within(async move {
             // The default: the displayed number is the order's id. A number that is an id of
             // another order (a sequential-number plugin) falls through to the search.
             if all_digits(number.as_str()) {
@@ -131,14 +131,14 @@ impl Shop for WooShop {
                 }
             }
             self.search(number, email).await
-        })
+        }))
     }
 
     fn create_coupon<'a>(
         &'a self,
         coupon: &'a CouponRequest,
     ) -> BoxFuture<'a, Result<(), ShopError>> {
-        Box::pin(async move {
+        Box::pin(self.client.within(async move {
             let body = serde_json::to_vec(&coupons::body(coupon)?)
                 .map_err(|e| ShopError::BadAnswer(e.to_string()))?;
             let res = self
@@ -155,7 +155,7 @@ impl Shop for WooShop {
                 ShopError::CodeTaken if self.made_already(coupon).await? => Ok(()),
                 refusal => Err(refusal),
             }
-        })
+        }))
     }
 
     fn order_by_id<'a>(
