@@ -267,7 +267,7 @@ fn an_old_claim_without_a_ledger_credit_is_recorded_as_crediting_nothing() {
     store.close();
 
     let store = SledStore::open(dir.path(), 8 << 20).unwrap();
-    let reverse = |n| store.reverse_order(&order(n), ReversalReason::Cancelled, Utc::now());
+    let reverse = |n| store.reverse_order(&order(n).into(), ReversalReason::Cancelled, Utc::now());
     let Ok(ReverseOutcome::Reversed { reversal, .. }) = reverse("2002") else {
         panic!("not reversed");
     };

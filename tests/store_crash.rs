@@ -102,7 +102,7 @@ fn one_round(store: &SledStore, tag: &str) {
     };
     println!("ACK coupon {}", coupon.code);
     store
-        .reverse_order(&order.number, ReversalReason::Refunded, now)
+        .reverse_order(&order.id, ReversalReason::Refunded, now)
         .unwrap();
     println!("ACK reversal {tag}9");
     let event = InboundEvent {
@@ -162,11 +162,17 @@ fn acknowledged_writes_survive_kill_9() {
             ),
             "claim" => {
                 let number = OrderNumber::parse(key).unwrap();
-                assert!(store.order_claim(&number).unwrap().is_some(), "{ack}");
+                assert!(
+                    store.order_claim(&(&number).into()).unwrap().is_some(),
+                    "{ack}"
+                );
             }
             "reversal" => {
                 let number = OrderNumber::parse(key).unwrap();
-                assert!(store.order_reversal(&number).unwrap().is_some(), "{ack}");
+                assert!(
+                    store.order_reversal(&(&number).into()).unwrap().is_some(),
+                    "{ack}"
+                );
             }
             "coupon" => {
                 let code = CouponCode::from_stored(key.into());

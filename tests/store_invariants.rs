@@ -175,7 +175,7 @@ fn apply(store: &SledStore, op: &Op, acks: &Acks) {
                         acks.credits.lock().unwrap().push(ack);
                     }
                     ClaimOutcome::Reversed { .. } => {
-                        let r = store.order_reversal(&order.number).unwrap();
+                        let r = store.order_reversal(&(&order.number).into()).unwrap();
                         assert!(
                             r.is_some_and(|r| r.member.is_none()),
                             "refused without cause"
@@ -222,7 +222,7 @@ fn apply(store: &SledStore, op: &Op, acks: &Acks) {
                 ReversalReason::Refunded
             };
             let number = number(n, upper);
-            let out = store.reverse_order(&number, reason, now).unwrap();
+            let out = store.reverse_order(&(&number).into(), reason, now).unwrap();
             let ack = (order_key(&number), out);
             acks.reversals.lock().unwrap().push(ack);
         }
@@ -268,7 +268,7 @@ fn check_invariants(store: &SledStore, acks: &Acks) -> Result<(), TestCaseError>
                 "order {} credited twice",
                 number
             );
-            let claim = store.order_claim(number).unwrap().map(|c| c.0);
+            let claim = store.order_claim(&number.into()).unwrap().map(|c| c.0);
             prop_assert_eq!(claim, Some(id), "claims index disagrees with the ledger");
         }
         for (i, e) in ledger.iter().enumerate() {
@@ -310,8 +310,8 @@ fn check_invariants(store: &SledStore, acks: &Acks) -> Result<(), TestCaseError>
     for n in 0..ORDERS {
         let number = number(n, true);
         let key = order_key(&number);
-        let claim = store.order_claim(&number).unwrap().map(|c| c.0);
-        match store.order_reversal(&number).unwrap() {
+        let claim = store.order_claim(&(&number).into()).unwrap().map(|c| c.0);
+        match store.order_reversal(&(&number).into()).unwrap() {
             None => prop_assert!(!reversed.contains_key(&key), "{} lost its reversal", key),
             Some(r) => {
                 // A refund before the claim leaves the order unclaimed and uncredited forever;
@@ -346,7 +346,7 @@ fn check_reversal_entry(
             && c.order_number.as_ref().map(order_key) == Some(key.clone())
     });
     prop_assert!(credit.is_some(), "reversal of {} before its credit", &key);
-    let r = store.order_reversal(number).unwrap();
+    let r = store.order_reversal(&number.into()).unwrap();
     prop_assert!(r.is_some(), "reversal of {} without its record", &key);
     let r = r.unwrap();
     prop_assert_eq!(r.member, Some(id));
@@ -375,7 +375,7 @@ fn check_acks(
     let reversals = acks.reversals.lock().unwrap();
     for (key, out) in reversals.iter() {
         let stored = store
-            .order_reversal(&OrderNumber::parse(key).unwrap())
+            .order_reversal(&OrderNumber::parse(key).unwrap().into())
             .unwrap();
         let reversal = match out {
             ReverseOutcome::Reversed { reversal, .. }
@@ -410,7 +410,7 @@ fn reversed_orders_stay_unclaimable(store: &SledStore) -> Result<(), TestCaseErr
     let now = Utc::now();
     for n in 0..ORDERS {
         let order = order(n, n % 2 == 0);
-        if store.order_reversal(&order.number).unwrap().is_none() {
+        if store.order_reversal(&order.id).unwrap().is_none() {
             continue;
         }
         for account in store.members().unwrap() {
@@ -558,7 +558,7 @@ fn a_reopened_store_keeps_members_ledgers_coupons_reversals_conversations_and_qu
     let account = store.member(id).unwrap().unwrap();
     assert_eq!(account.balance, Points(BONUS + 30 - 15));
     assert_eq!(store.ledger(id).unwrap().len(), 7);
-    let reversal = |n| store.order_reversal(&number(n, false)).unwrap();
+    let reversal = |n| store.order_reversal(&number(n, false).into()).unwrap();
     assert_eq!(reversal(2).and_then(|r| r.member), Some(id));
     assert!(reversal(3).is_some_and(|r| r.member.is_none()));
     let statuses: Vec<_> = store
@@ -570,7 +570,7 @@ fn a_reopened_store_keeps_members_ledgers_coupons_reversals_conversations_and_qu
     assert_eq!(statuses, [CouponStatus::Issued, CouponStatus::Cancelled]);
     assert_eq!(
         store
-            .order_claim(&OrderNumber::parse("a-100").unwrap())
+            .order_claim(&OrderNumber::parse("a-100").unwrap().into())
             .unwrap()
             .map(|c| c.0),
         Some(id)

@@ -37,6 +37,13 @@ pub enum StartupError {
     },
     #[error("the shop is not usable (config section [shop])")]
     Shop(#[source] ShopError),
+    /// The shop refused the credentials at start (or a setting names something it lacks).
+    #[error("the shop refused us at start: check {key}")]
+    ShopSettings {
+        key: String,
+        #[source]
+        source: ShopError,
+    },
     #[error("the conversation flows in {path} are not usable")]
     Flows {
         path: PathBuf,

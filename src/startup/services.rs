@@ -11,7 +11,7 @@ use crate::flows::Engine;
 use crate::limits::{Limits, SystemClock};
 use crate::metrics::Metrics;
 use crate::program::{Program, Rules};
-use crate::shop::{FixtureShop, GenericShop, Shop, ShopError, TimedShop, WooShop};
+use crate::shop::{FixtureShop, GenericShop, Shop, ShopError, ShopifyShop, TimedShop, WooShop};
 use crate::store::{LoyaltyStore, Pacing, SledStore};
 use crate::turns::ShopWaits;
 use std::path::Path;
@@ -57,7 +57,7 @@ impl Services {
         let mailroom = Arc::new(build_mailroom(settings, &store)?);
         let mut program = Program::new(
             dyn_store,
-            build_shop(settings, metrics)?,
+            build_shop(settings, metrics).await?,
             settings.catalogue(),
             rules(settings),
         )
@@ -166,8 +166,9 @@ fn rules(settings: &Settings) -> Rules {
 }
 
 /// The configured shop, its calls timed (`loyalty_shop_request_seconds`) and marked as waits so
-/// that a Messenger turn gives its place up while the shop is slow (`turns.rs`).
-fn build_shop(settings: &Settings, metrics: &Metrics) -> Result<Arc<dyn Shop>, StartupError> {
+/// that a Messenger turn gives its place up while the shop is slow (`turns.rs`). Warmed up
+/// before the first customer: refused credentials stop the start naming their settings.
+async fn build_shop(settings: &Settings, metrics: &Metrics) -> Result<Arc<dyn Shop>, StartupError> {
     let s = &settings.shop;
     let shop: Arc<dyn Shop> = match s.kind {
         ShopKind::Fixture => {
@@ -190,16 +191,50 @@ fn build_shop(settings: &Settings, metrics: &Metrics) -> Result<Arc<dyn Shop>, S
             .map_err(StartupError::Shop)?,
         ),
         ShopKind::Shopify => {
-            return Err(StartupError::Shop(ShopError::Unsupported(
-                "run as a Shopify shop yet",
-            )))
+            check_shopify_products(settings)?;
+            let shop = ShopifyShop::new(&s.shopify, s.timeout).map_err(StartupError::Shop)?;
+            shop.warm_up()
+                .await
+                .map_err(|source| StartupError::ShopSettings {
+                    key: ShopifyShop::credential_keys(&s.shopify).to_owned(),
+                    source,
+                })?;
+            Arc::new(shop)
         }
         ShopKind::Woocommerce => {
-            Arc::new(WooShop::new(&s.woocommerce, s.timeout).map_err(StartupError::Shop)?)
+            let shop = WooShop::new(&s.woocommerce, s.timeout).map_err(StartupError::Shop)?;
+            shop.warm_up()
+                .await
+                .map_err(|source| StartupError::ShopSettings {
+                    key: WooShop::setting_at_fault(&source).to_owned(),
+                    source,
+                })?;
+            Arc::new(shop)
         }
     };
     let timed = TimedShop::new(shop, metrics);
     Ok(Arc::new(ShopWaits(Arc::new(timed))))
+}
+
+/// A Shopify coupon is limited to products by id: each reward must name Shopify products.
+fn check_shopify_products(settings: &Settings) -> Result<(), StartupError> {
+    for (i, reward) in settings.rewards.iter().enumerate() {
+        let bad = if reward.product_ids.is_empty() {
+            Some("names no products".to_owned())
+        } else {
+            reward
+                .product_ids
+                .iter()
+                .find_map(|p| crate::shop::shopify::product_gid(p).err())
+        };
+        if let Some(problem) = bad {
+            return Err(StartupError::ShopSettings {
+                key: format!("rewards[{i}].product_ids (reward `{}`)", reward.id),
+                source: ShopError::Refused(problem),
+            });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

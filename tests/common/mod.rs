@@ -11,6 +11,7 @@
 mod app;
 mod binary;
 mod chat_process;
+pub mod fake_shopify;
 pub mod fake_woo;
 pub mod graph_api;
 pub mod psid;

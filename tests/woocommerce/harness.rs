@@ -3,7 +3,7 @@
 
 use crate::common::fake_woo::{FakeWoo, WooRequest, WOO_KEY};
 use crate::common::{spawn_app_with, TestApp};
-use loyalty_bot::config::{DiscountKind, DiscountSettings, Secret, WoocommerceSettings};
+use loyalty_bot::config::{DiscountKind, DiscountSettings, Secret, Settings, WoocommerceSettings};
 use loyalty_bot::shop::WooShop;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -15,22 +15,27 @@ pub const JANE: &str = "1515862162";
 /// The app on `woo`, its rewards limited to WooCommerce product ids: the mug (200 points) is
 /// free product 93; the bag (500 points) is 5.00 off products 93 and 94.
 pub async fn app_on(woo: &FakeWoo) -> TestApp {
-    spawn_app_with(|s| {
-        woo.configure(s);
-        for r in &mut s.rewards {
-            match r.id.as_str() {
-                "free-mug" => r.product_ids = vec!["93".into()],
-                _ => {
-                    r.product_ids = vec!["93".into(), "94".into()];
-                    r.discount = Some(DiscountSettings {
-                        kind: DiscountKind::Amount,
-                        value: "5.00".parse().unwrap(),
-                    });
-                }
+    let app = spawn_app_with(|s| woo_rewards(woo, s)).await;
+    // The start-up check's request is pinned in `startup`; tests here see their own.
+    woo.forget_requests();
+    app
+}
+
+/// `s` on `woo`, with the rewards of [`app_on`].
+pub fn woo_rewards(woo: &FakeWoo, s: &mut Settings) {
+    woo.configure(s);
+    for r in &mut s.rewards {
+        match r.id.as_str() {
+            "free-mug" => r.product_ids = vec!["93".into()],
+            _ => {
+                r.product_ids = vec!["93".into(), "94".into()];
+                r.discount = Some(DiscountSettings {
+                    kind: DiscountKind::Amount,
+                    value: "5.00".parse().unwrap(),
+                });
             }
         }
-    })
-    .await
+    }
 }
 
 /// A reply text of `flows/<file>` (English), so tests follow the wording there.

@@ -1,6 +1,9 @@
 //! The real binary's start: what stops it, and the plain-http warning.
 
-use crate::common::fake_woo::{WOO_KEY, WOO_SECRET};
+use super::harness::{calls, woo_rewards};
+use crate::common::fake_woo::{basic_auth, FakeWoo, WOO_KEY, WOO_SECRET};
+use crate::common::try_spawn_app_with;
+use loyalty_bot::config::Secret;
 use std::time::Duration;
 
 /// `loyalty-bot serve` with `env` over the built-in defaults, from an empty folder.
@@ -88,4 +91,44 @@ fn plain_http_on_loopback_starts_with_a_warning() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(warned.is_some(), "no start-up warning for plain http");
+}
+
+#[tokio::test]
+async fn the_start_reads_one_order_with_the_keys() {
+    let woo = FakeWoo::start().await;
+    let app = try_spawn_app_with(|s| woo_rewards(&woo, s)).await;
+    assert!(app.is_ok(), "started");
+    let requests = woo.requests();
+    assert_eq!(calls(&requests), ["GET /wp-json/wc/v3/orders per_page=1"]);
+    let auth = requests[0].header("authorization");
+    assert_eq!(auth, Some(basic_auth(WOO_KEY, WOO_SECRET).as_str()));
+}
+
+#[tokio::test]
+async fn wrong_keys_or_no_rest_api_stop_the_start_naming_the_setting() {
+    let woo = FakeWoo::start().await;
+    for (case, status, key) in [
+        ("wrong keys", None, "shop.woocommerce.consumer_key"),
+        ("no REST API", Some(404), "shop.woocommerce.url"),
+    ] {
+        woo.heal();
+        if let Some(status) = status {
+            woo.fail_with(status);
+        }
+        let started = try_spawn_app_with(|s| {
+            woo_rewards(&woo, s);
+            if status.is_none() {
+                s.shop.woocommerce.consumer_secret = Secret::new("cs_wrong");
+            }
+        })
+        .await;
+        let Err(e) = started else {
+            panic!("{case}: started");
+        };
+        assert!(e.to_string().contains(key), "{case}: {e}");
+    }
+    // A shop that is down is no reason not to start: customers hear it is unavailable.
+    woo.fail_with(503);
+    let started = try_spawn_app_with(|s| woo_rewards(&woo, s)).await;
+    assert!(started.is_ok(), "a 503 at start");
 }

@@ -43,6 +43,16 @@ impl WooShop {
         Ok(WooShop { client })
     }
 
+    /// The setting to check when [`Shop::warm_up`] fails with `e`.
+    pub fn setting_at_fault(e: &ShopError) -> &'static str {
+        match e {
+            ShopError::Unauthorized(_) => {
+                "shop.woocommerce.consumer_key / shop.woocommerce.consumer_secret (a Read/Write key)"
+            }
+            _ => "shop.woocommerce.url (the WooCommerce REST API answers at {url}/wp-json/wc/v3)",
+        }
+    }
+
     /// `GET /orders/<id>`; `None` on 404.
     async fn order(&self, id: &str) -> Result<Option<ShopOrder>, ShopError> {
         let res = self

@@ -197,6 +197,10 @@ impl FakeWoo {
     pub fn requests(&self) -> Vec<WooRequest> {
         self.lock().requests.clone()
     }
+    /// Forgets the requests so far (the app's start-up check, before a test's own).
+    pub fn forget_requests(&self) {
+        self.lock().requests.clear();
+    }
     /// Coupons created (bodies of accepted `POST /coupons`), oldest first.
     pub fn coupons(&self) -> Vec<Value> {
         self.lock().coupons.clone()

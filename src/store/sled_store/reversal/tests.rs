@@ -216,3 +216,213 @@ fn concurrent_reversals_and_claims_of_one_order_settle_it_once() {
     let total: u64 = members.iter().map(|m| balance(&store, *m).0).sum();
     assert_eq!(total, 4 * 50);
 }
+
+// Points follow the order: `settle_order`.
+
+const GID: &str = "gid://shopify/Order/450789469";
+
+fn shop_claim(store: &SledStore, id: MemberId, total: &str) -> ClaimOutcome {
+    let order = VerifiedOrder {
+        id: OrderId::parse(GID).unwrap(),
+        number: number("1001"),
+        email: Email::parse("ana@example.com").unwrap(),
+        total: total.parse().unwrap(),
+        currency: "EUR".into(),
+        status: OrderStatus::Paid,
+    };
+    let points = points_for(order.total, rust_decimal::Decimal::ONE);
+    store.claim_order(id, &order, points, Utc::now()).unwrap()
+}
+
+fn state(status: &str, total: &str) -> OrderState {
+    OrderState::of(
+        OrderId::parse(GID).unwrap(),
+        number("1001"),
+        &OrderStatus::parse(status),
+        total.parse().unwrap(),
+        rust_decimal::Decimal::ONE,
+    )
+}
+
+fn settle(store: &SledStore, s: &OrderState, to: Option<MemberId>) -> SettleOutcome {
+    store.settle_order(s, to, Utc::now()).unwrap()
+}
+
+fn order_entries(store: &SledStore, id: MemberId) -> Vec<LedgerEntry> {
+    store
+        .ledger(id)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.order_number.is_some())
+        .collect()
+}
+
+#[test]
+fn a_partial_then_a_full_refund_are_one_entry_each_and_redeliveries_none() {
+    let (_d, store) = open();
+    let id = join(&store, "ana");
+    shop_claim(&store, id, "59.90");
+    assert_eq!(balance(&store, id), Points(109));
+    let partial = state("partially_refunded", "39.90");
+    match settle(&store, &partial, None) {
+        SettleOutcome::Changed {
+            from, to, taken, ..
+        } => {
+            assert_eq!((from, to, taken), (Points(59), Points(39), Points(20)))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        settle(&store, &partial, None),
+        SettleOutcome::Unchanged { member: Some(id) }
+    );
+    let full = state("refunded", "0.00");
+    match settle(&store, &full, None) {
+        SettleOutcome::Changed { taken, ended, .. } => {
+            assert_eq!(taken, Points(39));
+            assert_eq!(ended.unwrap().credited, Points(39));
+        }
+        other => panic!("{other:?}"),
+    }
+    // A late partial-refund delivery after the full refund changes nothing.
+    assert_eq!(
+        settle(&store, &partial, None),
+        SettleOutcome::Unchanged { member: Some(id) }
+    );
+    assert_eq!(balance(&store, id), Points(50));
+    let entries = order_entries(&store, id);
+    let points: Vec<i64> = entries.iter().map(|e| e.points).collect();
+    assert_eq!(points, vec![59, -20, -39]);
+    for e in &entries {
+        assert_eq!(e.order_number, Some(number("1001")));
+        assert_eq!(e.order_id, Some(OrderId::parse(GID).unwrap()));
+    }
+    let standing = store
+        .order_standing(&OrderId::parse(GID).unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(standing.earned, Points::ZERO);
+    assert_eq!(standing.number, Some(number("1001")));
+    assert_eq!(standing.total, Some("59.90".parse().unwrap()));
+}
+
+#[test]
+fn a_refund_of_spent_points_takes_the_balance_and_records_the_shortfall() {
+    let (_d, store) = open();
+    let id = join(&store, "ana");
+    shop_claim(&store, id, "100.00");
+    let reward = Reward {
+        id: "mug".into(),
+        title: "Mug".into(),
+        checkout_url: String::new(),
+        points: Points(140),
+        product_ids: vec!["1".into()],
+        value: None,
+        discount: Discount::default(),
+    };
+    let code = CouponCode::generate("mug");
+    let at = Utc::now();
+    store
+        .redeem_reward(id, &reward, code, at + Duration::days(30), at, None)
+        .unwrap();
+    assert_eq!(balance(&store, id), Points(10));
+    match settle(&store, &state("partially_refunded", "40.00"), None) {
+        SettleOutcome::Changed {
+            taken,
+            shortfall,
+            balance,
+            ..
+        } => assert_eq!(
+            (taken, shortfall, balance),
+            (Points(10), Points(50), Points(0))
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn an_order_that_earns_more_again_is_credited_the_difference() {
+    let (_d, store) = open();
+    let id = join(&store, "ana");
+    shop_claim(&store, id, "59.90");
+    settle(&store, &state("on-hold", "59.90"), None);
+    assert_eq!(balance(&store, id), Points(50));
+    match settle(&store, &state("paid", "59.90"), None) {
+        SettleOutcome::Changed { credited, .. } => assert_eq!(credited, Points(59)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(balance(&store, id), Points(109));
+}
+
+#[test]
+fn an_unclaimed_order_is_credited_automatically_once_and_a_claim_then_finds_it() {
+    let (_d, store) = open();
+    let id = join(&store, "ana");
+    let paid = state("paid", "59.90");
+    assert_eq!(settle(&store, &paid, None), SettleOutcome::Unclaimed);
+    match settle(&store, &paid, Some(id)) {
+        SettleOutcome::AutoCredited {
+            member,
+            points,
+            balance,
+        } => {
+            assert_eq!((member, points, balance), (id, Points(59), Points(109)))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        settle(&store, &paid, Some(id)),
+        SettleOutcome::Unchanged { member: Some(id) }
+    );
+    assert!(matches!(
+        shop_claim(&store, id, "59.90"),
+        ClaimOutcome::AlreadyClaimed { by, .. } if by == id
+    ));
+    assert_eq!(balance(&store, id), Points(109));
+    let auto = &order_entries(&store, id)[0];
+    assert_eq!(
+        auto.reason.as_deref(),
+        Some(order_changes::reasons::AUTO_CREDIT)
+    );
+}
+
+#[test]
+fn an_order_refunded_before_its_claim_is_never_credited() {
+    let (_d, store) = open();
+    let id = join(&store, "ana");
+    assert!(matches!(
+        settle(&store, &state("refunded", "0.00"), Some(id)),
+        SettleOutcome::EndedBeforeClaim { .. }
+    ));
+    // The paid event arrives late: the order stays ended.
+    assert_eq!(
+        settle(&store, &state("paid", "59.90"), Some(id)),
+        SettleOutcome::Unchanged { member: None }
+    );
+    assert!(matches!(
+        shop_claim(&store, id, "59.90"),
+        ClaimOutcome::Reversed { .. }
+    ));
+    assert_eq!(balance(&store, id), Points(50));
+}
+
+#[test]
+fn a_generic_full_refund_after_a_partial_one_takes_back_what_is_left() {
+    let (_d, store) = open();
+    let id = join(&store, "ana");
+    claim(&store, id, "1001", 42);
+    let partial = OrderState {
+        id: OrderId::from(&number("1001")),
+        number: number("1001"),
+        total: "22".parse().unwrap(),
+        earns: Points(22),
+        ended: None,
+    };
+    settle(&store, &partial, None);
+    let (reversal, after) = reversed(&store, "1001");
+    assert_eq!(
+        (reversal.credited, reversal.taken),
+        (Points(22), Points(22))
+    );
+    assert_eq!(after, Points(50));
+}
