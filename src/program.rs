@@ -21,9 +21,11 @@ use chrono::{DateTime, Duration, Utc};
 use std::sync::Arc;
 
 mod mail;
+mod orders;
 mod verification;
 
 pub use mail::MailSubject;
+pub use orders::{FollowError, Followed, OrderNews, OrderNotice};
 pub use verification::{CodeMail, CodeResult};
 
 /// The program's rules, from `[program]`.
@@ -33,6 +35,8 @@ pub struct Rules {
     pub points_per_currency_unit: rust_decimal::Decimal,
     pub coupon_valid_days: u32,
     pub currency: String,
+    /// Credit a paid order from the shop's webhook to the member with its email, unclaimed.
+    pub auto_credit: bool,
 }
 
 /// How long a repeated redemption waits for the first attempt's shop call (whose own timeout
@@ -158,6 +162,8 @@ pub struct Program {
     mail: Option<crate::domain::mail::MailPolicy>,
     /// The time verification codes and mail go by.
     clock: Arc<dyn crate::clock::Clock>,
+    /// Tells members about order changes they did not ask about.
+    notice: Option<Arc<dyn OrderNotice>>,
 }
 
 impl Program {
@@ -177,7 +183,14 @@ impl Program {
             codes: None,
             mail: None,
             clock: Arc::new(crate::clock::SystemClock),
+            notice: None,
         }
+    }
+
+    /// Members hear about order changes through `notice` (Messenger, in its window).
+    pub fn with_order_notice(mut self, notice: Arc<dyn OrderNotice>) -> Self {
+        self.notice = Some(notice);
+        self
     }
 
     /// The metrics to count joins, claims and redemptions into (the default counts into

@@ -34,6 +34,7 @@ fn bot() -> Bot {
         points_per_currency_unit: 1.into(),
         coupon_valid_days: 30,
         currency: "EUR".into(),
+        auto_credit: false,
     };
     let program = Arc::new(Program::new(store.clone(), shop, catalogue, rules));
     let engine = Engine::load(program, None, "en").unwrap();

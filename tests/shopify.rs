@@ -5,92 +5,15 @@
 mod common;
 
 use common::fake_shopify::{
-    FakeShopify, API_VERSION, CLIENT_ID, CLIENT_SECRET, GRAPHQL_PATH, STATIC_TOKEN, TOKEN_PATH,
+    FakeShopify, CLIENT_ID, CLIENT_SECRET, GRAPHQL_PATH, STATIC_TOKEN, TOKEN_PATH,
 };
+use common::shopify_app::*;
 use common::{spawn_app_with, try_spawn_app_with, TestApp};
-use loyalty_bot::config::{DiscountKind, DiscountSettings, Secret, Settings, ShopKind};
-use loyalty_bot::domain::{Channel, ChatIdentity, OrderId};
+use loyalty_bot::config::{DiscountKind, DiscountSettings, Secret};
+use loyalty_bot::domain::OrderId;
 use loyalty_bot::shop::{shopify, Shop, ShopError, ShopifyShop};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::Duration;
-
-const CONTACT: &str = include_str!("../fixtures/manychat/full-contact-data-request.json");
-/// The subscriber in [`CONTACT`].
-const JANE: &str = "1515862162";
-const MUG_PRODUCT: &str = "8123456789001";
-const TOTE_PRODUCT: &str = "gid://shopify/Product/8123456789002";
-
-enum Auth {
-    Static,
-    ClientCredentials,
-}
-
-fn configure(s: &mut Settings, fake: &FakeShopify, auth: &Auth) {
-    s.shop.kind = ShopKind::Shopify;
-    let shopify = &mut s.shop.shopify;
-    shopify.store_domain = "example-shop.myshopify.com".into();
-    shopify.api_version = API_VERSION.into();
-    shopify.base_url = fake.url();
-    shopify.webhook_secret = Secret::new(CLIENT_SECRET);
-    match auth {
-        Auth::Static => shopify.access_token = Secret::new(STATIC_TOKEN),
-        Auth::ClientCredentials => {
-            shopify.client_id = CLIENT_ID.into();
-            shopify.client_secret = Secret::new(CLIENT_SECRET);
-        }
-    }
-    s.rewards[0].product_ids = vec![MUG_PRODUCT.into()];
-    s.rewards[1].product_ids = vec![TOTE_PRODUCT.into()];
-}
-
-async fn app_with(fake: &FakeShopify, auth: Auth) -> TestApp {
-    spawn_app_with(|s| configure(s, fake, &auth)).await
-}
-
-/// ManyChat's contact data for Jane without any step fields.
-fn jane() -> Value {
-    let mut c: Value = serde_json::from_str(CONTACT).unwrap();
-    c["custom_fields"] = json!({ "loyalty_points": 0 });
-    c
-}
-
-/// Posts to a ManyChat endpoint as ManyChat does and returns the reply's text.
-async fn say(app: &TestApp, path: &str, body: &Value) -> String {
-    let res = app.post_manychat(path, body).await;
-    assert_eq!(res.status(), 200, "POST {path}");
-    let v2: Value = res.json().await.unwrap();
-    v2["content"]["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["text"].as_str().unwrap_or_default())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-async fn join_jane(app: &TestApp) {
-    let mut body = jane();
-    body["custom_fields"]["email_input"] = json!("jane@example.com");
-    say(app, "/manychat/join", &body).await;
-    assert_eq!(balance(app).await, 50);
-}
-
-async fn claim(app: &TestApp, typed: &str) -> String {
-    let mut body = jane();
-    body["order_number"] = json!(typed);
-    say(app, "/manychat/claim", &body).await
-}
-
-async fn redeem(app: &TestApp, reward: &str) -> String {
-    let body = json!({ "subscriber_id": JANE, "reward_id": reward });
-    say(app, "/manychat/redeem", &body).await
-}
-
-async fn balance(app: &TestApp) -> u64 {
-    let who = ChatIdentity::new(Channel::Manychat, JANE).unwrap();
-    let account = app.program().account(&who).await.unwrap();
-    account.map_or(0, |a| a.balance.value())
-}
 
 /// The `q` variable of every order search sent, in order.
 fn searches(fake: &FakeShopify) -> Vec<String> {

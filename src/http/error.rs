@@ -35,6 +35,9 @@ pub enum ApiError {
     /// The client took longer than `server.body_timeout_ms` to send its body.
     #[error("the request body did not arrive in time")]
     RequestTimeout,
+    /// The shop could not be asked (down, slow, refusing our credentials): try again later.
+    #[error("{0}")]
+    ShopUnavailable(String),
     #[error("too many requests; retry after {retry_after_secs} s")]
     TooManyRequests { retry_after_secs: u64 },
     /// Anything the client cannot fix. The body stays generic; the log gets the source chain.
@@ -60,6 +63,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::RequestTimeout => "request_timeout",
             ApiError::TooManyRequests { .. } => "rate_limited",
+            ApiError::ShopUnavailable(_) => "shop_unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -103,6 +107,7 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::ShopUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

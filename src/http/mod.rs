@@ -6,6 +6,7 @@ mod body;
 pub mod error;
 pub mod health;
 mod metrics;
+pub mod order_webhooks;
 mod server;
 pub mod shop_webhook;
 pub mod unsubscribe;

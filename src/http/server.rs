@@ -25,6 +25,8 @@ pub struct Routes {
     pub mailroom: Arc<crate::email::mailroom::Mailroom>,
     /// `shop.secret`: signs the shop's order webhook; empty disables it.
     pub shop_secret: Secret,
+    /// The secrets of Shopify's or WooCommerce's order webhooks.
+    pub webhook_keys: super::order_webhooks::WebhookKeys,
     pub messenger: Option<Arc<Messenger>>,
     pub manychat: Option<Arc<Manychat>>,
     /// What `/metrics` shows; `metrics_token` empty disables the route.
@@ -71,6 +73,9 @@ pub fn server(
             })
             .configure(|cfg| {
                 super::shop_webhook::configure(cfg, Arc::clone(&r.program), &r.shop_secret)
+            })
+            .configure(|cfg| {
+                super::order_webhooks::configure(cfg, Arc::clone(&r.program), &r.webhook_keys)
             })
             .configure(|cfg| super::unsubscribe::configure(cfg, Arc::clone(&r.program)))
             .configure(|cfg| super::health::configure_readiness(cfg, r.readiness.clone()))

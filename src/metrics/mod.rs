@@ -117,6 +117,13 @@ pub struct Metrics {
     emails_sent: Family<KindLabels, Counter>,
     emails_failed: Family<KindLabels, Counter>,
     email_unsubscribes: Counter,
+    order_updates: Family<OrderUpdateLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OrderUpdateLabels {
+    source: &'static str,
+    result: &'static str,
 }
 
 impl Default for Metrics {
@@ -134,6 +141,7 @@ impl Default for Metrics {
             emails_sent: Family::default(),
             emails_failed: Family::default(),
             email_unsubscribes: Counter::default(),
+            order_updates: Family::default(),
         }
     }
 }
@@ -199,6 +207,11 @@ impl Metrics {
             "Members who opted out of marketing email (link, one-click or chat)",
             m.email_unsubscribes.clone(),
         );
+        registry.register(
+            "loyalty_order_updates",
+            "Shop order webhooks handled, by shop and what they did to the order's points",
+            m.order_updates.clone(),
+        );
         for kind in EMAIL_KINDS {
             let _ = m.emails_sent.get_or_create_owned(&KindLabels { kind });
             let _ = m.emails_failed.get_or_create_owned(&KindLabels { kind });
@@ -233,6 +246,19 @@ impl Metrics {
     /// A member opted out of marketing email.
     pub fn email_unsubscribed(&self) {
         self.email_unsubscribes.inc();
+    }
+
+    /// An order webhook from `source` ended with `result` (`changed`, `credited`, `unchanged`,
+    /// `duplicate`, `shop_unavailable`, …).
+    pub fn order_update(&self, source: &'static str, result: &'static str) {
+        self.order_updates
+            .get_or_create(&OrderUpdateLabels { source, result })
+            .inc();
+    }
+
+    /// Points credited without a claim (`program.auto_credit`).
+    pub fn auto_credited(&self, points: u64) {
+        self.points_credited.inc_by(points);
     }
 
     /// A member joined with `bonus` points.

@@ -174,6 +174,7 @@ impl Application {
             admin_token: settings.admin.token.clone(),
             mailroom,
             shop_secret: settings.shop.secret.clone(),
+            webhook_keys: http::order_webhooks::WebhookKeys::from_settings(&settings),
             messenger: channels.messenger,
             manychat: channels.manychat,
             metrics: Arc::new(registry),

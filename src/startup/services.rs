@@ -162,6 +162,7 @@ fn rules(settings: &Settings) -> Rules {
         points_per_currency_unit: p.points_per_currency_unit,
         coupon_valid_days: p.coupon_valid_days,
         currency: p.currency.to_string(),
+        auto_credit: p.auto_credit,
     }
 }
 

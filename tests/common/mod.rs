@@ -17,6 +17,7 @@ pub mod graph_api;
 pub mod psid;
 mod raw;
 mod shop;
+pub mod shopify_app;
 pub mod smtp;
 
 pub use app::{spawn_app, spawn_app_with, spawn_app_with_clock, try_spawn_app_with, TestApp};

@@ -1,0 +1,61 @@
+//! `POST /webhooks/shopify`: `X-Shopify-Hmac-Sha256` (base64 HMAC-SHA256 of the raw body,
+//! keyed with `shop.shopify.webhook_secret`), de-duplicated on `X-Shopify-Webhook-Id`, topics
+//! `orders/paid`, `orders/cancelled`, `orders/updated` and `refunds/create` (`X-Shopify-Topic`).
+//! Set-up: `docs/shopify.md`.
+
+use super::{answer, follow, header};
+use crate::config::Secret;
+use crate::http::ApiError;
+use crate::program::Program;
+use crate::shop::shopify::{order_gid_from_webhook, verify_webhook, SIGNATURE_HEADER};
+use actix_web::{web, HttpRequest, HttpResponse};
+use std::sync::Arc;
+
+pub const PATH: &str = "/webhooks/shopify";
+const TOPICS: [&str; 4] = [
+    "orders/paid",
+    "orders/cancelled",
+    "orders/updated",
+    "refunds/create",
+];
+
+struct Key(Secret);
+
+pub fn configure(cfg: &mut web::ServiceConfig, program: Arc<Program>, key: Secret) {
+    cfg.service(
+        web::resource(PATH)
+            .app_data(web::Data::new(Key(key)))
+            .app_data(web::Data::from(program))
+            .route(web::post().to(receive)),
+    );
+}
+
+#[tracing::instrument(name = "shopify_webhook", skip_all)]
+async fn receive(
+    req: HttpRequest,
+    body: web::Bytes,
+    key: web::Data<Key>,
+    program: web::Data<Program>,
+) -> Result<HttpResponse, ApiError> {
+    let signature = header(&req, SIGNATURE_HEADER);
+    if !verify_webhook(key.0.expose().as_bytes(), &body, signature) {
+        tracing::warn!(
+            signed = signature.is_some(),
+            "Shopify webhook refused: bad or missing signature"
+        );
+        return Err(ApiError::BadSignature);
+    }
+    let topic = header(&req, "X-Shopify-Topic").unwrap_or_default();
+    if !TOPICS.contains(&topic) {
+        // Answered 200: Shopify drops a subscription that keeps failing, and this one is
+        // the owner's extra, harmless.
+        tracing::info!(
+            topic,
+            "Shopify webhook of a topic we do not act on, ignored"
+        );
+        return Ok(answer("ignored", None));
+    }
+    let id = order_gid_from_webhook(topic, &body).map_err(ApiError::BadRequest)?;
+    let delivery = header(&req, "X-Shopify-Webhook-Id");
+    follow(&program, "shopify", delivery, &id, false).await
+}
