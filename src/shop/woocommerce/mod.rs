@@ -11,7 +11,8 @@ mod webhook;
 pub use coupons::{body as coupon_body, CouponBody};
 pub use orders::{parse_order, status as order_status};
 pub use webhook::{
-    verify_webhook, webhook_event, OrderTopic, WooEvent, SIGNATURE_HEADER, TOPIC_HEADER,
+    verify_webhook, webhook_event, OrderTopic, WooEvent, DELIVERY_HEADER, SIGNATURE_HEADER,
+    TOPIC_HEADER,
 };
 
 use super::{CouponRequest, Shop, ShopError, ShopOrder};

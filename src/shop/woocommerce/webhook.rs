@@ -12,6 +12,8 @@ use sha2::Sha256;
 pub const SIGNATURE_HEADER: &str = "X-WC-Webhook-Signature";
 /// The header naming the delivery's topic, `order.updated`; absent from the creation ping.
 pub const TOPIC_HEADER: &str = "X-WC-Webhook-Topic";
+/// One id per delivery attempt (WooCommerce does not retry, so one per event in practice).
+pub const DELIVERY_HEADER: &str = "X-WC-Webhook-Delivery-ID";
 
 /// Checks `X-WC-Webhook-Signature`: base64 of HMAC-SHA256 over the body exactly as received,
 /// keyed with the webhook's secret; compared in constant time.
