@@ -12,6 +12,7 @@ mod validate;
 
 pub use layers::{Layered, Source, DEFAULTS};
 pub use report::render;
+pub(crate) use validate::is_loopback;
 
 use crate::domain::{Catalogue, Points, Reward};
 use crate::limits::LimitSettings;

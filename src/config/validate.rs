@@ -164,7 +164,30 @@ impl Settings {
                 }
             }
             ShopKind::Shopify => validate_shopify(&shop.shopify)?,
-            ShopKind::Woocommerce => validate_woocommerce(&shop.woocommerce)?,
+            ShopKind::Woocommerce => {
+                validate_woocommerce(&shop.woocommerce)?;
+                self.validate_woocommerce_products()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A WooCommerce coupon is limited to products by their numeric ids.
+    fn validate_woocommerce_products(&self) -> Result<(), ConfigError> {
+        for (i, r) in self.rewards.iter().enumerate() {
+            let numeric = |id: &String| {
+                let id = id.trim();
+                id.bytes().all(|b| b.is_ascii_digit()) && id.parse::<u64>().is_ok_and(|n| n > 0)
+            };
+            if let Some(bad) = r.product_ids.iter().find(|id| !numeric(id)) {
+                return Err(invalid(
+                    &format!("rewards[{i}].product_ids"),
+                    format!(
+                        "`{bad}` is not a WooCommerce product id: use the number shown as ID \
+                         in Products (or a variation's id)"
+                    ),
+                ));
+            }
         }
         Ok(())
     }

@@ -7,11 +7,13 @@ mod fixture;
 mod generic;
 pub mod shopify;
 mod timed;
+pub mod woocommerce;
 
 pub use fixture::FixtureShop;
 pub use generic::{parse_answer as parse_generic_answer, GenericShop, SIGNATURE_HEADER};
 pub use shopify::ShopifyShop;
 pub use timed::TimedShop;
+pub use woocommerce::WooShop;
 
 use crate::domain::{Discount, Email, OrderId, OrderNumber, OrderStatus};
 use chrono::{DateTime, Utc};

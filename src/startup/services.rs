@@ -11,7 +11,7 @@ use crate::flows::Engine;
 use crate::limits::{Limits, SystemClock};
 use crate::metrics::Metrics;
 use crate::program::{Program, Rules};
-use crate::shop::{FixtureShop, GenericShop, Shop, ShopError, ShopifyShop, TimedShop};
+use crate::shop::{FixtureShop, GenericShop, Shop, ShopError, ShopifyShop, TimedShop, WooShop};
 use crate::store::{LoyaltyStore, Pacing, SledStore};
 use crate::turns::ShopWaits;
 use std::path::Path;
@@ -203,9 +203,14 @@ async fn build_shop(settings: &Settings, metrics: &Metrics) -> Result<Arc<dyn Sh
             Arc::new(shop)
         }
         ShopKind::Woocommerce => {
-            return Err(StartupError::Shop(ShopError::Unsupported(
-                "run as a WooCommerce shop yet",
-            )))
+            let shop = WooShop::new(&s.woocommerce, s.timeout).map_err(StartupError::Shop)?;
+            shop.warm_up()
+                .await
+                .map_err(|source| StartupError::ShopSettings {
+                    key: WooShop::setting_at_fault(&source).to_owned(),
+                    source,
+                })?;
+            Arc::new(shop)
         }
     };
     let timed = TimedShop::new(shop, metrics);

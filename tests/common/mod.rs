@@ -12,6 +12,7 @@ mod app;
 mod binary;
 mod chat_process;
 pub mod fake_shopify;
+pub mod fake_woo;
 pub mod graph_api;
 pub mod psid;
 mod raw;
