@@ -432,10 +432,13 @@ impl Program {
         order: OrderNumber,
     ) -> Result<ClaimResult, ProgramError> {
         let id = member.id;
-        // Cheap early answer for repeat claims; the store's index is the real guard.
-        let o = OrderId::from(&order);
-        if let Some((by, at)) = self.durably(move |s| s.order_claim(&o)).await? {
-            return self.already_claimed(id, by, at).await;
+        // Cheap early answer for repeat claims where the typed number is the order's key;
+        // the store's index is the real guard.
+        if self.shop.ids_are_numbers() {
+            let o = OrderId::from(&order);
+            if let Some((by, at)) = self.durably(move |s| s.order_claim(&o)).await? {
+                return self.already_claimed(id, by, at).await;
+            }
         }
         let found = match self.shop.find_order(&order, &member.email).await {
             Ok(found) => found,
@@ -563,9 +566,7 @@ impl Program {
         let mut attempt = 1;
         loop {
             let request = if attempt == 1 { request } else { None };
-            let out = self
-                .redeem_once(member, &reward, request, repeated)
-                .await?;
+            let out = self.redeem_once(member, &reward, request, repeated).await?;
             match out {
                 Attempt::Done(result) => return Ok(result),
                 // The shop has a discount with that code already (it is not one of ours: ours

@@ -118,6 +118,10 @@ impl Shop for ShopWaits {
     fn warm_up(&self) -> BoxFuture<'_, Result<(), ShopError>> {
         self.0.warm_up()
     }
+
+    fn ids_are_numbers(&self) -> bool {
+        self.0.ids_are_numbers()
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //! Each route is registered only for its shop kind with a webhook secret set; otherwise 404.
 
 mod shopify;
+mod woocommerce;
 
 use super::ApiError;
 use crate::config::{Secret, Settings, ShopKind};
@@ -49,7 +50,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, program: Arc<Program>, keys: &Web
     if let Some(key) = &keys.shopify {
         shopify::configure(cfg, Arc::clone(&program), key.clone());
     }
-    let _ = (program, &keys.woocommerce);
+    if let Some(key) = &keys.woocommerce {
+        woocommerce::configure(cfg, program, key.clone());
+    }
 }
 
 /// What a handled delivery did, for the shop's delivery log.

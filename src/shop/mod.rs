@@ -155,6 +155,12 @@ pub trait Shop: Send + Sync + 'static {
         Box::pin(async { Err(ShopError::Unsupported("look an order up by id")) })
     }
 
+    /// Whether the shop's order ids are its order numbers (the generic contract, the fixture),
+    /// so that the store's claim of a typed number can be looked up without asking the shop.
+    fn ids_are_numbers(&self) -> bool {
+        true
+    }
+
     /// Called once at start, before the first customer: fetch a token, check the credentials.
     /// An error stops the start with its message.
     fn warm_up(&self) -> BoxFuture<'_, Result<(), ShopError>> {

@@ -61,6 +61,10 @@ impl Shop for TimedShop {
     fn warm_up(&self) -> BoxFuture<'_, Result<(), ShopError>> {
         self.shop.warm_up()
     }
+
+    fn ids_are_numbers(&self) -> bool {
+        self.shop.ids_are_numbers()
+    }
 }
 
 #[cfg(test)]

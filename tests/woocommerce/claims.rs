@@ -139,7 +139,6 @@ async fn a_broken_slow_or_refusing_shop_credits_nothing_and_says_so() {
 }
 
 #[tokio::test]
-#[ignore = "Program::claim's early already-claimed check keys the typed number as an OrderId"]
 async fn a_displayed_number_that_is_another_orders_id_is_not_taken_for_that_order() {
     use loyalty_bot::domain::{Channel, ChatIdentity, Profile};
     use loyalty_bot::program::{ClaimResult, JoinResult};

@@ -130,7 +130,6 @@ async fn a_taken_code_spends_no_points() {
 }
 
 #[tokio::test]
-#[ignore = "the program does not retry a redemption on ShopError::CodeTaken yet"]
 async fn a_taken_code_is_retried_with_a_new_code() {
     let woo = FakeWoo::start().await;
     let app = app_on(&woo).await;

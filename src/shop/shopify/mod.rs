@@ -129,6 +129,11 @@ impl Shop for ShopifyShop {
     /// Fetches the first token (client credentials) and asks who we are. Refused credentials
     /// stop the start; a shop that is down or slow now is only a warning (customers are told
     /// to try later until it is back).
+    /// Orders are kept under their GID (Shopify) or id (WooCommerce), not the number typed.
+    fn ids_are_numbers(&self) -> bool {
+        false
+    }
+
     fn warm_up(&self) -> BoxFuture<'_, Result<(), ShopError>> {
         Box::pin(async move {
             let deadline = self.client.deadline();

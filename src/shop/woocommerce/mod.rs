@@ -132,7 +132,7 @@ impl Shop for WooShop {
         number: &'a OrderNumber,
         email: &'a Email,
     ) -> BoxFuture<'a, Result<Option<ShopOrder>, ShopError>> {
-        Box::pin(self.client.within(async move {
+        let look_up = self.client.within(async move {
             // The default: the displayed number is the order's id. A number that is an id of
             // another order (a sequential-number plugin) falls through to the search.
             if all_digits(number.as_str()) {
@@ -142,7 +142,10 @@ impl Shop for WooShop {
                 }
             }
             self.search(number, email).await
-        }))
+        });
+        // An order without a billing email (taken by phone) belongs to no member: unknown to
+        // the claimant, as an order with another email is. (`None` is Shopify's withholding.)
+        Box::pin(async move { Ok(look_up.await?.filter(|o| o.email.is_some())) })
     }
 
     fn create_coupon<'a>(
@@ -185,6 +188,11 @@ impl Shop for WooShop {
     /// One small authenticated read: wrong keys (401/403) or no WooCommerce REST API at the
     /// address (404) stop the start; a shop that is down now is only logged, since it may be
     /// back before the first customer.
+    /// Orders are kept under their GID (Shopify) or id (WooCommerce), not the number typed.
+    fn ids_are_numbers(&self) -> bool {
+        false
+    }
+
     fn warm_up(&self) -> BoxFuture<'_, Result<(), ShopError>> {
         Box::pin(async move {
             let url = self.client.url(&["orders"], &[("per_page", "1")]);
