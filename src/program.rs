@@ -44,7 +44,7 @@ const CODE_ATTEMPTS: u32 = 3;
 
 /// One try at a redemption: done, or the shop had the code already (the points are back).
 enum Attempt {
-    Done(RedeemResult),
+    Done(Box<RedeemResult>),
     CodeTaken,
 }
 
@@ -568,7 +568,7 @@ impl Program {
             let request = if attempt == 1 { request } else { None };
             let out = self.redeem_once(member, &reward, request, repeated).await?;
             match out {
-                Attempt::Done(result) => return Ok(result),
+                Attempt::Done(result) => return Ok(*result),
                 // The shop has a discount with that code already (it is not one of ours: ours
                 // are random and never sent twice): the points came back; a new code.
                 Attempt::CodeTaken if attempt < CODE_ATTEMPTS => {
@@ -607,11 +607,11 @@ impl Program {
             .await?;
         let (coupon, reward) = match out {
             RedeemOutcome::InsufficientPoints { balance, needed } => {
-                return Ok(Attempt::Done(RedeemResult::Insufficient {
+                return Ok(Attempt::Done(Box::new(RedeemResult::Insufficient {
                     gap: balance.gap_to(needed),
                     reward,
                     balance,
-                }))
+                })))
             }
             RedeemOutcome::Reserved { coupon, .. } => (coupon, reward),
             RedeemOutcome::Repeated { coupon, .. } => {
@@ -626,7 +626,7 @@ impl Program {
                     .get(&coupon.reward_id)
                     .cloned()
                     .unwrap_or(reward);
-                return Ok(Attempt::Done(match coupon.status {
+                return Ok(Attempt::Done(Box::new(match coupon.status {
                     CouponStatus::Issued => RedeemResult::Redeemed {
                         coupon,
                         reward,
@@ -635,7 +635,7 @@ impl Program {
                     CouponStatus::Cancelled | CouponStatus::Pending => {
                         RedeemResult::ShopUnavailable { balance }
                     }
-                }));
+                })));
             }
         };
         let request = CouponRequest {
@@ -655,20 +655,24 @@ impl Program {
             if matches!(e, ShopError::CodeTaken) {
                 return Ok(Attempt::CodeTaken);
             }
-            return Ok(Attempt::Done(RedeemResult::ShopUnavailable { balance }));
+            return Ok(Attempt::Done(Box::new(RedeemResult::ShopUnavailable {
+                balance,
+            })));
         }
         let coupon = self.durably(move |s| s.confirm_coupon(&code)).await?;
         let balance = self.balance(id).await?;
         if coupon.status != CouponStatus::Issued {
-            return Ok(Attempt::Done(RedeemResult::ShopUnavailable { balance }));
+            return Ok(Attempt::Done(Box::new(RedeemResult::ShopUnavailable {
+                balance,
+            })));
         }
         tracing::info!(member.id = %id, reward = %reward.id, "reward redeemed");
         self.remind_of_coupon(&coupon).await;
-        Ok(Attempt::Done(RedeemResult::Redeemed {
+        Ok(Attempt::Done(Box::new(RedeemResult::Redeemed {
             coupon,
             reward,
             balance,
-        }))
+        })))
     }
 
     /// The shop refunded or cancelled an order: take back what it credited, once per order,
