@@ -217,3 +217,49 @@ async fn the_order_webhook_is_disabled_without_a_shop_secret() {
     let res = deliver(&app, body, Some(sign(body, ""))).await;
     assert_eq!(res.status(), 404);
 }
+
+/// A signed partial refund: `refunded_total` is all that was refunded of the order so far.
+async fn partial_refund(app: &TestApp, order: &str, refunded: &str) -> (u16, Value) {
+    let body =
+        json!({"event": "order.refunded", "order_number": order, "refunded_total": refunded});
+    let body = serde_json::to_vec(&body).unwrap();
+    let res = deliver(app, &body, Some(sign(&body, SHOP_SECRET))).await;
+    let status = res.status().as_u16();
+    (status, res.json().await.expect("JSON answer"))
+}
+
+#[tokio::test]
+async fn a_partial_refund_takes_back_down_to_what_the_rest_of_the_total_earns() {
+    let app = spawn_app().await;
+    jane_claims(&app, "1001", "59.90").await;
+    assert_eq!(app.balance_of(JANE_EMAIL).await, 109);
+
+    let (status, answer) = partial_refund(&app, "1001", "20.00").await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer,
+        json!({"result": "changed", "order_number": "1001", "points_taken": 20, "shortfall": 0})
+    );
+    assert_eq!(app.balance_of(JANE_EMAIL).await, 89);
+    let entry = last_entry(&app).await;
+    assert_eq!(
+        (entry["kind"].as_str(), entry["points"].as_i64()),
+        (Some("order_reversal"), Some(-20))
+    );
+
+    // The same refund again converges: the total refunded is still 20.00.
+    let (_, answer) = partial_refund(&app, "1001", "20.00").await;
+    assert_eq!(answer["result"], "unchanged");
+    // Refunding the rest reverses the order, as a full refund does.
+    let (_, answer) = partial_refund(&app, "1001", "59.90").await;
+    assert_eq!(answer["result"], "reversed");
+    assert_eq!(answer["points_taken"], 39);
+    assert_eq!(app.balance_of(JANE_EMAIL).await, 50);
+    let (_, answer) = order_event(&app, "order.refunded", "1001").await;
+    assert_eq!(answer["result"], "already_reversed");
+    let (status, answer) = partial_refund(&app, "1001", "lots").await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (400, Some("bad_request"))
+    );
+}

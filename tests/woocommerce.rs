@@ -16,3 +16,5 @@ mod coupons;
 mod harness;
 #[path = "woocommerce/startup.rs"]
 mod startup;
+#[path = "woocommerce/webhooks.rs"]
+mod webhooks;

@@ -166,6 +166,11 @@ impl FakeWoo {
         refunds.push(json!({"id": refund_id, "reason": "", "total": format!("-{amount}")}));
     }
 
+    /// The order is deleted for good (not trashed): reading it answers 404.
+    pub fn delete_order(&self, id: u64) {
+        self.lock().orders.remove(&id);
+    }
+
     pub fn set_status(&self, id: u64, status: &str) {
         self.lock().orders.get_mut(&id).expect("order exists")["status"] = json!(status);
     }
