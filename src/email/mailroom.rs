@@ -32,6 +32,8 @@ pub struct Letterhead {
     pub shop_url: Option<String>,
     /// `server.public_url` without a trailing slash: unsubscribe links start with it.
     pub public_base: String,
+    /// `email.statement_every_days`: a statement lists the order changes of that period.
+    pub statement_every: chrono::Duration,
 }
 
 impl Letterhead {
@@ -43,6 +45,7 @@ impl Letterhead {
                 .filter(|u| !u.is_empty()),
             shop_url: settings.program.shop_url.as_ref().map(|u| u.to_string()),
             public_base: settings.public_base(),
+            statement_every: chrono::Duration::days(i64::from(settings.email.statement_every_days)),
         }
     }
 }
@@ -141,6 +144,10 @@ impl Mailroom {
             Err(ModelError::NothingAffordable | ModelError::NoOpenCoupon(_)) => return Ok(None),
             Err(e) => unreachable!("a marketing model with a link: {e}"),
         };
+        // The period's changes: a statement goes out every `statement_every`, so this is "since
+        // the last one" without depending on when its send was recorded.
+        let since = (now - self.head.statement_every).max(subject.account.member.joined_at);
+        let model = model.with_order_changes(&subject.ledger, since);
         self.templates
             .render(kind, &model.locale.clone(), &model)
             .map(Some)

@@ -4,10 +4,14 @@
 //! values; the templates (`flows/email/`) decide the words. `docs/email.md` lists every field.
 
 use super::format;
-pub use super::views::{AccountView, CodeView, CouponView, RewardView, Won, WonReward};
+pub use super::views::{
+    AccountView, CodeView, CouponView, OrderChangeView, RewardView, Won, WonReward,
+};
 use crate::domain::mail::MailKind;
 use crate::domain::verification::VerificationCode;
-use crate::domain::{Catalogue, Coupon, CouponCode, CouponStatus, MemberAccount, Reward};
+use crate::domain::{
+    Catalogue, Coupon, CouponCode, CouponStatus, LedgerEntry, MemberAccount, Reward,
+};
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -102,6 +106,17 @@ impl MailModel {
         })
     }
 
+    /// A statement lists the order changes the shop reported since `since` (the member's
+    /// last statement, or the start of the period): news that may not have reached them in chat.
+    pub fn with_order_changes(mut self, ledger: &[LedgerEntry], since: DateTime<Utc>) -> Self {
+        if self.kind == MailKind::Statement {
+            if let Some(view) = self.account.as_mut() {
+                view.order_changes = order_changes(ledger, since, &self.locale);
+            }
+        }
+        self
+    }
+
     /// The model of a verification mail: the code and how long it can be typed. `locale` is the
     /// platform locale of the conversation (`de_DE`), `first_name` the chat's name if known.
     pub fn verification(
@@ -168,8 +183,40 @@ impl AccountView {
                 })
                 .collect(),
             coupon: None,
+            order_changes: Vec::new(),
         }
     }
+}
+
+/// The entries of `ledger` since `since` that the shop's reports wrote, as the statement shows
+/// them.
+fn order_changes(
+    ledger: &[LedgerEntry],
+    since: DateTime<Utc>,
+    locale: &str,
+) -> Vec<OrderChangeView> {
+    use crate::domain::order_changes::reasons;
+    ledger
+        .iter()
+        .filter(|e| e.at > since)
+        .filter_map(|e| {
+            let change = match e.reason.as_deref()? {
+                reasons::AUTO_CREDIT => "credited",
+                reasons::LOWERED => "lowered",
+                reasons::RAISED => "raised",
+                reasons::REFUNDED => "refunded",
+                reasons::CANCELLED => "cancelled",
+                _ => return None,
+            };
+            Some(OrderChangeView {
+                order: e.order_number.as_ref()?.to_string(),
+                change,
+                points: e.points,
+                shortfall: e.shortfall.map_or(0, |s| s.0),
+                on: format::date(e.at, locale),
+            })
+        })
+        .collect()
 }
 
 /// Redemptions are the member's coupons; a cancelled one gave its points back, so it was not

@@ -1,5 +1,5 @@
 use super::*;
-use crate::email::content::sample::{account, catalogue, coupon, now};
+use crate::email::content::sample::{self, account, catalogue, coupon, now};
 
 const UNSUBSCRIBE: Option<&str> = Some("https://x.example/email/unsubscribe?t=T");
 
@@ -254,4 +254,40 @@ fn kind_specific_fields_are_absent_from_other_kinds() {
     ));
     assert!(v.contains(&"code".to_string()) && v.contains(&"valid_minutes".to_string()));
     assert!(!v.contains(&"points".to_string()), "{v:?}");
+}
+
+#[test]
+fn a_statement_lists_the_periods_order_changes_the_shop_reported_and_nothing_else() {
+    let catalogue = sample::catalogue(true);
+    let p = MailProgram {
+        catalogue: &catalogue,
+        currency: "EUR",
+        page_username: None,
+        shop_url: None,
+    };
+    let a = sample::account(None, "en", 100);
+    let since = sample::now() - Duration::days(28);
+    let build = |kind| {
+        MailModel::build(kind, None, &a, &[], &p, Some("https://x/u"), sample::now())
+            .unwrap()
+            .with_order_changes(&sample::order_changes(), since)
+    };
+    let statement = build(MailKind::Statement);
+    let changes = &statement.account.as_ref().unwrap().order_changes;
+    let got: Vec<(&str, &str, i64, u64)> = changes
+        .iter()
+        .map(|c| (c.order.as_str(), c.change, c.points, c.shortfall))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("1001", "credited", 59, 0),
+            ("1001", "lowered", -20, 0),
+            ("1002", "raised", 5, 0),
+            ("1002", "refunded", -10, 30),
+            ("1003", "cancelled", -25, 0),
+        ]
+    );
+    let reminder = build(MailKind::RewardReminder);
+    assert!(reminder.account.unwrap().order_changes.is_empty());
 }

@@ -6,8 +6,8 @@ use super::model::{MailModel, MailProgram};
 use crate::domain::mail::MailKind;
 use crate::domain::verification::{VerificationCode, CODE_TTL};
 use crate::domain::{
-    Catalogue, Channel, ChatIdentity, Coupon, CouponCode, CouponStatus, Email, Member,
-    MemberAccount, MemberId, Points, Reward,
+    Catalogue, Channel, ChatIdentity, Coupon, CouponCode, CouponStatus, Email, LedgerEntry, Member,
+    MemberAccount, MemberId, OrderNumber, Points, Reward,
 };
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use rust_decimal::Decimal;
@@ -119,8 +119,30 @@ pub fn models(kind: MailKind, locale: &str) -> Vec<MailModel> {
     if kind == MailKind::Statement {
         cases.push((account(None, locale, 0), &[], &bare));
     }
+    let changes = order_changes();
     cases
         .into_iter()
         .filter_map(|(a, c, p)| MailModel::build(kind, None, &a, c, p, unsubscribe, now()).ok())
+        .map(|m| m.with_order_changes(&changes, now() - Duration::days(28)))
         .collect()
+}
+
+/// One entry of each order change the shop's reports write, for the statement.
+pub fn order_changes() -> Vec<LedgerEntry> {
+    use crate::domain::order_changes::reasons;
+    let n = |s: &str| OrderNumber::parse(s).expect("a sample number");
+    let at = |days: i64| now() - Duration::days(days);
+    vec![
+        LedgerEntry::order_credit(n("1001"), Points(59), at(20)).because(reasons::AUTO_CREDIT),
+        LedgerEntry::order_reversal(n("1001"), Points(20), Points::ZERO, at(15))
+            .because(reasons::LOWERED),
+        LedgerEntry::order_credit(n("1002"), Points(5), at(12)).because(reasons::RAISED),
+        LedgerEntry::order_reversal(n("1002"), Points(10), Points(30), at(10))
+            .because(reasons::REFUNDED),
+        LedgerEntry::order_reversal(n("1003"), Points(25), Points::ZERO, at(5))
+            .because(reasons::CANCELLED),
+        // Before the period, and a claim: neither is listed.
+        LedgerEntry::order_credit(n("999"), Points(5), at(40)).because(reasons::AUTO_CREDIT),
+        LedgerEntry::order_credit(n("1004"), Points(5), at(2)),
+    ]
 }

@@ -22,6 +22,25 @@ pub struct AccountView {
     /// The coupon a coupon reminder is about (absent in other kinds).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub coupon: Option<CouponView>,
+    /// What the shop's reports did to the member's orders in the statement's period (empty in
+    /// other kinds), oldest first.
+    pub order_changes: Vec<OrderChangeView>,
+}
+
+/// One change the shop reported to an order: a ledger entry written from a webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrderChangeView {
+    /// The number the customer knows the order by.
+    pub order: String,
+    /// `credited` (a paid order credited without a claim), `lowered` (a partial refund or a
+    /// change), `raised`, `refunded` or `cancelled`.
+    pub change: &'static str,
+    /// What it did to the balance, signed (`-20`).
+    pub points: i64,
+    /// Of the order's points, what had been spent already and was written off, not taken.
+    pub shortfall: u64,
+    /// The day, as the chat prints dates.
+    pub on: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
