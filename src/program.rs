@@ -171,8 +171,9 @@ pub struct Program {
     mail: Option<crate::domain::mail::MailPolicy>,
     /// The time verification codes and mail go by.
     clock: Arc<dyn crate::clock::Clock>,
-    /// Tells members about order changes they did not ask about.
-    notice: Option<Arc<dyn OrderNotice>>,
+    /// Tells members about order changes they did not ask about; set once the channel that
+    /// carries it exists (after the program).
+    notice: std::sync::OnceLock<Arc<dyn OrderNotice>>,
 }
 
 impl Program {
@@ -192,14 +193,19 @@ impl Program {
             codes: None,
             mail: None,
             clock: Arc::new(crate::clock::SystemClock),
-            notice: None,
+            notice: std::sync::OnceLock::new(),
         }
     }
 
-    /// Members hear about order changes through `notice` (Messenger, in its window).
-    pub fn with_order_notice(mut self, notice: Arc<dyn OrderNotice>) -> Self {
-        self.notice = Some(notice);
-        self
+    /// Members hear about order changes through `notice` (Messenger, in its window). The
+    /// first one set stays.
+    pub fn set_order_notice(&self, notice: Arc<dyn OrderNotice>) {
+        let _ = self.notice.set(notice);
+    }
+
+    /// A member by id.
+    pub async fn account_of(&self, id: MemberId) -> Result<Option<MemberAccount>, ProgramError> {
+        self.durably(move |s| s.member(id)).await
     }
 
     /// The metrics to count joins, claims and redemptions into (the default counts into

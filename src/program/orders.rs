@@ -192,7 +192,7 @@ impl Program {
                 let before = Points(balance.0.saturating_sub(points.0));
                 self.remind_if_affordable(member, before, *balance).await;
             }
-            if let Some(notice) = &self.notice {
+            if let Some(notice) = self.notice.get() {
                 notice.tell(member, news).await;
             }
         }

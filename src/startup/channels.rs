@@ -27,6 +27,7 @@ impl Channels {
         let messenger = if settings.messenger.enabled() {
             let queue: Arc<dyn EventQueue> = store.clone();
             let m = Messenger::new(settings.messenger.clone(), Arc::clone(engine), queue);
+            engine.program().set_order_notice(m.order_notice(engine));
             background.push(m.spawn(workers.clone()));
             tracing::info!("messenger channel enabled");
             Some(m)

@@ -9,10 +9,12 @@
 mod backlog;
 mod delivery;
 mod handlers;
+mod notice;
 mod profile;
 mod render;
 mod send_api;
 mod webhook;
+mod window;
 mod worker;
 
 pub use delivery::RetryPolicy;
@@ -75,6 +77,8 @@ pub struct Messenger {
     held: tokio::sync::watch::Sender<bool>,
     /// Events in authenticated deliveries (`loyalty_webhook_events_total`).
     events_received: prometheus_client::metrics::counter::Counter,
+    /// Who wrote to the Page in the last 24 hours (`window.rs`).
+    window: Arc<window::InboundWindow>,
 }
 
 impl Messenger {
@@ -87,7 +91,15 @@ impl Messenger {
             .program()
             .metrics()
             .webhook_events(Channel::Messenger);
-        Self::build(settings, engine, queue, RetryPolicy::default(), events)
+        let clock = Arc::clone(engine.program().clock());
+        Self::build(
+            settings,
+            engine,
+            queue,
+            RetryPolicy::default(),
+            events,
+            clock,
+        )
     }
 
     /// Like [`Messenger::new`], with any [`Conversation`] and retry policy (used by tests).
@@ -97,7 +109,15 @@ impl Messenger {
         queue: Arc<dyn EventQueue>,
         retry: RetryPolicy,
     ) -> Arc<Self> {
-        Self::build(settings, conversation, queue, retry, Default::default())
+        let clock = Arc::new(crate::clock::SystemClock);
+        Self::build(
+            settings,
+            conversation,
+            queue,
+            retry,
+            Default::default(),
+            clock,
+        )
     }
 
     fn build(
@@ -106,6 +126,7 @@ impl Messenger {
         queue: Arc<dyn EventQueue>,
         retry: RetryPolicy,
         events_received: prometheus_client::metrics::counter::Counter,
+        clock: Arc<dyn crate::clock::Clock>,
     ) -> Arc<Self> {
         let send_api = send_api::SendApi::new(
             &settings.graph_api_url,
@@ -137,6 +158,21 @@ impl Messenger {
             intake_rx: Mutex::new(Some(intake_rx)),
             held: tokio::sync::watch::Sender::new(false),
             events_received,
+            window: Arc::new(window::InboundWindow::new(clock)),
+        })
+    }
+
+    /// Tells the engine's members their order news in Messenger while their window is open.
+    pub fn order_notice(&self, engine: &Arc<Engine>) -> Arc<dyn crate::program::OrderNotice> {
+        let s = &self.settings;
+        Arc::new(notice::MessengerNotice {
+            window: Arc::clone(&self.window),
+            send_api: send_api::SendApi::new(
+                &s.graph_api_url,
+                s.page_access_token.clone(),
+                s.send_timeout,
+            ),
+            engine: Arc::downgrade(engine),
         })
     }
 
@@ -206,6 +242,9 @@ impl Messenger {
     /// worker holds as many as it may. If the worker has stopped they stay pending in the store
     /// and run after the next start.
     fn hand_over(&self, events: Vec<InboundEvent>) {
+        for e in &events {
+            self.window.saw(&e.sender);
+        }
         self.backlog.hand_over(events, |events| {
             let _ = self.intake.send(events);
         });

@@ -248,6 +248,50 @@ impl Engine {
         .reply("internal_error", &Default::default())
     }
 
+    /// The chat text of order news (`order_news_*` in the messages), in `locale`: the order's
+    /// number, the points it moved (`earned`) and the balance now (`points`).
+    pub fn order_news(&self, locale: &str, news: &crate::program::OrderNews) -> String {
+        use crate::program::OrderNews;
+        let (key, order, points, balance) = match news {
+            OrderNews::AutoCredited {
+                order,
+                points,
+                balance,
+            } => ("order_news_credited", order, points, balance),
+            OrderNews::Raised {
+                order,
+                points,
+                balance,
+            } => ("order_news_raised", order, points, balance),
+            OrderNews::Lowered {
+                order,
+                taken,
+                ended: Some(_),
+                balance,
+            } => ("order_news_ended", order, taken, balance),
+            OrderNews::Lowered {
+                order,
+                taken,
+                balance,
+                ..
+            } => ("order_news_lowered", order, taken, balance),
+        };
+        let vars = [
+            ("order_number", order.to_string()),
+            ("earned", points.0.to_string()),
+            ("points", balance.0.to_string()),
+        ]
+        .into_iter()
+        .collect();
+        Renderer {
+            registry: &self.registry,
+            catalogue: self.program.catalogue(),
+            locale,
+            is_member: true,
+        }
+        .text(key, &vars)
+    }
+
     /// The locale (`en`, `de`) the engine would answer `profile` in when nothing else is known
     /// of them: for channels that word an answer of their own.
     pub fn locale_for(&self, profile: &Profile) -> String {
