@@ -734,3 +734,95 @@ fn twenty_members(store: &SledStore) -> Vec<MemberId> {
         })
         .collect()
 }
+
+#[test]
+fn orders_kept_under_a_shops_own_id_move_with_their_number_total_and_changes() {
+    use loyalty_bot::domain::{OrderId, OrderState, OrderStatus, VerifiedOrder};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path(), 8 << 20).unwrap();
+    let now = Utc::now();
+    let join = |psid: &str, email: &str| {
+        let new = NewMember {
+            identity: ChatIdentity::new(Channel::Messenger, psid).unwrap(),
+            email: Email::parse(email).unwrap(),
+            profile: Profile::default(),
+            bonus: Points(50),
+        };
+        match store.join(new, now).unwrap() {
+            loyalty_bot::store::JoinOutcome::Joined(a) => a.member.id,
+            other => panic!("{other:?}"),
+        }
+    };
+    let ana = join("1", "ana@example.com");
+    let bo = join("2", "bo@example.com");
+    let gid = |n: u64| OrderId::parse(&format!("gid://shopify/Order/{n}")).unwrap();
+    let state = |n: u64, number: &str, status: &str, total: &str| {
+        OrderState::of(
+            gid(n),
+            OrderNumber::parse(number).unwrap(),
+            &OrderStatus::parse(status),
+            total.parse().unwrap(),
+            1.into(),
+        )
+    };
+    // Ana claims #1001 (59.90), then it is refunded in part: 39 left.
+    let order = VerifiedOrder {
+        id: gid(1),
+        number: OrderNumber::parse("1001").unwrap(),
+        email: Email::parse("ana@example.com").unwrap(),
+        total: "59.90".parse().unwrap(),
+        currency: "EUR".into(),
+        status: OrderStatus::Paid,
+    };
+    store.claim_order(ana, &order, Points(59), now).unwrap();
+    let partial = state(1, "1001", "partially_refunded", "39.90");
+    store.settle_order(&partial, None, now).unwrap();
+    // Bo's #1002 is credited automatically.
+    store
+        .settle_order(&state(2, "1002", "paid", "12.00"), Some(bo), now)
+        .unwrap();
+
+    let first = export_of(&store);
+    let orders: Vec<Value> = lines(&first)
+        .into_iter()
+        .filter(|r| r["type"] == "order")
+        .collect();
+    assert_eq!(orders.len(), 2, "{first}");
+    assert_eq!(orders[0]["number"], "1001");
+    assert_eq!(orders[0]["id"], "gid://shopify/Order/1");
+    assert_eq!(orders[0]["total"], "59.90");
+    assert_eq!(orders[0]["earned"], 39);
+
+    let moved = tempfile::tempdir().unwrap();
+    let restored = fresh_store(moved.path());
+    import(&restored, &first).unwrap();
+    assert_eq!(comparable(&export_of(&restored)), comparable(&first));
+    let standing = restored.order_standing(&gid(1)).unwrap().unwrap();
+    assert_eq!(
+        (
+            standing.claim.map(|c| c.0),
+            standing.earned,
+            standing.number
+        ),
+        (
+            Some(ana),
+            Points(39),
+            Some(OrderNumber::parse("1001").unwrap())
+        )
+    );
+    // The moved store goes on from there: the rest refunded takes back the 39, not the 59.
+    let out = restored
+        .settle_order(&state(1, "1001", "refunded", "0.00"), None, now)
+        .unwrap();
+    assert!(
+        matches!(out, loyalty_bot::store::SettleOutcome::Changed { taken, .. } if taken == Points(39)),
+        "{out:?}"
+    );
+    let again = restored
+        .settle_order(&state(2, "1002", "paid", "12.00"), Some(bo), now)
+        .unwrap();
+    assert_eq!(
+        again,
+        loyalty_bot::store::SettleOutcome::Unchanged { member: Some(bo) }
+    );
+}

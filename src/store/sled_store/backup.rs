@@ -199,10 +199,13 @@ impl SledStore {
         let record: OrderRecord = decode("order record", &raw)?;
         let key = String::from_utf8_lossy(okey);
         let (number, id) = match record.number.clone() {
-            Some(number) => (
-                number,
-                Some(OrderId::parse(&key).map_err(|_| corrupt("order key"))?),
-            ),
+            Some(number) => {
+                let id = match record.id.clone() {
+                    Some(id) => id,
+                    None => OrderId::parse(&key).map_err(|_| corrupt("order key"))?,
+                };
+                (number, Some(id))
+            }
             None => (
                 OrderNumber::parse(&key).map_err(|_| corrupt("order key"))?,
                 None,

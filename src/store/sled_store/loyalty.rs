@@ -86,10 +86,6 @@ impl LoyaltyStore for SledStore {
         now: DateTime<Utc>,
     ) -> Result<ClaimOutcome, StoreError> {
         let okey = keys::order(&order.id);
-        let key_is_number = order
-            .id
-            .as_str()
-            .eq_ignore_ascii_case(order.number.as_str());
         let trees = [&self.members, &self.orders, &self.ledger];
         let writing = self.commit.writing();
         let outcome = self.atomic.run(trees, |[members, orders, ledger]| {
@@ -114,7 +110,7 @@ impl LoyaltyStore for SledStore {
                 LedgerEntry::order_credit(order.number.clone(), points, now).of_order(&order.id);
             let acct = tx_append(&members, &ledger, acct, &entry)?;
             let record = OrderRecord::claimed(member, now, points).with_order(
-                key_is_number,
+                &order.id,
                 &order.number,
                 order.total,
             );

@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::atomic::{abort, tx, Abort, Tx, TxTree};
-use crate::domain::{LedgerEntry, Member, MemberId, OrderNumber, Points, Reversal};
+use crate::domain::{LedgerEntry, Member, MemberId, OrderId, OrderNumber, Points, Reversal};
 use crate::store::{keys, MemberAccount, OutboundMessage};
 
 /// A member as stored: the cached balance and the next ledger sequence travel with the member,
@@ -56,6 +56,9 @@ pub(super) struct OrderRecord {
     /// The number customers see, where the key is the shop's own id and not the number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub number: Option<OrderNumber>,
+    /// That id as the shop writes it (the key is upper-cased).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<OrderId>,
     /// The order's net total when it was claimed (the generic contract's partial refunds
     /// count down from it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -87,16 +90,24 @@ impl OrderRecord {
         }
     }
 
-    /// Keeps the order's number when the key is not it, and its total.
+    /// Keeps the order's total, and its number and id when the key is not the number.
     pub fn with_order(
         mut self,
-        key_is_number: bool,
+        id: &OrderId,
         number: &OrderNumber,
         total: rust_decimal::Decimal,
     ) -> Self {
-        self.number = (!key_is_number).then(|| number.clone());
+        self.name_order(id, number);
         self.total = Some(total);
         self
+    }
+
+    /// Keeps the order's number and id when the key (the id) is not the number.
+    pub fn name_order(&mut self, id: &OrderId, number: &OrderNumber) {
+        if !id.as_str().eq_ignore_ascii_case(number.as_str()) {
+            self.number = Some(number.clone());
+            self.id = Some(id.clone());
+        }
     }
 
     /// What the order stands at now: its claim's points, moved by any change since; nothing

@@ -142,7 +142,9 @@ impl SledStore {
         });
         let key = o.key();
         let mut record = OrderRecord::restored(claim, o.reversal.clone());
-        record.number = o.id.is_some().then(|| number.clone());
+        if let Some(id) = &o.id {
+            record.name_order(id, number);
+        }
         record.total = o.total;
         record.earned = o.earned;
         let record = encode("order record", &record)?;

@@ -133,7 +133,7 @@ impl SledStore {
                 if let Some(reason) = state.ended {
                     let reversal = Reversal::before_claim(reason, now);
                     record.reversal = Some(reversal.clone());
-                    record.number = (!key_is_number(state)).then(|| state.number.clone());
+                    record.name_order(&state.id, &state.number);
                     orders.insert(okey.as_slice(), tx(encode("order record", &record))?)?;
                     return Ok(SettleOutcome::EndedBeforeClaim { reversal });
                 }
@@ -146,7 +146,7 @@ impl SledStore {
                     .because(reasons::AUTO_CREDIT);
                 let acct = tx_append(&members, &ledger, acct, &entry)?;
                 let record = OrderRecord::claimed(member, now, state.earns).with_order(
-                    key_is_number(state),
+                    &state.id,
                     &state.number,
                     state.total,
                 );
@@ -249,14 +249,6 @@ impl SledStore {
             None => Ok(None),
         }
     }
-}
-
-/// Whether the order's key is its number (shops without ids of their own).
-fn key_is_number(state: &OrderState) -> bool {
-    state
-        .id
-        .as_str()
-        .eq_ignore_ascii_case(state.number.as_str())
 }
 
 #[cfg(test)]
