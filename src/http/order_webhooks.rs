@@ -48,11 +48,39 @@ impl WebhookKeys {
 
 pub fn configure(cfg: &mut web::ServiceConfig, program: Arc<Program>, keys: &WebhookKeys) {
     if let Some(key) = &keys.shopify {
-        shopify::configure(cfg, Arc::clone(&program), key.clone());
+        route(
+            cfg,
+            shopify::PATH,
+            Arc::clone(&program),
+            key,
+            shopify::receive,
+        );
     }
     if let Some(key) = &keys.woocommerce {
-        woocommerce::configure(cfg, program, key.clone());
+        route(cfg, woocommerce::PATH, program, key, woocommerce::receive);
     }
+}
+
+/// The key a route checks its deliveries' signatures with.
+struct Key(Secret);
+
+fn route<F, Args>(
+    cfg: &mut web::ServiceConfig,
+    path: &str,
+    program: Arc<Program>,
+    key: &Secret,
+    receive: F,
+) where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    cfg.service(
+        web::resource(path)
+            .app_data(web::Data::new(Key(key.clone())))
+            .app_data(web::Data::from(program))
+            .route(web::post().to(receive)),
+    );
 }
 
 /// What a handled delivery did, for the shop's delivery log.

@@ -57,20 +57,7 @@ impl GenericShop {
         timeout: Duration,
     ) -> Result<Self, ShopError> {
         let timeout_secs = timeout.as_secs();
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            // Many shop servers (Node, actix) close idle connections after 5 s; reusing one
-            // just as it closes fails the request, so we drop ours first.
-            .pool_idle_timeout(Duration::from_secs(4))
-            // A signed API call is not a page view: a 3xx is the shop's misconfiguration, to be
-            // reported (as its status), not a place to send the signed body to.
-            .redirect(reqwest::redirect::Policy::none())
-            // reqwest's default retry policy covers HTTP/2 refusals only (we speak HTTP/1) and
-            // copies every request in case; a failed call is reported, not silently repeated.
-            .retry(reqwest::retry::never().max_retries_per_request(0))
-            .build()
-            .map_err(ShopError::Unreachable)?;
+        let client = super::http_client(timeout)?;
         let parse = |u: String| match reqwest::Url::parse(&u) {
             Ok(url) if matches!(url.scheme(), "http" | "https") => Ok(url),
             _ => Err(ShopError::BadUrl(u)),

@@ -20,6 +20,27 @@ use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use rust_decimal::Decimal;
 
+/// The HTTP client every shop adapter calls its shop with. Fails only if no client can be
+/// built (TLS set-up); never falls back to a client without the timeouts.
+pub(crate) fn http_client(timeout: std::time::Duration) -> Result<reqwest::Client, ShopError> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        // Many shop servers (Node, actix, nginx in front of PHP) close idle connections after
+        // about 5 s; reusing one just as it closes fails the request, so we drop ours first.
+        .pool_idle_timeout(std::time::Duration::from_secs(4))
+        // Our calls carry a signature, a token or Basic credentials: a 3xx is the shop's
+        // misconfiguration, reported as its status, never a place to send them to.
+        .redirect(reqwest::redirect::Policy::none())
+        // reqwest's default retry policy covers HTTP/2 refusals only (we speak HTTP/1) and
+        // copies every request in case. A call is repeated only where the shop asks for it
+        // (Shopify's throttling, a renewed token), never silently: a coupon must not be
+        // created twice unseen.
+        .retry(reqwest::retry::never().max_retries_per_request(0))
+        .build()
+        .map_err(ShopError::Unreachable)
+}
+
 /// Reads a shop's `total`, given as a JSON string (`"59.90"`) or a JSON number (`59.90`), from
 /// its raw text: a number is never turned into a float on the way, so every digit counts.
 pub fn amount_from_json(raw: &serde_json::value::RawValue) -> Result<Decimal, String> {

@@ -3,13 +3,11 @@
 //! `orders/paid`, `orders/cancelled`, `orders/updated` and `refunds/create` (`X-Shopify-Topic`).
 //! Set-up: `docs/shopify.md`.
 
-use super::{answer, follow, header};
-use crate::config::Secret;
+use super::{answer, follow, header, Key};
 use crate::http::ApiError;
 use crate::program::Program;
 use crate::shop::shopify::{order_gid_from_webhook, verify_webhook, SIGNATURE_HEADER};
 use actix_web::{web, HttpRequest, HttpResponse};
-use std::sync::Arc;
 
 pub const PATH: &str = "/webhooks/shopify";
 const TOPICS: [&str; 4] = [
@@ -19,19 +17,8 @@ const TOPICS: [&str; 4] = [
     "refunds/create",
 ];
 
-struct Key(Secret);
-
-pub fn configure(cfg: &mut web::ServiceConfig, program: Arc<Program>, key: Secret) {
-    cfg.service(
-        web::resource(PATH)
-            .app_data(web::Data::new(Key(key)))
-            .app_data(web::Data::from(program))
-            .route(web::post().to(receive)),
-    );
-}
-
 #[tracing::instrument(name = "shopify_webhook", skip_all)]
-async fn receive(
+pub(super) async fn receive(
     req: HttpRequest,
     body: web::Bytes,
     key: web::Data<Key>,

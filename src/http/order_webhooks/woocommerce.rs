@@ -4,8 +4,7 @@
 //! `X-WC-Webhook-Delivery-ID`. The creation ping, a form body `webhook_id=N` with no signature
 //! or topic header, is answered 200 and nothing else. Set-up: `docs/woocommerce.md`.
 
-use super::{answer, follow, header};
-use crate::config::Secret;
+use super::{answer, follow, header, Key};
 use crate::http::ApiError;
 use crate::program::Program;
 use crate::shop::woocommerce::{
@@ -13,23 +12,11 @@ use crate::shop::woocommerce::{
     TOPIC_HEADER,
 };
 use actix_web::{web, HttpRequest, HttpResponse};
-use std::sync::Arc;
 
 pub const PATH: &str = "/webhooks/woocommerce";
 
-struct Key(Secret);
-
-pub fn configure(cfg: &mut web::ServiceConfig, program: Arc<Program>, key: Secret) {
-    cfg.service(
-        web::resource(PATH)
-            .app_data(web::Data::new(Key(key)))
-            .app_data(web::Data::from(program))
-            .route(web::post().to(receive)),
-    );
-}
-
 #[tracing::instrument(name = "woocommerce_webhook", skip_all)]
-async fn receive(
+pub(super) async fn receive(
     req: HttpRequest,
     body: web::Bytes,
     key: web::Data<Key>,

@@ -47,18 +47,7 @@ impl ShopifyShop {
                 settings.client_secret.clone(),
             )
         };
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            // Shopify closes idle keep-alive connections; drop ours first (see generic.rs).
-            .pool_idle_timeout(Duration::from_secs(4))
-            // The token goes with every request: never to wherever a redirect points.
-            .redirect(reqwest::redirect::Policy::none())
-            // A call is repeated only where Shopify asks for it (throttling, a renewed token),
-            // never silently by the client: a coupon mutation must not run twice unseen.
-            .retry(reqwest::retry::never().max_retries_per_request(0))
-            .build()
-            .map_err(ShopError::Unreachable)?;
+        let http = super::http_client(timeout)?;
         Ok(ShopifyShop {
             client: Client::new(http, graphql, auth, timeout),
             api_version: version.to_owned(),

@@ -52,19 +52,7 @@ impl WooClient {
         if base.cannot_be_a_base() || base.query().is_some() {
             return Err(ShopError::BadUrl(url.into()));
         }
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            // Web servers in front of WordPress close idle connections after a few seconds;
-            // reusing one just as it closes fails the request, so we drop ours first.
-            .pool_idle_timeout(Duration::from_secs(4))
-            // A redirect (http → https, a moved site) would carry the Basic credentials to
-            // wherever it points: it is reported as the shop's misconfiguration instead.
-            .redirect(reqwest::redirect::Policy::none())
-            // A failed call is reported, not silently repeated (a coupon POST is not idempotent).
-            .retry(reqwest::retry::never().max_retries_per_request(0))
-            .build()
-            .map_err(ShopError::Unreachable)?;
+        let client = crate::shop::http_client(timeout)?;
         Ok(WooClient {
             client,
             base,
