@@ -694,7 +694,18 @@ impl Serialize for PageState {
             ),
             len => PageState::Present {
                 base: Serialize::deserialize(buf)?,
-                frags: deserialize_bounded_sequence(buf, usize::from(len - 1))?,
+                // loyalty-bot: the count is known, so the list is allocated
+                // once at its size (collecting would reserve four at least).
+                frags: {
+                    let count = usize::from(len - 1);
+                    let mut frags = Vec::with_capacity(count);
+                    let iter =
+                        ConsumeSequence { buf, _t: PhantomData, done: false };
+                    for frag in iter.take(count) {
+                        frags.push(frag?);
+                    }
+                    frags
+                },
             },
         })
     }

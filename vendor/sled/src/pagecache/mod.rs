@@ -2077,7 +2077,14 @@ impl PageCache {
 
             trace!("load_snapshot pid {} {:?}", pid, state);
 
-            let mut cache_infos = Vec::default();
+            // loyalty-bot: sized to the page's log locations. `Vec::default()`
+            // and a first `push` reserve four (128 bytes) where most pages have
+            // one, and every page of the store keeps its list as long as the
+            // store is open.
+            let mut cache_infos = Vec::with_capacity(match *state {
+                PageState::Present { ref frags, .. } => 1 + frags.len(),
+                _ => 1,
+            });
 
             let guard = pin();
 
