@@ -8,20 +8,23 @@
 mod channels;
 mod domain;
 mod files;
+mod shops;
 
 pub use channels::{manychat_body, messenger_signed, messenger_webhook};
 pub use domain::{amount, email, order_number};
 pub use files::{config, flow_file};
+pub use shops::shop_webhook;
 
 /// A fuzz target: its name (the folder of its corpus) and its harness function.
 pub type Target = (&'static str, fn(&[u8]));
 
 /// Every target, so the regression test can replay each corpus folder through its function.
-pub const TARGETS: [Target; 9] = [
+pub const TARGETS: [Target; 10] = [
     ("messenger_webhook", messenger_webhook),
     ("messenger_signed", messenger_signed),
     ("manychat_body", manychat_body),
     ("shop_answer", shop_answer),
+    ("shop_webhook", shop_webhook),
     ("amount", amount),
     ("order_number", order_number),
     ("email", email),

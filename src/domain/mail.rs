@@ -77,6 +77,9 @@ pub struct MailState {
     pub last_marketing_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub last_statement_at: Option<DateTime<Utc>>,
+    /// The statement before the last one: a statement being sent lists what changed since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_statement_at: Option<DateTime<Utc>>,
     /// When the next statement is due (mirrors the member's statement entry in the index).
     #[serde(default)]
     pub next_statement_at: Option<DateTime<Utc>>,

@@ -32,8 +32,18 @@ pub struct Letterhead {
     pub shop_url: Option<String>,
     /// `server.public_url` without a trailing slash: unsubscribe links start with it.
     pub public_base: String,
-    /// `email.statement_every_days`: a statement lists the order changes of that period.
-    pub statement_every: chrono::Duration,
+}
+
+/// Since when a statement lists order changes: the member's last statement, or their joining.
+/// For a recorded send (`this_send`, recorded before it is rendered) the last statement is
+/// itself, so the one before it counts.
+fn changes_since(subject: &MailSubject, this_send: Option<DateTime<Utc>>) -> DateTime<Utc> {
+    let s = &subject.state;
+    let last = match s.last_statement_at {
+        Some(at) if Some(at) == this_send => s.previous_statement_at,
+        other => other,
+    };
+    last.unwrap_or(subject.account.member.joined_at)
 }
 
 impl Letterhead {
@@ -45,7 +55,6 @@ impl Letterhead {
                 .filter(|u| !u.is_empty()),
             shop_url: settings.program.shop_url.as_ref().map(|u| u.to_string()),
             public_base: settings.public_base(),
-            statement_every: chrono::Duration::days(i64::from(settings.email.statement_every_days)),
         }
     }
 }
@@ -129,6 +138,18 @@ impl Mailroom {
         subject: &MailSubject,
         now: DateTime<Utc>,
     ) -> Result<Option<MailContent>, TemplateError> {
+        self.render_send(kind, about, subject, now, None)
+    }
+
+    /// [`Mailroom::render`] for the send recorded at `this_send`, if it is one.
+    fn render_send(
+        &self,
+        kind: MailKind,
+        about: Option<&CouponCode>,
+        subject: &MailSubject,
+        now: DateTime<Utc>,
+        this_send: Option<DateTime<Utc>>,
+    ) -> Result<Option<MailContent>, TemplateError> {
         let program = self.program();
         let url = self.unsubscribe_url(subject.account.member.id);
         let model = match MailModel::build(
@@ -144,10 +165,7 @@ impl Mailroom {
             Err(ModelError::NothingAffordable | ModelError::NoOpenCoupon(_)) => return Ok(None),
             Err(e) => unreachable!("a marketing model with a link: {e}"),
         };
-        // The period's changes: a statement goes out every `statement_every`, so this is "since
-        // the last one" without depending on when its send was recorded.
-        let since = (now - self.head.statement_every).max(subject.account.member.joined_at);
-        let model = model.with_order_changes(&subject.ledger, since);
+        let model = model.with_order_changes(&subject.ledger, changes_since(subject, this_send));
         self.templates
             .render(kind, &model.locale.clone(), &model)
             .map(Some)
@@ -160,7 +178,9 @@ impl Mailroom {
         subject: &MailSubject,
         now: DateTime<Utc>,
     ) -> Result<Option<Letter>, TemplateError> {
-        let Some(content) = self.render(mail.kind, mail.coupon.as_ref(), subject, now)? else {
+        let about = mail.coupon.as_ref();
+        let sent = Some(mail.created_at);
+        let Some(content) = self.render_send(mail.kind, about, subject, now, sent)? else {
             return Ok(None);
         };
         Ok(Some(Letter {
@@ -242,5 +262,44 @@ impl MailTransport for Disabled {
                 "email is off (email.smtp_url is empty)".into(),
             ))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::mail::MailState;
+    use crate::email::content::sample;
+
+    fn subject(last: Option<i64>, previous: Option<i64>) -> MailSubject {
+        let day = |d: i64| sample::now() - chrono::Duration::days(d);
+        MailSubject {
+            account: sample::account(None, "en", 100),
+            ledger: Vec::new(),
+            coupons: Vec::new(),
+            state: MailState {
+                last_statement_at: last.map(day),
+                previous_statement_at: previous.map(day),
+                ..MailState::default()
+            },
+        }
+    }
+
+    #[test]
+    fn a_statement_lists_changes_since_the_statement_before_it() {
+        let day = |d: i64| sample::now() - chrono::Duration::days(d);
+        // Being sent: its own record is the last statement, so the one before counts.
+        assert_eq!(
+            changes_since(&subject(Some(0), Some(28)), Some(day(0))),
+            day(28)
+        );
+        // A preview: since the last statement sent.
+        assert_eq!(changes_since(&subject(Some(3), Some(31)), None), day(3));
+        // The first statement: since joining.
+        let first = subject(Some(0), None);
+        assert_eq!(
+            changes_since(&first, Some(day(0))),
+            first.account.member.joined_at
+        );
     }
 }

@@ -22,8 +22,8 @@ pub struct AccountView {
     /// The coupon a coupon reminder is about (absent in other kinds).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub coupon: Option<CouponView>,
-    /// What the shop's reports did to the member's orders in the statement's period (empty in
-    /// other kinds), oldest first.
+    /// What the shop's reports did to the member's orders since the previous statement (empty
+    /// in other kinds), oldest first.
     pub order_changes: Vec<OrderChangeView>,
 }
 

@@ -51,6 +51,7 @@ impl SledStore {
                         let id = self.db.generate_id()? + 1;
                         s.last_marketing_at = Some(now);
                         if statement {
+                            s.previous_statement_at = s.last_statement_at;
                             s.last_statement_at = Some(now);
                             s.statements_sent += 1;
                         }
