@@ -87,7 +87,7 @@ fn route<F, Args>(
 #[derive(Debug, Serialize)]
 struct Answer<'a> {
     /// `changed`, `credited`, `unchanged`, `unclaimed`, `recorded_before_claim`,
-    /// `not_visible`, `other_currency`, `duplicate` or `ignored`.
+    /// `not_visible`, `other_currency`, `unreadable`, `duplicate`, `ignored` or `ping`.
     result: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     order: Option<&'a str>,
@@ -109,6 +109,13 @@ async fn follow(
     }
     let followed = match program.follow_order(id, deleted).await {
         Ok(f) => f,
+        Err(FollowError::Shop(e)) if !e.is_transient() => {
+            // Asking again would read the same: answered 200 so that the shop does not retry
+            // for days and then drop the subscription; the owner sees it in the log.
+            tracing::error!(source, order = %id, error = %e, "order webhook: the shop's order could not be read; its points are left as they were");
+            program.metrics().order_update(source, "unreadable");
+            return Ok(answer("unreadable", Some(id)));
+        }
         Err(FollowError::Shop(e)) => {
             tracing::warn!(source, order = %id, error = %e, "order webhook: the shop could not be asked; it will deliver again");
             program.metrics().order_update(source, "shop_unavailable");

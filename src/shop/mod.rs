@@ -148,6 +148,21 @@ pub enum ShopError {
     Unsupported(&'static str),
 }
 
+impl ShopError {
+    /// Whether asking again later can succeed: the shop was down, slow, throttling, or refused
+    /// credentials the owner can fix. An answer we cannot read will read the same way again.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ShopError::Timeout(_)
+            | ShopError::Unreachable(_)
+            | ShopError::Throttled
+            | ShopError::Unauthorized(_) => true,
+            ShopError::Status(s) => *s >= 500 || *s == 429 || *s == 408,
+            _ => false,
+        }
+    }
+}
+
 pub trait Shop: Send + Sync + 'static {
     /// Looks an order up by number. `email` is passed for shops that match it themselves.
     /// `Ok(None)` means the shop has no such order (or none for that email).

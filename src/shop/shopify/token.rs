@@ -168,7 +168,8 @@ impl Grant {
 /// Renew at nine tenths of a token's life (2 h 24 min early for Shopify's 24 h), so that a
 /// call in flight never carries a token that expires on the way.
 fn renew_after(expires_in_secs: u64) -> Duration {
-    Duration::from_secs(expires_in_secs) * 9 / 10
+    // Capped at a year: an absurd `expires_in` must not overflow the time arithmetic.
+    Duration::from_secs(expires_in_secs.min(365 * 24 * 3600)) * 9 / 10
 }
 
 #[cfg(test)]

@@ -73,7 +73,9 @@ pub fn status(raw: &str) -> OrderStatus {
         "completed" => OrderStatus::Completed,
         // Not paid yet; a block-checkout draft is a cart that has not been ordered.
         "pending" | "on-hold" | "checkout-draft" => OrderStatus::Pending,
-        "cancelled" | "trash" => OrderStatus::Cancelled,
+        "cancelled" => OrderStatus::Cancelled,
+        // In the bin, and may be restored: earns nothing meanwhile, but does not end the order
+        // (a cancellation would, for good). An order deleted for good answers 404 instead.
         "refunded" => OrderStatus::Refunded,
         // The payment failed: "not paid", rather than "cancelled" (nobody cancelled it).
         // Statuses added by plugins land here as well: they never earn.
@@ -183,7 +185,7 @@ mod tests {
             ("on-hold", OrderStatus::Pending),
             ("checkout-draft", OrderStatus::Pending),
             ("cancelled", OrderStatus::Cancelled),
-            ("trash", OrderStatus::Cancelled),
+            ("trash", OrderStatus::Other("trash".into())),
             ("refunded", OrderStatus::Refunded),
             ("failed", OrderStatus::Other("failed".into())),
             ("shipped", OrderStatus::Other("shipped".into())),

@@ -5,7 +5,9 @@ use chrono::{DateTime, Utc};
 
 use super::atomic::{abort, tx, Abort};
 use super::enrol::{tx_enrol, Enrol};
-use super::records::{decode, encode, tx_account, tx_append, Account, OrderRecord};
+use super::records::{
+    decode, encode, tx_account, tx_append, tx_claim_under_number, Account, OrderRecord,
+};
 use super::SledStore;
 use crate::domain::mail::{DueMail, MailPolicy, MailResult, MailState, OutboxMail};
 use crate::domain::verification::{PendingJoin, VerificationCode};
@@ -105,6 +107,12 @@ impl LoyaltyStore for SledStore {
                     });
                 }
                 return abort(Abort::Corrupt("empty order record".into(), None));
+            }
+            if let Some(c) = tx_claim_under_number(&orders, &order.id, &order.number)? {
+                return Ok(ClaimOutcome::AlreadyClaimed {
+                    by: c.member,
+                    at: c.at,
+                });
             }
             let entry =
                 LedgerEntry::order_credit(order.number.clone(), points, now).of_order(&order.id);

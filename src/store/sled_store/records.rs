@@ -134,6 +134,26 @@ impl OrderRecord {
     }
 }
 
+/// Inside an operation: the claim of an order kept under its number by a shop kind that had
+/// no ids of its own (the generic contract), when `id` is not that number: a store that moved
+/// from the generic contract to Shopify must not credit those orders a second time.
+pub fn tx_claim_under_number(
+    orders: &TxTree<'_>,
+    id: &OrderId,
+    number: &OrderNumber,
+) -> Tx<Option<Claim>> {
+    if id.as_str().eq_ignore_ascii_case(number.as_str()) {
+        return Ok(None);
+    }
+    match orders.get(keys::order(&OrderId::from(number)))? {
+        Some(raw) => {
+            let record: OrderRecord = tx(decode("order record", &raw))?;
+            tx(record.claim())
+        }
+        None => Ok(None),
+    }
+}
+
 /// A processed event's inbox slot: its done-at time and the replies it queued until they are
 /// all delivered (the key alone is what de-duplicates redeliveries). Keeping the replies in
 /// the event's own slot makes "processed, with these replies" and each "delivered" one

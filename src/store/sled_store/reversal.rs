@@ -6,7 +6,9 @@
 use chrono::{DateTime, Utc};
 
 use super::atomic::{tx, Abort, Tx, TxTree};
-use super::records::{decode, encode, tx_account, tx_append, Account, OrderRecord};
+use super::records::{
+    decode, encode, tx_account, tx_append, tx_claim_under_number, Account, OrderRecord,
+};
 use super::SledStore;
 use crate::domain::order_changes::reasons;
 use crate::domain::{
@@ -130,6 +132,12 @@ impl SledStore {
                 });
             }
             let Some(claim) = claim else {
+                if let Some(c) = tx_claim_under_number(&orders, &state.id, &state.number)? {
+                    // Claimed under the number before the shop had ids here: left as it is.
+                    return Ok(SettleOutcome::Unchanged {
+                        member: Some(c.member),
+                    });
+                }
                 if let Some(reason) = state.ended {
                     let reversal = Reversal::before_claim(reason, now);
                     record.reversal = Some(reversal.clone());

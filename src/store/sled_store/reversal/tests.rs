@@ -426,3 +426,19 @@ fn a_generic_full_refund_after_a_partial_one_takes_back_what_is_left() {
     );
     assert_eq!(after, Points(50));
 }
+
+#[test]
+fn an_order_claimed_under_its_number_before_the_shop_had_ids_is_not_credited_again() {
+    let (_d, store) = open();
+    let id = join(&store, "ana");
+    claim(&store, id, "1001", 42);
+    assert!(matches!(
+        shop_claim(&store, id, "59.90"),
+        ClaimOutcome::AlreadyClaimed { by, .. } if by == id
+    ));
+    assert_eq!(
+        settle(&store, &state("paid", "59.90"), Some(id)),
+        SettleOutcome::Unchanged { member: Some(id) }
+    );
+    assert_eq!(balance(&store, id), Points(92));
+}
