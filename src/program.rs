@@ -20,6 +20,7 @@ use crate::store::{
 use chrono::{DateTime, Duration, Utc};
 use std::sync::Arc;
 
+mod locks;
 mod mail;
 mod orders;
 mod verification;
@@ -174,6 +175,8 @@ pub struct Program {
     /// Tells members about order changes they did not ask about; set once the channel that
     /// carries it exists (after the program).
     notice: std::sync::OnceLock<Arc<dyn OrderNotice>>,
+    /// One claim or shop webhook per order at a time (`locks.rs`).
+    turns: locks::Turns,
 }
 
 impl Program {
@@ -194,6 +197,7 @@ impl Program {
             mail: None,
             clock: Arc::new(crate::clock::SystemClock),
             notice: std::sync::OnceLock::new(),
+            turns: locks::Turns::default(),
         }
     }
 
@@ -446,6 +450,9 @@ impl Program {
                 return self.already_claimed(id, by, at).await;
             }
         }
+        // The shop's answer and the claim's write in one turn of this order: a webhook about
+        // it waits, so it cannot settle between them (`locks.rs`).
+        let _turn = self.turns.take(locks::number_key(order.as_str())).await;
         let found = match self.shop.find_order(&order, &member.email).await {
             Ok(found) => found,
             Err(e) => {

@@ -16,6 +16,7 @@ use super::ApiError;
 use crate::config::{Secret, Settings, ShopKind};
 use crate::domain::OrderId;
 use crate::program::{FollowError, Program};
+use crate::shop::ShopOrder;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use std::sync::Arc;
@@ -94,12 +95,15 @@ struct Answer<'a> {
 }
 
 /// Answers a delivery about order `id`: de-duplicated on `delivery`, followed, recorded.
+/// `as_sent`: the order as the signed delivery carries it, followed instead when the shop
+/// cannot be read back and will not deliver again (WooCommerce).
 async fn follow(
     program: &Program,
     source: &'static str,
     delivery: Option<&str>,
     id: &OrderId,
     deleted: bool,
+    as_sent: Option<ShopOrder>,
 ) -> Result<HttpResponse, ApiError> {
     if let Some(d) = delivery {
         if program.delivery_seen(source, d).await? {
@@ -115,6 +119,10 @@ async fn follow(
             tracing::error!(source, order = %id, error = %e, "order webhook: the shop's order could not be read; its points are left as they were");
             program.metrics().order_update(source, "unreadable");
             return Ok(answer("unreadable", Some(id)));
+        }
+        Err(FollowError::Shop(e)) if as_sent.is_some() => {
+            tracing::warn!(source, order = %id, error = %e, "order webhook: the shop could not be read back; following the order as the signed delivery shows it");
+            program.follow_as_sent(as_sent.expect("checked")).await?
         }
         Err(FollowError::Shop(e)) => {
             tracing::warn!(source, order = %id, error = %e, "order webhook: the shop could not be asked; it will deliver again");

@@ -4,7 +4,7 @@
 //! `program.auto_credit`, a paid order nobody claimed is credited to the member with its
 //! email. Members hear of a change through [`OrderNotice`].
 
-use super::{Program, ProgramError};
+use super::{locks, Program, ProgramError};
 use crate::domain::{
     points_for, MemberId, OrderId, OrderNumber, OrderState, Points, ReversalReason,
 };
@@ -85,16 +85,17 @@ impl Program {
     /// `deleted`: the shop said the order was deleted, so an order it no longer shows is
     /// treated as cancelled.
     pub async fn follow_order(&self, id: &OrderId, deleted: bool) -> Result<Followed, FollowError> {
+        // Deliveries about one order read and write in turn, so that the last to write read
+        // last; a claim of the order's number keeps its read and write in one turn too.
+        let _by_id = self.turns.take(locks::id_key(id.as_str())).await;
         let now_seen = self.shop.order_by_id(id).await?;
+        let number = now_seen.as_ref().map(|o| o.number.as_str().to_owned());
+        let _by_number = match number {
+            Some(n) => Some(self.turns.take(locks::number_key(&n)).await),
+            None => None,
+        };
         let state = match now_seen {
-            Some(order) => {
-                if !order.currency.eq_ignore_ascii_case(&self.rules.currency) {
-                    return Ok(Followed::OtherCurrency(order.currency));
-                }
-                let credit_to = self.auto_credit_to(&order).await?;
-                let state = self.state_of(&order);
-                return Ok(self.settle(state, credit_to).await?);
-            }
+            Some(order) => return Ok(self.follow_seen(order).await?),
             None => {
                 let o = id.clone();
                 let standing = self.durably(move |s| s.order_standing(&o)).await?;
@@ -111,6 +112,27 @@ impl Program {
             }
         };
         Ok(self.settle(state, None).await?)
+    }
+
+    /// Sets the order's points to what `order`, as the shop sent it in a signed webhook, earns:
+    /// for a shop that does not deliver again (WooCommerce) when it could not be read back.
+    pub async fn follow_as_sent(&self, order: ShopOrder) -> Result<Followed, ProgramError> {
+        let _by_id = self.turns.take(locks::id_key(order.id.as_str())).await;
+        let _by_number = self
+            .turns
+            .take(locks::number_key(order.number.as_str()))
+            .await;
+        self.follow_seen(order).await
+    }
+
+    /// The order as the shop shows it now, followed (in the caller's turns).
+    async fn follow_seen(&self, order: ShopOrder) -> Result<Followed, ProgramError> {
+        if !order.currency.eq_ignore_ascii_case(&self.rules.currency) {
+            return Ok(Followed::OtherCurrency(order.currency));
+        }
+        let credit_to = self.auto_credit_to(&order).await?;
+        let state = self.state_of(&order);
+        self.settle(state, credit_to).await
     }
 
     /// Whether a shop's webhook delivery was handled before.
@@ -133,6 +155,7 @@ impl Program {
         refunded: Decimal,
     ) -> Result<Followed, ProgramError> {
         let id = OrderId::from(&number);
+        let _turn = self.turns.take(locks::number_key(number.as_str())).await;
         let o = id.clone();
         let standing = self.durably(move |s| s.order_standing(&o)).await?;
         let Some(total) = standing.as_ref().and_then(|s| s.total) else {
@@ -197,8 +220,10 @@ impl Program {
                 let before = Points(balance.0.saturating_sub(points.0));
                 self.remind_if_affordable(member, before, *balance).await;
             }
-            if let Some(notice) = self.notice.get() {
-                notice.tell(member, news).await;
+            // Told on its own: the change is on disk, and the shop's webhook need not wait for
+            // Messenger (Shopify gives up after 5 s).
+            if let Some(notice) = self.notice.get().cloned() {
+                tokio::spawn(async move { notice.tell(member, news).await });
             }
         }
         Ok(Followed::Settled(out))

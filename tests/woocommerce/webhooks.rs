@@ -200,3 +200,27 @@ async fn a_shop_that_fails_answers_503_and_changes_nothing() {
     );
     assert_eq!(app.balance_of(JANE).await, 109);
 }
+
+#[tokio::test]
+async fn when_the_shop_cannot_be_read_back_the_signed_order_in_the_delivery_is_followed() {
+    // WooCommerce never delivers again, so a 503 would lose the refund for good.
+    let woo = FakeWoo::start().await;
+    let app = claimed(&woo).await;
+    let mut order: Value = serde_json::from_slice(UPDATED).unwrap();
+    order["id"] = json!(727);
+    order["number"] = json!("727");
+    order["billing"]["email"] = json!(JANE);
+    order["currency"] = json!("EUR");
+    order["total"] = json!("59.90");
+    order["status"] = json!("refunded");
+    let body = serde_json::to_vec(&order).unwrap();
+    woo.fail_with(503);
+    let sig = sign(&body);
+    let headers = [
+        ("X-WC-Webhook-Topic", "order.updated"),
+        ("X-WC-Webhook-Signature", sig.as_str()),
+    ];
+    let (status, answer) = deliver(&app, &body, &headers).await;
+    assert_eq!((status, answer["result"].as_str()), (200, Some("changed")), "{answer}");
+    assert_eq!(app.balance_of(JANE).await, 50);
+}

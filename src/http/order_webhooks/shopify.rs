@@ -44,5 +44,6 @@ pub(super) async fn receive(
     }
     let id = order_gid_from_webhook(topic, &body).map_err(ApiError::BadRequest)?;
     let delivery = header(&req, "X-Shopify-Webhook-Id");
-    follow(&program, "shopify", delivery, &id, false).await
+    // Shopify delivers again on a failure, for 48 hours: the order is always read back.
+    follow(&program, "shopify", delivery, &id, false, None).await
 }

@@ -8,8 +8,8 @@ use super::{answer, follow, header, Key};
 use crate::http::ApiError;
 use crate::program::Program;
 use crate::shop::woocommerce::{
-    verify_webhook, webhook_event, OrderTopic, WooEvent, DELIVERY_HEADER, SIGNATURE_HEADER,
-    TOPIC_HEADER,
+    parse_order, verify_webhook, webhook_event, OrderTopic, WooEvent, DELIVERY_HEADER,
+    SIGNATURE_HEADER, TOPIC_HEADER,
 };
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -50,5 +50,8 @@ pub(super) async fn receive(
     };
     let delivery = header(&req, DELIVERY_HEADER);
     let deleted = topic == OrderTopic::Deleted;
-    follow(&program, "woocommerce", delivery, &id, deleted).await
+    // WooCommerce never delivers again: should the shop not answer the read-back, the signed
+    // body (the whole order, as of the event) is followed instead.
+    let as_sent = parse_order(&body).ok().filter(|o| o.id == id);
+    follow(&program, "woocommerce", delivery, &id, deleted, as_sent).await
 }
