@@ -60,6 +60,8 @@ async fn a_refund_is_told_in_messenger_as_an_update_while_the_window_is_open() {
     let before = sent_to(&app.graph_api, &jane.id).len();
 
     clock.set(Utc.with_ymd_and_hms(2026, 12, 8, 8, 0, 0).unwrap());
+    app.shop
+        .add_order("1001", JANE, "39.90", "partially_refunded");
     assert_eq!(partial_refund(&app, "20.00").await["result"], "changed");
     until(
         || sent_to(&app.graph_api, &jane.id).len() > before,
@@ -86,6 +88,8 @@ async fn after_the_window_closes_nothing_is_sent_and_the_statement_lists_the_cha
     let before = sent_to(&app.graph_api, &jane.id).len();
 
     clock.set(Utc.with_ymd_and_hms(2026, 12, 7, 9, 0, 0).unwrap() + Duration::hours(25));
+    app.shop
+        .add_order("1001", JANE, "39.90", "partially_refunded");
     assert_eq!(partial_refund(&app, "20.00").await["result"], "changed");
     assert_eq!(app.balance_of(JANE).await, 89);
     // Had anything gone out, it would be there by now (the other test waits the same way).

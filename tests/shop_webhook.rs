@@ -234,6 +234,9 @@ async fn a_partial_refund_takes_back_down_to_what_the_rest_of_the_total_earns() 
     jane_claims(&app, "1001", "59.90").await;
     assert_eq!(app.balance_of(JANE_EMAIL).await, 109);
 
+    // The shop's verify endpoint now answers the net total, as the contract asks.
+    app.shop
+        .add_order("1001", JANE_EMAIL, "39.90", "partially_refunded");
     let (status, answer) = partial_refund(&app, "1001", "20.00").await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(
@@ -250,7 +253,14 @@ async fn a_partial_refund_takes_back_down_to_what_the_rest_of_the_total_earns() 
     // The same refund again converges: the total refunded is still 20.00.
     let (_, answer) = partial_refund(&app, "1001", "20.00").await;
     assert_eq!(answer["result"], "unchanged");
+    // An older delivery arriving late, while the shop had it at 49.90: nothing comes back.
+    app.shop
+        .add_order("1001", JANE_EMAIL, "49.90", "partially_refunded");
+    let (_, answer) = partial_refund(&app, "1001", "10.00").await;
+    assert_eq!(answer["result"], "unchanged");
+    assert_eq!(app.balance_of(JANE_EMAIL).await, 89);
     // Refunding the rest reverses the order, as a full refund does.
+    app.shop.add_order("1001", JANE_EMAIL, "0.00", "refunded");
     let (_, answer) = partial_refund(&app, "1001", "59.90").await;
     assert_eq!(answer["result"], "reversed");
     assert_eq!(answer["points_taken"], 39);
@@ -262,4 +272,34 @@ async fn a_partial_refund_takes_back_down_to_what_the_rest_of_the_total_earns() 
         (status, answer["code"].as_str()),
         (400, Some("bad_request"))
     );
+}
+
+#[tokio::test]
+async fn a_refund_before_the_claim_is_not_counted_twice_by_a_later_partial_refund() {
+    let app = spawn_app().await;
+    // 100.00, of which 20.00 refunded before Jane claims: the claim earns on the net 80.00.
+    app.shop.add_order("1001", JANE_EMAIL, "100.00", "paid");
+    let (_, answer) = partial_refund(&app, "1001", "20.00").await;
+    assert_eq!(answer["result"], "unclaimed");
+    jane_claims(&app, "1001", "80.00").await;
+    assert_eq!(app.balance_of(JANE_EMAIL).await, 130);
+    // 10.00 more: 30.00 refunded in all, 70.00 left, 70 points.
+    app.shop
+        .add_order("1001", JANE_EMAIL, "70.00", "partially_refunded");
+    let (_, answer) = partial_refund(&app, "1001", "30.00").await;
+    assert_eq!(answer["points_taken"], 10, "{answer}");
+    assert_eq!(app.balance_of(JANE_EMAIL).await, 120);
+}
+
+#[tokio::test]
+async fn a_partial_refund_while_the_verify_endpoint_fails_is_503_and_changes_nothing() {
+    let app = spawn_app().await;
+    jane_claims(&app, "1001", "59.90").await;
+    app.shop.fail_verify_with(500);
+    let (status, answer) = partial_refund(&app, "1001", "20.00").await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (503, Some("shop_unavailable"))
+    );
+    assert_eq!(app.balance_of(JANE_EMAIL).await, 109);
 }

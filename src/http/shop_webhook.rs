@@ -12,7 +12,7 @@
 use super::ApiError;
 use crate::config::Secret;
 use crate::domain::{OrderNumber, Reversal, ReversalReason};
-use crate::program::{Followed, Program};
+use crate::program::{FollowError, Followed, Program};
 use crate::shop::SIGNATURE_HEADER;
 use crate::signature::verify_sha256_header;
 use crate::store::{ReverseOutcome, SettleOutcome};
@@ -121,7 +121,16 @@ async fn receive(
     let reason = match event {
         Event::Reversal(reason) => reason,
         Event::PartialRefund(refunded) => {
-            let followed = program.refund_in_part(order.clone(), refunded).await?;
+            let followed = match program.refund_in_part(order.clone(), refunded).await {
+                Ok(f) => f,
+                Err(FollowError::Shop(e)) => {
+                    tracing::warn!(order = %order, error = %e, "partial refund: the shop's verify endpoint could not be asked");
+                    return Err(ApiError::ShopUnavailable(format!(
+                        "could not read order {order} from the shop's verify endpoint: {e}"
+                    )));
+                }
+                Err(FollowError::Program(e)) => return Err(e.into()),
+            };
             return Ok(partial_answer(&order, followed));
         }
     };

@@ -146,37 +146,62 @@ impl Program {
             .await
     }
 
-    /// The generic contract's partial refund: `refunded` of the order's total has gone back
-    /// (all refunds so far, so a repeat converges). The order earns on what is left of the
-    /// total it was claimed with.
+    /// The generic contract's partial refund (`refunded`: all refunded of the order so far).
+    /// Like Shopify's and WooCommerce's webhooks it is a trigger: the shop's verify endpoint is
+    /// asked for the order as it is now, and the order earns on its net total. Where the shop
+    /// no longer shows it, the total kept at the claim less `refunded` counts. A partial
+    /// refund never raises what the order stands at, so an older delivery arriving late gives
+    /// nothing back.
     pub async fn refund_in_part(
         &self,
         number: OrderNumber,
         refunded: Decimal,
-    ) -> Result<Followed, ProgramError> {
+    ) -> Result<Followed, FollowError> {
         let id = OrderId::from(&number);
         let _turn = self.turns.take(locks::number_key(number.as_str())).await;
         let o = id.clone();
         let standing = self.durably(move |s| s.order_standing(&o)).await?;
-        let Some(total) = standing.as_ref().and_then(|s| s.total) else {
-            // Unclaimed (a claim asks the shop, whose total is net of the refund), or claimed
-            // before totals were kept: nothing to count down from.
-            return Ok(Followed::Settled(match standing {
-                Some(s) if s.reversal.is_some() || s.claim.is_some() => SettleOutcome::Unchanged {
-                    member: s.claim.map(|c| c.0),
-                },
-                _ => SettleOutcome::Unclaimed,
+        let (member, standing) = match standing {
+            Some(s) if s.reversal.is_some() => {
+                let member = s.claim.map(|c| c.0);
+                return Ok(Followed::Settled(SettleOutcome::Unchanged { member }));
+            }
+            Some(s) => match s.claim {
+                Some((member, _)) => (member, s),
+                None => return Ok(Followed::Settled(SettleOutcome::Unclaimed)),
+            },
+            // Unclaimed: a claim asks the shop, whose total is net of the refund.
+            None => return Ok(Followed::Settled(SettleOutcome::Unclaimed)),
+        };
+        let Some(account) = self.account_of(member).await? else {
+            return Ok(Followed::Settled(SettleOutcome::Unchanged {
+                member: Some(member),
             }));
         };
-        let left = (total - refunded).max(Decimal::ZERO);
-        let state = OrderState {
-            id,
-            number,
-            total: left,
-            earns: points_for(left, self.rules.points_per_currency_unit),
-            ended: (left.is_zero()).then_some(ReversalReason::Refunded),
+        let shown = self.shop.find_order(&number, &account.member.email).await?;
+        let shown = shown.filter(|o| o.number.as_str().eq_ignore_ascii_case(number.as_str()));
+        let mut state = match (shown, standing.total) {
+            (Some(order), _) => self.state_of(&order),
+            (None, Some(total)) => {
+                let left = (total - refunded).max(Decimal::ZERO);
+                OrderState {
+                    id,
+                    number,
+                    total: left,
+                    earns: points_for(left, self.rules.points_per_currency_unit),
+                    ended: left.is_zero().then_some(ReversalReason::Refunded),
+                }
+            }
+            (None, None) => {
+                tracing::warn!(order = %number, "a partial refund of an order the shop no longer shows, claimed before totals were kept: left as it was");
+                let member = Some(member);
+                return Ok(Followed::Settled(SettleOutcome::Unchanged { member }));
+            }
         };
-        self.settle(state, None).await
+        if state.ended.is_none() {
+            state.earns = state.earns.min(standing.earned);
+        }
+        Ok(self.settle(state, None).await?)
     }
 
     fn state_of(&self, order: &ShopOrder) -> OrderState {

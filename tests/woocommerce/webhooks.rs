@@ -221,6 +221,10 @@ async fn when_the_shop_cannot_be_read_back_the_signed_order_in_the_delivery_is_f
         ("X-WC-Webhook-Signature", sig.as_str()),
     ];
     let (status, answer) = deliver(&app, &body, &headers).await;
-    assert_eq!((status, answer["result"].as_str()), (200, Some("changed")), "{answer}");
+    assert_eq!(
+        (status, answer["result"].as_str()),
+        (200, Some("changed")),
+        "{answer}"
+    );
     assert_eq!(app.balance_of(JANE).await, 50);
 }
