@@ -90,7 +90,7 @@ async fn every_status_that_does_not_earn_is_refused_with_its_reason() {
         ("on-hold", "order_status_pending"),
         ("checkout-draft", "order_status_pending"),
         ("cancelled", "order_status_cancelled"),
-        ("trash", "order_status_cancelled"),
+        ("trash", "order_status_other"),
         ("refunded", "order_status_refunded"),
         ("failed", "order_status_other"),
     ];
