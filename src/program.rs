@@ -578,10 +578,20 @@ impl Program {
         };
         let mut attempt = 1;
         loop {
-            let request = if attempt == 1 { request } else { None };
-            let out = self.redeem_once(member, &reward, request, repeated).await?;
+            let bound = if attempt == 1 { request } else { None };
+            let out = self.redeem_once(member, &reward, bound, repeated).await?;
             match out {
-                Attempt::Done(result) => return Ok(*result),
+                Attempt::Done(result) => {
+                    if let (RedeemResult::Redeemed { coupon, .. }, Some(r), true) =
+                        (result.as_ref(), request, attempt > 1)
+                    {
+                        // A replay of the request must find this coupon, not the first try's.
+                        let (code, r) = (coupon.code.clone(), r.to_owned());
+                        self.durably(move |s| s.rebind_request(id, &r, &code))
+                            .await?;
+                    }
+                    return Ok(*result);
+                }
                 // The shop has a discount with that code already (it is not one of ours: ours
                 // are random and never sent twice): the points came back; a new code.
                 Attempt::CodeTaken if attempt < CODE_ATTEMPTS => {
@@ -596,9 +606,8 @@ impl Program {
         }
     }
 
-    /// One reservation and coupon request. `request` binds the first attempt only: a replay
-    /// of the customer's request finds that one (a retry after a taken code is rare enough
-    /// that its replay answering from the first attempt is the lesser evil).
+    /// One reservation and coupon request. `request` binds the first attempt; a retry's
+    /// coupon is bound to it once issued ([`LoyaltyStore::rebind_request`]).
     async fn redeem_once(
         &self,
         member: &Member,

@@ -585,3 +585,38 @@ async fn the_token_endpoint_is_not_used_with_a_static_token() {
     assert!(fake.requests().iter().all(|r| r.path != TOKEN_PATH));
     assert_eq!(fake.graphql_with("shop").len(), 1, "one call at start");
 }
+
+#[tokio::test]
+async fn a_replayed_request_after_a_taken_code_finds_the_coupon_of_the_retry() {
+    use loyalty_bot::domain::{Channel, ChatIdentity};
+    use loyalty_bot::program::RedeemResult;
+    let fake = FakeShopify::start().await;
+    let app = app_with(&fake, Auth::Static).await;
+    jane_with_260_points(&app, &fake).await;
+    let who = ChatIdentity::new(Channel::Manychat, JANE).unwrap();
+    let jane = app.program().account(&who).await.unwrap().unwrap().member;
+    fake.refuse_next_coupon_as_taken();
+    let first = app
+        .program()
+        .redeem(&jane, "free-mug", Some("tap-1"))
+        .await
+        .unwrap();
+    let RedeemResult::Redeemed { coupon, .. } = first else {
+        panic!("{first:?}");
+    };
+    let again = app
+        .program()
+        .redeem(&jane, "free-mug", Some("tap-1"))
+        .await
+        .unwrap();
+    match again {
+        RedeemResult::Redeemed {
+            coupon: c, balance, ..
+        } => {
+            assert_eq!(c.code, coupon.code, "the retry's coupon");
+            assert_eq!(balance.value(), 60, "spent once");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(fake.graphql_with("discountCodeBasicCreate").len(), 2);
+}

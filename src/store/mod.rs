@@ -268,6 +268,16 @@ pub trait LoyaltyStore: AwaitDurable + Send + Sync + 'static {
         request: Option<&str>,
     ) -> Result<RedeemOutcome, StoreError>;
 
+    /// Binds the member's `request` to coupon `code` instead of the one it named: a
+    /// redemption tried again with a new code (the shop had the first one already) is what a
+    /// replay of that request must find.
+    fn rebind_request(
+        &self,
+        member: MemberId,
+        request: &str,
+        code: &CouponCode,
+    ) -> Result<(), StoreError>;
+
     /// The shop created the coupon: mark it issued.
     fn confirm_coupon(&self, code: &CouponCode) -> Result<Coupon, StoreError>;
 

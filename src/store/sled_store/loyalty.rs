@@ -275,6 +275,31 @@ impl LoyaltyStore for SledStore {
 
     /// Pending → Issued. Already issued: returned as is. Cancelled: returned as is (status
     /// `Cancelled`), because its points were given back and issuing it now would make it free.
+    fn rebind_request(
+        &self,
+        member: MemberId,
+        request: &str,
+        code: &CouponCode,
+    ) -> Result<(), StoreError> {
+        let rkey = keys::member_request(member, request);
+        let trees = [&self.coupons, &self.redeem_requests];
+        let writing = self.commit.writing();
+        self.atomic.run(trees, |[coupons, requests]| {
+            let Some(raw) = coupons.get(code.as_str().as_bytes())? else {
+                return abort(Abort::Corrupt(format!("no coupon {code} to bind"), None));
+            };
+            let coupon: Coupon = tx(decode("coupon", &raw))?;
+            if coupon.member != member {
+                return abort(Abort::Corrupt(
+                    format!("coupon {code} is not the member's"),
+                    None,
+                ));
+            }
+            requests.insert(rkey.as_slice(), code.as_str().as_bytes())
+        })?;
+        writing.wait()
+    }
+
     fn confirm_coupon(&self, code: &CouponCode) -> Result<Coupon, StoreError> {
         let ckey = code.as_str().as_bytes();
         let trees = [&self.coupons, &self.pending_coupons];
