@@ -39,7 +39,7 @@
 //! Submodules: `atomic` (the writer lock and journal), `records` (stored shapes, codec, closure
 //! helpers), `loyalty` ([`super::LoyaltyStore`]), `enrol` (a join inside an operation),
 //! `verification` (joins waiting for a code), `mail` (the due index, mail state, the
-//! outbox), `reversal` (order reversals and changes), `deliveries` (webhook ids), `queue`
+//! outbox), `order_changes` (order reversals and changes), `deliveries` (webhook ids), `queue`
 //! ([`super::EventQueue`]), `intake` (the records of pending events), `totals` and `depths`
 //! (what the metrics' gauges read), `migrate` (layout versions), `backup` and `restore` (the
 //! store as records, out and in).
@@ -55,10 +55,10 @@ mod intake;
 mod loyalty;
 mod mail;
 mod migrate;
+mod order_changes;
 mod queue;
 mod records;
 mod restore;
-mod reversal;
 mod segments;
 #[cfg(test)]
 mod tests;

@@ -1,4 +1,4 @@
-//! Order reversals on the sled store, one rule per test.
+//! Order reversals and changes on the sled store, one rule per test.
 
 use super::super::records::{encode, OrderRecord};
 use super::super::SledStore;
