@@ -9,7 +9,7 @@ use common::fake_shopify::{
 };
 use common::shopify_app::*;
 use common::{spawn_app_with, try_spawn_app_with, TestApp};
-use loyalty_bot::config::{DiscountKind, DiscountSettings, Secret};
+use loyalty_bot::config::{DiscountKind, DiscountSettings, Secret, Settings};
 use loyalty_bot::domain::OrderId;
 use loyalty_bot::shop::{shopify, Shop, ShopError, ShopifyShop};
 use serde_json::json;
@@ -328,39 +328,36 @@ async fn a_token_is_renewed_before_it_expires_without_a_401() {
     assert!(fake.requests().iter().all(|r| r.status != 401));
 }
 
+/// The start's error with `configure`d settings, changed by `change`.
+async fn start_error(fake: &FakeShopify, auth: Auth, change: impl FnOnce(&mut Settings)) -> String {
+    try_spawn_app_with(|s| {
+        configure(s, fake, &auth);
+        change(s);
+    })
+    .await
+    .err()
+    .expect("the start fails")
+    .to_string()
+}
+
 #[tokio::test]
 async fn refused_credentials_stop_the_start_naming_their_settings() {
     let fake = FakeShopify::start().await;
-    let err = try_spawn_app_with(|s| {
-        configure(s, &fake, &Auth::Static);
+    let err = start_error(&fake, Auth::Static, |s| {
         s.shop.shopify.access_token = Secret::new("shpat_wrong");
     })
-    .await
-    .err()
-    .expect("the start fails");
-    assert!(
-        err.to_string().contains("shop.shopify.access_token"),
-        "{err}"
-    );
-    let err = try_spawn_app_with(|s| {
-        configure(s, &fake, &Auth::ClientCredentials);
+    .await;
+    assert!(err.contains("shop.shopify.access_token"), "{err}");
+    let err = start_error(&fake, Auth::ClientCredentials, |s| {
         s.shop.shopify.client_secret = Secret::new("not-the-secret");
     })
-    .await
-    .err()
-    .expect("the start fails");
-    assert!(
-        err.to_string().contains("shop.shopify.client_secret"),
-        "{err}"
-    );
-    let err = try_spawn_app_with(|s| {
-        configure(s, &fake, &Auth::Static);
+    .await;
+    assert!(err.contains("shop.shopify.client_secret"), "{err}");
+    let err = start_error(&fake, Auth::Static, |s| {
         s.rewards[0].product_ids = vec!["mug-classic".into()];
     })
-    .await
-    .err()
-    .expect("the start fails");
-    assert!(err.to_string().contains("rewards[0].product_ids"), "{err}");
+    .await;
+    assert!(err.contains("rewards[0].product_ids"), "{err}");
 }
 
 #[tokio::test]

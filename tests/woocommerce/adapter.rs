@@ -4,7 +4,7 @@ use super::harness::*;
 use crate::common::fake_woo::{FakeWoo, WOO_KEY, WOO_SECRET};
 use loyalty_bot::config::{Secret, WoocommerceSettings};
 use loyalty_bot::domain::{Email, OrderId, OrderNumber};
-use loyalty_bot::shop::{Shop, ShopError, WooShop};
+use loyalty_bot::shop::{Shop, ShopError, ShopOrder, WooShop};
 use std::time::Duration;
 
 #[tokio::test]
@@ -56,17 +56,22 @@ async fn wrong_keys_are_unauthorized_at_warm_up_and_on_each_call() {
     assert!(adapter(&woo, WOO_SECRET).warm_up().await.is_ok());
 }
 
+/// The adapter alone looks up Jane's order 1001.
+async fn find_jane_1001(woo: &FakeWoo) -> Result<Option<ShopOrder>, ShopError> {
+    adapter(woo, WOO_SECRET)
+        .find_order(
+            &OrderNumber::parse("1001").unwrap(),
+            &Email::parse("jane@example.com").unwrap(),
+        )
+        .await
+}
+
 #[tokio::test]
 async fn a_timeout_is_reported_as_such() {
     let woo = FakeWoo::start().await;
     woo.add_order(1001, "jane@example.com", "1.00", "processing");
     woo.set_delay(Duration::from_millis(1500));
-    let res = adapter(&woo, WOO_SECRET)
-        .find_order(
-            &OrderNumber::parse("1001").unwrap(),
-            &Email::parse("jane@example.com").unwrap(),
-        )
-        .await;
+    let res = find_jane_1001(&woo).await;
     assert!(matches!(res, Err(ShopError::Timeout(1))), "{res:?}");
 }
 
@@ -106,11 +111,6 @@ async fn a_look_up_that_takes_two_calls_keeps_to_one_time_limit() {
     woo.add_numbered_order(88, "1001", "jane@example.com", "1.00", "processing");
     // Each call alone is within the 1 s limit; the id look-up and the search together are not.
     woo.set_delay(Duration::from_millis(600));
-    let res = adapter(&woo, WOO_SECRET)
-        .find_order(
-            &OrderNumber::parse("1001").unwrap(),
-            &Email::parse("jane@example.com").unwrap(),
-        )
-        .await;
+    let res = find_jane_1001(&woo).await;
     assert!(matches!(res, Err(ShopError::Timeout(1))), "{res:?}");
 }
