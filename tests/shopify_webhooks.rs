@@ -240,3 +240,15 @@ async fn topics_we_do_not_act_on_are_acknowledged_and_malformed_bodies_refused()
         (400, Some("bad_request"))
     );
 }
+
+#[tokio::test]
+async fn an_order_answer_that_would_read_the_same_again_is_acknowledged_not_retried() {
+    let fake = FakeShopify::start().await;
+    let (app, gid) = claimed_app(&fake).await;
+    fake.set_total(&gid, "0.00", "REFUNDED");
+    // An email our parser refuses: asking again would read the same.
+    fake.edit_order(&gid, |o| o["email"] = json!("not an email"));
+    let answer = notify(&app, &fake, "refunds/create", &gid, "w-1").await;
+    assert_eq!(answer, json!({"result": "unreadable", "order": gid}));
+    assert_eq!(balance(&app).await, 109, "left as it was");
+}

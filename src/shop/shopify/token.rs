@@ -182,5 +182,7 @@ mod tests {
         assert_eq!(renew_after(86_400), Duration::from_secs(77_760));
         assert_eq!(renew_after(10), Duration::from_secs(9));
         assert_eq!(renew_after(0), Duration::ZERO);
+        // An absurd lifetime is capped at a year instead of overflowing.
+        assert_eq!(renew_after(u64::MAX), renew_after(365 * 24 * 3600));
     }
 }

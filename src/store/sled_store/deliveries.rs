@@ -104,4 +104,12 @@ mod tests {
         assert!(store.seen_delivery("shopify", "later").unwrap());
         assert_eq!(store.deliveries.len(), 2, "one id, kept twice");
     }
+
+    #[test]
+    fn delivery_ids_do_not_make_a_store_hold_data_for_an_import() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), 8 << 20).unwrap();
+        store.write_delivery("shopify", "abc", Utc::now()).unwrap();
+        assert!(!super::super::migrate::has_data(&store.db).unwrap());
+    }
 }

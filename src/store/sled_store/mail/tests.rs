@@ -374,3 +374,24 @@ fn a_join_writes_no_mail_state_record_and_the_index_is_where_the_next_statement_
     store.set_unsubscribed(ana, false, t0()).unwrap();
     assert!(store.mail.state.is_empty());
 }
+
+#[test]
+fn a_statement_sent_keeps_the_one_before_it_so_its_changes_can_be_listed_since() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let ana = join_at(&store, "1", t0());
+    let first = t0() + Duration::days(28);
+    sent(begin(&store, &statement(ana, first), first));
+    let state = store.mail_state(ana).unwrap();
+    assert_eq!(
+        (state.last_statement_at, state.previous_statement_at),
+        (Some(first), None)
+    );
+    let second = first + Duration::days(28);
+    sent(begin(&store, &statement(ana, second), second));
+    let state = store.mail_state(ana).unwrap();
+    assert_eq!(
+        (state.last_statement_at, state.previous_statement_at),
+        (Some(second), Some(first))
+    );
+}
