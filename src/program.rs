@@ -531,7 +531,7 @@ impl Program {
     }
 
     pub async fn balance(&self, member: MemberId) -> Result<Points, ProgramError> {
-        let acc = self.durably(move |s| s.member(member)).await?;
+        let acc = self.account_of(member).await?;
         Ok(acc.map(|a| a.balance).unwrap_or_default())
     }
 
