@@ -605,7 +605,7 @@ fn imported_balances_waiting_for_their_member_travel_with_the_export() {
     let dir = tempfile::tempdir().unwrap();
     {
         // As the balance import keeps them: by normalised email, the record as JSON.
-        let db = sled::open(dir.path()).unwrap();
+        let db = common::raw_sled(dir.path());
         let tree = db.open_tree("imported_balances").unwrap();
         let zoe = json!({"email": "zoe@example.com", "points": 120,
             "imported_at": "2026-11-01T10:00:00Z", "joined_at": "2019-03-02T00:00:00Z"});
@@ -646,7 +646,7 @@ async fn an_export_that_fails_half_way_is_cut_off_before_its_trailer() {
         }
         store.close().unwrap().write_snapshot().unwrap();
         // The last member's cached balance no longer matches their ledger.
-        let db = sled::open(&path).unwrap();
+        let db = common::raw_sled(&path);
         let members = db.open_tree("members").unwrap();
         let (k, v) = members.last().unwrap().unwrap();
         let text = String::from_utf8(v.to_vec()).unwrap();

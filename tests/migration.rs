@@ -27,7 +27,7 @@ struct OldStore {
 impl OldStore {
     fn create(path: &Path) -> OldStore {
         OldStore {
-            db: sled::open(path).unwrap(),
+            db: common::raw_sled(path),
         }
     }
 
@@ -106,7 +106,7 @@ impl OldStore {
 }
 
 fn layout_version(path: &Path) -> Option<String> {
-    let db = sled::open(path).unwrap();
+    let db = common::raw_sled(path);
     let meta = db.open_tree("meta").unwrap();
     let v = meta.get("version").unwrap();
     v.map(|v| String::from_utf8(v.to_vec()).unwrap())
@@ -176,7 +176,7 @@ fn a_new_store_records_the_current_layout_at_first_open() {
 fn a_store_of_a_newer_layout_is_refused_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = common::raw_sled(dir.path());
         db.open_tree("meta")
             .unwrap()
             .insert("version", "9")
@@ -223,7 +223,7 @@ fn old_outbox_replies_go_out_first_in_their_order_then_the_inbox_ones() {
     // Their events stay processed: a redelivery is a duplicate.
     assert!(store.inbound_finished("b").unwrap());
     drop(store);
-    let db = sled::open(dir.path()).unwrap();
+    let db = common::raw_sled(dir.path());
     assert!(!db.tree_names().iter().any(|n| &**n == b"outbox"));
 }
 
@@ -320,7 +320,7 @@ fn plant_large(path: &Path, members: u64, events: usize, answered: usize) {
 
 /// Whether the store at `path` is between layouts: no version yet, some work done.
 fn migrated_in_part(path: &Path, events: usize) -> bool {
-    let db = sled::open(path).unwrap();
+    let db = common::raw_sled(path);
     let count = |tree: &str, word: &str| {
         let tree = db.open_tree(tree).unwrap();
         tree.iter()

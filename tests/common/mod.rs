@@ -107,3 +107,21 @@ pub async fn member_points(res: reqwest::Response) -> u64 {
     let body: Value = res.json().await.expect("JSON body");
     body["points"].as_u64().expect("points")
 }
+
+/// Opens the sled database at `path` directly, to plant or inspect records in their stored
+/// shape, waiting out the file lock that a store just dropped in this process holds until
+/// sled's last jobs finish (as `SledStore::open` does).
+pub fn raw_sled(path: &Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match sled::open(path) {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            opened => return opened.expect("open the sled database"),
+        }
+    }
+}

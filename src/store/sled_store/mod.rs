@@ -108,9 +108,29 @@ pub struct SledStore {
     path: PathBuf,
 }
 
-/// How long [`ClosedStore::write_snapshot`] waits for the closed instance to let go of sled's
-/// file lock.
+/// How long an open waits for sled's file lock to be let go of (see [`open_db`]).
 const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// Opens sled's database as `config` says, waiting up to [`LOCK_WAIT`] for its file lock. A
+/// `sled::Db` dropped in this process lets go of the lock only when its last jobs (a log write
+/// on sled's I/O pool) finish, a few milliseconds later, or longer on a loaded machine; so an
+/// open right after a close (the snapshot at a graceful stop, a backup import, a store reopened
+/// in a test) would otherwise fail at random. A lock held by another process outlasts the wait,
+/// and its error is returned.
+fn open_db(config: &sled::Config) -> Result<sled::Db, sled::Error> {
+    let started = Instant::now();
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && started.elapsed() < LOCK_WAIT =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            opened => return opened,
+        }
+    }
+}
 
 /// A store closed by [`SledStore::close`]: everything written is on disk, and nothing of it is
 /// open any more.
@@ -132,30 +152,11 @@ impl ClosedStore {
     /// 6), the next start recovers the log as it would have. Returns how long it took.
     pub fn write_snapshot(self) -> Result<Duration, StoreError> {
         let started = Instant::now();
-        loop {
-            // The page cache's size does not change what recovery reads; a small one keeps
-            // the stopping process small.
-            let opened = sled::Config::new()
-                .path(&self.path)
-                .cache_capacity(8 << 20)
-                .open();
-            match opened {
-                Ok(db) => {
-                    drop(db);
-                    return Ok(started.elapsed());
-                }
-                // The closed instance's last jobs (a log write on sled's I/O pool) may still
-                // hold the log file, and with it sled's lock, for a few milliseconds after the
-                // close.
-                Err(sled::Error::Io(e))
-                    if e.to_string().contains("could not acquire lock")
-                        && started.elapsed() < LOCK_WAIT =>
-                {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        // The page cache's size does not change what recovery reads; a small one keeps the
+        // stopping process small.
+        let config = sled::Config::new().path(&self.path).cache_capacity(8 << 20);
+        drop(open_db(&config)?);
+        Ok(started.elapsed())
     }
 }
 
@@ -224,10 +225,11 @@ impl SledStore {
         durability: Durability,
         for_restore: bool,
     ) -> Result<SledStore, StoreError> {
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(cache_capacity_bytes)
-            .open()?;
+        let db = open_db(
+            &sled::Config::new()
+                .path(path)
+                .cache_capacity(cache_capacity_bytes),
+        )?;
         // The journal first: a migration reads what a crash may have left half-applied.
         let atomic = Atomic::recover(&db)?;
         migrate::to_current(&db, &atomic)?;

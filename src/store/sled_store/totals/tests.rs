@@ -7,22 +7,8 @@ use crate::domain::*;
 use crate::store::*;
 use chrono::{Duration, Utc};
 
-/// Opens the store, waiting out sled's file lock, which the last jobs of an instance just
-/// closed may hold for a few milliseconds (as `ClosedStore::write_snapshot` does).
 fn open(dir: &tempfile::TempDir) -> SledStore {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        match SledStore::open(dir.path(), 8 << 20) {
-            Ok(store) => return store,
-            Err(e)
-                if format!("{e:?}").contains("could not acquire lock")
-                    && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-            Err(e) => panic!("open: {e:?}"),
-        }
-    }
+    SledStore::open(dir.path(), 8 << 20).expect("open")
 }
 
 fn join(store: &SledStore, psid: &str) -> MemberId {
