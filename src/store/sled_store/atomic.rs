@@ -419,7 +419,7 @@ mod tests {
             a.insert("k1", "new").unwrap();
             db.flush().unwrap();
         }
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let db = crate::store::sled_store::raw_db(dir.path());
         let atomic = Atomic::recover(&db).unwrap();
         let (a, b) = (db.open_tree("a").unwrap(), db.open_tree("b").unwrap());
         assert_eq!(a.get("k1").unwrap().as_deref(), Some(&b"new"[..]));

@@ -132,6 +132,13 @@ fn open_db(config: &sled::Config) -> Result<sled::Db, sled::Error> {
     }
 }
 
+/// The sled database at `path`, opened directly (to plant or inspect stored shapes in tests),
+/// waiting out the lock of one just dropped as [`open_db`] does.
+#[cfg(test)]
+pub(crate) fn raw_db(path: &Path) -> sled::Db {
+    open_db(&sled::Config::new().path(path)).expect("open the sled database")
+}
+
 /// A store closed by [`SledStore::close`]: everything written is on disk, and nothing of it is
 /// open any more.
 #[derive(Debug)]

@@ -20,7 +20,7 @@ fn put(db: &sled::Db, tree: &str, key: impl AsRef<[u8]>, value: Value) {
 /// A layout-0 store: member 1 with claims of orders 1001 (42) and 1002 (7) stored without
 /// their points, events waiting in inbox slots, and replies in the outbox and in a slot.
 fn plant(path: &Path) {
-    let db = sled::open(path).unwrap();
+    let db = crate::store::sled_store::raw_db(path);
     let id = db.generate_id().unwrap() + 1;
     let at = "2026-11-01T10:00:00Z";
     let member = json!({"id": id, "email": "ana@example.com",
@@ -102,7 +102,7 @@ fn check(path: &Path) {
         assert_eq!(reversal.credited, Points(points));
     }
     drop(store);
-    let db = sled::open(path).unwrap();
+    let db = crate::store::sled_store::raw_db(path);
     assert_eq!(
         version(&db.open_tree("meta").unwrap()).unwrap(),
         Some(CURRENT)
@@ -123,7 +123,7 @@ fn a_migration_cut_off_after_any_step_is_finished_by_the_next_open() {
         let dir = tempfile::tempdir().unwrap();
         plant(dir.path());
         {
-            let db = sled::open(dir.path()).unwrap();
+            let db = crate::store::sled_store::raw_db(dir.path());
             let atomic = Atomic::recover(&db).unwrap();
             for step in &STEPS[..done] {
                 step(&db, &atomic).unwrap();
@@ -138,7 +138,7 @@ fn a_migration_cut_off_after_any_step_is_finished_by_the_next_open() {
 fn each_step_run_again_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     plant(dir.path());
-    let db = sled::open(dir.path()).unwrap();
+    let db = crate::store::sled_store::raw_db(dir.path());
     let atomic = Atomic::recover(&db).unwrap();
     let moved: Vec<usize> = STEPS.iter().map(|s| s(&db, &atomic).unwrap()).collect();
     assert_eq!(moved, [2, EVENTS, 2]);
@@ -151,7 +151,7 @@ fn claims_cut_off_half_way_are_finished_and_keep_their_points() {
     let dir = tempfile::tempdir().unwrap();
     plant(dir.path());
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::store::sled_store::raw_db(dir.path());
         // 1001 mended already, 1002 not.
         let orders = db.open_tree("orders").unwrap();
         let mut record: Map<String, Value> =
