@@ -201,7 +201,7 @@ impl Program {
         }
     }
 
-    /// Members hear about order changes through `notice` (Messenger, in its window). The
+    /// Members hear about order changes through `notice` (their chat, in its window). The
     /// first one set stays.
     pub fn set_order_notice(&self, notice: Arc<dyn OrderNotice>) {
         let _ = self.notice.set(notice);

@@ -1,13 +1,18 @@
-//! Order news nobody asked for: a Messenger member hears of a refund of their order (or an
-//! auto-credit) in the chat while their 24-hour window is open, as an `UPDATE` message; after
-//! it has closed, nothing is sent and the statement lists the change instead.
+//! Order news nobody asked for: a member hears of a refund of their order (or an auto-credit)
+//! in the chat while their 24-hour window is open: a Messenger member as an `UPDATE` message, a
+//! ManyChat contact through ManyChat's `sendContent` (when `manychat.api_token` is set). After it
+//! has closed, nothing is sent and the statement lists the change instead.
 
 mod common;
 
 use chrono::{Duration, TimeZone, Utc};
+use common::manychat_api::FakeManychatApi;
 use common::psid::{exchange, sent_to, text_of, until, Psid};
 use common::{spawn_app_with_clock, TestApp, SHOP_SECRET};
+use loyalty_bot::channels::manychat::SendContent;
+use loyalty_bot::channels::order_news::{NewsError, NewsSender};
 use loyalty_bot::clock::ManualClock;
+use loyalty_bot::config::{Secret, Settings};
 use loyalty_bot::flows::payloads;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -110,4 +115,143 @@ async fn after_the_window_closes_nothing_is_sent_and_the_statement_lists_the_cha
         "{body}"
     );
     assert!(body.contains("-20"), "{body}");
+}
+
+/// Jane's ManyChat contact (the fixture's subscriber id) and her contact data with `extra`.
+const CONTACT: &str = "1515862162";
+const MANYCHAT_API_TOKEN: &str = "1049123:manychat-api-key";
+
+fn contact(extra: Value) -> Value {
+    let mut c: Value = serde_json::from_str(include_str!(
+        "../fixtures/manychat/full-contact-data-request.json"
+    ))
+    .unwrap();
+    c["custom_fields"] = json!({ "loyalty_points": 0 });
+    for (k, v) in extra.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    c
+}
+
+fn with_manychat_api(api: &FakeManychatApi) -> impl FnOnce(&mut Settings) {
+    let url = api.url();
+    move |s: &mut Settings| {
+        s.manychat.api_token = Secret::new(MANYCHAT_API_TOKEN);
+        s.manychat.api_url = url;
+    }
+}
+
+async fn join_and_claim_on_manychat(app: &TestApp) {
+    app.shop.add_order("1001", JANE, "59.90", "paid");
+    let join = contact(json!({"custom_fields": {"loyalty_points": 0, "email_input": JANE}}));
+    assert_eq!(
+        app.post_manychat("/manychat/join", &join).await.status(),
+        200
+    );
+    let claim = contact(json!({"order_number": "1001"}));
+    assert_eq!(
+        app.post_manychat("/manychat/claim", &claim).await.status(),
+        200
+    );
+    assert_eq!(app.balance_of(JANE).await, 109);
+}
+
+#[tokio::test]
+async fn a_refund_is_told_to_a_manychat_contact_through_send_content_while_the_window_is_open() {
+    let clock = clock();
+    let api = FakeManychatApi::start().await;
+    let app = spawn_app_with_clock(with_manychat_api(&api), clock.clone()).await;
+    join_and_claim_on_manychat(&app).await;
+    assert!(
+        api.requests().is_empty(),
+        "answers to calls go in the v2 reply"
+    );
+
+    clock.set(Utc.with_ymd_and_hms(2026, 12, 8, 8, 0, 0).unwrap());
+    app.shop
+        .add_order("1001", JANE, "39.90", "partially_refunded");
+    assert_eq!(partial_refund(&app, "20.00").await["result"], "changed");
+    until(|| !api.requests().is_empty(), "the news").await;
+    let sent = api.requests();
+    assert_eq!(sent.len(), 1, "one message: {sent:?}");
+    let news = &sent[0];
+    assert_eq!(news.path, "/fb/sending/sendContent");
+    assert_eq!(
+        news.authorization.as_deref(),
+        Some(format!("Bearer {MANYCHAT_API_TOKEN}").as_str())
+    );
+    assert_eq!(news.body["subscriber_id"], json!(1_515_862_162u64));
+    assert_eq!(news.body["data"]["version"], "v2");
+    let messages = news.body["data"]["content"]["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0]["type"], "text");
+    let text = messages[0]["text"].as_str().unwrap();
+    assert!(
+        text.contains("1001") && text.contains("20") && text.contains("89 points"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_manychat_contact_outside_the_window_or_without_an_api_token_is_sent_nothing() {
+    // The window has closed since the contact's last call.
+    let clock = clock();
+    let api = FakeManychatApi::start().await;
+    let app = spawn_app_with_clock(with_manychat_api(&api), clock.clone()).await;
+    join_and_claim_on_manychat(&app).await;
+    clock.set(Utc.with_ymd_and_hms(2026, 12, 8, 10, 0, 0).unwrap());
+    app.shop
+        .add_order("1001", JANE, "39.90", "partially_refunded");
+    assert_eq!(partial_refund(&app, "20.00").await["result"], "changed");
+    assert_eq!(app.balance_of(JANE).await, 89);
+
+    // No API token: the window is open, and there is no way to send.
+    let silent = FakeManychatApi::start().await;
+    let url = silent.url();
+    let other = spawn_app_with_clock(move |s| s.manychat.api_url = url, clock.clone()).await;
+    join_and_claim_on_manychat(&other).await;
+    other
+        .shop
+        .add_order("1001", JANE, "39.90", "partially_refunded");
+    assert_eq!(partial_refund(&other, "20.00").await["result"], "changed");
+
+    // Had anything gone out, it would be there by now (the other test waits the same way).
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(api.requests().is_empty(), "{:?}", api.requests());
+    assert!(silent.requests().is_empty(), "{:?}", silent.requests());
+}
+
+#[tokio::test]
+async fn send_content_reads_manychats_answers() {
+    let api = FakeManychatApi::start().await;
+    let send = SendContent::new(&api.url(), Secret::new(MANYCHAT_API_TOKEN));
+    assert!(send.send(CONTACT, "hello").await.is_ok());
+    api.answer_outside_window(1);
+    assert!(matches!(
+        send.send(CONTACT, "hello").await,
+        Err(NewsError::WindowClosed)
+    ));
+    assert!(matches!(
+        send.send("not-a-number", "hello").await,
+        Err(NewsError::NotAddressable(_))
+    ));
+    assert_eq!(
+        api.requests().len(),
+        2,
+        "an id that is not a number is never sent"
+    );
+    // Nothing listens on a port just let go of.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let nowhere = SendContent::new(
+        &format!("http://127.0.0.1:{port}"),
+        Secret::new(MANYCHAT_API_TOKEN),
+    );
+    assert!(matches!(
+        nowhere.send(CONTACT, "hello").await,
+        Err(NewsError::Unreachable(_))
+    ));
 }

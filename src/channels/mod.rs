@@ -3,3 +3,5 @@
 
 pub mod manychat;
 pub mod messenger;
+pub mod order_news;
+pub mod window;

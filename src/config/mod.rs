@@ -55,11 +55,12 @@ impl fmt::Debug for Secret {
 
 /// Every key that holds a [`Secret`]: `check-config` prints them as `[redacted]`. A unit test
 /// checks that this list and the settings' `Secret` fields agree.
-pub const SECRET_KEYS: [&str; 13] = [
+pub const SECRET_KEYS: [&str; 14] = [
     "messenger.app_secret",
     "messenger.verify_token",
     "messenger.page_access_token",
     "manychat.token",
+    "manychat.api_token",
     "shop.secret",
     "shop.shopify.access_token",
     "shop.shopify.client_secret",
@@ -288,6 +289,11 @@ impl MessengerSettings {
 #[serde(deny_unknown_fields)]
 pub struct ManychatSettings {
     pub token: Secret,
+    /// ManyChat's API token (Settings → API), for telling contacts order news between their
+    /// calls (`POST /fb/sending/sendContent`); empty: the statement email tells them.
+    pub api_token: Secret,
+    /// `https://api.manychat.com`; tests point it at loopback.
+    pub api_url: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -200,6 +200,21 @@ fn mistakes_name_the_key() {
         (&[("LOYALTY__SHOP__KIND", "generic")], "shop.verify_url"),
         (&[("LOYALTY__SHOP__TIMEOUT_SECS", "0")], "shop.timeout_secs"),
         (
+            &[
+                ("LOYALTY__MANYCHAT__API_TOKEN", "1:key"),
+                ("LOYALTY__MANYCHAT__API_URL", "api.manychat.com"),
+            ],
+            "manychat.api_url",
+        ),
+        (
+            // The token would cross the network in the clear.
+            &[
+                ("LOYALTY__MANYCHAT__API_TOKEN", "1:key"),
+                ("LOYALTY__MANYCHAT__API_URL", "http://api.manychat.com"),
+            ],
+            "manychat.api_url",
+        ),
+        (
             &[("LOYALTY__SERVER__SHUTDOWN_TIMEOUT_SECS", "0")],
             "server.shutdown_timeout_secs",
         ),

@@ -117,6 +117,16 @@ impl Settings {
             url::Url::parse(&self.messenger.graph_api_url)
                 .map_err(|e| bad("messenger.graph_api_url", &format!("not a URL: {e}")))?;
         }
+        if self.manychat.api_token.is_set() {
+            match url::Url::parse(&self.manychat.api_url) {
+                Ok(u) if u.scheme() == "https" || (u.scheme() == "http" && is_loopback(&u)) => {}
+                Ok(_) => return Err(bad(
+                    "manychat.api_url",
+                    "must be https: the API token travels in every request (plain http is accepted only for a loopback address)",
+                )),
+                Err(e) => return Err(bad("manychat.api_url", &format!("not a URL: {e}"))),
+            }
+        }
         if !(1..=60).contains(&self.shop.timeout.as_secs()) {
             return Err(bad("shop.timeout_secs", "must be between 1 and 60"));
         }

@@ -37,7 +37,7 @@ pub enum OrderNews {
     },
 }
 
-/// Tells a member about [`OrderNews`] where a channel may (Messenger's 24-hour window). News
+/// Tells a member about [`OrderNews`] where their channel may (the 24-hour window). News
 /// that cannot go out now waits for the member's next statement email, which lists the
 /// order changes since the last one from the ledger.
 pub trait OrderNotice: Send + Sync {

@@ -1,8 +1,10 @@
 //! Starts the chat channels whose secrets are set, and says at start-up which ones are
 //! disabled and which empty keys disable them.
 
-use crate::channels::{manychat::Manychat, messenger::Messenger};
+use crate::channels::order_news::ChatNews;
+use crate::channels::{manychat::Manychat, manychat::SendContent, messenger::Messenger};
 use crate::config::Settings;
+use crate::domain::Channel;
 use crate::flows::Engine;
 use crate::store::{EventQueue, SledStore};
 use std::sync::Arc;
@@ -24,10 +26,12 @@ impl Channels {
         workers: &CancellationToken,
     ) -> Self {
         let mut background = Vec::new();
+        let mut news = ChatNews::new(engine);
         let messenger = if settings.messenger.enabled() {
             let queue: Arc<dyn EventQueue> = store.clone();
             let m = Messenger::new(settings.messenger.clone(), Arc::clone(engine), queue);
-            engine.program().set_order_notice(m.order_notice(engine));
+            let (window, sender) = m.order_news();
+            news = news.with(Channel::Messenger, window, sender);
             background.push(m.spawn(workers.clone()));
             tracing::info!("messenger channel enabled");
             Some(m)
@@ -48,11 +52,22 @@ impl Channels {
         let manychat = if settings.manychat.token.is_set() {
             tracing::info!("manychat channel enabled");
             let public_url = settings.public_base();
-            Some(Manychat::new(
+            let mc = Manychat::new(
                 settings.manychat.token.clone(),
                 public_url,
                 Arc::clone(engine),
-            ))
+            );
+            let api = &settings.manychat;
+            if api.api_token.is_set() {
+                let sender = Arc::new(SendContent::new(&api.api_url, api.api_token.clone()));
+                news = news.with(Channel::Manychat, mc.window(), sender);
+            } else {
+                tracing::info!(
+                    empty = "manychat.api_token",
+                    "manychat order news in the chat disabled: the statement email tells contacts"
+                );
+            }
+            Some(mc)
         } else {
             tracing::info!(
                 empty = "manychat.token",
@@ -60,6 +75,9 @@ impl Channels {
             );
             None
         };
+        if !news.is_empty() {
+            engine.program().set_order_notice(Arc::new(news));
+        }
         if !settings.shop.secret.is_set() {
             tracing::info!(
                 empty = "shop.secret",

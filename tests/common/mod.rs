@@ -14,6 +14,7 @@ mod chat_process;
 pub mod fake_shopify;
 pub mod fake_woo;
 pub mod graph_api;
+pub mod manychat_api;
 pub mod psid;
 mod raw;
 mod shop;

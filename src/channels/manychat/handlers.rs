@@ -63,6 +63,7 @@ async fn answer(
     let who = ChatIdentity::new(Channel::Manychat, &contact.subscriber_id)
         .map_err(ManychatError::InvalidSubscriberId)?;
     tracing::Span::current().record("subscriber.id", who.id.as_str());
+    mc.window.saw(&who.id);
     if let Err((paused, refused)) = within_address_budget(mc, endpoint, req) {
         let secs = refused.retry_after_secs();
         tracing::warn!(

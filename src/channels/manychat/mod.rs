@@ -12,11 +12,14 @@ mod handlers;
 mod limited;
 pub mod request;
 pub mod response;
+mod sending;
 pub mod v2;
 
 pub use endpoint::Endpoint;
 pub use error::ManychatError;
+pub use sending::SendContent;
 
+use super::window::InboundWindow;
 use crate::config::Secret;
 use crate::flows::Engine;
 use actix_web::{web, HttpRequest};
@@ -33,6 +36,8 @@ pub struct Manychat {
     /// worker's runtime ends at shutdown as soon as that worker is idle, taking its
     /// connections, and any other worker's request in flight on one of them, down with it.
     runtime: tokio::runtime::Handle,
+    /// Who called in the last 24 hours: ManyChat sends them news without a tag only then.
+    window: Arc<InboundWindow>,
 }
 
 impl Manychat {
@@ -46,12 +51,19 @@ impl Manychat {
                 "server.public_url is not https; ManyChat callbacks will not work"
             );
         }
+        let window = Arc::new(InboundWindow::new(Arc::clone(engine.program().clock())));
         Arc::new(Manychat {
             token,
             public_url,
             engine,
             runtime: tokio::runtime::Handle::current(),
+            window,
         })
+    }
+
+    /// Who called in the last 24 hours (each Dynamic Block call is the contact's doing).
+    pub fn window(&self) -> Arc<InboundWindow> {
+        Arc::clone(&self.window)
     }
 
     /// Registers `POST /manychat/{join,claim,balance,rewards,redeem,help}`.

@@ -14,7 +14,6 @@ mod profile;
 mod render;
 mod send_api;
 mod webhook;
-mod window;
 mod worker;
 
 pub use delivery::RetryPolicy;
@@ -22,6 +21,8 @@ pub use handlers::{accept_notification, Refused};
 pub use send_api::SendError;
 pub use webhook::{input_of, parse_notification, WebhookError};
 
+use super::order_news::NewsSender;
+use super::window::InboundWindow;
 use crate::config::MessengerSettings;
 use crate::domain::{Channel, Profile};
 use crate::flows::{Engine, Input, Reply, Turn};
@@ -77,8 +78,8 @@ pub struct Messenger {
     held: tokio::sync::watch::Sender<bool>,
     /// Events in authenticated deliveries (`loyalty_webhook_events_total`).
     events_received: prometheus_client::metrics::counter::Counter,
-    /// Who wrote to the Page in the last 24 hours (`window.rs`).
-    window: Arc<window::InboundWindow>,
+    /// Who wrote to the Page in the last 24 hours.
+    window: Arc<InboundWindow>,
 }
 
 impl Messenger {
@@ -158,22 +159,20 @@ impl Messenger {
             intake_rx: Mutex::new(Some(intake_rx)),
             held: tokio::sync::watch::Sender::new(false),
             events_received,
-            window: Arc::new(window::InboundWindow::new(clock)),
+            window: Arc::new(InboundWindow::new(clock)),
         })
     }
 
-    /// Tells the engine's members their order news in Messenger while their window is open.
-    pub fn order_notice(&self, engine: &Arc<Engine>) -> Arc<dyn crate::program::OrderNotice> {
+    /// Who wrote to the Page in the last 24 hours, and how to tell them order news then.
+    pub fn order_news(&self) -> (Arc<InboundWindow>, Arc<dyn NewsSender>) {
         let s = &self.settings;
-        Arc::new(notice::MessengerNotice {
-            window: Arc::clone(&self.window),
-            send_api: send_api::SendApi::new(
-                &s.graph_api_url,
-                s.page_access_token.clone(),
-                s.send_timeout,
-            ),
-            engine: Arc::downgrade(engine),
-        })
+        let send_api = send_api::SendApi::new(
+            &s.graph_api_url,
+            s.page_access_token.clone(),
+            s.send_timeout,
+        );
+        let sender = Arc::new(notice::MessengerNews { send_api });
+        (Arc::clone(&self.window), sender)
     }
 
     /// Registers GET and POST /webhooks/messenger.

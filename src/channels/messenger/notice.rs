@@ -1,56 +1,31 @@
-//! Order news in Messenger: a reversal or an auto-credit is told to a Messenger member while
-//! their 24-hour window is open, as a message that answers nothing they sent
-//! (`messaging_type: UPDATE`, protocols.md §b.8). Outside the window nothing is sent: the
-//! statement email lists the change. Best effort: a failed send is logged, not retried (the
-//! statement still lists it).
+//! Order news in Messenger ([`crate::channels::order_news`]): one text that answers nothing the
+//! person sent, so `messaging_type: UPDATE` (protocols.md §b.8), the only kind Meta allows
+//! without a tag inside the window.
 
-use super::send_api::SendApi;
-use super::window::InboundWindow;
-use crate::domain::{Channel, MemberId};
-use crate::flows::Engine;
-use crate::program::{OrderNews, OrderNotice};
+use super::send_api::{SendApi, SendError};
+use crate::channels::order_news::{NewsError, NewsSender};
 use futures_util::future::BoxFuture;
 use serde_json::json;
-use std::sync::{Arc, Weak};
 
-pub struct MessengerNotice {
-    pub(super) window: Arc<InboundWindow>,
+pub struct MessengerNews {
     pub(super) send_api: SendApi,
-    /// Weak: the program holds this notice, and the engine holds the program.
-    pub(super) engine: Weak<Engine>,
 }
 
-impl OrderNotice for MessengerNotice {
-    fn tell(&self, member: MemberId, news: OrderNews) -> BoxFuture<'_, ()> {
+impl NewsSender for MessengerNews {
+    fn send<'a>(&'a self, psid: &'a str, text: &'a str) -> BoxFuture<'a, Result<(), NewsError>> {
         Box::pin(async move {
-            let Some(engine) = self.engine.upgrade() else {
-                return;
-            };
-            let account = match engine.program().account_of(member).await {
-                Ok(Some(a)) => a,
-                Ok(None) => return,
-                Err(e) => {
-                    tracing::warn!(member.id = %member, error = %e, "order news: member not read");
-                    return;
-                }
-            };
-            let who = &account.member.identity;
-            if who.channel != Channel::Messenger || !self.window.is_open(&who.id) {
-                tracing::debug!(member.id = %member, "order news waits for the statement");
-                return;
-            }
-            let locale = account.member.locale.as_deref().unwrap_or("en");
-            let text = engine.order_news(locale, &news);
             let body = json!({
-                "recipient": { "id": who.id },
+                "recipient": { "id": psid },
                 "messaging_type": "UPDATE",
                 "message": { "text": text },
             });
             match self.send_api.send(&body).await {
-                Ok(_) => tracing::info!(member.id = %member, "order news sent in Messenger"),
-                Err(e) => {
-                    tracing::warn!(member.id = %member, error = %e, "order news not sent; the statement lists it")
-                }
+                Ok(_) => Ok(()),
+                Err(e) if e.is_outside_window() => Err(NewsError::WindowClosed),
+                Err(SendError::Transport(e)) => Err(NewsError::Unreachable(Box::new(e))),
+                Err(SendError::Graph {
+                    status, message, ..
+                }) => Err(NewsError::Refused { status, message }),
             }
         })
     }

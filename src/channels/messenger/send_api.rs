@@ -40,6 +40,18 @@ impl SendError {
             } => classify(*status, *code, *subcode),
         }
     }
+
+    /// Meta refused it because the person's 24-hour window has closed (10/2018278).
+    pub fn is_outside_window(&self) -> bool {
+        matches!(
+            self,
+            SendError::Graph {
+                code: Some(10),
+                subcode: Some(2_018_278),
+                ..
+            }
+        )
+    }
 }
 
 fn classify(status: u16, code: Option<i64>, subcode: Option<i64>) -> bool {

@@ -1,9 +1,10 @@
-//! Messenger's 24-hour standard messaging window (protocols.md §b.6): a Page may message a
-//! person freely within 24 hours of their last message to it. The channel notes when each
-//! person last wrote, so that news nobody asked for (an order refunded, a paid order credited)
-//! goes out only while the window is open. Kept in memory: after a restart the window reads as
-//! closed until the person writes again, and the news waits for their statement email, which
-//! is the cautious side of the rule.
+//! The 24-hour standard messaging window (protocols.md §b.6): a Page may message a person
+//! freely within 24 hours of their last message to it, and ManyChat's `sendContent` holds to the
+//! same rule (its error 3011, §e.2). Each channel notes when each person last wrote (a Messenger
+//! event, a ManyChat Dynamic Block call), so that news nobody asked for (an order refunded, a
+//! paid order credited) goes out only while the window is open. Kept in memory: after a restart
+//! the window reads as closed until the person writes again, and the news waits for their
+//! statement email, which is the cautious side of the rule.
 
 use crate::clock::Clock;
 use chrono::{DateTime, Duration, Utc};
@@ -27,21 +28,21 @@ impl InboundWindow {
         }
     }
 
-    /// `psid` wrote to the Page now.
-    pub fn saw(&self, psid: &str) {
+    /// `who` (a PSID, a ManyChat subscriber id) wrote to the Page now.
+    pub fn saw(&self, who: &str) {
         let now = self.clock.now();
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         if last.len() >= PRUNE_AT {
             last.retain(|_, at| now - *at < WINDOW);
         }
-        last.insert(psid.to_owned(), now);
+        last.insert(who.to_owned(), now);
     }
 
-    /// Whether the Page may message `psid` now without a reply to answer.
-    pub fn is_open(&self, psid: &str) -> bool {
+    /// Whether the Page may message `who` now without a reply to answer.
+    pub fn is_open(&self, who: &str) -> bool {
         let now = self.clock.now();
         let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        last.get(psid).is_some_and(|at| now - *at < WINDOW)
+        last.get(who).is_some_and(|at| now - *at < WINDOW)
     }
 }
 
