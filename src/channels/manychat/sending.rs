@@ -9,18 +9,25 @@ use crate::config::Secret;
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::json;
+use std::sync::Mutex;
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// A call unanswered after this fails; the news then waits for the statement.
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// ManyChat's code for "no message tag and the last interaction was more than 24 hours ago".
 const OUTSIDE_WINDOW: i64 = 3011;
+/// ManyChat takes 25 `sendContent` calls a second (protocols.md §e.2); a burst of refunds is
+/// spread out to stay under it rather than refused there.
+const SPACING: Duration = Duration::from_millis(1000 / 25);
 
 pub struct SendContent {
     http: reqwest::Client,
     endpoint: String,
     /// Never logged: this type has no `Debug`.
     token: Secret,
+    /// When the next call may start.
+    next_slot: Mutex<Instant>,
 }
 
 /// ManyChat's answer: `{"status":"success"}` or `{"status":"error","message":…,"code"?:…}`.
@@ -45,7 +52,19 @@ impl SendContent {
             http,
             endpoint,
             token,
+            next_slot: Mutex::new(Instant::now()),
         }
+    }
+
+    /// Waits for this call's turn under ManyChat's rate limit.
+    async fn take_slot(&self) {
+        let at = {
+            let mut next = self.next_slot.lock().unwrap_or_else(|p| p.into_inner());
+            let at = (*next).max(Instant::now());
+            *next = at + SPACING;
+            at
+        };
+        tokio::time::sleep_until(at).await;
     }
 }
 
@@ -72,6 +91,7 @@ impl NewsSender for SendContent {
             let id: u64 = who.parse().map_err(|_| {
                 NewsError::NotAddressable(format!("ManyChat subscriber id {who:?} is not a number"))
             })?;
+            self.take_slot().await;
             let unreachable = |e: reqwest::Error| NewsError::Unreachable(Box::new(e));
             let response = self
                 .http
@@ -102,6 +122,17 @@ impl NewsSender for SendContent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_are_spaced_to_stay_under_manychats_25_a_second() {
+        let send = SendContent::new("http://127.0.0.1:9", Secret::new("t"));
+        let start = Instant::now();
+        for _ in 0..26 {
+            send.take_slot().await;
+        }
+        // The 26th call starts a full second after the first.
+        assert_eq!(start.elapsed(), SPACING * 25);
+    }
 
     #[test]
     fn the_body_is_a_v2_text_message_to_an_integer_subscriber_id() {
