@@ -44,6 +44,7 @@ pub(super) async fn receive(
     }
     let id = order_gid_from_webhook(topic, &body).map_err(ApiError::BadRequest)?;
     let delivery = header(&req, "X-Shopify-Webhook-Id");
-    // Shopify delivers again on a failure, for 48 hours: the order is always read back.
+    // Shopify delivers a failed webhook again, 8 times over 4 hours, with its first body:
+    // the order is always read back.
     follow(&program, "shopify", delivery, &id, false, None).await
 }

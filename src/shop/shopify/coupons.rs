@@ -137,11 +137,15 @@ pub(super) fn outcome(data: &Value) -> Result<(), ShopError> {
         .as_array()
         .map_or(&[][..], Vec::as_slice);
     if !errors.is_empty() {
+        // `DiscountErrorCode` has both TAKEN and DUPLICATE, and the wording seen in the wild
+        // varies ("Code must be unique.", "Code has already been taken"): any of them means
+        // another code is worth a try (a wrong guess only costs one more attempt).
         let taken = errors.iter().any(|e| {
-            e["code"] == "TAKEN"
-                || e["message"]
-                    .as_str()
-                    .is_some_and(|m| m.to_ascii_lowercase().contains("must be unique"))
+            matches!(e["code"].as_str(), Some("TAKEN" | "DUPLICATE"))
+                || e["message"].as_str().is_some_and(|m| {
+                    let m = m.to_ascii_lowercase();
+                    m.contains("must be unique") || m.contains("already been taken")
+                })
         });
         if taken {
             return Err(ShopError::CodeTaken);
@@ -256,6 +260,17 @@ mod tests {
         let taken = json!({"discountCodeBasicCreate": {"codeDiscountNode": null, "userErrors": [
             {"field": ["basicCodeDiscount", "code"], "code": "TAKEN", "message": "Code must be unique."}]}});
         assert!(matches!(outcome(&taken), Err(ShopError::CodeTaken)));
+        for (code, message) in [
+            ("DUPLICATE", "Discount code must be unique"),
+            ("INVALID", "Code has already been taken"),
+        ] {
+            let taken = json!({"discountCodeBasicCreate": {"codeDiscountNode": null, "userErrors": [
+                {"field": ["basicCodeDiscount", "code"], "code": code, "message": message}]}});
+            assert!(
+                matches!(outcome(&taken), Err(ShopError::CodeTaken)),
+                "{code}"
+            );
+        }
         let refused = json!({"discountCodeBasicCreate": {"codeDiscountNode": null, "userErrors": [
             {"field": ["basicCodeDiscount", "endsAt"], "code": "INVALID", "message": "Ends at is invalid"}]}});
         assert!(
