@@ -5,7 +5,7 @@
 //! fail, be slow, expire or revoke tokens, and refuse coupons with `userErrors`.
 
 use actix_web::dev::ServerHandle;
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -105,26 +105,12 @@ impl FakeShopify {
         );
         let state = Arc::new(Mutex::new(state));
         let shared = web::Data::new(Arc::clone(&state));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind fake Shopify");
-        let port = listener.local_addr().unwrap().port();
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(shared.clone())
+        let (url, handle) = super::serve_on_loopback("fake Shopify", move |cfg| {
+            cfg.app_data(shared.clone())
                 .route("/admin/api/{version}/graphql.json", web::post().to(graphql))
-                .route(TOKEN_PATH, web::post().to(token))
-        })
-        .workers(1)
-        .disable_signals()
-        .listen(listener)
-        .expect("listen fake Shopify")
-        .run();
-        let handle = server.handle();
-        tokio::spawn(server);
-        FakeShopify {
-            url: format!("http://127.0.0.1:{port}"),
-            state,
-            handle,
-        }
+                .route(TOKEN_PATH, web::post().to(token));
+        });
+        FakeShopify { url, state, handle }
     }
 
     pub fn url(&self) -> String {

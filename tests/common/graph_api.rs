@@ -6,10 +6,9 @@
 // Every test binary that includes `common` compiles this file, and each uses only a part of it.
 #![allow(dead_code)]
 
-use actix_web::{dev::ServerHandle, web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{dev::ServerHandle, web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -51,26 +50,16 @@ pub struct FakeGraphApi {
 impl FakeGraphApi {
     /// Binds 127.0.0.1:0 first, then serves in the background.
     pub async fn start() -> FakeGraphApi {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake Graph API");
-        let port = listener.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new(State::default()));
         let data = web::Data::from(Arc::clone(&state));
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
+        let (origin, handle) = super::serve_on_loopback("fake Graph API", move |cfg| {
+            cfg.app_data(data.clone())
                 .route("/me/messages", web::post().to(messages))
                 .route("/{version}/me/messages", web::post().to(messages))
-                .route("/{version}/{psid}", web::get().to(profile))
-        })
-        .workers(1)
-        .disable_signals()
-        .listen(listener)
-        .expect("listen fake Graph API")
-        .run();
-        let handle = server.handle();
-        tokio::spawn(server);
+                .route("/{version}/{psid}", web::get().to(profile));
+        });
         FakeGraphApi {
-            base: format!("http://127.0.0.1:{port}/v25.0"),
+            base: format!("{origin}/v25.0"),
             state,
             handle,
         }

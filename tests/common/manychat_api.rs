@@ -3,9 +3,8 @@
 //! `Authorization` header, answers `{"status":"success"}`, and can be told to answer the next
 //! calls with ManyChat's error 3011 (outside the 24-hour window).
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
 /// One request as received.
@@ -31,25 +30,13 @@ pub struct FakeManychatApi {
 
 impl FakeManychatApi {
     pub async fn start() -> FakeManychatApi {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake ManyChat API");
-        let port = listener.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new(State::default()));
         let data = web::Data::from(Arc::clone(&state));
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
-                .route("/fb/sending/sendContent", web::post().to(send_content))
-        })
-        .workers(1)
-        .disable_signals()
-        .listen(listener)
-        .expect("listen fake ManyChat API")
-        .run();
-        tokio::spawn(server);
-        FakeManychatApi {
-            base: format!("http://127.0.0.1:{port}"),
-            state,
-        }
+        let (base, _) = super::serve_on_loopback("fake ManyChat API", move |cfg| {
+            cfg.app_data(data.clone())
+                .route("/fb/sending/sendContent", web::post().to(send_content));
+        });
+        FakeManychatApi { base, state }
     }
 
     /// The value for `manychat.api_url`.

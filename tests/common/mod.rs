@@ -126,3 +126,25 @@ pub fn raw_sled(path: &Path) -> sled::Db {
         }
     }
 }
+
+/// Serves the routes `configure` registers on a random loopback port, in the background, with
+/// one worker: the fake upstreams' server. Returns `http://127.0.0.1:<port>` and the handle
+/// that stops it. `name` says which fake failed to bind.
+pub fn serve_on_loopback(
+    name: &str,
+    configure: impl Fn(&mut actix_web::web::ServiceConfig) + Clone + Send + 'static,
+) -> (String, actix_web::dev::ServerHandle) {
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind {name}: {e}"));
+    let port = listener.local_addr().unwrap().port();
+    let server =
+        actix_web::HttpServer::new(move || actix_web::App::new().configure(configure.clone()))
+            .workers(1)
+            .disable_signals()
+            .listen(listener)
+            .unwrap_or_else(|e| panic!("listen {name}: {e}"))
+            .run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    (format!("http://127.0.0.1:{port}"), handle)
+}

@@ -3,7 +3,7 @@
 //! `X-Loyalty-Signature` header, records every request, and can be told to be slow or broken.
 
 use actix_web::dev::ServerHandle;
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -57,23 +57,13 @@ impl FakeShop {
             secret: secret.to_owned(),
             state: Arc::clone(&state),
         });
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind fake shop");
-        let port = listener.local_addr().unwrap().port();
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(shared.clone())
+        let (url, handle) = super::serve_on_loopback("fake shop", move |cfg| {
+            cfg.app_data(shared.clone())
                 .route("/verify", web::post().to(verify))
-                .route("/coupons", web::post().to(coupon))
-        })
-        .workers(1)
-        .disable_signals()
-        .listen(listener)
-        .expect("listen fake shop")
-        .run();
-        let handle = server.handle();
-        tokio::spawn(server);
+                .route("/coupons", web::post().to(coupon));
+        });
         FakeShop {
-            url: format!("http://127.0.0.1:{port}"),
+            url,
             secret: secret.to_owned(),
             state,
             handle,

@@ -5,7 +5,7 @@
 //! failing shop, a coupon code that is taken.
 
 use actix_web::dev::ServerHandle;
-use actix_web::{web, App, HttpServer};
+use actix_web::web;
 use base64::Engine as _;
 use loyalty_bot::config::{Secret, Settings, ShopKind};
 use serde_json::{json, Value};
@@ -93,29 +93,15 @@ impl FakeWoo {
     pub async fn start() -> FakeWoo {
         let state = Arc::new(Mutex::new(State::default()));
         let shared = web::Data::new(Arc::clone(&state));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind fake woo");
-        let port = listener.local_addr().unwrap().port();
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(shared.clone())
+        let (url, handle) = super::serve_on_loopback("fake woo", move |cfg| {
+            cfg.app_data(shared.clone())
                 .route("/wp-json/wc/v3/orders", web::get().to(list_orders))
                 .route("/wp-json/wc/v3/orders/{id}", web::get().to(get_order))
                 .route("/wp-json/wc/v3/coupons", web::post().to(create_coupon))
                 .route("/wp-json/wc/v3/coupons", web::get().to(list_coupons))
-                .default_service(web::to(no_route))
-        })
-        .workers(1)
-        .disable_signals()
-        .listen(listener)
-        .expect("listen fake woo")
-        .run();
-        let handle = server.handle();
-        tokio::spawn(server);
-        FakeWoo {
-            url: format!("http://127.0.0.1:{port}"),
-            state,
-            handle,
-        }
+                .default_service(web::to(no_route));
+        });
+        FakeWoo { url, state, handle }
     }
 
     /// The shop's address, as `shop.woocommerce.url` takes it.
