@@ -12,37 +12,52 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 const WINDOW: Duration = Duration::hours(24);
-/// People noted before the oldest are dropped once the map holds this many.
+/// People whose window has closed are dropped once the map holds this many.
 const PRUNE_AT: usize = 100_000;
 
 pub struct InboundWindow {
     clock: Arc<dyn Clock>,
-    last: Mutex<HashMap<String, DateTime<Utc>>>,
+    seen: Mutex<Seen>,
+}
+
+struct Seen {
+    last: HashMap<String, DateTime<Utc>>,
+    /// The size at which closed windows are dropped next: twice what a pruning left, so that a
+    /// map of people who all wrote within the day is not walked again on every event.
+    prune_at: usize,
 }
 
 impl InboundWindow {
     pub fn new(clock: Arc<dyn Clock>) -> Self {
         InboundWindow {
             clock,
-            last: Mutex::new(HashMap::new()),
+            seen: Mutex::new(Seen {
+                last: HashMap::new(),
+                prune_at: PRUNE_AT,
+            }),
         }
     }
 
     /// `who` (a PSID, a ManyChat subscriber id) wrote to the Page now.
     pub fn saw(&self, who: &str) {
         let now = self.clock.now();
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        if last.len() >= PRUNE_AT {
-            last.retain(|_, at| now - *at < WINDOW);
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(at) = seen.last.get_mut(who) {
+            *at = now;
+            return;
         }
-        last.insert(who.to_owned(), now);
+        if seen.last.len() >= seen.prune_at {
+            seen.last.retain(|_, at| now - *at < WINDOW);
+            seen.prune_at = (seen.last.len() * 2).max(PRUNE_AT);
+        }
+        seen.last.insert(who.to_owned(), now);
     }
 
     /// Whether the Page may message `who` now without a reply to answer.
     pub fn is_open(&self, who: &str) -> bool {
         let now = self.clock.now();
-        let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        last.get(who).is_some_and(|at| now - *at < WINDOW)
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.last.get(who).is_some_and(|at| now - *at < WINDOW)
     }
 }
 
@@ -65,5 +80,33 @@ mod tests {
         assert!(!w.is_open("2"));
         clock.set(t0 + Duration::hours(24));
         assert!(!w.is_open("1"));
+    }
+
+    #[test]
+    fn closed_windows_are_dropped_as_the_map_grows_and_open_ones_kept() {
+        let clock = Arc::new(ManualClock::default());
+        let t0 = Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap();
+        clock.set(t0);
+        let w = InboundWindow::new(clock.clone());
+        for i in 0..PRUNE_AT / 2 {
+            w.saw(&format!("old{i}"));
+        }
+        clock.set(t0 + Duration::hours(25));
+        for i in 0..PRUNE_AT {
+            w.saw(&format!("new{i}"));
+        }
+        let seen = w.seen.lock().unwrap();
+        // Pruned once, at PRUNE_AT: the old ones went, every new one stayed.
+        assert_eq!(seen.last.len(), PRUNE_AT);
+        assert!(!seen.last.contains_key("old0"));
+        assert_eq!(seen.prune_at, PRUNE_AT);
+        drop(seen);
+        assert!(w.is_open("new0") && w.is_open(&format!("new{}", PRUNE_AT - 1)));
+        // All open now: the next pruning waits until the map has doubled.
+        w.saw("one more");
+        w.saw("and another");
+        let seen = w.seen.lock().unwrap();
+        assert_eq!(seen.last.len(), PRUNE_AT + 2);
+        assert_eq!(seen.prune_at, 2 * PRUNE_AT);
     }
 }
