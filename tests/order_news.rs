@@ -133,11 +133,37 @@ fn contact(extra: Value) -> Value {
     c
 }
 
+const METRICS_TOKEN: &str = "test-metrics-token";
+
 fn with_manychat_api(api: &FakeManychatApi) -> impl FnOnce(&mut Settings) {
     let url = api.url();
     move |s: &mut Settings| {
         s.manychat.api_token = Secret::new(MANYCHAT_API_TOKEN);
         s.manychat.api_url = url;
+        s.metrics.token = Secret::new(METRICS_TOKEN);
+    }
+}
+
+/// Waits until `/metrics` counts one piece of order news for `channel` with `result`.
+async fn counted_once(app: &TestApp, channel: &str, result: &str) {
+    let line = format!("loyalty_order_news_total{{channel=\"{channel}\",result=\"{result}\"}} 1");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = app
+            .client()
+            .get(app.url("/metrics"))
+            .bearer_auth(METRICS_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.lines().any(|l| l == line) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "no {line} in\n{text}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 
@@ -190,6 +216,7 @@ async fn a_refund_is_told_to_a_manychat_contact_through_send_content_while_the_w
         text.contains("1001") && text.contains("20") && text.contains("89 points"),
         "{text}"
     );
+    counted_once(&app, "manychat", "sent").await;
 }
 
 #[tokio::test]
@@ -204,19 +231,24 @@ async fn a_manychat_contact_outside_the_window_or_without_an_api_token_is_sent_n
         .add_order("1001", JANE, "39.90", "partially_refunded");
     assert_eq!(partial_refund(&app, "20.00").await["result"], "changed");
     assert_eq!(app.balance_of(JANE).await, 89);
+    counted_once(&app, "manychat", "closed_window").await;
 
     // No API token: the window is open, and there is no way to send.
     let silent = FakeManychatApi::start().await;
     let url = silent.url();
-    let other = spawn_app_with_clock(move |s| s.manychat.api_url = url, clock.clone()).await;
+    let without_token = move |s: &mut Settings| {
+        s.manychat.api_url = url;
+        s.metrics.token = Secret::new(METRICS_TOKEN);
+    };
+    let other = spawn_app_with_clock(without_token, clock.clone()).await;
     join_and_claim_on_manychat(&other).await;
     other
         .shop
         .add_order("1001", JANE, "39.90", "partially_refunded");
     assert_eq!(partial_refund(&other, "20.00").await["result"], "changed");
+    counted_once(&other, "manychat", "no_sender").await;
 
-    // Had anything gone out, it would be there by now (the other test waits the same way).
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Both were decided (and counted) without a call.
     assert!(api.requests().is_empty(), "{:?}", api.requests());
     assert!(silent.requests().is_empty(), "{:?}", silent.requests());
 }

@@ -90,29 +90,40 @@ impl OrderNotice for ChatNews {
                 }
             };
             let who = &account.member.identity;
-            let teller = self.tellers.iter().find(|t| t.channel == who.channel);
-            let Some(teller) = teller.filter(|t| t.window.is_open(&who.id)) else {
+            let channel = who.channel.as_str();
+            let counted = |result| engine.program().metrics().order_news(channel, result);
+            let Some(teller) = self.tellers.iter().find(|t| t.channel == who.channel) else {
                 tracing::debug!(member.id = %member, "order news waits for the statement");
-                return;
+                return counted("no_sender");
             };
+            if !teller.window.is_open(&who.id) {
+                tracing::debug!(member.id = %member, "order news waits for the statement");
+                return counted("closed_window");
+            }
             let locale = account.member.locale.as_deref().unwrap_or("en");
             let text = engine.order_news(locale, &news);
-            let channel = who.channel.as_str();
             match teller.sender.send(&who.id, &text).await {
                 Ok(()) => {
-                    tracing::info!(member.id = %member, channel, "order news sent in the chat")
+                    tracing::info!(member.id = %member, channel, "order news sent in the chat");
+                    counted("sent");
                 }
-                Err(NewsError::WindowClosed) => tracing::info!(
-                    member.id = %member,
-                    channel,
-                    "order news not sent: the window had closed; the statement lists it"
-                ),
-                Err(e) => tracing::warn!(
-                    member.id = %member,
-                    channel,
-                    error = %e,
-                    "order news not sent; the statement lists it"
-                ),
+                Err(NewsError::WindowClosed) => {
+                    tracing::info!(
+                        member.id = %member,
+                        channel,
+                        "order news not sent: the window had closed; the statement lists it"
+                    );
+                    counted("closed_window");
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        member.id = %member,
+                        channel,
+                        error = %e,
+                        "order news not sent; the statement lists it"
+                    );
+                    counted("failed");
+                }
             }
         })
     }

@@ -118,6 +118,7 @@ pub struct Metrics {
     emails_failed: Family<KindLabels, Counter>,
     email_unsubscribes: Counter,
     order_updates: Family<OrderUpdateLabels, Counter>,
+    order_news: Family<ClaimLabels, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -142,6 +143,7 @@ impl Default for Metrics {
             emails_failed: Family::default(),
             email_unsubscribes: Counter::default(),
             order_updates: Family::default(),
+            order_news: Family::default(),
         }
     }
 }
@@ -212,6 +214,11 @@ impl Metrics {
             "Shop order webhooks handled, by shop and what they did to the order's points",
             m.order_updates.clone(),
         );
+        registry.register(
+            "loyalty_order_news",
+            "Order news for members, by channel and whether it went out in the chat (sent) or waits for the statement (closed_window, no_sender, failed)",
+            m.order_news.clone(),
+        );
         for kind in EMAIL_KINDS {
             let _ = m.emails_sent.get_or_create_owned(&KindLabels { kind });
             let _ = m.emails_failed.get_or_create_owned(&KindLabels { kind });
@@ -253,6 +260,14 @@ impl Metrics {
     pub fn order_update(&self, source: &'static str, result: &'static str) {
         self.order_updates
             .get_or_create(&OrderUpdateLabels { source, result })
+            .inc();
+    }
+
+    /// Order news for a member of `channel` ended with `result` (`sent`, `closed_window`,
+    /// `no_sender`, `failed`).
+    pub fn order_news(&self, channel: &'static str, result: &'static str) {
+        self.order_news
+            .get_or_create(&ClaimLabels { channel, result })
             .inc();
     }
 
