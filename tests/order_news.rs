@@ -85,6 +85,28 @@ async fn a_refund_is_told_in_messenger_as_an_update_while_the_window_is_open() {
 }
 
 #[tokio::test]
+async fn a_window_open_before_a_graceful_restart_is_open_after_it() {
+    let clock = clock();
+    let mut app = spawn_app_with_clock(|_| {}, clock.clone()).await;
+    let jane = Psid::new("6915800000000079");
+    join_and_claim(&app, &jane).await;
+    app.restart().await;
+    let before = sent_to(&app.graph_api, &jane.id).len();
+
+    clock.set(Utc.with_ymd_and_hms(2026, 12, 8, 8, 0, 0).unwrap());
+    app.shop
+        .add_order("1001", JANE, "39.90", "partially_refunded");
+    assert_eq!(partial_refund(&app, "20.00").await["result"], "changed");
+    until(
+        || sent_to(&app.graph_api, &jane.id).len() > before,
+        "the news",
+    )
+    .await;
+    let news = sent_to(&app.graph_api, &jane.id).pop().unwrap();
+    assert_eq!(news["messaging_type"], "UPDATE");
+}
+
+#[tokio::test]
 async fn after_the_window_closes_nothing_is_sent_and_the_statement_lists_the_change() {
     let clock = clock();
     let app = spawn_app_with_clock(|_| {}, clock.clone()).await;

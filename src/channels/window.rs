@@ -2,9 +2,10 @@
 //! freely within 24 hours of their last message to it, and ManyChat's `sendContent` holds to the
 //! same rule (its error 3011, §e.2). Each channel notes when each person last wrote (a Messenger
 //! event, a ManyChat Dynamic Block call), so that news nobody asked for (an order refunded, a
-//! paid order credited) goes out only while the window is open. Kept in memory: after a restart
-//! the window reads as closed until the person writes again, and the news waits for their
-//! statement email, which is the cautious side of the rule.
+//! paid order credited) goes out only while the window is open. Kept in memory, and across a
+//! graceful restart in the store ([`crate::store::RecentSenders`]). After a crash the windows
+//! read as closed until each person writes again, and the news waits for their statement email,
+//! which is the cautious side of the rule.
 
 use crate::clock::Clock;
 use chrono::{DateTime, Duration, Utc};
@@ -51,6 +52,32 @@ impl InboundWindow {
             seen.prune_at = (seen.last.len() * 2).max(PRUNE_AT);
         }
         seen.last.insert(who.to_owned(), now);
+    }
+
+    /// Everyone whose window is open now, with when they last wrote: what a graceful stop
+    /// keeps for the next start ([`crate::store::RecentSenders`]).
+    pub fn open_ones(&self) -> Vec<(String, DateTime<Utc>)> {
+        let now = self.clock.now();
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.last
+            .iter()
+            .filter(|(_, at)| now - **at < WINDOW)
+            .map(|(who, at)| (who.clone(), *at))
+            .collect()
+    }
+
+    /// Notes what an earlier run kept: each person wrote at the time given, unless they have
+    /// written since. Closed windows are left out.
+    pub fn restore(&self, kept: Vec<(String, DateTime<Utc>)>) {
+        let now = self.clock.now();
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        for (who, at) in kept {
+            if now - at >= WINDOW {
+                continue;
+            }
+            let last = seen.last.entry(who).or_insert(at);
+            *last = (*last).max(at);
+        }
     }
 
     /// Whether the Page may message `who` now without a reply to answer.
@@ -108,5 +135,29 @@ mod tests {
         let seen = w.seen.lock().unwrap();
         assert_eq!(seen.last.len(), PRUNE_AT + 2);
         assert_eq!(seen.prune_at, 2 * PRUNE_AT);
+    }
+
+    #[test]
+    fn open_windows_kept_by_an_earlier_run_are_restored_and_closed_ones_left_out() {
+        let clock = Arc::new(ManualClock::default());
+        let t0 = Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap();
+        clock.set(t0);
+        let before = InboundWindow::new(clock.clone());
+        before.saw("old");
+        clock.set(t0 + Duration::hours(20));
+        before.saw("recent");
+        clock.set(t0 + Duration::hours(25));
+        let kept = before.open_ones();
+        assert_eq!(kept, vec![("recent".to_owned(), t0 + Duration::hours(20))]);
+
+        let after = InboundWindow::new(clock.clone());
+        after.saw("recent");
+        let mut with_old = kept;
+        with_old.push(("old".to_owned(), t0));
+        after.restore(with_old);
+        assert!(after.is_open("recent") && !after.is_open("old"));
+        // Writing since counts over what was kept.
+        clock.set(t0 + Duration::hours(45));
+        assert!(after.is_open("recent"));
     }
 }

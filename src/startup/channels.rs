@@ -2,11 +2,12 @@
 //! disabled and which empty keys disable them.
 
 use crate::channels::order_news::ChatNews;
+use crate::channels::window::InboundWindow;
 use crate::channels::{manychat::Manychat, manychat::SendContent, messenger::Messenger};
 use crate::config::Settings;
 use crate::domain::Channel;
 use crate::flows::Engine;
-use crate::store::{EventQueue, SledStore};
+use crate::store::{EventQueue, RecentSenders, SledStore};
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -16,6 +17,8 @@ pub(super) struct Channels {
     pub messenger: Option<Arc<Messenger>>,
     pub manychat: Option<Arc<Manychat>>,
     pub background: Vec<JoinHandle<()>>,
+    /// Each channel's 24-hour window, kept across a graceful restart.
+    pub windows: Vec<(Channel, Arc<InboundWindow>)>,
 }
 
 impl Channels {
@@ -27,10 +30,13 @@ impl Channels {
     ) -> Self {
         let mut background = Vec::new();
         let mut news = ChatNews::new(engine);
+        let mut windows = Vec::new();
         let messenger = if settings.messenger.enabled() {
             let queue: Arc<dyn EventQueue> = store.clone();
             let m = Messenger::new(settings.messenger.clone(), Arc::clone(engine), queue);
             let (window, sender) = m.order_news();
+            restore(store, Channel::Messenger, &window);
+            windows.push((Channel::Messenger, Arc::clone(&window)));
             news = news.with(Channel::Messenger, window, sender);
             background.push(m.spawn(workers.clone()));
             tracing::info!("messenger channel enabled");
@@ -57,6 +63,8 @@ impl Channels {
                 public_url,
                 Arc::clone(engine),
             );
+            restore(store, Channel::Manychat, &mc.window());
+            windows.push((Channel::Manychat, mc.window()));
             let api = &settings.manychat;
             if api.api_token.is_set() {
                 let sender = Arc::new(SendContent::new(&api.api_url, api.api_token.clone()));
@@ -91,6 +99,35 @@ impl Channels {
             messenger,
             manychat,
             background,
+            windows,
+        }
+    }
+}
+
+/// Notes who wrote on `channel` in the day before the last graceful stop. Unreadable, it is
+/// only a nicety lost: their news waits for the statement until they write again.
+fn restore(store: &SledStore, channel: Channel, window: &InboundWindow) {
+    match store.recent_senders(channel) {
+        Ok(kept) => window.restore(kept),
+        Err(e) => tracing::warn!(
+            channel = channel.as_str(),
+            error = %e,
+            "who wrote before the restart is not known; their windows read as closed"
+        ),
+    }
+}
+
+/// Keeps each channel's open windows for the next start; called at a graceful stop, before
+/// the store's final flush.
+pub(super) fn keep_windows(store: &SledStore, windows: &[(Channel, Arc<InboundWindow>)]) {
+    for (channel, window) in windows {
+        let open = window.open_ones();
+        if let Err(e) = store.keep_recent_senders(*channel, &open) {
+            tracing::warn!(
+                channel = channel.as_str(),
+                error = %e,
+                "open chat windows not kept; after the start they read as closed"
+            );
         }
     }
 }

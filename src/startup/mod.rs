@@ -104,6 +104,11 @@ pub struct Application {
     stop: CancellationToken,
     workers: CancellationToken,
     background: Vec<JoinHandle<()>>,
+    /// The chat channels' 24-hour windows, kept at a graceful stop for the next start.
+    windows: Vec<(
+        crate::domain::Channel,
+        Arc<crate::channels::window::InboundWindow>,
+    )>,
     store: Arc<SledStore>,
     program: Arc<Program>,
     engine: Arc<Engine>,
@@ -206,6 +211,7 @@ impl Application {
             stop: CancellationToken::new(),
             workers,
             background: channels.background,
+            windows: channels.windows,
             store,
             program,
             engine,
@@ -245,6 +251,7 @@ impl Application {
             stop,
             workers,
             background,
+            windows,
             store,
             program,
             engine,
@@ -270,6 +277,7 @@ impl Application {
         let deadline = since + shutdown_timeout;
         workers.cancel();
         shutdown::stop_workers(background, deadline, &hurry).await;
+        channels::keep_windows(&store, &windows);
         let closed = shutdown::close_store(store, deadline, &hurry).await;
         watcher.abort();
         let elapsed_ms = u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX);

@@ -21,8 +21,8 @@ pub use sled_store::{ClosedStore, SledStore};
 use crate::domain::mail::{DueMail, MailPolicy, MailResult, MailState, OutboxMail};
 use crate::domain::verification::{PendingJoin, VerificationCode};
 use crate::domain::{
-    Adjustment, ChatIdentity, Coupon, CouponCode, Email, ImportedBalance, LedgerEntry, MemberId,
-    MemberRow, OrderId, OrderNumber, OrderState, Points, Profile, RequestKey, Reversal,
+    Adjustment, Channel, ChatIdentity, Coupon, CouponCode, Email, ImportedBalance, LedgerEntry,
+    MemberId, MemberRow, OrderId, OrderNumber, OrderState, Points, Profile, RequestKey, Reversal,
     ReversalReason, Reward, SegmentFilter, VerifiedOrder,
 };
 use chrono::{DateTime, Utc};
@@ -670,6 +670,22 @@ impl SenderQuota {
         }
         (out, cut)
     }
+}
+
+/// When people last wrote on each chat channel, kept across a graceful restart so that news
+/// their 24-hour window allows still goes out after it (`channels::window`). Saved at a stop
+/// and read at the next start; an entry is only a time, checked against the clock when used,
+/// so one saved long ago does no harm.
+pub trait RecentSenders: Send + Sync {
+    /// Replaces what is kept for `channel` with `seen` (the person's id on it, and when they
+    /// last wrote).
+    fn keep_recent_senders(
+        &self,
+        channel: Channel,
+        seen: &[(String, DateTime<Utc>)],
+    ) -> Result<(), StoreError>;
+    /// What was kept for `channel`, if anything.
+    fn recent_senders(&self, channel: Channel) -> Result<Vec<(String, DateTime<Utc>)>, StoreError>;
 }
 
 /// A durable queue for one chat channel: inbound events (de-duplicated) and outbound replies.

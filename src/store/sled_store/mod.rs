@@ -27,7 +27,8 @@
 //! - `journal`: the redo record of a multi-key operation while it is being applied
 //! - `meta`: the layout version (`migrate.rs`, which also brings older layouts up to date at
 //!   open), a mark while a backup is being imported (`restore.rs`), the key that signs
-//!   unsubscribe links and the mark of the statement backfill (`mail/`)
+//!   unsubscribe links and the mark of the statement backfill (`mail/`), and who wrote on each
+//!   chat channel in the day before the last graceful stop (`recent_senders.rs`)
 //!
 //! Business operations span trees and run as atomic operations (`atomic.rs`: a writer lock and
 //! a redo journal; sled's own transactions stop the whole database and sync twice each). Every
@@ -57,6 +58,7 @@ mod mail;
 mod migrate;
 mod order_changes;
 mod queue;
+mod recent_senders;
 mod records;
 mod restore;
 mod segments;
