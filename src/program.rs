@@ -699,16 +699,29 @@ impl Program {
 
     /// The shop refunded or cancelled an order: take back what it credited, once per order,
     /// ever (see [`crate::domain::reversals`] for the policy). An order nobody has claimed is
-    /// recorded so that its later claims are refused. Nothing is sent to the member: the
-    /// balance and the ledger show the reversal.
+    /// recorded so that its later claims are refused. The member hears of a reversal as of
+    /// any order news (in the chat while their window is open, else in their statement).
     pub async fn reverse_order(
         &self,
         order: OrderNumber,
         reason: ReversalReason,
     ) -> Result<ReverseOutcome, ProgramError> {
-        let order = OrderId::from(&order);
-        self.durably(move |s| s.reverse_order(&order, reason, self.clock.now()))
-            .await
+        let id = OrderId::from(&order);
+        let out = self
+            .durably(move |s| s.reverse_order(&id, reason, self.clock.now()))
+            .await?;
+        if let ReverseOutcome::Reversed { reversal, balance } = &out {
+            if let Some(member) = reversal.member {
+                let news = OrderNews::Lowered {
+                    order,
+                    taken: reversal.taken,
+                    ended: Some(reason),
+                    balance: *balance,
+                };
+                self.tell(member, news);
+            }
+        }
+        Ok(out)
     }
 
     /// The coupon once its first attempt has settled (issued or cancelled), or as it is after

@@ -309,3 +309,91 @@ async fn send_content_reads_manychats_answers() {
         Err(NewsError::Unreachable(_))
     ));
 }
+
+fn with_metrics(s: &mut Settings) {
+    s.metrics.token = Secret::new(METRICS_TOKEN);
+}
+
+#[tokio::test]
+async fn a_full_refund_on_the_generic_contract_is_told_in_the_window_too() {
+    let clock = clock();
+    let app = spawn_app_with_clock(with_metrics, clock.clone()).await;
+    let jane = Psid::new("6915800000000080");
+    join_and_claim(&app, &jane).await;
+    let before = sent_to(&app.graph_api, &jane.id).len();
+
+    let body =
+        serde_json::to_vec(&json!({"event": "order.refunded", "order_number": "1001"})).unwrap();
+    let sig = format!(
+        "sha256={}",
+        loyalty_bot::signature::hmac_sha256_hex(SHOP_SECRET.as_bytes(), &body)
+    );
+    let res = app
+        .client()
+        .post(app.url("/webhooks/shop"))
+        .header("X-Loyalty-Signature", sig)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(app.balance_of(JANE).await, 50);
+    until(
+        || sent_to(&app.graph_api, &jane.id).len() > before,
+        "the news",
+    )
+    .await;
+    let news = sent_to(&app.graph_api, &jane.id).pop().unwrap();
+    assert_eq!(news["messaging_type"], "UPDATE");
+    let text = news["message"]["text"].as_str().unwrap();
+    assert!(
+        text.contains("1001") && text.contains("50 points"),
+        "{text}"
+    );
+    counted_once(&app, "messenger", "sent").await;
+}
+
+#[tokio::test]
+async fn a_platform_that_says_the_window_closed_is_counted_so_and_a_failure_as_failed() {
+    // Meta: outside the allowed window (10/2018278), though ours was open.
+    let clock = clock();
+    let app = spawn_app_with_clock(with_metrics, clock.clone()).await;
+    let jane = Psid::new("6915800000000081");
+    join_and_claim(&app, &jane).await;
+    app.graph_api.fail_next_permanent(1);
+    app.shop
+        .add_order("1001", JANE, "39.90", "partially_refunded");
+    assert_eq!(partial_refund(&app, "20.00").await["result"], "changed");
+    counted_once(&app, "messenger", "closed_window").await;
+
+    // ManyChat: a 500.
+    let api = FakeManychatApi::start().await;
+    let other = spawn_app_with_clock(with_manychat_api(&api), clock.clone()).await;
+    join_and_claim_on_manychat(&other).await;
+    api.fail_next(1);
+    other
+        .shop
+        .add_order("1001", JANE, "39.90", "partially_refunded");
+    assert_eq!(partial_refund(&other, "20.00").await["result"], "changed");
+    counted_once(&other, "manychat", "failed").await;
+    assert_eq!(
+        api.requests().len(),
+        1,
+        "not retried: the statement lists it"
+    );
+}
+
+#[tokio::test]
+async fn a_manychat_window_open_before_a_graceful_restart_is_open_after_it() {
+    let clock = clock();
+    let api = FakeManychatApi::start().await;
+    let mut app = spawn_app_with_clock(with_manychat_api(&api), clock.clone()).await;
+    join_and_claim_on_manychat(&app).await;
+    app.restart().await;
+    clock.set(Utc.with_ymd_and_hms(2026, 12, 8, 8, 0, 0).unwrap());
+    app.shop
+        .add_order("1001", JANE, "39.90", "partially_refunded");
+    assert_eq!(partial_refund(&app, "20.00").await["result"], "changed");
+    counted_once(&app, "manychat", "sent").await;
+    assert_eq!(api.requests().len(), 1);
+}

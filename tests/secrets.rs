@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::manychat_api::FakeManychatApi;
 use common::{test_overrides, BinaryApp, FakeGraphApi, FakeShop};
 use loyalty_bot::shop::SIGNATURE_HEADER;
 use loyalty_bot::signature::hmac_sha256_hex;
@@ -18,6 +19,7 @@ const APP_SECRET: &str = "APPSECRET-d1f7c0a9e4b35b2e";
 const VERIFY_TOKEN: &str = "VERIFYTOKEN-8c2e5f1a7b9d";
 const PAGE_TOKEN: &str = "EAAGPAGETOKEN-3b8f0e6d2c4a";
 const MANYCHAT_TOKEN: &str = "MANYCHATTOKEN-5a1c9e7f3d0b";
+const MANYCHAT_API_TOKEN: &str = "1049123:MANYCHATAPI-6b2d0f8e4a1c";
 const ADMIN_TOKEN: &str = "ADMINTOKEN-7e4d2b8a6c1f";
 const SHOP_SECRET: &str = "SHOPSECRET-2f9b4d6e8a0c";
 
@@ -114,6 +116,8 @@ async fn no_secret_appears_in_the_logs_even_at_trace_level() {
     );
     graph.set_profile(PSID, "Max", Some("en_GB"));
     shop.add_order("1001", "max@example.com", "450.00", "paid");
+    shop.add_order("1002", "jane@example.com", "30.00", "paid");
+    let manychat_api = FakeManychatApi::start().await;
     let dir = tempfile::tempdir().unwrap();
     let mut env = test_overrides(dir.path(), &shop, &graph);
     for (key, value) in [
@@ -121,6 +125,8 @@ async fn no_secret_appears_in_the_logs_even_at_trace_level() {
         ("LOYALTY__MESSENGER__VERIFY_TOKEN", VERIFY_TOKEN),
         ("LOYALTY__MESSENGER__PAGE_ACCESS_TOKEN", PAGE_TOKEN),
         ("LOYALTY__MANYCHAT__TOKEN", MANYCHAT_TOKEN),
+        ("LOYALTY__MANYCHAT__API_TOKEN", MANYCHAT_API_TOKEN),
+        ("LOYALTY__MANYCHAT__API_URL", &manychat_api.url()),
         ("LOYALTY__ADMIN__TOKEN", ADMIN_TOKEN),
     ] {
         env.retain(|(k, _)| k != key);
@@ -167,6 +173,12 @@ async fn no_secret_appears_in_the_logs_even_at_trace_level() {
     for path in ["/manychat/join", "/manychat/rewards", "/manychat/claim"] {
         assert_eq!(d.manychat(path, MANYCHAT_TOKEN, contact.clone()).await, 200);
     }
+    let mut claim = contact.clone();
+    claim["order_number"] = json!("1002");
+    assert_eq!(
+        d.manychat("/manychat/claim", MANYCHAT_TOKEN, claim).await,
+        200
+    );
 
     // The shop's order webhook: unsigned, signed with another secret, then a real refund.
     let refund = br#"{"event": "order.refunded", "order_number": "1001"}"#;
@@ -179,6 +191,20 @@ async fn no_secret_appears_in_the_logs_even_at_trace_level() {
     assert_eq!(d.shop_event(refund, None).await, 401);
     assert_eq!(d.shop_event(refund, signed_with("wrong")).await, 401);
     assert_eq!(d.shop_event(refund, signed_with(SHOP_SECRET)).await, 200);
+    // Jane's order refunded: she hears of it through ManyChat's API (its token).
+    let refund = br#"{"event": "order.refunded", "order_number": "1002"}"#;
+    let signed = format!("sha256={}", hmac_sha256_hex(SHOP_SECRET.as_bytes(), refund));
+    assert_eq!(d.shop_event(refund, Some(signed)).await, 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while manychat_api.requests().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no ManyChat news");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let bearer = format!("Bearer {MANYCHAT_API_TOKEN}");
+    assert_eq!(
+        manychat_api.requests()[0].authorization.as_deref(),
+        Some(bearer.as_str())
+    );
 
     // Admin: no token, a wrong one, the right one; the processing switch both ways.
     let member = "/admin/members?email=max@example.com";
@@ -216,6 +242,7 @@ async fn no_secret_appears_in_the_logs_even_at_trace_level() {
         ("messenger.verify_token", VERIFY_TOKEN),
         ("messenger.page_access_token", PAGE_TOKEN),
         ("manychat.token", MANYCHAT_TOKEN),
+        ("manychat.api_token", MANYCHAT_API_TOKEN),
         ("admin.token", ADMIN_TOKEN),
         ("shop.secret", SHOP_SECRET),
     ] {

@@ -9,6 +9,8 @@
 //! only, as the counters are.
 #![cfg(target_os = "linux")]
 
+mod common;
+
 use std::sync::Mutex;
 
 /// sled's I/O pool is one per process: the tests must not count each other's wake-ups.
@@ -88,7 +90,7 @@ fn a_flush_writes_the_log_itself_without_waking_sleds_io_threads() {
         "sled's I/O threads woke {woken} times for {FLUSHES} flushes"
     );
     drop(db);
-    let db = sled::Config::new().path(dir.path()).open().unwrap();
+    let db = common::raw_sled(dir.path());
     assert_eq!(
         db.len(),
         FLUSHES as usize,
@@ -153,14 +155,14 @@ fn a_log_ending_in_zeroed_segments_as_the_zeroing_build_left_it_opens_with_every
         .set_len(zeroed_to)
         .unwrap();
 
-    let db = sled::Config::new().path(dir.path()).open().unwrap();
+    let db = common::raw_sled(dir.path());
     assert_eq!(db.len(), 3000, "every flushed write is read back");
     for i in 3000u32..4000 {
         db.insert(i.to_be_bytes(), value.clone()).unwrap();
     }
     db.flush().unwrap();
     drop(db);
-    let db = sled::Config::new().path(dir.path()).open().unwrap();
+    let db = common::raw_sled(dir.path());
     assert_eq!(db.len(), 4000, "and again after writing on");
     assert_eq!(
         db.get(3999u32.to_be_bytes()).unwrap().as_deref(),
@@ -203,7 +205,7 @@ fn a_cold_reopen_of_a_log_reused_out_of_file_order_reads_every_key() {
     );
     for _ in 0..2 {
         evict(&log);
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let db = common::raw_sled(dir.path());
         assert_eq!(db.len(), 2000, "every key is read back");
         for i in 0u32..2000 {
             assert_eq!(
@@ -248,7 +250,7 @@ fn a_snapshot_left_half_written_by_a_crashed_start_does_not_stop_the_next_one() 
         drop(db);
         // This open's snapshot covers the keys above; the keys written after it are only in
         // the log, as after a crash.
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let db = common::raw_sled(dir.path());
         for i in 3000u32..6000 {
             db.insert(i.to_be_bytes(), &[2u8; 100][..]).unwrap();
         }
@@ -266,10 +268,8 @@ fn a_snapshot_left_half_written_by_a_crashed_start_does_not_stop_the_next_one() 
             .join(format!("snap.{:016X}.generating", lsn + 4096));
         std::fs::write(&leftover, &bytes[..cut]).unwrap();
 
-        let db = sled::Config::new()
-            .path(dir.path())
-            .open()
-            .unwrap_or_else(|e| panic!("open with a {keep} written snapshot left over: {e:?}"));
+        // A half-written snapshot left over must not stop the open (`raw_sled` panics then).
+        let db = common::raw_sled(dir.path());
         assert_eq!(db.len(), 6000, "every key is read back ({keep} written)");
         for i in 0u32..6000 {
             let want = if i < 3000 { 1u8 } else { 2 };
@@ -284,7 +284,7 @@ fn a_snapshot_left_half_written_by_a_crashed_start_does_not_stop_the_next_one() 
             !leftover.exists(),
             "the leftover is removed once a snapshot is written"
         );
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let db = common::raw_sled(dir.path());
         assert_eq!(db.len(), 6000, "and a later open reads every key too");
     }
 }
@@ -307,8 +307,8 @@ fn a_store_reopened_from_a_snapshot_of_pages_with_several_fragments_reads_every_
         db.flush().unwrap();
         drop(db);
         // Each open writes the snapshot this round's reopen reads.
-        drop(sled::Config::new().path(dir.path()).open().unwrap());
-        let reopened = sled::Config::new().path(dir.path()).open().unwrap();
+        drop(common::raw_sled(dir.path()));
+        let reopened = common::raw_sled(dir.path());
         assert_eq!(reopened.len(), 5000, "every key after round {round}");
         for i in 0u32..5000 {
             let last = (0..=round)

@@ -24,6 +24,9 @@ pub enum NewsError {
     Unreachable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the platform refused it (HTTP {status}): {message}")]
     Refused { status: u16, message: String },
+    /// More news than the platform takes in a while: this one is left to the statement.
+    #[error("too much news waiting for the platform's rate limit")]
+    Busy,
 }
 
 /// Sends one text to a person on one channel, outside any conversation turn.
@@ -68,11 +71,6 @@ impl ChatNews {
         });
         self
     }
-
-    /// Whether any channel can tell news at all.
-    pub fn is_empty(&self) -> bool {
-        self.tellers.is_empty()
-    }
 }
 
 impl OrderNotice for ChatNews {
@@ -106,6 +104,14 @@ impl OrderNotice for ChatNews {
                 Ok(()) => {
                     tracing::info!(member.id = %member, channel, "order news sent in the chat");
                     counted("sent");
+                }
+                Err(NewsError::Busy) => {
+                    tracing::warn!(
+                        member.id = %member,
+                        channel,
+                        "order news not sent: more news waits than the platform takes; the statement lists it"
+                    );
+                    counted("busy");
                 }
                 Err(NewsError::WindowClosed) => {
                     tracing::info!(

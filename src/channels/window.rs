@@ -4,8 +4,9 @@
 //! event, a ManyChat Dynamic Block call), so that news nobody asked for (an order refunded, a
 //! paid order credited) goes out only while the window is open. Kept in memory, and across a
 //! graceful restart in the store ([`crate::store::RecentSenders`]). After a crash the windows
-//! read as closed until each person writes again, and the news waits for their statement email,
-//! which is the cautious side of the rule.
+//! kept at the last graceful stop are read again, and those opened since read as closed until
+//! each person writes again: their news waits for the statement email, which is the cautious
+//! side of the rule.
 
 use crate::clock::Clock;
 use chrono::{DateTime, Duration, Utc};
@@ -67,11 +68,13 @@ impl InboundWindow {
     }
 
     /// Notes what an earlier run kept: each person wrote at the time given, unless they have
-    /// written since. Closed windows are left out.
+    /// written since. Closed windows are left out; a time ahead of the clock (a clock set back
+    /// since) counts as now, so no window stays open longer than 24 hours from here.
     pub fn restore(&self, kept: Vec<(String, DateTime<Utc>)>) {
         let now = self.clock.now();
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         for (who, at) in kept {
+            let at = at.min(now);
             if now - at >= WINDOW {
                 continue;
             }

@@ -216,7 +216,7 @@ impl Metrics {
         );
         registry.register(
             "loyalty_order_news",
-            "Order news for members, by channel and whether it went out in the chat (sent) or waits for the statement (closed_window, no_sender, failed)",
+            "Order news for members, by channel and whether it went out in the chat (sent) or waits for the statement (closed_window, no_sender, busy, failed)",
             m.order_news.clone(),
         );
         for kind in EMAIL_KINDS {
@@ -264,7 +264,7 @@ impl Metrics {
     }
 
     /// Order news for a member of `channel` ended with `result` (`sent`, `closed_window`,
-    /// `no_sender`, `failed`).
+    /// `no_sender`, `busy`, `failed`).
     pub fn order_news(&self, channel: &'static str, result: &'static str) {
         self.order_news
             .get_or_create(&ClaimLabels { channel, result })

@@ -245,13 +245,17 @@ impl Program {
                 let before = Points(balance.0.saturating_sub(points.0));
                 self.remind_if_affordable(member, before, *balance).await;
             }
-            // Told on its own: the change is on disk, and the shop's webhook need not wait for
-            // Messenger (Shopify gives up after 5 s).
-            if let Some(notice) = self.notice.get().cloned() {
-                tokio::spawn(async move { notice.tell(member, news).await });
-            }
+            self.tell(member, news);
         }
         Ok(Followed::Settled(out))
+    }
+
+    /// Tells `member` the `news` on its own task: the change is on disk, and the shop's
+    /// webhook need not wait for the chat (Shopify gives up after 5 s).
+    pub(crate) fn tell(&self, member: MemberId, news: OrderNews) {
+        if let Some(notice) = self.notice.get().cloned() {
+            tokio::spawn(async move { notice.tell(member, news).await });
+        }
     }
 }
 

@@ -81,11 +81,15 @@ impl Channels {
                 empty = "manychat.token",
                 "manychat channel disabled: keys are empty"
             );
+            if settings.manychat.api_token.is_set() {
+                tracing::warn!(
+                    "manychat.api_token is set but manychat.token is empty: ManyChat is off, so the API token is not used"
+                );
+            }
             None
         };
-        if !news.is_empty() {
-            engine.program().set_order_notice(Arc::new(news));
-        }
+        // Also with no channel able to send: each piece of news is counted where it ends.
+        engine.program().set_order_notice(Arc::new(news));
         if !settings.shop.secret.is_set() {
             tracing::info!(
                 empty = "shop.secret",

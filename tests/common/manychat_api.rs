@@ -1,7 +1,7 @@
 //! `FakeManychatApi`: a loopback HTTP server that speaks ManyChat's public sending API
 //! (`POST /fb/sending/sendContent`, protocols.md §e.2). It records every request with its
 //! `Authorization` header, answers `{"status":"success"}`, and can be told to answer the next
-//! calls with ManyChat's error 3011 (outside the 24-hour window).
+//! calls with ManyChat's error 3011 (outside the 24-hour window) or with a 500.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
@@ -19,6 +19,7 @@ pub struct ManychatRequest {
 struct State {
     requests: Vec<ManychatRequest>,
     outside_window: usize,
+    failing: usize,
 }
 
 /// Clones share the server and its records.
@@ -48,6 +49,11 @@ impl FakeManychatApi {
         self.state.lock().unwrap().requests.clone()
     }
 
+    /// Answers the next `n` calls with a 500 and ManyChat's error shape.
+    pub fn fail_next(&self, n: usize) {
+        self.state.lock().unwrap().failing += n;
+    }
+
     /// Answers the next `n` calls as ManyChat does once the contact's window has closed.
     pub fn answer_outside_window(&self, n: usize) {
         self.state.lock().unwrap().outside_window += n;
@@ -71,6 +77,11 @@ async fn send_content(
         authorization,
         body: body.clone(),
     });
+    if s.failing > 0 {
+        s.failing -= 1;
+        return HttpResponse::InternalServerError()
+            .json(json!({"status": "error", "message": "Internal server error"}));
+    }
     if s.outside_window > 0 {
         s.outside_window -= 1;
         return HttpResponse::BadRequest().json(json!({

@@ -61,7 +61,8 @@ impl Manychat {
         })
     }
 
-    /// Who called in the last 24 hours (each Dynamic Block call is the contact's doing).
+    /// Who called in the last 24 hours. A Dynamic Block call is mostly the contact's doing (an
+    /// automation may make one too); ManyChat's own check (error 3011) catches the rest.
     pub fn window(&self) -> Arc<InboundWindow> {
         Arc::clone(&self.window)
     }

@@ -18,8 +18,12 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 /// ManyChat's code for "no message tag and the last interaction was more than 24 hours ago".
 const OUTSIDE_WINDOW: i64 = 3011;
 /// ManyChat takes 25 `sendContent` calls a second (protocols.md §e.2); a burst of refunds is
-/// spread out to stay under it rather than refused there.
-const SPACING: Duration = Duration::from_millis(1000 / 25);
+/// spread out to 20 a second, a margin for calls that bunch up on the way, rather than refused
+/// there.
+const SPACING: Duration = Duration::from_millis(1000 / 20);
+/// News that would wait longer than this for its turn is not sent (its balance would be old
+/// news by then): the statement lists it.
+const MAX_WAIT: Duration = Duration::from_secs(30);
 
 pub struct SendContent {
     http: reqwest::Client,
@@ -56,15 +60,27 @@ impl SendContent {
         }
     }
 
-    /// Waits for this call's turn under ManyChat's rate limit.
-    async fn take_slot(&self) {
-        let at = {
-            let mut next = self.next_slot.lock().unwrap_or_else(|p| p.into_inner());
-            let at = (*next).max(Instant::now());
-            *next = at + SPACING;
-            at
-        };
-        tokio::time::sleep_until(at).await;
+    /// Books the next turn under ManyChat's rate limit: when it is, or `None` if that is more
+    /// than [`MAX_WAIT`] after `now` (nothing is booked then).
+    fn book(&self, now: Instant) -> Option<Instant> {
+        let mut next = self.next_slot.lock().unwrap_or_else(|p| p.into_inner());
+        let at = (*next).max(now);
+        if at - now > MAX_WAIT {
+            return None;
+        }
+        *next = at + SPACING;
+        Some(at)
+    }
+
+    /// Waits for this call's turn; `false` if there is none within [`MAX_WAIT`].
+    async fn take_slot(&self) -> bool {
+        match self.book(Instant::now()) {
+            Some(at) => {
+                tokio::time::sleep_until(at).await;
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -91,7 +107,9 @@ impl NewsSender for SendContent {
             let id: u64 = who.parse().map_err(|_| {
                 NewsError::NotAddressable(format!("ManyChat subscriber id {who:?} is not a number"))
             })?;
-            self.take_slot().await;
+            if !self.take_slot().await {
+                return Err(NewsError::Busy);
+            }
             let unreachable = |e: reqwest::Error| NewsError::Unreachable(Box::new(e));
             let response = self
                 .http
@@ -124,14 +142,20 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn calls_are_spaced_to_stay_under_manychats_25_a_second() {
+    async fn calls_are_spaced_under_manychats_limit_and_none_waits_past_the_cap() {
         let send = SendContent::new("http://127.0.0.1:9", Secret::new("t"));
         let start = Instant::now();
-        for _ in 0..26 {
-            send.take_slot().await;
+        for _ in 0..21 {
+            assert!(send.take_slot().await);
         }
-        // The 26th call starts a full second after the first.
-        assert_eq!(start.elapsed(), SPACING * 25);
+        // The 21st call starts a full second after the first: 20 a second.
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
+        // A burst books turns up to MAX_WAIT ahead, then is turned away.
+        let now = Instant::now();
+        let booked: Vec<_> = (0..700).filter_map(|_| send.book(now)).collect();
+        // The first free turn is one spacing away (the 21st call above took the last).
+        assert_eq!(booked.len(), 600, "20 a second for 30 s");
+        assert_eq!(*booked.last().unwrap() - now, MAX_WAIT);
     }
 
     #[test]

@@ -41,13 +41,14 @@ impl SendError {
         }
     }
 
-    /// Meta refused it because the person's 24-hour window has closed (10/2018278).
+    /// Meta refused it because the person's 24-hour window has closed: 10/2018278, and the
+    /// variants seen in the community (protocols.md §b.4), 10/2534022 and 10/2018065.
     pub fn is_outside_window(&self) -> bool {
         matches!(
             self,
             SendError::Graph {
                 code: Some(10),
-                subcode: Some(2_018_278),
+                subcode: Some(2_018_278 | 2_534_022 | 2_018_065),
                 ..
             }
         )

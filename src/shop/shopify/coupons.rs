@@ -138,14 +138,23 @@ pub(super) fn outcome(data: &Value) -> Result<(), ShopError> {
         .map_or(&[][..], Vec::as_slice);
     if !errors.is_empty() {
         // `DiscountErrorCode` has both TAKEN and DUPLICATE, and the wording seen in the wild
-        // varies ("Code must be unique.", "Code has already been taken"): any of them means
-        // another code is worth a try (a wrong guess only costs one more attempt).
+        // varies ("Code must be unique.", "Code has already been taken"): any of them about
+        // the code field means another code is worth a try. (DUPLICATE elsewhere, say a
+        // product listed twice, is a refusal like any other.)
         let taken = errors.iter().any(|e| {
-            matches!(e["code"].as_str(), Some("TAKEN" | "DUPLICATE"))
-                || e["message"].as_str().is_some_and(|m| {
-                    let m = m.to_ascii_lowercase();
-                    m.contains("must be unique") || m.contains("already been taken")
-                })
+            let on_code = e["field"]
+                .as_array()
+                .and_then(|f| f.last())
+                .is_some_and(|f| f == "code");
+            let wording = e["message"].as_str().is_some_and(|m| {
+                let m = m.to_ascii_lowercase();
+                m.contains("must be unique") || m.contains("already been taken")
+            });
+            match e["code"].as_str() {
+                Some("TAKEN") => true,
+                Some("DUPLICATE") => on_code,
+                _ => wording,
+            }
         });
         if taken {
             return Err(ShopError::CodeTaken);
@@ -271,6 +280,13 @@ mod tests {
                 "{code}"
             );
         }
+        let product_twice = json!({"discountCodeBasicCreate": {"codeDiscountNode": null, "userErrors": [
+            {"field": ["basicCodeDiscount", "customerGets", "items", "products", "productsToAdd"],
+             "code": "DUPLICATE", "message": "Products to add contains duplicates"}]}});
+        assert!(matches!(
+            outcome(&product_twice),
+            Err(ShopError::Refused(_))
+        ));
         let refused = json!({"discountCodeBasicCreate": {"codeDiscountNode": null, "userErrors": [
             {"field": ["basicCodeDiscount", "endsAt"], "code": "INVALID", "message": "Ends at is invalid"}]}});
         assert!(
