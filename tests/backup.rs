@@ -659,9 +659,14 @@ async fn an_export_that_fails_half_way_is_cut_off_before_its_trailer() {
         db.flush().unwrap();
     }
     let app = spawn_app_with(|s| s.store.path = path.clone()).await;
-    let res = export_over_http(&app, Some(ADMIN_TOKEN)).await;
+    // The export fails after its first lines are on their way, so the connection breaks off:
+    // before the client has read the head (on a loaded machine the head may still be in
+    // actix's buffer when the connection is dropped), or in the body. Either way no trailer.
+    let sent = app.client().get(app.url("/admin/export"));
+    let Ok(res) = sent.bearer_auth(ADMIN_TOKEN).send().await else {
+        return;
+    };
     assert_eq!(res.status(), 200, "the failure comes after the first bytes");
-    // The body breaks off: the client sees an error, or at least no trailer.
     match res.text().await {
         Err(_) => {}
         Ok(text) => assert!(!text.contains("\"type\":\"end\""), "{text}"),
