@@ -38,6 +38,25 @@ async fn partial_refund(app: &TestApp, refunded: &str) -> Value {
     .await
 }
 
+/// The shop refunds 20.00 of Jane's order 1001 (59.90): its points drop to 39.
+async fn refund_20_of_1001(app: &TestApp) {
+    app.shop
+        .add_order("1001", JANE, "39.90", "partially_refunded");
+    assert_eq!(partial_refund(app, "20.00").await["result"], "changed");
+}
+
+/// Waits for the message to `jane` after the first `before`, and checks it is an update.
+async fn update_to(app: &TestApp, jane: &Psid, before: usize) -> Value {
+    until(
+        || sent_to(&app.graph_api, &jane.id).len() > before,
+        "the news",
+    )
+    .await;
+    let news = sent_to(&app.graph_api, &jane.id).pop().unwrap();
+    assert_eq!(news["messaging_type"], "UPDATE");
+    news
+}
+
 /// Posts a signed generic-contract event; checks the 200 and returns its answer.
 async fn shop_event(app: &TestApp, event: Value) -> Value {
     let body = serde_json::to_vec(&event).unwrap();
@@ -72,9 +91,7 @@ async fn a_refund_is_told_in_messenger_as_an_update_while_the_window_is_open() {
     let before = sent_to(&app.graph_api, &jane.id).len();
 
     clock.set(Utc.with_ymd_and_hms(2026, 12, 8, 8, 0, 0).unwrap());
-    app.shop
-        .add_order("1001", JANE, "39.90", "partially_refunded");
-    assert_eq!(partial_refund(&app, "20.00").await["result"], "changed");
+    refund_20_of_1001(&app).await;
     until(
         || sent_to(&app.graph_api, &jane.id).len() > before,
         "the news",
@@ -101,16 +118,8 @@ async fn a_window_open_before_a_graceful_restart_is_open_after_it() {
     let before = sent_to(&app.graph_api, &jane.id).len();
 
     clock.set(Utc.with_ymd_and_hms(2026, 12, 8, 8, 0, 0).unwrap());
-    app.shop
-        .add_order("1001", JANE, "39.90", "partially_refunded");
-    assert_eq!(partial_refund(&app, "20.00").await["result"], "changed");
-    until(
-        || sent_to(&app.graph_api, &jane.id).len() > before,
-        "the news",
-    )
-    .await;
-    let news = sent_to(&app.graph_api, &jane.id).pop().unwrap();
-    assert_eq!(news["messaging_type"], "UPDATE");
+    refund_20_of_1001(&app).await;
+    update_to(&app, &jane, before).await;
 }
 
 #[tokio::test]
@@ -122,9 +131,7 @@ async fn after_the_window_closes_nothing_is_sent_and_the_statement_lists_the_cha
     let before = sent_to(&app.graph_api, &jane.id).len();
 
     clock.set(Utc.with_ymd_and_hms(2026, 12, 7, 9, 0, 0).unwrap() + Duration::hours(25));
-    app.shop
-        .add_order("1001", JANE, "39.90", "partially_refunded");
-    assert_eq!(partial_refund(&app, "20.00").await["result"], "changed");
+    refund_20_of_1001(&app).await;
     assert_eq!(app.balance_of(JANE).await, 89);
     // Had anything gone out, it would be there by now (the other test waits the same way).
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -223,9 +230,7 @@ async fn a_refund_is_told_to_a_manychat_contact_through_send_content_while_the_w
     );
 
     clock.set(Utc.with_ymd_and_hms(2026, 12, 8, 8, 0, 0).unwrap());
-    app.shop
-        .add_order("1001", JANE, "39.90", "partially_refunded");
-    assert_eq!(partial_refund(&app, "20.00").await["result"], "changed");
+    refund_20_of_1001(&app).await;
     until(|| !api.requests().is_empty(), "the news").await;
     let sent = api.requests();
     assert_eq!(sent.len(), 1, "one message: {sent:?}");
@@ -256,9 +261,7 @@ async fn a_manychat_contact_outside_the_window_or_without_an_api_token_is_sent_n
     let app = spawn_app_with_clock(with_manychat_api(&api), clock.clone()).await;
     join_and_claim_on_manychat(&app).await;
     clock.set(Utc.with_ymd_and_hms(2026, 12, 8, 10, 0, 0).unwrap());
-    app.shop
-        .add_order("1001", JANE, "39.90", "partially_refunded");
-    assert_eq!(partial_refund(&app, "20.00").await["result"], "changed");
+    refund_20_of_1001(&app).await;
     assert_eq!(app.balance_of(JANE).await, 89);
     counted_once(&app, "manychat", "closed_window").await;
 
@@ -271,10 +274,7 @@ async fn a_manychat_contact_outside_the_window_or_without_an_api_token_is_sent_n
     };
     let other = spawn_app_with_clock(without_token, clock.clone()).await;
     join_and_claim_on_manychat(&other).await;
-    other
-        .shop
-        .add_order("1001", JANE, "39.90", "partially_refunded");
-    assert_eq!(partial_refund(&other, "20.00").await["result"], "changed");
+    refund_20_of_1001(&other).await;
     counted_once(&other, "manychat", "no_sender").await;
 
     // Both were decided (and counted) without a call.
@@ -332,13 +332,7 @@ async fn a_full_refund_on_the_generic_contract_is_told_in_the_window_too() {
     let full = json!({"event": "order.refunded", "order_number": "1001"});
     shop_event(&app, full).await;
     assert_eq!(app.balance_of(JANE).await, 50);
-    until(
-        || sent_to(&app.graph_api, &jane.id).len() > before,
-        "the news",
-    )
-    .await;
-    let news = sent_to(&app.graph_api, &jane.id).pop().unwrap();
-    assert_eq!(news["messaging_type"], "UPDATE");
+    let news = update_to(&app, &jane, before).await;
     let text = news["message"]["text"].as_str().unwrap();
     assert!(
         text.contains("1001") && text.contains("50 points"),
@@ -355,9 +349,7 @@ async fn a_platform_that_says_the_window_closed_is_counted_so_and_a_failure_as_f
     let jane = Psid::new("6915800000000081");
     join_and_claim(&app, &jane).await;
     app.graph_api.fail_next_permanent(1);
-    app.shop
-        .add_order("1001", JANE, "39.90", "partially_refunded");
-    assert_eq!(partial_refund(&app, "20.00").await["result"], "changed");
+    refund_20_of_1001(&app).await;
     counted_once(&app, "messenger", "closed_window").await;
 
     // ManyChat: a 500.
@@ -365,10 +357,7 @@ async fn a_platform_that_says_the_window_closed_is_counted_so_and_a_failure_as_f
     let other = spawn_app_with_clock(with_manychat_api(&api), clock.clone()).await;
     join_and_claim_on_manychat(&other).await;
     api.fail_next(1);
-    other
-        .shop
-        .add_order("1001", JANE, "39.90", "partially_refunded");
-    assert_eq!(partial_refund(&other, "20.00").await["result"], "changed");
+    refund_20_of_1001(&other).await;
     counted_once(&other, "manychat", "failed").await;
     assert_eq!(
         api.requests().len(),
@@ -385,9 +374,7 @@ async fn a_manychat_window_open_before_a_graceful_restart_is_open_after_it() {
     join_and_claim_on_manychat(&app).await;
     app.restart().await;
     clock.set(Utc.with_ymd_and_hms(2026, 12, 8, 8, 0, 0).unwrap());
-    app.shop
-        .add_order("1001", JANE, "39.90", "partially_refunded");
-    assert_eq!(partial_refund(&app, "20.00").await["result"], "changed");
+    refund_20_of_1001(&app).await;
     counted_once(&app, "manychat", "sent").await;
     assert_eq!(api.requests().len(), 1);
 }
