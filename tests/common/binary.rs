@@ -159,11 +159,18 @@ impl BinaryApp {
         let readers = std::mem::take(&mut self.readers);
         let logs = Arc::clone(&self.logs);
         let status = self.terminate();
-        assert!(status.success(), "the binary exited with {status}");
         for reader in readers {
             reader.join().expect("log reader thread");
         }
         let text = logs.lock().unwrap().clone();
+        if !status.success() {
+            let tail: Vec<&str> = text.lines().rev().take(60).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            panic!(
+                "the binary exited with {status}; its last lines:\n{}",
+                tail.join("\n")
+            );
+        }
         text
     }
 }
