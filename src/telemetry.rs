@@ -58,7 +58,10 @@ fn install(subscriber: impl tracing::Subscriber + Send + Sync + 'static) {
     if tracing::subscriber::set_global_default(subscriber).is_ok() {
         let bridge = LogBridge(tracing_log::LogTracer::new());
         if log::set_boxed_logger(Box::new(bridge)).is_ok() {
-            log::set_max_level(log::LevelFilter::Trace);
+            // As `try_init` does: records above the filter's level stop in the `log` macros,
+            // at no cost (sled's hot paths are full of `trace!`).
+            use tracing_log::AsLog;
+            log::set_max_level(tracing::level_filters::LevelFilter::current().as_log());
         }
     }
 }
