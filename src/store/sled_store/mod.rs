@@ -63,6 +63,8 @@ mod records;
 mod restore;
 mod segments;
 #[cfg(test)]
+mod test_members;
+#[cfg(test)]
 mod tests;
 mod totals;
 mod verification;

@@ -1,6 +1,7 @@
 //! Order reversals and changes on the sled store, one rule per test.
 
 use super::super::records::{encode, OrderRecord};
+use super::super::test_members::{claim, join};
 use super::super::SledStore;
 use crate::domain::*;
 use crate::store::*;
@@ -13,35 +14,8 @@ fn open() -> (tempfile::TempDir, SledStore) {
     (dir, store)
 }
 
-fn join(store: &SledStore, psid: &str) -> MemberId {
-    let new = NewMember {
-        identity: ChatIdentity::new(Channel::Messenger, psid).unwrap(),
-        email: Email::parse(&format!("{psid}@example.com")).unwrap(),
-        profile: Profile::default(),
-        bonus: Points(50),
-    };
-    match store.join(new, Utc::now()).unwrap() {
-        JoinOutcome::Joined(a) => a.member.id,
-        other => panic!("expected a new member, got {other:?}"),
-    }
-}
-
 fn number(n: &str) -> OrderNumber {
     OrderNumber::parse(n).unwrap()
-}
-
-fn claim(store: &SledStore, id: MemberId, n: &str, points: u64) -> ClaimOutcome {
-    let order = VerifiedOrder {
-        id: crate::domain::OrderId::from(&number(n)),
-        number: number(n),
-        email: Email::parse("ana@example.com").unwrap(),
-        total: "42".parse().unwrap(),
-        currency: "EUR".into(),
-        status: OrderStatus::Paid,
-    };
-    store
-        .claim_order(id, &order, Points(points), Utc::now())
-        .unwrap()
 }
 
 fn reverse(store: &SledStore, n: &str) -> ReverseOutcome {

@@ -1,41 +1,20 @@
 //! The totals record follows every change of members and balances, survives a reopen, and is
 //! counted once for a store written before it existed.
 
-use super::super::SledStore;
+use super::super::{test_members, SledStore};
 use super::KEY;
 use crate::domain::*;
 use crate::store::*;
 use chrono::{Duration, Utc};
+use test_members::join;
 
 fn open(dir: &tempfile::TempDir) -> SledStore {
     SledStore::open(dir.path(), 8 << 20).expect("open")
 }
 
-fn join(store: &SledStore, psid: &str) -> MemberId {
-    let new = NewMember {
-        identity: ChatIdentity::new(Channel::Messenger, psid).unwrap(),
-        email: Email::parse(&format!("{psid}@example.com")).unwrap(),
-        profile: Profile::default(),
-        bonus: Points(50),
-    };
-    match store.join(new, Utc::now()).unwrap() {
-        JoinOutcome::Joined(a) => a.member.id,
-        other => panic!("expected a new member, got {other:?}"),
-    }
-}
-
+/// A claim whose outcome the totals test does not look at.
 fn claim(store: &SledStore, id: MemberId, n: &str, points: u64) {
-    let order = VerifiedOrder {
-        id: crate::domain::OrderId::from(&OrderNumber::parse(n).unwrap()),
-        number: OrderNumber::parse(n).unwrap(),
-        email: Email::parse("ana@example.com").unwrap(),
-        total: "42".parse().unwrap(),
-        currency: "EUR".into(),
-        status: OrderStatus::Paid,
-    };
-    store
-        .claim_order(id, &order, Points(points), Utc::now())
-        .unwrap();
+    test_members::claim(store, id, n, points);
 }
 
 fn redeem(store: &SledStore, id: MemberId, points: u64) -> Option<Coupon> {
