@@ -9,7 +9,7 @@
 mod backlog;
 mod delivery;
 mod handlers;
-mod notice;
+mod news;
 mod profile;
 mod render;
 mod send_api;
@@ -171,7 +171,7 @@ impl Messenger {
             s.page_access_token.clone(),
             s.send_timeout,
         );
-        let sender = Arc::new(notice::MessengerNews { send_api });
+        let sender = Arc::new(news::MessengerNews { send_api });
         (Arc::clone(&self.window), sender)
     }
 
